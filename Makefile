@@ -1,0 +1,23 @@
+# `make demo` and `make test` work on a fresh machine with only Python 3.11+:
+# each creates .venv when missing and installs fnn with the extras it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.fnn-installed
+
+.PHONY: demo test clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,examples]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/iris.py
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info

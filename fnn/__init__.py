@@ -1,0 +1,43 @@
+"""fnn: a functional deep-learning library on JAX.
+
+Models are pure functions over parameter pytrees. A :class:`Layer` is a pair
+``init(key, input_shape) -> (params, state)`` and
+``apply(params, state, x, *, train, key=None) -> (y, new_state)``; combinators
+such as :func:`Sequential` are layers too. Optimisers are optax's.
+
+Example:
+    >>> import jax, jax.numpy as jnp, fnn
+    >>> model = fnn.Sequential([fnn.Dense(16, "relu"), fnn.Dense(3)])
+    >>> params, state = model.init(jax.random.key(0), (4,))
+    >>> logits, state = model.apply(params, state, jnp.ones((8, 4)), train=False)
+    >>> logits.shape
+    (8, 3)
+"""
+
+from fnn import activations, data, initializers, layers, losses, metrics, optimizers, testing
+from fnn._core import Layer, Shape, Summary, as_shape, output_shape, summary
+from fnn.layers import *  # noqa: F403  (the layer constructors are part of fnn's namespace)
+from fnn.layers import __all__ as _layer_names
+from fnn.train import make_eval_step, make_train_step
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Layer",
+    "Shape",
+    "Summary",
+    "activations",
+    "as_shape",
+    "data",
+    "initializers",
+    "layers",
+    "losses",
+    "make_eval_step",
+    "make_train_step",
+    "metrics",
+    "optimizers",
+    "output_shape",
+    "summary",
+    "testing",
+    *_layer_names,
+]

@@ -1,0 +1,425 @@
+"""The Layer contract, shapes, and the helpers every layer and combinator shares.
+
+A layer is a pair of pure functions plus a name::
+
+    params, state = layer.init(key, input_shape)        # input_shape: per example
+    y, new_state = layer.apply(params, state, x, train=..., key=...)  # x: (batch, *input_shape)
+
+Params and state are dicts of arrays (``{}`` when empty), so ``jax.jit``,
+``jax.grad``, ``optax`` and checkpoints take them as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Params = dict[str, Any]
+State = dict[str, Any]
+PyTree = Any
+
+# Output shapes are computed on a batch of this size; 2 (not 1) so a layer that
+# mixes up or squeezes the batch axis is caught by `output_shape`.
+_SHAPE_BATCH = 2
+
+
+class Shape(tuple):
+    """A per-example shape (no batch axis) that also carries a dtype.
+
+    It is a plain tuple to any code that ignores the dtype, so custom layers can
+    index and slice it; combinators use the dtype to trace the next layer with
+    the right input type (integer token ids, say).
+
+    Args:
+        dims: the per-example axis sizes.
+        dtype: the element type of the inputs; float32 by default.
+
+    Example:
+        >>> s = Shape((28, 28, 1))
+        >>> s, s[-1], s.dtype
+        ((28, 28, 1), 1, dtype('float32'))
+    """
+
+    dtype: np.dtype
+
+    def __new__(cls, dims: Sequence[int], dtype: Any = jnp.float32) -> Shape:
+        self = super().__new__(cls, (int(d) for d in dims))
+        self.dtype = jnp.dtype(dtype)
+        return self
+
+
+class InitFn(Protocol):
+    """``(key, input_shape) -> (params, state)``; pure and traceable."""
+
+    def __call__(self, key: jax.Array, input_shape: Any) -> tuple[Params, State]: ...
+
+
+class ApplyFn(Protocol):
+    """``(params, state, x, *, train, key=None) -> (y, new_state)``."""
+
+    def __call__(
+        self, params: Params, state: State, x: Any, *, train: bool, key: jax.Array | None = None
+    ) -> tuple[Any, State]: ...
+
+
+ChildrenFn = Callable[[Any], list[tuple[str, "Layer", Any]]]
+
+
+class Layer(NamedTuple):
+    """A layer: pure ``init`` and ``apply`` functions and a name.
+
+    Attributes:
+        init: ``(key, input_shape) -> (params, state)``. ``input_shape`` is per
+            example (no batch axis): a tuple of ints or a :class:`Shape`, or a
+            tuple of those for layers with several inputs.
+        apply: ``(params, state, x, *, train, key=None) -> (y, new_state)`` with
+            ``x`` of shape ``(batch, *input_shape)``. ``new_state`` has the
+            structure, shapes and dtypes of the init state; with ``train=False``
+            it is ``state`` unchanged.
+        name: the name that paths (``dense_1/w``), summaries and errors use.
+        children: combinators only: ``input_shape -> [(key, child, child_input_shape), ...]``,
+            so that tools (summary, graphs, freezing) can walk the tree. ``None``
+            for leaf layers; custom layers can leave it out.
+
+    Example:
+        A custom layer is two inner functions and a return:
+
+        >>> def Scale(name="scale"):
+        ...     def init(key, input_shape):
+        ...         return {"s": jnp.ones(input_shape[-1])}, {}
+        ...     def apply(params, state, x, *, train, key=None):
+        ...         return x * params["s"], state
+        ...     return Layer(init, apply, name)
+        >>> layer = Scale()
+        >>> params, state = layer.init(jax.random.key(0), (3,))
+        >>> y, _ = layer.apply(params, state, jnp.ones((2, 3)), train=False)
+        >>> y.shape
+        (2, 3)
+    """
+
+    init: InitFn
+    apply: ApplyFn
+    name: str
+    children: ChildrenFn | None = None
+
+
+# --------------------------------------------------------------------------- shapes
+
+
+def _is_dims(obj: Any) -> bool:
+    return isinstance(obj, (tuple, list)) and all(
+        isinstance(d, (int, np.integer)) and not isinstance(d, bool) for d in obj
+    )
+
+
+def as_shape(input_shape: Any) -> Any:
+    """Normalises a per-example input shape to :class:`Shape` (or a tuple/dict of them).
+
+    Accepts a tuple of ints, a :class:`Shape`, a per-example
+    ``jax.ShapeDtypeStruct``, or a tuple/list/dict of those (multi-input layers).
+
+    Raises:
+        TypeError: for anything else, naming what was given.
+
+    Example:
+        >>> as_shape([4]), as_shape(((2,), (3, 1)))
+        ((4,), ((2,), (3, 1)))
+    """
+    if isinstance(input_shape, Shape):
+        return input_shape
+    if isinstance(input_shape, jax.ShapeDtypeStruct):
+        return Shape(input_shape.shape, input_shape.dtype)
+    if _is_dims(input_shape):
+        return Shape(input_shape)
+    if isinstance(input_shape, (tuple, list)):
+        return tuple(as_shape(s) for s in input_shape)
+    if isinstance(input_shape, Mapping):
+        return {k: as_shape(v) for k, v in input_shape.items()}
+    raise TypeError(
+        "input_shape must be a per-example shape such as (28, 28, 1) (no batch axis), "
+        f"or a tuple or dict of them; got {input_shape!r}"
+    )
+
+
+def _map_shapes(fn: Callable[[Shape], Any], shapes: Any) -> Any:
+    # Shapes are tuples, so jax.tree.map would walk into them; recurse by hand.
+    if isinstance(shapes, Shape):
+        return fn(shapes)
+    if isinstance(shapes, tuple):
+        return tuple(_map_shapes(fn, s) for s in shapes)
+    return {k: _map_shapes(fn, v) for k, v in shapes.items()}
+
+
+def batched_struct(input_shape: Any, batch_size: int = _SHAPE_BATCH) -> Any:
+    """``jax.ShapeDtypeStruct`` s for a batch of inputs of a per-example shape."""
+    return _map_shapes(
+        lambda s: jax.ShapeDtypeStruct((batch_size, *s), s.dtype), as_shape(input_shape)
+    )
+
+
+def _per_example_shape(struct: Any, batch_size: int) -> Any:
+    if isinstance(struct, (tuple, list)):
+        return tuple(_per_example_shape(s, batch_size) for s in struct)
+    if isinstance(struct, Mapping):
+        return {k: _per_example_shape(v, batch_size) for k, v in struct.items()}
+    if not struct.shape or struct.shape[0] != batch_size:
+        raise ValueError(
+            f"a layer changed the batch axis: for a batch of {batch_size} it returned "
+            f"shape {tuple(struct.shape)}; layers must keep the leading batch axis"
+        )
+    return Shape(struct.shape[1:], struct.dtype)
+
+
+def abstract(tree: PyTree) -> PyTree:
+    """Replaces every array of a pytree by its ``jax.ShapeDtypeStruct``."""
+    return jax.tree.map(lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), tree)
+
+
+def abstract_init(layer: Layer, input_shape: Any) -> tuple[PyTree, PyTree]:
+    """The params and state a layer would create, as ``jax.ShapeDtypeStruct`` s (no FLOPs)."""
+    shape = as_shape(input_shape)
+    return jax.eval_shape(lambda key: layer.init(key, shape), jax.random.key(0))
+
+
+def apply_shape(layer: Layer, params: Params, state: State, input_shape: Any) -> Any:
+    """Per-example output shape of ``layer.apply`` for given (possibly traced) params."""
+    shape = as_shape(input_shape)
+
+    def run(p: Params, s: State, x: Any) -> Any:
+        return layer.apply(p, s, x, train=False)[0]
+
+    out = jax.eval_shape(run, abstract(params), abstract(state), batched_struct(shape))
+    return _per_example_shape(out, _SHAPE_BATCH)
+
+
+def output_shape(layer: Layer, input_shape: Any) -> Any:
+    """Per-example output shape of a layer, traced with ``jax.eval_shape`` (no FLOPs).
+
+    Args:
+        layer: any :class:`Layer`.
+        input_shape: the per-example input shape (no batch axis).
+
+    Returns:
+        The per-example output :class:`Shape` (a tuple of them for layers with
+        several outputs).
+
+    Example:
+        >>> import fnn
+        >>> fnn.output_shape(fnn.Dense(10), (784,))
+        (10,)
+    """
+    shape = as_shape(input_shape)
+
+    def run(key: jax.Array) -> Any:
+        params, state = layer.init(key, shape)
+        x = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), batched_struct(shape))
+        return layer.apply(params, state, x, train=False)[0]
+
+    return _per_example_shape(jax.eval_shape(run, jax.random.key(0)), _SHAPE_BATCH)
+
+
+def shape_of(x: Any) -> Any:
+    """Per-example shapes of an input batch, for error messages."""
+    if isinstance(x, (tuple, list)):
+        return tuple(shape_of(v) for v in x)
+    if isinstance(x, Mapping):
+        return {k: shape_of(v) for k, v in x.items()}
+    return tuple(jnp.shape(x)[1:])
+
+
+# --------------------------------------------------------------------------- checks
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+
+
+def check_name(kind: str, name: Any) -> str:
+    """Validates a layer name: paths join names with ``/``, so it must not hold one."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ValueError(
+            f"{kind}: name must be a non-empty identifier-like string without '/' "
+            f"(letters, digits, '_', '.', '-'), got {name!r}"
+        )
+    return name
+
+
+def check_train(kind: str, name: str, train: Any) -> None:
+    """Raises unless ``train`` is a Python bool (it picks the code path at trace time)."""
+    if not isinstance(train, bool):
+        raise TypeError(
+            f"{kind} '{name}': train must be a Python bool (True or False), got "
+            f"{train!r} of type {type(train).__name__}; it selects the code path when "
+            "tracing, so pass it as a static value (e.g. mark it static in jax.jit)"
+        )
+
+
+def require_key(kind: str, name: str, key: jax.Array | None) -> jax.Array:
+    """Returns ``key`` or raises an error that names the layer and the fix."""
+    if key is None:
+        raise ValueError(
+            f"{kind} '{name}' needs a PRNG key when train=True: call "
+            "apply(params, state, x, train=True, key=jax.random.key(seed))"
+        )
+    return key
+
+
+def check_positive_int(kind: str, name: str, arg: str, value: Any) -> int:
+    """Validates a hyper-parameter that must be a positive int."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{kind} '{name}': {arg} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def make_layer(
+    kind: str,
+    name: str,
+    init: InitFn,
+    apply: ApplyFn,
+    children: ChildrenFn | None = None,
+) -> Layer:
+    """Builds a :class:`Layer` whose ``apply`` first checks that ``train`` is a bool."""
+
+    def checked_apply(
+        params: Params, state: State, x: Any, *, train: bool, key: jax.Array | None = None
+    ) -> tuple[Any, State]:
+        check_train(kind, name, train)
+        return apply(params, state, x, train=train, key=key)
+
+    return Layer(init, checked_apply, name, children)
+
+
+def default_name(kind: str) -> str:
+    """``LeakyRelu`` -> ``leaky_relu``: the Keras-style default layer name."""
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", kind).lower()
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Makes names unique in order: ``dense, dense, relu`` -> ``dense, dense_1, relu``."""
+    taken: set[str] = set()
+    out = []
+    for name in names:
+        candidate, i = name, 0
+        while candidate in taken:
+            i += 1
+            candidate = f"{name}_{i}"
+        taken.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def path_str(path: Sequence[Any]) -> str:
+    """A pytree key path as ``dense_1/w``."""
+    return jax.tree_util.keystr(tuple(path), simple=True, separator="/")
+
+
+def count_params(tree: PyTree) -> tuple[int, int]:
+    """``(number of scalars, bytes)`` of the arrays (or structs) in a pytree."""
+    leaves = jax.tree.leaves(tree)
+    size = sum(math.prod(jnp.shape(a)) for a in leaves)
+    nbytes = sum(math.prod(jnp.shape(a)) * jnp.dtype(a.dtype).itemsize for a in leaves)
+    return int(size), int(nbytes)
+
+
+# --------------------------------------------------------------------------- summary
+
+
+@dataclasses.dataclass(frozen=True)
+class SummaryRow:
+    """One row of :func:`summary`: a layer's path, output shape and sizes."""
+
+    path: str
+    depth: int
+    output_shape: Any
+    params: int
+    state: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """The result of :func:`summary`; ``print`` it for a Keras-style table."""
+
+    name: str
+    input_shape: Any
+    output_shape: Any
+    rows: tuple[SummaryRow, ...]
+    params: int
+    state: int
+    bytes: int
+
+    def __str__(self) -> str:
+        header = ("Layer", "Output shape", "Params", "State")
+        body = [
+            ("  " * r.depth + r.path, str(r.output_shape), f"{r.params:,}", f"{r.state:,}")
+            for r in self.rows
+        ]
+        widths = [max(len(row[i]) for row in [header, *body]) for i in range(4)]
+
+        def line(row: Sequence[str]) -> str:
+            left = row[0].ljust(widths[0]) + "  " + row[1].ljust(widths[1])
+            right = "  ".join(c.rjust(w) for c, w in zip(row[2:], widths[2:]))
+            return left + "  " + right
+
+        rule = "-" * len(line(header))
+        return "\n".join(
+            [
+                f'Model "{self.name}"  input {self.input_shape} -> output {self.output_shape}',
+                rule,
+                line(header),
+                rule,
+                *(line(r) for r in body),
+                rule,
+                f"Trainable params: {self.params:,}",
+                f"State entries:    {self.state:,}",
+                f"Total bytes:      {self.bytes:,}",
+            ]
+        )
+
+    __repr__ = __str__
+
+
+def _summary_rows(layer: Layer, input_shape: Any, path: str, depth: int) -> list[SummaryRow]:
+    params, state = abstract_init(layer, input_shape)
+    row = SummaryRow(
+        path,
+        depth,
+        output_shape(layer, input_shape),
+        count_params(params)[0],
+        count_params(state)[0],
+    )
+    rows = [row]
+    for key, child, child_shape in layer.children(input_shape) if layer.children else []:
+        rows += _summary_rows(child, child_shape, f"{path}/{key}", depth + 1)
+    return rows
+
+
+def summary(model: Layer, input_shape: Any) -> Summary:
+    """A Keras-style table of a model: each layer's path, output shape and sizes.
+
+    Nothing is computed: shapes and sizes come from ``jax.eval_shape``.
+
+    Args:
+        model: any :class:`Layer`; combinators list their children, indented.
+        input_shape: per-example input shape (no batch axis).
+
+    Returns:
+        A :class:`Summary`; ``print`` it for the table, or read its fields.
+
+    Example:
+        >>> import fnn
+        >>> model = fnn.Sequential([fnn.Dense(8), fnn.Relu(), fnn.Dense(3)])
+        >>> s = fnn.summary(model, (4,))
+        >>> s.params, [r.path for r in s.rows]
+        (67, ['sequential', 'sequential/dense', 'sequential/relu', 'sequential/dense_1'])
+    """
+    shape = as_shape(input_shape)
+    rows = tuple(_summary_rows(model, shape, model.name, 0))
+    params, state = abstract_init(model, shape)
+    n_params, p_bytes = count_params(params)
+    n_state, s_bytes = count_params(state)
+    return Summary(model.name, shape, rows[0].output_shape, rows, n_params, n_state, p_bytes + s_bytes)

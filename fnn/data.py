@@ -1,0 +1,144 @@
+"""Data helpers: deterministic, optionally stratified train/test and train/dev/test splits.
+
+Splits run on the host (NumPy) from an explicit integer ``seed``: the same seed
+gives the same split on every machine.
+
+Example:
+    >>> import numpy as np
+    >>> from fnn import data
+    >>> x, y = np.arange(10.0)[:, None], np.arange(10) % 2
+    >>> x_train, x_test, y_train, y_test = data.train_test_split(x, y, test_size=0.2, seed=0)
+    >>> x_train.shape, x_test.shape
+    ((8, 1), (2, 1))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+
+def _count(arg: str, size: float | int, n: int) -> int:
+    if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{arg} must be a fraction in (0, 1) or a count, got {size!r}")
+    if isinstance(size, (float, np.floating)):
+        if not 0 < size < 1:
+            raise ValueError(f"{arg} as a fraction must be in (0, 1), got {size!r}")
+        count = int(round(size * n))
+    else:
+        count = int(size)
+    if not 1 <= count < n:
+        raise ValueError(f"{arg}={size!r} gives {count} of {n} examples; it must give between 1 and {n - 1}")
+    return count
+
+
+def _largest_remainder(total: int, weights: np.ndarray, capacity: np.ndarray) -> np.ndarray:
+    """Integer allocation of ``total`` proportional to ``weights``, within ``capacity``."""
+    ideal = total * weights / weights.sum()
+    alloc = np.minimum(np.floor(ideal).astype(int), capacity)
+    for k in np.argsort(-(ideal - alloc), kind="stable"):
+        if alloc.sum() == total:
+            break
+        if alloc[k] < capacity[k]:
+            alloc[k] += 1
+    return alloc
+
+
+def _split_indices(
+    n: int, counts: Sequence[int], seed: int, stratify: Any, shuffle: bool
+) -> list[np.ndarray]:
+    """Index arrays for a train part (the rest) followed by one part per count."""
+    rng = np.random.default_rng(seed)
+    if stratify is None:
+        order = rng.permutation(n) if shuffle else np.arange(n)
+        bounds = np.cumsum([n - sum(counts), *counts])[:-1]
+        return np.split(order, bounds)
+    labels = np.asarray(stratify)
+    if labels.shape[:1] != (n,):
+        raise ValueError(f"stratify must hold one label per example ({n}), got shape {labels.shape}")
+    classes, inverse = np.unique(labels, return_inverse=True)
+    members = [rng.permutation(np.flatnonzero(inverse.ravel() == k)) for k in range(len(classes))]
+    left = np.array([len(m) for m in members])
+    sizes = left.astype(float)
+    taken = np.zeros_like(left)
+    held_out = []
+    for count in counts:
+        alloc = _largest_remainder(count, sizes, left)
+        held_out.append(np.concatenate([m[t : t + a] for m, t, a in zip(members, taken, alloc)]))
+        taken, left = taken + alloc, left - alloc
+    train = np.concatenate([m[t:] for m, t in zip(members, taken)])
+    return [rng.permutation(part) for part in (train, *held_out)]
+
+
+def _check_arrays(arrays: Sequence[Any]) -> int:
+    if not arrays:
+        raise ValueError("pass at least one array to split")
+    lengths = [len(a) for a in arrays]
+    if len(set(lengths)) != 1:
+        raise ValueError(f"all arrays must have the same number of examples, got lengths {lengths}")
+    return lengths[0]
+
+
+def _take(arrays: Sequence[Any], parts: list[np.ndarray]) -> list[Any]:
+    return [np.asarray(a)[idx] if not hasattr(a, "shape") else a[idx] for a in arrays for idx in parts]
+
+
+def train_test_split(
+    *arrays: Any,
+    test_size: float | int = 0.25,
+    seed: int = 0,
+    stratify: Any = None,
+    shuffle: bool = True,
+) -> list[Any]:
+    """Splits arrays (same first axis) into train and test parts.
+
+    Args:
+        *arrays: arrays with the examples on the first axis.
+        test_size: a fraction in ``(0, 1)`` or a number of examples.
+        seed: the split's seed; the same seed gives the same split.
+        stratify: labels ``(n,)`` whose class proportions both parts keep.
+        shuffle: shuffle before splitting (ignored when stratifying).
+
+    Returns:
+        ``[a_train, a_test, b_train, b_test, ...]`` as in scikit-learn.
+
+    Raises:
+        ValueError: for arrays of different lengths or sizes that leave a part empty.
+    """
+    n = _check_arrays(arrays)
+    parts = _split_indices(n, [_count("test_size", test_size, n)], seed, stratify, shuffle)
+    return _take(arrays, parts)
+
+
+def train_dev_test_split(
+    *arrays: Any,
+    dev_size: float | int = 0.15,
+    test_size: float | int = 0.15,
+    seed: int = 0,
+    stratify: Any = None,
+) -> list[Any]:
+    """Splits arrays into train, dev (validation) and test parts.
+
+    Args:
+        *arrays: arrays with the examples on the first axis.
+        dev_size, test_size: fractions in ``(0, 1)`` or numbers of examples.
+        seed: the split's seed.
+        stratify: labels ``(n,)`` whose class proportions all three parts keep.
+
+    Returns:
+        ``[a_train, a_dev, a_test, b_train, b_dev, b_test, ...]``.
+
+    Example:
+        >>> import numpy as np
+        >>> y = np.repeat([0, 1, 2], 20)
+        >>> y_train, y_dev, y_test = train_dev_test_split(y, dev_size=0.2, test_size=0.2, stratify=y)
+        >>> np.bincount(y_dev).tolist(), np.bincount(y_test).tolist()
+        ([4, 4, 4], [4, 4, 4])
+    """
+    n = _check_arrays(arrays)
+    counts = [_count("dev_size", dev_size, n), _count("test_size", test_size, n)]
+    if sum(counts) >= n:
+        raise ValueError(f"dev_size and test_size take {sum(counts)} of {n} examples, leaving no training data")
+    return _take(arrays, _split_indices(n, counts, seed, stratify, shuffle=True))

@@ -1,0 +1,53 @@
+"""Dropout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fnn._core import Layer, check_name, default_name, make_layer, require_key
+
+
+def Dropout(rate: float, *, name: str | None = None) -> Layer:
+    """Inverted dropout: zeroes each input with probability ``rate`` while training.
+
+    Kept inputs are scaled by ``1 / (1 - rate)`` so eval needs no rescaling;
+    with ``train=False`` it is the identity. ``rate`` is the probability of
+    *dropping* (Keras and PyTorch convention, unlike stax's keep-rate).
+
+    Args:
+        rate: drop probability in ``[0, 1)``.
+        name: layer name; ``"dropout"`` by default.
+
+    Returns:
+        A :class:`~fnn.Layer` with no params or state; ``apply`` needs ``key``
+        when ``train=True`` and ``rate > 0``. Any input shape.
+
+    Raises:
+        ValueError: for a rate outside ``[0, 1)``, or a missing key in training.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> layer = Dropout(0.5)
+        >>> y, _ = layer.apply({}, {}, jnp.ones((1, 4)), train=True, key=jax.random.key(1))
+        >>> sorted(set(y[0].tolist())) in ([0.0, 2.0], [0.0], [2.0])
+        True
+    """
+    name = check_name("Dropout", name or default_name("Dropout"))
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        raise ValueError(f"Dropout '{name}': rate must be in [0, 1), got {rate!r}")
+
+    def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
+        del key, input_shape
+        return {}, {}
+
+    def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
+        del params
+        if not train or rate == 0:
+            return x, state
+        keep = jax.random.bernoulli(require_key("Dropout", name, key), 1.0 - rate, jnp.shape(x))
+        return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)), state
+
+    return make_layer("Dropout", name, init, apply)

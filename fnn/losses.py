@@ -1,0 +1,252 @@
+"""Losses: ``loss(y_true, y_pred, *, sample_weight=None) -> scalar``.
+
+Argument order follows Keras (targets first). Each loss averages over the
+per-example axes, then takes the (weighted) mean over the batch, Keras's
+``sum_over_batch_size``: ``sum(w_i * loss_i) / batch``. Shapes must agree
+exactly; nothing is broadcast silently (``(n, 1)`` against ``(n,)`` is an error).
+
+Cross-entropies take **logits by default** (``from_logits=True``, unlike Keras):
+models end in a linear layer and the fused log-softmax is the stable form.
+Pass ``from_logits=False`` for probabilities.
+
+Example:
+    >>> import jax.numpy as jnp
+    >>> from fnn import losses
+    >>> float(losses.mean_squared_error(jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0])))
+    2.0
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax.typing import ArrayLike
+
+Loss = Callable[..., jax.Array]
+
+# Keras clips probabilities by the same epsilon before taking logs.
+_EPSILON = 1e-7
+
+
+def _shape(a: ArrayLike) -> tuple[int, ...]:
+    return tuple(jnp.shape(a))
+
+
+def _check_same_shape(loss: str, y_true: ArrayLike, y_pred: ArrayLike) -> None:
+    if _shape(y_true) != _shape(y_pred):
+        raise ValueError(
+            f"{loss}: y_true shape {_shape(y_true)} and y_pred shape {_shape(y_pred)} differ; "
+            "fnn never broadcasts them silently: reshape one (e.g. y_pred[:, 0] or "
+            "y_true[:, None])"
+        )
+    if not _shape(y_pred):
+        raise ValueError(f"{loss}: expects a batch axis, got scalar y_pred")
+
+
+def _check_float(loss: str, arg: str, a: ArrayLike) -> None:
+    if not jnp.issubdtype(jnp.result_type(a), jnp.floating):
+        raise TypeError(f"{loss}: {arg} must be floating point, got {jnp.result_type(a)}")
+
+
+def _as_logits(y_pred: ArrayLike, from_logits: bool) -> jax.Array:
+    # softmax(log p) = p / sum(p): probabilities are renormalised, as Keras does.
+    y_pred = jnp.asarray(y_pred)
+    return y_pred if from_logits else jnp.log(jnp.clip(y_pred, _EPSILON, 1.0))
+
+
+def _weighted_mean(loss: str, per_element: jax.Array, sample_weight: ArrayLike | None) -> jax.Array:
+    batch = per_element.shape[0]
+    per_example = jnp.mean(per_element.reshape(batch, -1), axis=1)
+    if sample_weight is None:
+        return jnp.mean(per_example)
+    if _shape(sample_weight) != (batch,):
+        raise ValueError(
+            f"{loss}: sample_weight must have shape ({batch},) (one weight per example), "
+            f"got {_shape(sample_weight)}"
+        )
+    return jnp.mean(per_example * sample_weight)
+
+
+def mean_squared_error(
+    y_true: ArrayLike, y_pred: ArrayLike, *, sample_weight: ArrayLike | None = None
+) -> jax.Array:
+    """Mean of ``(y_pred - y_true)**2``; shapes ``(batch, ...)``, identical.
+
+    Example:
+        >>> float(mean_squared_error(jnp.zeros((2, 1)), jnp.ones((2, 1))))
+        1.0
+    """
+    _check_same_shape("mean_squared_error", y_true, y_pred)
+    _check_float("mean_squared_error", "y_pred", y_pred)
+    return _weighted_mean("mean_squared_error", optax.squared_error(y_pred, y_true), sample_weight)
+
+
+def mean_absolute_error(
+    y_true: ArrayLike, y_pred: ArrayLike, *, sample_weight: ArrayLike | None = None
+) -> jax.Array:
+    """Mean of ``|y_pred - y_true|``; shapes ``(batch, ...)``, identical.
+
+    Example:
+        >>> float(mean_absolute_error(jnp.zeros(2), jnp.array([1.0, -3.0])))
+        2.0
+    """
+    _check_same_shape("mean_absolute_error", y_true, y_pred)
+    _check_float("mean_absolute_error", "y_pred", y_pred)
+    y_pred = jnp.asarray(y_pred)
+    return _weighted_mean("mean_absolute_error", jnp.abs(y_pred - y_true), sample_weight)
+
+
+def huber(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    delta: float = 1.0,
+    sample_weight: ArrayLike | None = None,
+) -> jax.Array:
+    """Huber loss: quadratic for ``|error| <= delta``, linear beyond (Keras's scale).
+
+    Example:
+        >>> float(huber(jnp.zeros(2), jnp.array([0.5, 3.0])))  # (0.125 + 2.5) / 2
+        1.3125
+    """
+    _check_same_shape("huber", y_true, y_pred)
+    _check_float("huber", "y_pred", y_pred)
+    if delta <= 0:
+        raise ValueError(f"huber: delta must be positive, got {delta!r}")
+    return _weighted_mean("huber", optax.huber_loss(y_pred, y_true, delta=delta), sample_weight)
+
+
+def binary_crossentropy(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    from_logits: bool = True,
+    sample_weight: ArrayLike | None = None,
+) -> jax.Array:
+    """Binary cross-entropy of targets in ``[0, 1]`` against logits (or probabilities).
+
+    Args:
+        y_true: targets, ``(batch, ...)``, same shape as ``y_pred``.
+        y_pred: logits (default) or probabilities with ``from_logits=False``.
+        from_logits: whether ``y_pred`` holds logits.
+        sample_weight: optional ``(batch,)`` weights.
+
+    Example:
+        >>> round(float(binary_crossentropy(jnp.ones(1), jnp.zeros(1))), 4)  # log 2
+        0.6931
+    """
+    _check_same_shape("binary_crossentropy", y_true, y_pred)
+    _check_float("binary_crossentropy", "y_pred", y_pred)
+    y_pred = jnp.asarray(y_pred)
+    y_true = jnp.asarray(y_true, y_pred.dtype)
+    if from_logits:
+        per_element = optax.sigmoid_binary_cross_entropy(y_pred, y_true)
+    else:
+        p = jnp.clip(y_pred, _EPSILON, 1 - _EPSILON)
+        per_element = -(y_true * jnp.log(p) + (1 - y_true) * jnp.log1p(-p))
+    return _weighted_mean("binary_crossentropy", per_element, sample_weight)
+
+
+def categorical_crossentropy(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    from_logits: bool = True,
+    label_smoothing: float = 0.0,
+    sample_weight: ArrayLike | None = None,
+) -> jax.Array:
+    """Cross-entropy of one-hot (or soft) targets ``(batch, ..., classes)``.
+
+    Args:
+        y_true: target distributions, same shape as ``y_pred``.
+        y_pred: logits (default) or probabilities with ``from_logits=False``.
+        from_logits: whether ``y_pred`` holds logits.
+        label_smoothing: in ``[0, 1)``; mixes targets with the uniform distribution.
+        sample_weight: optional ``(batch,)`` weights.
+
+    Example:
+        >>> round(float(categorical_crossentropy(jnp.array([[0.0, 1.0]]), jnp.zeros((1, 2)))), 4)
+        0.6931
+    """
+    _check_same_shape("categorical_crossentropy", y_true, y_pred)
+    _check_float("categorical_crossentropy", "y_pred", y_pred)
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(
+            f"categorical_crossentropy: label_smoothing must be in [0, 1), got {label_smoothing!r}"
+        )
+    y_pred = jnp.asarray(y_pred)
+    y_true = jnp.asarray(y_true, y_pred.dtype)
+    if label_smoothing:
+        y_true = optax.smooth_labels(y_true, label_smoothing)
+    per_example = optax.softmax_cross_entropy(_as_logits(y_pred, from_logits), y_true)
+    return _weighted_mean("categorical_crossentropy", per_example, sample_weight)
+
+
+def sparse_categorical_crossentropy(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    from_logits: bool = True,
+    sample_weight: ArrayLike | None = None,
+) -> jax.Array:
+    """Cross-entropy of integer class labels ``(batch, ...)`` against ``(batch, ..., classes)``.
+
+    Labels must lie in ``[0, classes)``; this cannot be checked under ``jit``.
+
+    Example:
+        >>> round(float(sparse_categorical_crossentropy(jnp.array([1]), jnp.zeros((1, 2)))), 4)
+        0.6931
+    """
+    loss = "sparse_categorical_crossentropy"
+    _check_float(loss, "y_pred", y_pred)
+    if not jnp.issubdtype(jnp.result_type(y_true), jnp.integer):
+        raise TypeError(f"{loss}: y_true must hold integer class indices, got {jnp.result_type(y_true)}")
+    if len(_shape(y_pred)) < 2 or _shape(y_true) != _shape(y_pred)[:-1]:
+        raise ValueError(
+            f"{loss}: expects y_true of shape y_pred.shape[:-1] = {_shape(y_pred)[:-1]} "
+            f"(y_pred {_shape(y_pred)} has a trailing class axis), got {_shape(y_true)}"
+        )
+    per_example = optax.softmax_cross_entropy_with_integer_labels(
+        _as_logits(y_pred, from_logits), jnp.asarray(y_true)
+    )
+    return _weighted_mean(loss, per_example, sample_weight)
+
+
+LOSSES: dict[str, Loss] = {
+    "mean_squared_error": mean_squared_error,
+    "mse": mean_squared_error,
+    "mean_absolute_error": mean_absolute_error,
+    "mae": mean_absolute_error,
+    "huber": huber,
+    "binary_crossentropy": binary_crossentropy,
+    "categorical_crossentropy": categorical_crossentropy,
+    "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
+}
+
+
+def get(loss: str | Loss, **kwargs: Any) -> Loss:
+    """Resolves a loss by name (or passes a function through), binding ``kwargs``.
+
+    Args:
+        loss: a name from :data:`LOSSES` or a function ``(y_true, y_pred, *, sample_weight)``.
+        **kwargs: options of the loss (``from_logits=False``, ``delta=2.0``, ...).
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+
+    Example:
+        >>> get("mse") is mean_squared_error
+        True
+    """
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; known: {', '.join(sorted(LOSSES))}")
+        loss = LOSSES[loss]
+    elif not callable(loss):
+        raise TypeError(f"loss must be a name or a callable, got {loss!r}")
+    return functools.partial(loss, **kwargs) if kwargs else loss

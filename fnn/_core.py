@@ -93,7 +93,7 @@ class Layer(NamedTuple):
 
         >>> def Scale(name="scale"):
         ...     def init(key, input_shape):
-        ...         return {"s": jnp.ones(input_shape[-1])}, {}
+        ...         return {"s": jnp.ones(())}, {}
         ...     def apply(params, state, x, *, train, key=None):
         ...         return x * params["s"], state
         ...     return Layer(init, apply, name)

@@ -45,6 +45,12 @@ def _check_labels(metric: str, y_true: ArrayLike, y_pred: ArrayLike) -> None:
         )
 
 
+def _above(a: ArrayLike, threshold: float) -> jax.Array:
+    # Integer 0/1 labels compare as floats, without implicit promotion.
+    a = jnp.asarray(a)
+    return (a if jnp.issubdtype(a.dtype, jnp.floating) else a.astype(jnp.float32)) > threshold
+
+
 def binary_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, threshold: float = 0.5) -> jax.Array:
     """Fraction of ``(y_pred > threshold) == (y_true > 0.5)``; identical shapes.
 
@@ -53,7 +59,7 @@ def binary_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, threshold: float = 
         0.5
     """
     _check_same_shape("binary_accuracy", y_true, y_pred)
-    return jnp.mean((jnp.asarray(y_pred) > threshold) == (jnp.asarray(y_true) > 0.5))
+    return jnp.mean(_above(y_pred, threshold) == _above(y_true, 0.5))
 
 
 def categorical_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
@@ -163,8 +169,8 @@ def _counts(
     """True positives, predicted positives and actual positives, per class."""
     if num_classes is None:
         _check_same_shape(metric, y_true, y_pred)
-        t = jnp.ravel(jnp.asarray(y_true) > 0.5)
-        p = jnp.ravel(jnp.asarray(y_pred) > threshold)
+        t = jnp.ravel(_above(y_true, 0.5))
+        p = jnp.ravel(_above(y_pred, threshold))
         return jnp.sum(t & p)[None], jnp.sum(p)[None], jnp.sum(t)[None]
     cm = confusion_matrix(y_true, y_pred, num_classes=num_classes)
     return jnp.diag(cm), jnp.sum(cm, axis=0), jnp.sum(cm, axis=1)

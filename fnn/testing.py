@@ -210,8 +210,11 @@ def shapes(*, min_rank: int = 1, max_rank: int = 3, min_side: int = 1, max_side:
     """Strategy for per-example shapes: tuples of ``min_rank..max_rank`` sides.
 
     Example:
-        >>> shapes(min_rank=2, max_rank=2).example().__len__()
-        2
+        >>> from hypothesis import given
+        >>> @given(shapes(max_rank=2))
+        ... def test_rank(shape):
+        ...     assert 1 <= len(shape) <= 2
+        >>> test_rank()
     """
     st = _st()
     return st.lists(

@@ -1,0 +1,127 @@
+"""The shared contract every layer and combinator in the registry must keep."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fnn
+from tests.registry import CASES, Case
+
+BATCH = 3
+ids = [c.id for c in CASES]
+
+
+def setup(case: Case, seed: int = 0, batch: int = BATCH):
+    layer = case.make()
+    params, state = layer.init(jax.random.key(seed), case.input_shape)
+    x = jnp.asarray(np.random.default_rng(seed).standard_normal((batch, *case.input_shape)), jnp.float32)
+    return layer, params, state, x
+
+
+def train_modes(case: Case):
+    """(train, key) pairs to exercise: eval, and training with a key."""
+    return [(False, None), (True, jax.random.key(7))]
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_output_shape_matches_eval_shape_prediction(case):
+    layer, params, state, x = setup(case)
+    predicted = fnn.output_shape(layer, case.input_shape)
+    for train, key in train_modes(case):
+        y, _ = layer.apply(params, state, x, train=train, key=key)
+        assert y.shape == (BATCH, *predicted)
+        assert y.dtype == predicted.dtype
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_init_abstract_matches_concrete(case):
+    layer, params, state, _ = setup(case)
+    abstract = jax.eval_shape(lambda k: layer.init(k, case.input_shape), jax.random.key(0))
+    chex.assert_trees_all_equal_shapes_and_dtypes((params, state), abstract)
+    for leaf in jax.tree.leaves((params, state)):
+        assert isinstance(leaf, jax.Array)
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_state_structure_shapes_and_dtypes_are_stable(case):
+    layer, params, state, x = setup(case)
+    for train, key in train_modes(case):
+        _, new_state = layer.apply(params, state, x, train=train, key=key)
+        chex.assert_trees_all_equal_structs(new_state, state)
+        chex.assert_trees_all_equal_shapes_and_dtypes(new_state, state)
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_eval_leaves_state_unchanged(case):
+    layer, params, state, x = setup(case)
+    _, new_state = layer.apply(params, state, x, train=False)
+    chex.assert_trees_all_equal(new_state, state)
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_jit_equals_eager(case):
+    layer, params, state, x = setup(case)
+    jitted = jax.jit(layer.apply, static_argnames="train")
+    for train, key in train_modes(case):
+        eager = layer.apply(params, state, x, train=train, key=key)
+        compiled = jitted(params, state, x, train=train, key=key)
+        chex.assert_trees_all_close(compiled, eager, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_vmap_over_keys_and_params_gives_an_ensemble(case):
+    layer, _, _, x = setup(case)
+    keys = jax.random.split(jax.random.key(3), 3)
+    params, state = jax.vmap(lambda k: layer.init(k, case.input_shape))(keys)
+    ys, _ = jax.vmap(lambda p, s: layer.apply(p, s, x, train=False), axis_size=3)(params, state)
+    for i, k in enumerate(keys):
+        p_i, s_i = layer.init(k, case.input_shape)
+        chex.assert_trees_all_close(jax.tree.map(lambda a: a[i], params), p_i, atol=1e-6)
+        chex.assert_trees_all_close(ys[i], layer.apply(p_i, s_i, x, train=False)[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_no_retracing_on_second_call(case):
+    layer, params, state, x = setup(case)
+    traces = []
+
+    def forward(p, s, x, key):
+        traces.append(1)
+        return layer.apply(p, s, x, train=True, key=key)
+
+    forward = jax.jit(forward)
+    forward(params, state, x, jax.random.key(0))
+    forward(params, state, x + 1.0, jax.random.key(1))
+    assert len(traces) == 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_training_without_key(case):
+    layer, params, state, x = setup(case)
+    if case.needs_key:
+        with pytest.raises(ValueError, match="needs a PRNG key when train=True"):
+            layer.apply(params, state, x, train=True)
+    else:
+        layer.apply(params, state, x, train=True)
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+def test_train_must_be_a_python_bool(case):
+    layer, params, state, x = setup(case)
+    with pytest.raises(TypeError, match=r"'.+': train must be a Python bool .*got 1 of type int"):
+        layer.apply(params, state, x, train=1)
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids)
+@settings(max_examples=3)
+@given(batch=st.integers(1, 4), seed=st.integers(0, 1000))
+def test_float64_gradients_match_finite_differences(case, batch, seed):
+    layer, params, state, x = setup(case, seed=seed, batch=batch)
+    for train, key in train_modes(case):
+        fnn.testing.check_layer_grads(layer, params, state, x, train=train, key=key, seed=seed)

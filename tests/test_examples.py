@@ -1,0 +1,46 @@
+"""Every example runs as a script and prints its headline figure last."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def run(name: str) -> list[str]:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py")], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()
+
+
+def test_every_example_is_tested():
+    tested = {"iris", "linear_regression", "sum_to_twenty"}
+    assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
+
+
+def test_iris_reaches_093_test_accuracy():
+    last = run("iris")[-1]
+    accuracy = float(re.fullmatch(r"test accuracy: ([0-9.]+)", last).group(1))
+    assert accuracy >= 0.93
+
+
+def test_linear_regression_recovers_weight_and_bias():
+    last = run("linear_regression")[-1]
+    weight, bias = map(float, re.match(r"learned weight: ([-0-9.]+), bias: ([-0-9.]+)", last).groups())
+    assert weight == pytest.approx(3.0, abs=0.05) and bias == pytest.approx(2.0, abs=0.05)
+
+
+def test_sum_to_twenty_approaches_twenty():
+    lines = run("sum_to_twenty")
+    predictions = [float(m.group(1)) for line in lines if (m := re.match(r"step +\d+: prediction ([-0-9.]+)", line))]
+    assert len(predictions) == 10
+    gaps = [abs(20 - p) for p in predictions]
+    assert all(b < a for a, b in zip(gaps, gaps[1:])) and gaps[-1] < 1.0
+    assert lines[-1].startswith("final prediction:")

@@ -1,0 +1,124 @@
+"""Losses against NumPy references, sample weights, shape checks and errors."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from fnn import losses, testing
+
+
+def np_log_softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def np_sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def weighted(per_example, w):
+    return np.mean(per_example if w is None else per_example * w)
+
+
+batch_and_weights = st.integers(1, 6).flatmap(
+    lambda n: st.tuples(st.just(n), st.none() | testing.arrays((n,)).map(np.abs))
+)
+
+
+@given(bw=batch_and_weights, features=st.integers(1, 4), seed=st.integers(0, 99))
+def test_regression_losses_match_numpy(bw, features, seed):
+    n, w = bw
+    rng = np.random.default_rng(seed)
+    t, p = rng.normal(size=(2, n, features)).astype(np.float32) * 2
+    err = p.astype(np.float64) - t
+    np.testing.assert_allclose(losses.mean_squared_error(t, p, sample_weight=w), weighted(np.mean(err**2, 1), w), rtol=1e-5)
+    np.testing.assert_allclose(losses.mean_absolute_error(t, p, sample_weight=w), weighted(np.mean(np.abs(err), 1), w), rtol=1e-5)
+    delta = 1.5
+    hub = np.where(np.abs(err) <= delta, 0.5 * err**2, delta * (np.abs(err) - 0.5 * delta))
+    np.testing.assert_allclose(losses.huber(t, p, delta=delta, sample_weight=w), weighted(np.mean(hub, 1), w), rtol=1e-5)
+
+
+@given(bw=batch_and_weights, seed=st.integers(0, 99))
+def test_binary_crossentropy_logits_and_probabilities(bw, seed):
+    n, w = bw
+    rng = np.random.default_rng(seed)
+    t = rng.integers(0, 2, size=(n, 1)).astype(np.float32)
+    z = rng.normal(size=(n, 1)).astype(np.float32) * 3
+    prob = np_sigmoid(z.astype(np.float64))
+    ref = -(t * np.log(prob) + (1 - t) * np.log(1 - prob))[:, 0]
+    np.testing.assert_allclose(losses.binary_crossentropy(t, z, sample_weight=w), weighted(ref, w), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        losses.binary_crossentropy(t, prob.astype(np.float32), from_logits=False, sample_weight=w),
+        weighted(ref, w), rtol=1e-4, atol=1e-6,
+    )  # fmt: skip
+
+
+@given(bw=batch_and_weights, classes=st.integers(2, 5), seed=st.integers(0, 99))
+def test_categorical_crossentropies_match_numpy(bw, classes, seed):
+    n, w = bw
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, classes, size=n)
+    onehot = np.eye(classes, dtype=np.float32)[labels]
+    z = rng.normal(size=(n, classes)).astype(np.float32) * 2
+    ref = -np_log_softmax(z.astype(np.float64))[np.arange(n), labels]
+    expected = weighted(ref, w)
+    probs = np.exp(np_log_softmax(z.astype(np.float64))).astype(np.float32)
+    for got in (
+        losses.categorical_crossentropy(onehot, z, sample_weight=w),
+        losses.categorical_crossentropy(onehot, probs, from_logits=False, sample_weight=w),
+        losses.sparse_categorical_crossentropy(labels.astype(np.int32), z, sample_weight=w),
+        losses.sparse_categorical_crossentropy(labels.astype(np.int32), probs, from_logits=False, sample_weight=w),
+    ):
+        np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
+
+
+def test_label_smoothing_mixes_with_uniform():
+    t = jnp.array([[0.0, 1.0]])
+    z = jnp.array([[1.0, 2.0]])
+    smoothed = jnp.array([[0.1, 0.9]])
+    np.testing.assert_allclose(
+        losses.categorical_crossentropy(t, z, label_smoothing=0.2), losses.categorical_crossentropy(smoothed, z), rtol=1e-6
+    )
+
+
+def test_losses_are_differentiable_and_jittable():
+    t = jnp.array([0, 2], jnp.int32)
+    z = jnp.ones((2, 3))
+    g = jax.jit(jax.grad(lambda z: losses.sparse_categorical_crossentropy(t, z)))(z)
+    np.testing.assert_allclose(g, (jax.nn.softmax(z) - jax.nn.one_hot(t, 3)) / 2, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda: losses.mean_squared_error(jnp.ones(4), jnp.ones((4, 1))), ValueError,
+         r"mean_squared_error: y_true shape \(4,\) and y_pred shape \(4, 1\) differ; fnn never broadcasts"),
+        (lambda: losses.binary_crossentropy(jnp.ones((4, 1)), jnp.ones(4)), ValueError,
+         r"binary_crossentropy: y_true shape \(4, 1\) and y_pred shape \(4,\) differ"),
+        (lambda: losses.sparse_categorical_crossentropy(jnp.ones(4, jnp.int32)[:, None], jnp.ones((4, 3))), ValueError,
+         r"expects y_true of shape y_pred.shape\[:-1\] = \(4,\) .* got \(4, 1\)"),
+        (lambda: losses.sparse_categorical_crossentropy(jnp.ones(4), jnp.ones((4, 3))), TypeError,
+         r"y_true must hold integer class indices, got float32"),
+        (lambda: losses.mean_squared_error(jnp.ones(4), jnp.ones(4), sample_weight=jnp.ones((4, 1))), ValueError,
+         r"sample_weight must have shape \(4,\) \(one weight per example\), got \(4, 1\)"),
+        (lambda: losses.huber(jnp.ones(2), jnp.ones(2), delta=0.0), ValueError, r"huber: delta must be positive, got 0.0"),
+        (lambda: losses.mean_squared_error(jnp.ones(2), jnp.ones(2, jnp.int32)), TypeError,
+         r"mean_squared_error: y_pred must be floating point, got int32"),
+        (lambda: losses.get("crossentropy"), ValueError, r"unknown loss 'crossentropy'; known: .*mse"),
+        (lambda: losses.categorical_crossentropy(jnp.ones((1, 2)), jnp.ones((1, 2)), label_smoothing=1.0), ValueError,
+         r"label_smoothing must be in \[0, 1\), got 1.0"),
+    ],
+)  # fmt: skip
+def test_loss_errors(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
+
+
+def test_get_binds_options():
+    loss = losses.get("binary_crossentropy", from_logits=False)
+    np.testing.assert_allclose(loss(jnp.ones(1), jnp.full(1, 0.5)), np.log(2), rtol=1e-6)

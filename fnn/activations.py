@@ -14,6 +14,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from fnn._checks import resolve
+
 Activation = Callable[..., jax.Array]
 
 
@@ -75,13 +77,4 @@ def get(activation: str | Activation | None) -> Activation:
     """
     if activation is None:
         return linear
-    if isinstance(activation, str):
-        try:
-            return ACTIVATIONS[activation]
-        except KeyError:
-            raise ValueError(
-                f"unknown activation {activation!r}; known: {', '.join(sorted(ACTIVATIONS))}"
-            ) from None
-    if callable(activation):
-        return activation
-    raise TypeError(f"activation must be a name, a callable or None, got {activation!r}")
+    return resolve("activation", ACTIVATIONS, activation)

@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import jax
 
+from fnn._checks import lookup, resolve
+
 Initializer = Callable[..., jax.Array]
 
 _init = jax.nn.initializers
@@ -56,12 +58,5 @@ def get(initializer: str | Initializer) -> Initializer:
         (3, 4)
     """
     if isinstance(initializer, str):
-        try:
-            return INITIALIZERS[initializer]()
-        except KeyError:
-            raise ValueError(
-                f"unknown initializer {initializer!r}; known: {', '.join(sorted(INITIALIZERS))}"
-            ) from None
-    if callable(initializer):
-        return initializer
-    raise TypeError(f"initializer must be a name or a callable, got {initializer!r}")
+        return lookup("initializer", INITIALIZERS, initializer)()
+    return resolve("initializer", {}, initializer)

@@ -27,30 +27,12 @@ import jax.numpy as jnp
 import optax
 from jax.typing import ArrayLike
 
+from fnn._checks import check_class_labels, check_float, check_same_shape, resolve, shape
+
 Loss = Callable[..., jax.Array]
 
 # Keras clips probabilities by the same epsilon before taking logs.
 _EPSILON = 1e-7
-
-
-def _shape(a: ArrayLike) -> tuple[int, ...]:
-    return tuple(jnp.shape(a))
-
-
-def _check_same_shape(loss: str, y_true: ArrayLike, y_pred: ArrayLike) -> None:
-    if _shape(y_true) != _shape(y_pred):
-        raise ValueError(
-            f"{loss}: y_true shape {_shape(y_true)} and y_pred shape {_shape(y_pred)} differ; "
-            "fnn never broadcasts them silently: reshape one (e.g. y_pred[:, 0] or "
-            "y_true[:, None])"
-        )
-    if not _shape(y_pred):
-        raise ValueError(f"{loss}: expects a batch axis, got scalar y_pred")
-
-
-def _check_float(loss: str, arg: str, a: ArrayLike) -> None:
-    if not jnp.issubdtype(jnp.result_type(a), jnp.floating):
-        raise TypeError(f"{loss}: {arg} must be floating point, got {jnp.result_type(a)}")
 
 
 def _as_logits(y_pred: ArrayLike, from_logits: bool) -> jax.Array:
@@ -64,10 +46,10 @@ def _weighted_mean(loss: str, per_element: jax.Array, sample_weight: ArrayLike |
     per_example = jnp.mean(per_element.reshape(batch, -1), axis=1)
     if sample_weight is None:
         return jnp.mean(per_example)
-    if _shape(sample_weight) != (batch,):
+    if shape(sample_weight) != (batch,):
         raise ValueError(
             f"{loss}: sample_weight must have shape ({batch},) (one weight per example), "
-            f"got {_shape(sample_weight)}"
+            f"got {shape(sample_weight)}"
         )
     return jnp.mean(per_example * sample_weight)
 
@@ -81,8 +63,8 @@ def mean_squared_error(
         >>> float(mean_squared_error(jnp.zeros((2, 1)), jnp.ones((2, 1))))
         1.0
     """
-    _check_same_shape("mean_squared_error", y_true, y_pred)
-    _check_float("mean_squared_error", "y_pred", y_pred)
+    check_same_shape("mean_squared_error", y_true, y_pred)
+    check_float("mean_squared_error", "y_pred", y_pred)
     return _weighted_mean("mean_squared_error", optax.squared_error(y_pred, y_true), sample_weight)
 
 
@@ -95,8 +77,8 @@ def mean_absolute_error(
         >>> float(mean_absolute_error(jnp.zeros(2), jnp.array([1.0, -3.0])))
         2.0
     """
-    _check_same_shape("mean_absolute_error", y_true, y_pred)
-    _check_float("mean_absolute_error", "y_pred", y_pred)
+    check_same_shape("mean_absolute_error", y_true, y_pred)
+    check_float("mean_absolute_error", "y_pred", y_pred)
     y_pred = jnp.asarray(y_pred)
     return _weighted_mean("mean_absolute_error", jnp.abs(y_pred - y_true), sample_weight)
 
@@ -114,8 +96,8 @@ def huber(
         >>> float(huber(jnp.zeros(2), jnp.array([0.5, 3.0])))  # (0.125 + 2.5) / 2
         1.3125
     """
-    _check_same_shape("huber", y_true, y_pred)
-    _check_float("huber", "y_pred", y_pred)
+    check_same_shape("huber", y_true, y_pred)
+    check_float("huber", "y_pred", y_pred)
     if delta <= 0:
         raise ValueError(f"huber: delta must be positive, got {delta!r}")
     return _weighted_mean("huber", optax.huber_loss(y_pred, y_true, delta=delta), sample_weight)
@@ -140,8 +122,8 @@ def binary_crossentropy(
         >>> round(float(binary_crossentropy(jnp.ones(1), jnp.zeros(1))), 4)  # log 2
         0.6931
     """
-    _check_same_shape("binary_crossentropy", y_true, y_pred)
-    _check_float("binary_crossentropy", "y_pred", y_pred)
+    check_same_shape("binary_crossentropy", y_true, y_pred)
+    check_float("binary_crossentropy", "y_pred", y_pred)
     y_pred = jnp.asarray(y_pred)
     y_true = jnp.asarray(y_true, y_pred.dtype)
     if from_logits:
@@ -173,8 +155,8 @@ def categorical_crossentropy(
         >>> round(float(categorical_crossentropy(jnp.array([[0.0, 1.0]]), jnp.zeros((1, 2)))), 4)
         0.6931
     """
-    _check_same_shape("categorical_crossentropy", y_true, y_pred)
-    _check_float("categorical_crossentropy", "y_pred", y_pred)
+    check_same_shape("categorical_crossentropy", y_true, y_pred)
+    check_float("categorical_crossentropy", "y_pred", y_pred)
     if not 0 <= label_smoothing < 1:
         raise ValueError(
             f"categorical_crossentropy: label_smoothing must be in [0, 1), got {label_smoothing!r}"
@@ -203,14 +185,8 @@ def sparse_categorical_crossentropy(
         0.6931
     """
     loss = "sparse_categorical_crossentropy"
-    _check_float(loss, "y_pred", y_pred)
-    if not jnp.issubdtype(jnp.result_type(y_true), jnp.integer):
-        raise TypeError(f"{loss}: y_true must hold integer class indices, got {jnp.result_type(y_true)}")
-    if len(_shape(y_pred)) < 2 or _shape(y_true) != _shape(y_pred)[:-1]:
-        raise ValueError(
-            f"{loss}: expects y_true of shape y_pred.shape[:-1] = {_shape(y_pred)[:-1]} "
-            f"(y_pred {_shape(y_pred)} has a trailing class axis), got {_shape(y_true)}"
-        )
+    check_float(loss, "y_pred", y_pred)
+    check_class_labels(loss, y_true, y_pred)
     per_example = optax.softmax_cross_entropy_with_integer_labels(
         _as_logits(y_pred, from_logits), jnp.asarray(y_true)
     )
@@ -243,10 +219,5 @@ def get(loss: str | Loss, **kwargs: Any) -> Loss:
         >>> get("mse") is mean_squared_error
         True
     """
-    if isinstance(loss, str):
-        if loss not in LOSSES:
-            raise ValueError(f"unknown loss {loss!r}; known: {', '.join(sorted(LOSSES))}")
-        loss = LOSSES[loss]
-    elif not callable(loss):
-        raise TypeError(f"loss must be a name or a callable, got {loss!r}")
+    loss = resolve("loss", LOSSES, loss)
     return functools.partial(loss, **kwargs) if kwargs else loss

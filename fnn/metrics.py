@@ -20,29 +20,9 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from fnn._checks import check_class_labels, check_same_shape, resolve, shape
+
 Metric = Callable[[ArrayLike, ArrayLike], jax.Array]
-
-
-def _shape(a: ArrayLike) -> tuple[int, ...]:
-    return tuple(jnp.shape(a))
-
-
-def _check_same_shape(metric: str, y_true: ArrayLike, y_pred: ArrayLike) -> None:
-    if _shape(y_true) != _shape(y_pred):
-        raise ValueError(
-            f"{metric}: y_true shape {_shape(y_true)} and y_pred shape {_shape(y_pred)} differ; "
-            "fnn never broadcasts them silently"
-        )
-
-
-def _check_labels(metric: str, y_true: ArrayLike, y_pred: ArrayLike) -> None:
-    if not jnp.issubdtype(jnp.result_type(y_true), jnp.integer):
-        raise TypeError(f"{metric}: y_true must hold integer class indices, got {jnp.result_type(y_true)}")
-    if len(_shape(y_pred)) < 1 or _shape(y_true) != _shape(y_pred)[:-1]:
-        raise ValueError(
-            f"{metric}: expects y_true of shape y_pred.shape[:-1] = {_shape(y_pred)[:-1]} "
-            f"(y_pred {_shape(y_pred)} has a trailing class axis), got {_shape(y_true)}"
-        )
 
 
 def _above(a: ArrayLike, threshold: float) -> jax.Array:
@@ -58,7 +38,7 @@ def binary_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, threshold: float = 
         >>> float(binary_accuracy(jnp.array([1, 0]), jnp.array([0.9, 0.7])))
         0.5
     """
-    _check_same_shape("binary_accuracy", y_true, y_pred)
+    check_same_shape("binary_accuracy", y_true, y_pred)
     return jnp.mean(_above(y_pred, threshold) == _above(y_true, 0.5))
 
 
@@ -69,13 +49,13 @@ def categorical_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
         >>> float(categorical_accuracy(jnp.eye(2), jnp.array([[0.9, 0.1], [0.8, 0.2]])))
         0.5
     """
-    _check_same_shape("categorical_accuracy", y_true, y_pred)
+    check_same_shape("categorical_accuracy", y_true, y_pred)
     return jnp.mean(jnp.argmax(y_true, axis=-1) == jnp.argmax(y_pred, axis=-1))
 
 
 def sparse_categorical_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     """Fraction of integer labels ``(batch, ...)`` equal to the argmax of ``(batch, ..., classes)``."""
-    _check_labels("sparse_categorical_accuracy", y_true, y_pred)
+    check_class_labels("sparse_categorical_accuracy", y_true, y_pred)
     return jnp.mean(jnp.asarray(y_true) == jnp.argmax(y_pred, axis=-1))
 
 
@@ -93,13 +73,13 @@ def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
         >>> float(accuracy(jnp.array([1]), jnp.array([[0.2, 0.8]])))
         1.0
     """
-    if _shape(y_true) == _shape(y_pred) and len(_shape(y_pred)) >= 2 and _shape(y_pred)[-1] > 1:
+    if shape(y_true) == shape(y_pred) and len(shape(y_pred)) >= 2 and shape(y_pred)[-1] > 1:
         return categorical_accuracy(y_true, y_pred)
-    if _shape(y_true) == _shape(y_pred)[:-1] and _shape(y_pred)[-1:] != (1,):
+    if shape(y_true) == shape(y_pred)[:-1] and shape(y_pred)[-1:] != (1,):
         return sparse_categorical_accuracy(y_true, y_pred)
     raise ValueError(
-        f"accuracy: cannot tell sparse from categorical for y_true {_shape(y_true)} and y_pred "
-        f"{_shape(y_pred)}; for one score per example use binary_accuracy with a threshold "
+        f"accuracy: cannot tell sparse from categorical for y_true {shape(y_true)} and y_pred "
+        f"{shape(y_pred)}; for one score per example use binary_accuracy with a threshold "
         "(0.5 for probabilities, 0.0 for logits)"
     )
 
@@ -111,8 +91,8 @@ def top_k_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, k: int = 5) -> jax.A
         >>> float(top_k_accuracy(jnp.array([2]), jnp.array([[0.5, 0.1, 0.4]]), k=2))
         1.0
     """
-    _check_labels("top_k_accuracy", y_true, y_pred)
-    classes = _shape(y_pred)[-1]
+    check_class_labels("top_k_accuracy", y_true, y_pred)
+    classes = shape(y_pred)[-1]
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= classes:
         raise ValueError(f"top_k_accuracy: k must be an int in [1, {classes}] (classes), got {k!r}")
     _, top = jax.lax.top_k(jnp.asarray(y_pred), k)
@@ -123,12 +103,12 @@ def _as_labels(metric: str, y_true: ArrayLike, y_pred: ArrayLike) -> tuple[jax.A
     """Integer labels from labels or from class scores (argmax)."""
     if not jnp.issubdtype(jnp.result_type(y_true), jnp.integer):
         raise TypeError(f"{metric}: y_true must hold integer class indices, got {jnp.result_type(y_true)}")
-    if _shape(y_pred) == _shape(y_true) + _shape(y_pred)[-1:] and len(_shape(y_pred)) > len(_shape(y_true)):
+    if shape(y_pred) == shape(y_true) + shape(y_pred)[-1:] and len(shape(y_pred)) > len(shape(y_true)):
         y_pred = jnp.argmax(y_pred, axis=-1)
-    elif _shape(y_pred) != _shape(y_true) or not jnp.issubdtype(jnp.result_type(y_pred), jnp.integer):
+    elif shape(y_pred) != shape(y_true) or not jnp.issubdtype(jnp.result_type(y_pred), jnp.integer):
         raise ValueError(
-            f"{metric}: y_pred must be integer labels of y_true's shape {_shape(y_true)} or "
-            f"scores of shape {(*_shape(y_true), 'classes')}, got {_shape(y_pred)} "
+            f"{metric}: y_pred must be integer labels of y_true's shape {shape(y_true)} or "
+            f"scores of shape {(*shape(y_true), 'classes')}, got {shape(y_pred)} "
             f"{jnp.result_type(y_pred)}"
         )
     return jnp.ravel(y_true), jnp.ravel(y_pred)
@@ -168,7 +148,7 @@ def _counts(
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
     """True positives, predicted positives and actual positives, per class."""
     if num_classes is None:
-        _check_same_shape(metric, y_true, y_pred)
+        check_same_shape(metric, y_true, y_pred)
         t = jnp.ravel(_above(y_true, 0.5))
         p = jnp.ravel(_above(y_pred, threshold))
         return jnp.sum(t & p)[None], jnp.sum(p)[None], jnp.sum(t)[None]
@@ -225,7 +205,7 @@ def f1_score(
 
 
 def _check_regression(metric: str, y_true: ArrayLike, y_pred: ArrayLike) -> tuple[jax.Array, jax.Array]:
-    _check_same_shape(metric, y_true, y_pred)
+    check_same_shape(metric, y_true, y_pred)
     y_pred = jnp.asarray(y_pred)
     return jnp.asarray(y_true, y_pred.dtype), y_pred
 
@@ -299,20 +279,14 @@ def get(metric: str | Metric) -> Metric:
         >>> get("rmse") is root_mean_squared_error
         True
     """
-    if isinstance(metric, str):
-        if metric not in METRICS:
-            raise ValueError(f"unknown metric {metric!r}; known: {', '.join(sorted(METRICS))}")
-        return METRICS[metric]
-    if not callable(metric):
-        raise TypeError(f"metric must be a name or a callable, got {metric!r}")
-    return metric
+    return resolve("metric", METRICS, metric)
 
 
-def resolve(metrics: Sequence[str | Metric] | Mapping[str, str | Metric] | None) -> dict[str, Metric]:
+def resolve_all(metrics: Sequence[str | Metric] | Mapping[str, str | Metric] | None) -> dict[str, Metric]:
     """Turns a list of names/functions (or a dict of them) into ``{display name: fn}``.
 
     Example:
-        >>> list(resolve(["accuracy", "mae"]))
+        >>> list(resolve_all(["accuracy", "mae"]))
         ['accuracy', 'mae']
     """
     if metrics is None:

@@ -18,6 +18,8 @@ from typing import Any
 
 import optax
 
+from fnn._checks import lookup
+
 Schedule = Callable[[Any], Any]
 
 # name -> (optax constructor, Keras's default learning rate, fixed keyword arguments)
@@ -76,9 +78,7 @@ def get(
         return optimizer
     if not isinstance(optimizer, str):
         raise TypeError(f"optimizer must be a name or an optax GradientTransformation, got {optimizer!r}")
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {optimizer!r}; known: {', '.join(sorted(OPTIMIZERS))}")
-    build, default_rate, fixed = OPTIMIZERS[optimizer]
+    build, default_rate, fixed = lookup("optimizer", OPTIMIZERS, optimizer)
     rate = default_rate if learning_rate is None else learning_rate
     if not callable(rate) and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0):
         raise ValueError(

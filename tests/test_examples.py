@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -44,3 +45,14 @@ def test_sum_to_twenty_approaches_twenty():
     gaps = [abs(20 - p) for p in predictions]
     assert all(b < a for a, b in zip(gaps, gaps[1:])) and gaps[-1] < 1.0
     assert lines[-1].startswith("final prediction:")
+
+
+def test_step_time_benchmark_runs_and_reports(tmp_path):
+    script = EXAMPLES.parent / "benchmarks" / "step_time.py"
+    args = [sys.executable, str(script), "--rounds", "1", "--steps", "2", "--out", str(tmp_path)]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    report = json.loads((tmp_path / "step_time.json").read_text())
+    assert [m["model"] for m in report["models"]] == ["tiny", "mlp"]
+    assert all(m["step_ratio"] > 0 for m in report["models"])
+    assert "step ratio fnn/jax" in (tmp_path / "step_time.md").read_text()

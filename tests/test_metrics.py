@@ -94,8 +94,8 @@ def test_metrics_are_jittable():
         (lambda: metrics.confusion_matrix(jnp.ones(4, jnp.int32), jnp.ones(5, jnp.int32), num_classes=2), ValueError,
          r"confusion_matrix: y_pred must be integer labels of y_true's shape \(4,\) .* got \(5,\)"),
         (lambda: metrics.get("accurracy"), ValueError, r"unknown metric 'accurracy'; known: "),
-        (lambda: metrics.resolve(["mae", "mae"]), ValueError, r"metric name 'mae' is used twice"),
-        (lambda: metrics.resolve("mae"), TypeError, r"metrics must be a list or a dict of metrics, got 'mae'"),
+        (lambda: metrics.resolve_all(["mae", "mae"]), ValueError, r"metric name 'mae' is used twice"),
+        (lambda: metrics.resolve_all("mae"), TypeError, r"metrics must be a list or a dict of metrics, got 'mae'"),
     ],
 )  # fmt: skip
 def test_metric_errors(call, error, match):

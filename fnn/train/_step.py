@@ -31,7 +31,7 @@ def _make_objective(
     model: Layer, loss: str | losses_lib.Loss, metrics: MetricsArg
 ) -> Callable[..., tuple[jax.Array, tuple[Logs, Any]]]:
     loss_fn = losses_lib.get(loss)
-    metric_fns = metrics_lib.resolve(metrics)
+    metric_fns = metrics_lib.resolve_all(metrics)
 
     def objective(params: Any, state: Any, batch: Any, key: Any, train: bool):
         x, y, weight = _unpack(batch)

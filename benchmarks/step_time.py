@@ -1,0 +1,143 @@
+"""fnn's jitted train step against a hand-written JAX + optax step of the same model.
+
+Both steps are jitted with donated params and optimiser state, run on the same
+on-device batch, and timed in alternating rounds so machine noise hits both
+alike. Reports medians and ratios (fnn / reference) as JSON and Markdown.
+
+Run: python benchmarks/step_time.py [--rounds 7] [--steps 200] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import fnn
+
+MODELS = {  # name: (layer widths, batch size)
+    "tiny": ((32, 64, 10), 32),
+    "mlp": ((784, 256, 256, 10), 128),
+}
+
+
+def reference_step(widths, tx):
+    """Hand-written: pure functions, one jitted step, donated buffers."""
+
+    def init(key):
+        params = []
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+            w = jax.nn.initializers.glorot_uniform()(jax.random.fold_in(key, i), (n_in, n_out))
+            params.append({"w": w, "b": jnp.zeros((n_out,))})
+        return params
+
+    def loss(params, x, y):
+        h = x
+        for layer in params[:-1]:
+            h = jax.nn.relu(h @ layer["w"] + layer["b"])
+        logits = h @ params[-1]["w"] + params[-1]["b"]
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+
+    def step(params, opt_state, x, y):
+        value, grads = jax.value_and_grad(loss)(params, x, y)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, value
+
+    params = init(jax.random.key(0))
+    run = jax.jit(step, donate_argnums=(0, 1))
+    carry = [params, tx.init(params)]
+
+    def call(x, y):
+        carry[0], carry[1], value = run(carry[0], carry[1], x, y)
+        return value
+
+    return call
+
+
+def fnn_step(widths, tx):
+    layers = [fnn.Dense(n, "relu") for n in widths[1:-1]] + [fnn.Dense(widths[-1])]
+    model = fnn.Sequential(layers)
+    params, state = model.init(jax.random.key(0), (widths[0],))
+    run = jax.jit(fnn.make_train_step(model, "sparse_categorical_crossentropy", tx), donate_argnums=(0, 2))
+    carry = [params, state, tx.init(params)]
+
+    def call(x, y):
+        carry[0], carry[1], carry[2], logs = run(carry[0], carry[1], carry[2], (x, y), None)
+        return logs["loss"]
+
+    return call
+
+
+def measure(call, x, y, steps):
+    start = time.perf_counter()
+    for _ in range(steps):
+        value = call(x, y)
+    value.block_until_ready()
+    return (time.perf_counter() - start) / steps
+
+
+def bench(name, rounds, steps):
+    widths, batch = MODELS[name]
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((batch, widths[0])), jnp.float32)
+    y = jnp.asarray(np.random.default_rng(1).integers(0, widths[-1], batch), jnp.int32)
+    tx = optax.adam(1e-3)
+    runners = {"jax": reference_step(widths, tx), "fnn": fnn_step(widths, tx)}
+    first = {}
+    for label, call in runners.items():
+        start = time.perf_counter()
+        call(x, y).block_until_ready()
+        first[label] = time.perf_counter() - start
+    times = {label: [] for label in runners}
+    for _ in range(rounds):
+        for label, call in runners.items():
+            times[label].append(measure(call, x, y, steps))
+    med = {label: statistics.median(t) for label, t in times.items()}
+    return {
+        "model": name,
+        "batch": batch,
+        "step_ms": {k: 1e3 * v for k, v in med.items()},
+        "first_step_s": first,
+        "step_ratio": med["fnn"] / med["jax"],
+        "first_step_ratio": first["fnn"] / first["jax"],
+        "samples_per_s": {k: batch / v for k, v in med.items()},
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    results = {
+        "machine": f"{platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}",
+        "jax": jax.__version__,
+        "rounds": args.rounds,
+        "steps_per_round": args.steps,
+        "models": [bench(name, args.rounds, args.steps) for name in MODELS],
+    }
+    lines = [
+        "| model | jax step (ms) | fnn step (ms) | step ratio fnn/jax | first-step ratio |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results["models"]:
+        lines.append(
+            f"| {r['model']} | {r['step_ms']['jax']:.3f} | {r['step_ms']['fnn']:.3f} | "
+            f"{r['step_ratio']:.3f} | {r['first_step_ratio']:.2f} |"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "step_time.json").write_text(json.dumps(results, indent=2) + "\n")
+    (args.out / "step_time.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

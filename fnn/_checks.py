@@ -1,0 +1,60 @@
+"""Argument checks shared by losses, metrics and the by-name registries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+import jax.numpy as jnp
+from jax.typing import ArrayLike
+
+T = TypeVar("T")
+
+
+def shape(a: ArrayLike) -> tuple[int, ...]:
+    return tuple(jnp.shape(a))
+
+
+def lookup(kind: str, registry: Mapping[str, T], name: str) -> T:
+    """``registry[name]``, or a ValueError that lists the known names."""
+    try:
+        return registry[name]
+    except KeyError:
+        raise ValueError(f"unknown {kind} {name!r}; known: {', '.join(sorted(registry))}") from None
+
+
+def check_same_shape(fn: str, y_true: ArrayLike, y_pred: ArrayLike) -> None:
+    """Targets and predictions must have identical shapes with a batch axis."""
+    if shape(y_true) != shape(y_pred):
+        raise ValueError(
+            f"{fn}: y_true shape {shape(y_true)} and y_pred shape {shape(y_pred)} differ; "
+            "fnn never broadcasts them silently: reshape one (e.g. y_pred[:, 0] or "
+            "y_true[:, None])"
+        )
+    if not shape(y_pred):
+        raise ValueError(f"{fn}: expects a batch axis, got scalar y_pred")
+
+
+def check_class_labels(fn: str, y_true: ArrayLike, y_pred: ArrayLike) -> None:
+    """Integer labels ``(batch, ...)`` against scores ``(batch, ..., classes)``."""
+    if not jnp.issubdtype(jnp.result_type(y_true), jnp.integer):
+        raise TypeError(f"{fn}: y_true must hold integer class indices, got {jnp.result_type(y_true)}")
+    if len(shape(y_pred)) < 2 or shape(y_true) != shape(y_pred)[:-1]:
+        raise ValueError(
+            f"{fn}: expects y_true of shape y_pred.shape[:-1] = {shape(y_pred)[:-1]} "
+            f"(y_pred {shape(y_pred)} has a trailing class axis), got {shape(y_true)}"
+        )
+
+
+def check_float(fn: str, arg: str, a: ArrayLike) -> None:
+    if not jnp.issubdtype(jnp.result_type(a), jnp.floating):
+        raise TypeError(f"{fn}: {arg} must be floating point, got {jnp.result_type(a)}")
+
+
+def resolve(kind: str, registry: Mapping[str, T], value: Any) -> T:
+    """A registry entry by name, or a callable passed through; TypeError otherwise."""
+    if isinstance(value, str):
+        return lookup(kind, registry, value)
+    if callable(value):
+        return value
+    raise TypeError(f"{kind} must be a name or a callable, got {value!r}")

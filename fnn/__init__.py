@@ -14,16 +14,41 @@ Example:
     (8, 3)
 """
 
-from fnn import activations, data, initializers, layers, losses, metrics, optimizers, testing
+from fnn import activations, data, initializers, layers, losses, metrics, optimizers, testing, train
 from fnn._core import Layer, Shape, Summary, as_shape, output_shape, summary
 from fnn.layers import *  # noqa: F403  (the layer constructors are part of fnn's namespace)
 from fnn.layers import __all__ as _layer_names
-from fnn.train import make_eval_step, make_train_step
+from fnn.train import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    History,
+    LearningRateScheduler,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+    TrainState,
+    evaluate,
+    fit,
+    make_eval_step,
+    make_train_step,
+    predict,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CSVLogger",
+    "Callback",
+    "EarlyStopping",
+    "History",
     "Layer",
+    "LearningRateScheduler",
+    "ReduceLROnPlateau",
+    "TerminateOnNaN",
+    "TrainState",
+    "evaluate",
+    "fit",
+    "predict",
     "Shape",
     "Summary",
     "activations",
@@ -39,5 +64,6 @@ __all__ = [
     "output_shape",
     "summary",
     "testing",
+    "train",
     *_layer_names,
 ]

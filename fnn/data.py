@@ -1,7 +1,9 @@
-"""Data helpers: deterministic, optionally stratified train/test and train/dev/test splits.
+"""Data helpers: seeded splits (optionally stratified), shuffling and batching.
 
-Splits run on the host (NumPy) from an explicit integer ``seed``: the same seed
-gives the same split on every machine.
+Everything runs on the host (NumPy) from an explicit integer ``seed``: the same
+seed gives the same split and the same batch order on every machine. Datasets
+are pytrees of arrays with the examples on the first axis, e.g. ``(x, y)`` or
+``{"image": ..., "label": ...}``.
 
 Example:
     >>> import numpy as np
@@ -14,9 +16,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
+import jax
 import numpy as np
 
 
@@ -142,3 +145,76 @@ def train_dev_test_split(
     if sum(counts) >= n:
         raise ValueError(f"dev_size and test_size take {sum(counts)} of {n} examples, leaving no training data")
     return _take(arrays, _split_indices(n, counts, seed, stratify, shuffle=True))
+
+
+# ------------------------------------------------------------------------ batching
+
+
+def num_examples(tree: Any, what: str = "data") -> int:
+    """The shared length of the first axis of every array in a pytree.
+
+    Raises:
+        ValueError: for an empty tree, scalars, or arrays of different lengths, naming them.
+
+    Example:
+        >>> num_examples({"image": np.zeros((5, 2)), "label": np.zeros(5)})
+        5
+    """
+    leaves = jax.tree_util.tree_leaves_with_path(tree)
+    if not leaves:
+        raise ValueError(f"{what} holds no arrays")
+    lengths = {}
+    for path, leaf in leaves:
+        shape = np.shape(leaf)
+        if not shape:
+            raise ValueError(f"{what}{jax.tree_util.keystr(path)} is a scalar; arrays need an example axis")
+        lengths[jax.tree_util.keystr(path) or "<root>"] = shape[0]
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"all arrays in {what} must have the same number of examples, got {lengths}")
+    return next(iter(lengths.values()))
+
+
+def shuffle_indices(n: int, seed: int, epoch: int) -> np.ndarray:
+    """The permutation of ``range(n)`` for ``(seed, epoch)``: the same on every machine.
+
+    Example:
+        >>> shuffle_indices(5, seed=0, epoch=1).tolist() == shuffle_indices(5, seed=0, epoch=1).tolist()
+        True
+    """
+    return np.random.default_rng([seed, epoch]).permutation(n)
+
+
+def take(tree: Any, indices: Any) -> Any:
+    """Rows ``indices`` of every array in a pytree (host or device arrays alike)."""
+    return jax.tree.map(lambda a: a[indices], tree)
+
+
+def batches(
+    tree: Any,
+    batch_size: int,
+    *,
+    seed: int | None = None,
+    epoch: int = 0,
+    drop_remainder: bool = False,
+) -> Iterator[Any]:
+    """Yields batches (pytrees of the same structure) of an in-memory dataset.
+
+    Args:
+        tree: a pytree of arrays with the examples on the first axis, e.g. ``(x, y)``.
+        batch_size: examples per batch.
+        seed: shuffle with :func:`shuffle_indices` ``(seed, epoch)``; ``None`` keeps the order.
+        epoch: the epoch, so each epoch has its own deterministic order.
+        drop_remainder: drop the last batch when it is smaller than ``batch_size``.
+
+    Example:
+        >>> x, y = np.arange(10.0), np.arange(10)
+        >>> [len(bx) for bx, by in batches((x, y), 4)]
+        [4, 4, 2]
+    """
+    n = num_examples(tree)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    order = np.arange(n) if seed is None else shuffle_indices(n, seed, epoch)
+    stop = n - n % batch_size if drop_remainder else n
+    for start in range(0, stop, batch_size):
+        yield take(tree, order[start : start + batch_size])

@@ -4,11 +4,17 @@ fnn adds names, Keras's default learning rates and argument checks; the
 optimisers themselves are optax's, so anything optax builds (chains, clipping,
 masks, schedules) can be passed wherever fnn takes an optimiser.
 
+Named optimisers keep their learning rate in the optimiser state (see
+:func:`learning_rate` and :func:`set_learning_rate`), so callbacks such as
+``ReduceLROnPlateau`` can change it between steps without recompiling.
+
 Example:
+    >>> import jax
     >>> from fnn import optimizers
     >>> opt = optimizers.get("adam", learning_rate=1e-3)
-    >>> type(opt).__name__
-    'GradientTransformationExtraArgs'
+    >>> params = {"w": jax.numpy.zeros(3)}
+    >>> float(optimizers.learning_rate(opt.init(params)))
+    0.001
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import optax
 
 from fnn._checks import lookup
@@ -86,6 +94,81 @@ def get(
             f"schedule, got {rate!r}"
         )
     try:
-        return build(learning_rate=rate, **{**fixed, **kwargs})
+        # Every optax optimiser here ends in scale_by_learning_rate; building it with
+        # rate 1 (a sign flip) and scaling by an injected rate afterwards gives the same
+        # updates bit for bit, with the rate in the state where callbacks can read and
+        # change it without recompiling.
+        inner = build(learning_rate=1.0, **{**fixed, **kwargs})
     except TypeError as e:
         raise TypeError(f"optimizer {optimizer!r}: bad options {kwargs}: {e}") from None
+    return optax.chain(inner, optax.inject_hyperparams(optax.scale)(step_size=rate))
+
+
+def _rate_holder(opt_state: Any) -> Any:
+    """The injected-hyperparameters state that holds the learning rate, or None."""
+    found = []
+
+    def visit(node: Any) -> Any:
+        if isinstance(node, optax.InjectStatefulHyperparamsState):
+            if not found and {"learning_rate", "step_size"} & set(node.hyperparams):
+                found.append(node)
+            return True
+        return False
+
+    jax.tree.leaves(opt_state, is_leaf=visit)
+    return found[0] if found else None
+
+
+def learning_rate(opt_state: Any) -> jax.Array | None:
+    """The current learning rate stored in an optimiser state, or ``None``.
+
+    Works for optimisers built by :func:`get` and for optax's
+    ``inject_hyperparams(...)(learning_rate=...)``. With a schedule it is the
+    rate of the last step taken.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> opt = get("sgd", learning_rate=0.05)
+        >>> float(learning_rate(opt.init({"w": jnp.zeros(2)})))
+        0.05
+    """
+    holder = _rate_holder(opt_state)
+    if holder is None:
+        return None
+    params = holder.hyperparams
+    return params["learning_rate"] if "learning_rate" in params else params["step_size"]
+
+
+def set_learning_rate(opt_state: Any, value: float) -> Any:
+    """A copy of ``opt_state`` with a new learning rate (nothing is mutated).
+
+    Raises:
+        ValueError: when the state holds no learning rate, or the rate follows a
+            schedule (it would be overwritten at the next step).
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> opt = get("adam")
+        >>> state = set_learning_rate(opt.init({"w": jnp.zeros(2)}), 1e-4)
+        >>> round(float(learning_rate(state)), 6)
+        0.0001
+    """
+    holder = _rate_holder(opt_state)
+    if holder is None:
+        raise ValueError(
+            "the optimiser state holds no learning rate to change: pass the optimiser by "
+            "name (fnn.optimizers.get) or build it with "
+            "optax.inject_hyperparams(optax.adam)(learning_rate=...)"
+        )
+    name = "learning_rate" if "learning_rate" in holder.hyperparams else "step_size"
+    if name in holder.hyperparams_states:
+        raise ValueError("the learning rate follows a schedule; it cannot also be set by hand")
+    old = holder.hyperparams[name]
+    new_holder = holder._replace(
+        hyperparams={**holder.hyperparams, name: jnp.asarray(value, jnp.result_type(old))}
+    )
+    return jax.tree.map(
+        lambda node: new_holder if node is holder else node,
+        opt_state,
+        is_leaf=lambda node: node is holder,
+    )

@@ -60,3 +60,27 @@ def test_stratified_three_way_split_keeps_class_proportions(seed, dev, test):
 def test_split_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_batches_cover_every_example_once_in_a_seeded_order():
+    x, y = np.arange(10.0)[:, None], np.arange(10)
+    got = list(data.batches((x, y), 4, seed=1, epoch=2))
+    assert [len(by) for _, by in got] == [4, 4, 2]
+    order = np.concatenate([by for _, by in got])
+    np.testing.assert_array_equal(order, data.shuffle_indices(10, 1, 2))
+    np.testing.assert_array_equal(np.concatenate([bx[:, 0] for bx, _ in got]), order)
+    assert not np.array_equal(order, data.shuffle_indices(10, 1, 3))
+    assert [len(b) for b in data.batches(y, 4, drop_remainder=True)] == [4, 4]
+    dicts = list(data.batches({"a": x, "b": y}, 5))
+    assert sorted(dicts[0]) == ["a", "b"] and len(dicts) == 2
+
+
+def test_batching_errors():
+    with pytest.raises(ValueError, match=r"batch_size must be a positive int, got 0"):
+        list(data.batches(np.ones(3), 0))
+    with pytest.raises(ValueError, match=r"all arrays in data must have the same number of examples, got \{'\[0\]': 3, '\[1\]': 2\}"):
+        data.num_examples((np.ones(3), np.ones(2)))
+    with pytest.raises(ValueError, match=r"data\['a'\] is a scalar; arrays need an example axis"):
+        data.num_examples({"a": np.float32(1.0)})
+    with pytest.raises(ValueError, match=r"data holds no arrays"):
+        data.num_examples({})

@@ -71,3 +71,18 @@ def test_optimizer_step_is_jittable():
     step = jax.jit(lambda g, s, p: tx.update(g, s, p))
     updates, _ = step(GRADS, tx.init(PARAMS), PARAMS)
     np.testing.assert_allclose(updates["w"], -0.001 * jnp.sign(GRADS["w"]), rtol=1e-4)
+
+
+def test_learning_rate_lives_in_the_state_and_can_be_replaced():
+    tx = optimizers.get("sgd", learning_rate=0.1)
+    state = tx.init(PARAMS)
+    assert float(optimizers.learning_rate(state)) == pytest.approx(0.1)
+    slower = optimizers.set_learning_rate(state, 0.01)
+    assert float(optimizers.learning_rate(state)) == pytest.approx(0.1)  # the original is untouched
+    updates, _ = jax.jit(tx.update)(GRADS, slower, PARAMS)
+    np.testing.assert_allclose(updates["w"], -0.01 * GRADS["w"], rtol=1e-6)
+    injected = optax.inject_hyperparams(optax.adam)(learning_rate=0.5)
+    assert float(optimizers.learning_rate(injected.init(PARAMS))) == 0.5
+    assert optimizers.learning_rate(optax.adam(0.1).init(PARAMS)) is None
+    with pytest.raises(ValueError, match=r"the optimiser state holds no learning rate to change"):
+        optimizers.set_learning_rate(optax.adam(0.1).init(PARAMS), 0.2)

@@ -1,5 +1,33 @@
-"""Training: pure train/eval steps (fit, callbacks and friends build on them)."""
+"""Training: pure train/eval steps, TrainState, fit/evaluate/predict and callbacks."""
 
+from fnn.train._callbacks import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    FitRun,
+    LearningRateScheduler,
+    ReduceLROnPlateau,
+    TerminateOnNaN,
+)
+from fnn.train._fit import CPU_FUSE_MAX_FLOPS, History, evaluate, fit, place, predict
+from fnn.train._state import TrainState
 from fnn.train._step import make_eval_step, make_train_step
 
-__all__ = ["make_eval_step", "make_train_step"]
+__all__ = [
+    "CPU_FUSE_MAX_FLOPS",
+    "CSVLogger",
+    "Callback",
+    "EarlyStopping",
+    "FitRun",
+    "History",
+    "LearningRateScheduler",
+    "ReduceLROnPlateau",
+    "TerminateOnNaN",
+    "TrainState",
+    "evaluate",
+    "fit",
+    "make_eval_step",
+    "make_train_step",
+    "place",
+    "predict",
+]

@@ -1,0 +1,597 @@
+"""fit, evaluate and predict: Keras's convenience over fnn's pure train step.
+
+``fit`` keeps an in-memory dataset on the device and runs the train step either
+one step per Python call or many steps fused into one compiled ``lax.scan``.
+Both run the same step function on the same batches in the same order, so
+they give bitwise the same parameters and History on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from fnn import data as data_lib
+from fnn import losses as losses_lib
+from fnn import metrics as metrics_lib
+from fnn import optimizers
+from fnn._core import Layer, Shape
+from fnn.train._callbacks import Callback, FitRun
+from fnn.train._state import TrainState
+from fnn.train._step import MetricsArg, make_train_step
+
+# On CPU, fusing steps into a scan pays off only while per-step dispatch overhead
+# dominates: benchmarks/fit_overhead.py measured 2-3x for a 0.5 MFLOP step and a
+# slowdown for a 200 MFLOP one. Steps below this many FLOPs are fused by default.
+CPU_FUSE_MAX_FLOPS = 2e7
+
+# Progress bars fetch running metrics from the device at most this often, so a
+# bar never forces a host sync per step.
+_PROGRESS_INTERVAL_S = 0.25
+
+
+@dataclasses.dataclass
+class History:
+    """What :func:`fit` returns: per-epoch logs and the final train state.
+
+    Attributes:
+        history: ``{"loss": [...], "accuracy": [...], "val_loss": [...], ...}``, one
+            float per epoch (also ``"learning_rate"`` when the optimiser state has one).
+        epochs: the epoch numbers the entries belong to.
+        train_state: the final :class:`TrainState` (params, state, optimiser state,
+            step, key); pass it back to ``fit(train_state=...)`` to continue.
+        stop_reason: why training stopped early (a callback's message), else ``None``.
+        steps_per_execution: how many steps ran per compiled call.
+    """
+
+    history: dict[str, list[float]]
+    epochs: list[int]
+    train_state: TrainState
+    stop_reason: str | None
+    steps_per_execution: int
+
+    @property
+    def params(self) -> Any:
+        return self.train_state.params
+
+    @property
+    def state(self) -> Any:
+        return self.train_state.state
+
+    @property
+    def opt_state(self) -> Any:
+        return self.train_state.opt_state
+
+
+def place(tree: Any) -> Any:
+    """Puts a batch (or a dataset) on the device: the one place data crosses to it.
+
+    Data-parallel training will shard here; everything else only sees placed pytrees.
+    """
+    return jax.device_put(tree)
+
+
+def _example_shapes(x: Any) -> Any:
+    return jax.tree.map(lambda a: Shape(np.shape(a)[1:], jnp.result_type(a)), x)
+
+
+def _copy(tree: Any) -> Any:
+    return jax.tree.map(lambda a: a.copy() if isinstance(a, jax.Array) else jnp.array(a), tree)
+
+
+def _batch_size_of(batch: Any) -> int:
+    return int(jnp.shape(jax.tree.leaves(batch)[0])[0])
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def _make_step(train_step: Callable, guard_nan: bool) -> Callable[[tuple[TrainState, dict], Any], tuple[TrainState, dict]]:
+    """One training step over ``(train_state, accumulator)``: the unit both modes run.
+
+    The accumulator holds the running sums of the batch logs (weighted by batch
+    size), their count, and the first step whose loss was not finite (-1: none).
+    """
+
+    def step(carry: tuple[TrainState, dict], batch: Any) -> tuple[TrainState, dict]:
+        ts, acc = carry
+        params, state, opt_state, logs = train_step(
+            ts.params, ts.state, ts.opt_state, batch, jax.random.fold_in(ts.key, ts.step)
+        )
+        new = ts._replace(params=params, state=state, opt_state=opt_state, step=ts.step + 1)
+        weight = jnp.asarray(_batch_size_of(batch), jnp.float32)
+        nan_step = acc["nan_step"]
+        if guard_nan:
+            # Once a loss is not finite, this and every later step leave the state as it was.
+            ok = jnp.isfinite(logs["loss"]) & (nan_step < 0)
+            nan_step = jnp.where(~ok & (nan_step < 0), ts.step, nan_step)
+            kept = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new._replace(key=None), ts._replace(key=None))
+            new = kept._replace(key=ts.key)
+            weight = jnp.where(ok, weight, 0.0)
+        sums = {k: acc["sums"][k] + weight * logs[k].astype(jnp.float32) for k in acc["sums"]}
+        return new, {"sums": sums, "count": acc["count"] + weight, "nan_step": nan_step}
+
+    return step
+
+
+def _empty_accumulator(train_step: Callable, ts: TrainState, batch_spec: Any) -> dict:
+    """Zeros of the accumulator, one sum per log entry (found with eval_shape)."""
+
+    def logs_of(ts: TrainState, batch: Any) -> dict:
+        return train_step(ts.params, ts.state, ts.opt_state, batch, jax.random.fold_in(ts.key, ts.step))[3]
+
+    sums = {}
+    for name, spec in jax.eval_shape(logs_of, ts, batch_spec).items():
+        if spec.shape != ():
+            raise ValueError(f"fit: metric {name!r} returned shape {spec.shape}; fit's metrics must be scalars")
+        sums[name] = jnp.zeros((), jnp.float32)
+    return {"sums": sums, "count": jnp.zeros((), jnp.float32), "nan_step": jnp.full((), -1, jnp.int32)}
+
+
+def _resolve_steps_per_execution(
+    requested: int | str, steps_per_epoch: int, step: Callable, carry: Any, batch_spec: Any
+) -> int:
+    if requested == "auto":
+        if steps_per_epoch < 2:
+            return 1
+        if jax.default_backend() != "cpu":
+            return steps_per_epoch
+        flops = jax.jit(step).lower(carry, batch_spec).cost_analysis().get("flops", math.inf)
+        return steps_per_epoch if flops < CPU_FUSE_MAX_FLOPS else 1
+    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
+        raise ValueError(f"fit: steps_per_execution must be 'auto' or a positive int, got {requested!r}")
+    return min(requested, max(steps_per_epoch, 1))
+
+
+# ------------------------------------------------------------------------ predict
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_forward(model: Layer) -> Callable:
+    # Cached per model so repeated predict/evaluate calls (every epoch's validation)
+    # reuse one compiled function per batch shape.
+    return jax.jit(lambda params, state, x: model.apply(params, state, x, train=False)[0])
+
+
+def _pad_rows(tree: Any, size: int) -> Any:
+    def pad(a: Any) -> Any:
+        a = np.asarray(a) if not isinstance(a, jax.Array) else a
+        extra = size - a.shape[0]
+        return a if extra == 0 else jnp.concatenate([a, jnp.zeros((extra, *a.shape[1:]), a.dtype)])
+
+    return jax.tree.map(pad, tree)
+
+
+def predict(model: Layer, params: Any, state: Any, x: Any, *, batch_size: int = 256) -> Any:
+    """Model outputs for every example of ``x``, computed in batches (``train=False``).
+
+    The last partial batch is padded to ``batch_size`` and the padding dropped,
+    so one compiled function serves every batch and no example is lost.
+
+    Args:
+        model: the model.
+        params, state: its params and state.
+        x: inputs, an array or pytree of arrays with the examples on axis 0.
+        batch_size: examples per compiled call.
+
+    Returns:
+        The outputs for all ``n`` examples, ``(n, ...)`` (a pytree for several outputs).
+
+    Example:
+        >>> import jax, numpy as np, fnn
+        >>> model = fnn.Dense(2)
+        >>> params, state = model.init(jax.random.key(0), (3,))
+        >>> fnn.predict(model, params, state, np.ones((5, 3), np.float32), batch_size=2).shape
+        (5, 2)
+    """
+    n = data_lib.num_examples(x, "x")
+    size = _check_batch_size("predict", batch_size, n)
+    forward = _compiled_forward(model)
+    outputs = []
+    for start in range(0, n, size):
+        batch = data_lib.take(x, slice(start, start + size))
+        outputs.append(forward(params, state, place(_pad_rows(batch, size))))
+    merged = jax.tree.map(lambda *parts: jnp.concatenate(parts), *outputs)
+    return jax.tree.map(lambda a: a[:n], merged)
+
+
+def evaluate(
+    model: Layer,
+    params: Any,
+    state: Any,
+    x: Any,
+    y: Any,
+    *,
+    loss: str | losses_lib.Loss,
+    metrics: MetricsArg = None,
+    sample_weight: Any = None,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """Loss and metrics over a whole dataset (``train=False``).
+
+    Outputs come from :func:`predict`; the loss and metrics are then computed
+    once on all ``n`` examples, so they are exact dataset values (precision,
+    F1 and R² included), not averages of batch values.
+
+    Returns:
+        ``{"loss": ..., metric name: ...}`` as Python floats.
+
+    Example:
+        >>> import jax, numpy as np, fnn
+        >>> model = fnn.Dense(1)
+        >>> params, state = model.init(jax.random.key(0), (2,))
+        >>> logs = fnn.evaluate(model, params, state, np.ones((3, 2), np.float32),
+        ...                     np.ones((3, 1), np.float32), loss="mse", metrics=["mae"])
+        >>> sorted(logs)
+        ['loss', 'mae']
+    """
+    y_pred = predict(model, params, state, x, batch_size=batch_size)
+    if data_lib.num_examples(y, "y") != data_lib.num_examples(x, "x"):
+        raise ValueError(
+            f"evaluate: x has {data_lib.num_examples(x, 'x')} examples but y has {data_lib.num_examples(y, 'y')}"
+        )
+    loss_fn = losses_lib.get(loss)
+    y = jax.tree.map(jnp.asarray, y)
+    value = loss_fn(y, y_pred) if sample_weight is None else loss_fn(y, y_pred, sample_weight=jnp.asarray(sample_weight))
+    logs = {"loss": float(value)}
+    for name, fn in metrics_lib.resolve_all(metrics).items():
+        logs[name] = float(fn(y, y_pred))
+    return logs
+
+
+def _check_batch_size(owner: str, batch_size: Any, n: int) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"{owner}: batch_size must be a positive int, got {batch_size!r}")
+    return int(min(batch_size, n))
+
+
+# ---------------------------------------------------------------------------- fit
+
+
+def _split_validation(data: tuple, fraction: Any, n: int) -> tuple[tuple, tuple]:
+    if isinstance(fraction, bool) or not isinstance(fraction, (float, int)) or not 0 < fraction < 1:
+        raise ValueError(f"fit: validation_split must be a fraction in (0, 1), got {fraction!r}")
+    n_val = int(math.floor(n * fraction))
+    if not 1 <= n_val < n:
+        raise ValueError(f"fit: validation_split={fraction} leaves {n_val} of {n} examples for validation")
+    cut = n - n_val  # Keras takes the last examples, before any shuffling
+    return data_lib.take(data, slice(0, cut)), data_lib.take(data, slice(cut, n))
+
+
+def _unpack_validation(validation_data: Any) -> tuple:
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+        return tuple(validation_data) if len(validation_data) == 3 else (*validation_data, None)
+    raise ValueError("fit: validation_data must be (x, y) or (x, y, sample_weight)")
+
+
+class _Progress:
+    """A per-epoch tqdm bar that reads running metrics from the device only now and then."""
+
+    def __init__(self, verbose: int, epoch: int, epochs: int, total: int | None):
+        self.verbose = verbose
+        self.bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=verbose != 1, unit="step", leave=True)
+        self.last = 0.0
+
+    def due(self) -> bool:
+        return self.verbose == 1 and time.monotonic() - self.last >= _PROGRESS_INTERVAL_S
+
+    def update(self, steps: int, acc: dict | None = None) -> None:
+        self.bar.update(steps)
+        if acc is not None:
+            self.last = time.monotonic()
+            count = max(float(acc["count"]), 1.0)
+            self.bar.set_postfix({k: f"{float(v) / count:.4f}" for k, v in acc["sums"].items()}, refresh=False)
+
+    def close(self, epoch: int, logs: dict[str, float]) -> None:
+        if self.verbose == 1:
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
+        self.bar.close()
+        if self.verbose == 2:
+            print(f"epoch {epoch + 1}: " + "  ".join(f"{k} {v:.4f}" for k, v in logs.items()))
+
+
+def fit(
+    model: Layer,
+    x: Any,
+    y: Any = None,
+    *,
+    loss: str | losses_lib.Loss,
+    optimizer: str | optax.GradientTransformation = "adam",
+    metrics: MetricsArg = None,
+    epochs: int = 1,
+    initial_epoch: int = 0,
+    batch_size: int = 32,
+    validation_split: float | None = None,
+    validation_data: Any = None,
+    sample_weight: Any = None,
+    shuffle: bool = True,
+    seed: int = 0,
+    callbacks: Sequence[Callback] = (),
+    verbose: int = 1,
+    steps_per_execution: int | str = "auto",
+    steps_per_epoch: int | None = None,
+    params: Any = None,
+    state: Any = None,
+    train_state: TrainState | None = None,
+    validation_batch_size: int = 256,
+) -> History:
+    """Trains a model, Keras-style, and returns a :class:`History` with the trained state.
+
+    Nothing is mutated: the trained params, state and optimiser state come back
+    in ``History.train_state``.
+
+    Data comes either as in-memory arrays ``x`` and ``y`` (NumPy or JAX; arrays
+    or pytrees of arrays such as dicts for several inputs), which are placed on
+    the device once and shuffled there each epoch by the permutation of
+    ``(seed, epoch)``, or as ``x`` alone: an iterable of ``(x, y)`` /
+    ``(x, y, sample_weight)`` batches for data that does not fit in memory. A
+    re-iterable (a list, a dataset object) is iterated afresh each epoch; a
+    one-shot iterator (a generator) needs ``steps_per_epoch`` for several epochs.
+
+    Args:
+        model: the model to train.
+        x: inputs, or an iterable of batches when ``y`` is ``None``.
+        y: targets (array or pytree of arrays).
+        loss: a loss name or function, as for :func:`fnn.make_train_step`.
+        optimizer: a name (Keras's default rate) or an optax transformation.
+        metrics: names or functions (or a dict of them), averaged over batches
+            for training and computed on the whole validation set.
+        epochs: the epoch to stop at (as in Keras: trains ``epochs - initial_epoch`` epochs).
+        initial_epoch: the epoch to start from; with ``train_state`` from an
+            earlier run this continues it exactly (same shuffles, same keys).
+        batch_size: examples per step. A last, smaller batch is trained too (it
+            costs one extra compile).
+        validation_split: the fraction of the arrays, taken from the end before
+            shuffling (as Keras does), held out for validation.
+        validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, sample_weight)``.
+        sample_weight: per-example weights ``(n,)`` for the training loss.
+        shuffle: reshuffle the training arrays every epoch.
+        seed: seeds initialisation, dropout and shuffling; the same seed gives
+            bitwise the same run on the same machine.
+        callbacks: :class:`Callback` s (early stopping, LR changes, logging ...).
+        verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
+        steps_per_execution: steps fused into one compiled ``lax.scan`` call, or
+            ``"auto"``: a whole epoch on accelerators; on CPU a whole epoch when a
+            step is small enough for dispatch overhead to dominate (fewer than
+            ``CPU_FUSE_MAX_FLOPS`` by XLA's cost analysis), else 1. Fused and
+            unfused runs give bitwise the same results on CPU.
+        steps_per_epoch: for iterables: batches per epoch.
+        params, state: start from these weights (transfer learning); a fresh
+            optimiser state is made for them.
+        train_state: continue a run exactly (params, state, optimiser state,
+            step and key), e.g. from a previous ``History.train_state``.
+        validation_batch_size: batch size of the validation forward passes.
+
+    Returns:
+        A :class:`History`.
+
+    Raises:
+        ValueError: for inconsistent data, bad sizes or options, naming them.
+
+    Example:
+        >>> import numpy as np, fnn
+        >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+        >>> y = (x.sum(axis=1) > 0).astype(np.int32)
+        >>> model = fnn.Sequential([fnn.Dense(8, "relu"), fnn.Dense(2)])
+        >>> history = fnn.fit(model, x, y, loss="sparse_categorical_crossentropy",
+        ...                   metrics=["accuracy"], epochs=2, batch_size=16, verbose=0)
+        >>> sorted(history.history), len(history.history["loss"])
+        (['accuracy', 'learning_rate', 'loss'], 2)
+    """
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
+        raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
+    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or not 0 <= initial_epoch <= epochs:
+        raise ValueError(f"fit: initial_epoch must be an int in [0, epochs={epochs}], got {initial_epoch!r}")
+    if verbose not in (0, 1, 2):
+        raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"fit: callbacks must be fnn Callback instances, got {cb!r}")
+    tx = optimizers.get(optimizer)
+    guard_nan = any(cb.guards_nan for cb in callbacks)
+    train_step = make_train_step(model, loss, tx, metrics)
+    step = _make_step(train_step, guard_nan)
+    key = jax.random.key(seed)
+
+    if y is None:
+        if validation_split is not None or sample_weight is not None:
+            raise ValueError("fit: with an iterable of batches, pass validation_data (not validation_split) and weights inside the batches")
+        source = _StreamSource(x, steps_per_epoch)
+        example = source.peek()
+    else:
+        if validation_split is not None and validation_data is not None:
+            raise ValueError("fit: pass validation_split or validation_data, not both")
+        arrays = (x, y) if sample_weight is None else (x, y, sample_weight)
+        n = data_lib.num_examples(arrays, "(x, y, sample_weight)")
+        if validation_split is not None:
+            arrays, held_out = _split_validation(arrays, validation_split, n)
+            validation_data = held_out if sample_weight is not None else (*held_out, None)
+            n = data_lib.num_examples(arrays)
+        source = _ArraySource(arrays, n, _check_batch_size("fit", batch_size, n), shuffle, seed)
+        example = data_lib.take(arrays, slice(0, 1))
+    val = _unpack_validation(validation_data) if validation_data is not None else None
+
+    if train_state is None:
+        train_state = TrainState.create(model, tx, _example_shapes(example[0]), key, params=params, state=state)
+    elif params is not None or state is not None:
+        raise ValueError("fit: pass train_state or params/state, not both")
+    # The steps donate their inputs; copy so the caller's arrays stay valid.
+    run = FitRun(model, epochs, _copy(train_state))
+
+    batch_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), source.batch_spec())
+    acc0 = _empty_accumulator(train_step, run.train_state, batch_spec)
+    fused = _resolve_steps_per_execution(
+        steps_per_execution if isinstance(source, _ArraySource) else _stream_steps(steps_per_execution),
+        source.full_batches,
+        step,
+        (run.train_state, acc0),
+        batch_spec,
+    )
+    runner = source.runner(step, fused)
+
+    for cb in callbacks:
+        cb.on_train_begin(run)
+    done: list[int] = []
+    for epoch in range(initial_epoch, epochs):
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch, run)
+        progress = _Progress(verbose, epoch, epochs, source.steps_in_epoch())
+        carry = (run.train_state, _copy(acc0))
+        for steps_done, carry in runner(carry, epoch):
+            if progress.due() or steps_done is None:
+                progress.update(steps_done or 0, carry[1])
+                if guard_nan and int(carry[1]["nan_step"]) >= 0:
+                    break
+            else:
+                progress.update(steps_done)
+        run.train_state, acc = carry
+        logs = _epoch_logs(acc)
+        if guard_nan and int(acc["nan_step"]) >= 0:
+            run.nan_step = int(acc["nan_step"])
+        if val is not None:
+            val_logs = evaluate(
+                model, run.train_state.params, run.train_state.state, val[0], val[1],
+                loss=loss, metrics=metrics, sample_weight=val[2], batch_size=validation_batch_size,
+            )  # fmt: skip
+            logs.update({f"val_{k}": v for k, v in val_logs.items()})
+        rate = optimizers.learning_rate(run.train_state.opt_state)
+        if rate is not None:
+            logs["learning_rate"] = float(rate)
+        progress.close(epoch, logs)
+        done.append(epoch)
+        for k, v in logs.items():
+            run.history.setdefault(k, []).append(v)
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, logs, run)
+        if run.stop_training:
+            break
+    for cb in callbacks:
+        cb.on_train_end(run)
+    return History(run.history, done, run.train_state, run.stop_reason, fused)
+
+
+def _epoch_logs(acc: dict) -> dict[str, float]:
+    count = float(acc["count"])
+    return {k: (float(v) / count if count else math.nan) for k, v in acc["sums"].items()}
+
+
+def _stream_steps(requested: int | str) -> int | str:
+    if requested not in ("auto", 1):
+        raise ValueError("fit: steps_per_execution > 1 needs in-memory arrays (x and y), not an iterable of batches")
+    return 1
+
+
+class _ArraySource:
+    """In-memory arrays, placed on the device once; batches are gathered there."""
+
+    def __init__(self, arrays: tuple, n: int, batch_size: int, shuffle: bool, seed: int):
+        self.data = place(jax.tree.map(jnp.asarray, arrays))
+        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+        self.full_batches = n // batch_size
+        self.remainder = n % batch_size
+
+    def batch_spec(self) -> Any:
+        return data_lib.take(self.data, slice(0, self.batch_size))
+
+    def steps_in_epoch(self) -> int:
+        return self.full_batches + (self.remainder > 0)
+
+    def runner(self, step: Callable, steps_per_call: int) -> Callable:
+        def gathered(carry: Any, data: Any, rows: jax.Array) -> Any:
+            return step(carry, data_lib.take(data, rows))
+
+        one = jax.jit(gathered, donate_argnums=0)
+
+        def scanned(carry: Any, data: Any, rows: jax.Array) -> Any:
+            return jax.lax.scan(lambda c, r: (gathered(c, data, r), None), carry, rows)[0]
+
+        many = jax.jit(scanned, donate_argnums=0)
+
+        def run_epoch(carry: Any, epoch: int):
+            order = data_lib.shuffle_indices(self.n, self.seed, epoch) if self.shuffle else np.arange(self.n)
+            order = order.astype(np.int32)
+            full = jnp.asarray(order[: self.full_batches * self.batch_size].reshape(self.full_batches, self.batch_size))
+            for start in range(0, self.full_batches, steps_per_call):
+                if steps_per_call == 1:
+                    carry = one(carry, self.data, full[start])
+                else:
+                    carry = many(carry, self.data, full[start : start + steps_per_call])
+                yield min(steps_per_call, self.full_batches - start), carry
+            if self.remainder:
+                carry = one(carry, self.data, jnp.asarray(order[self.full_batches * self.batch_size :]))
+                yield 1, carry
+            yield None, carry
+
+        return run_epoch
+
+
+def _check_batch(batch: Any) -> tuple:
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+        raise ValueError(f"fit: each batch must be (x, y) or (x, y, sample_weight), got {type(batch).__name__}")
+    return tuple(batch)
+
+
+class _StreamSource:
+    """An iterable of host batches, placed on the device one by one."""
+
+    def __init__(self, batches: Iterable, steps_per_epoch: int | None):
+        if isinstance(batches, (np.ndarray, jax.Array, Mapping)):
+            raise ValueError("fit: y is missing; pass x and y arrays, or x alone as an iterable of (x, y) batches")
+        if steps_per_epoch is not None and (isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
+            raise ValueError(f"fit: steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
+        self.one_shot = iter(batches) is batches
+        self.batches, self.steps_per_epoch = batches, steps_per_epoch
+        self.iterator = iter(batches)
+        self.first = next(self.iterator, None)
+        if self.first is None:
+            raise ValueError("fit: the iterable of batches is empty")
+        self.first = _check_batch(self.first)
+        self.full_batches = 1
+
+    def peek(self) -> Any:
+        return self.first
+
+    def batch_spec(self) -> Any:
+        return self.first
+
+    def steps_in_epoch(self) -> int | None:
+        return self.steps_per_epoch
+
+    def _epoch_batches(self, epoch: int) -> Iterable:
+        if self.first is not None:
+            head, self.first = [self.first], None
+            stream = itertools.chain(head, self.iterator)
+        elif self.one_shot:
+            stream = self.iterator
+        else:
+            stream = iter(self.batches)
+        return stream if self.steps_per_epoch is None else itertools.islice(stream, self.steps_per_epoch)
+
+    def runner(self, step: Callable, steps_per_call: int) -> Callable:
+        one = jax.jit(step, donate_argnums=0)
+
+        def run_epoch(carry: Any, epoch: int):
+            steps = 0
+            for batch in self._epoch_batches(epoch):
+                carry = one(carry, place(_check_batch(batch)))
+                steps += 1
+                yield 1, carry
+            if steps == 0:
+                raise ValueError(
+                    f"fit: the iterator of batches was exhausted before epoch {epoch}; pass "
+                    "steps_per_epoch, or a re-iterable (e.g. a list) instead of a generator"
+                )
+            yield None, carry
+
+        return run_epoch

@@ -1,0 +1,61 @@
+"""TrainState: everything a training run carries, as one pytree."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from fnn._core import Layer
+
+
+class TrainState(NamedTuple):
+    """What a run carries: the step maps it, a fused scan carries it, checkpoints save it.
+
+    Attributes:
+        params: the model's trainable parameters.
+        state: the model's non-trainable state (e.g. running statistics).
+        opt_state: the optimiser's state.
+        step: int32 scalar, the number of optimiser steps taken.
+        key: the run's PRNG key; step ``s`` uses ``fold_in(key, s)``, so a
+            resumed run draws exactly the randomness the uninterrupted one would.
+    """
+
+    params: Any
+    state: Any
+    opt_state: Any
+    step: jax.Array
+    key: jax.Array
+
+    @classmethod
+    def create(
+        cls,
+        model: Layer,
+        optimizer: optax.GradientTransformation,
+        input_shape: Any,
+        key: jax.Array,
+        *,
+        params: Any = None,
+        state: Any = None,
+    ) -> TrainState:
+        """Initialises a run: params and state from ``model.init`` (unless given).
+
+        ``key`` is split in two: one half initialises the model, the other drives
+        the per-step randomness (dropout).
+
+        Example:
+            >>> import fnn
+            >>> model = fnn.Dense(2)
+            >>> ts = TrainState.create(model, fnn.optimizers.get("sgd"), (3,), jax.random.key(0))
+            >>> int(ts.step), ts.params["w"].shape
+            (0, (3, 2))
+        """
+        init_key, run_key = jax.random.split(key)
+        if params is None:
+            params, init_state = model.init(init_key, input_shape)
+            state = init_state if state is None else state
+        elif state is None:
+            state = model.init(init_key, input_shape)[1]
+        return cls(params, state, optimizer.init(params), jnp.zeros((), jnp.int32), run_key)

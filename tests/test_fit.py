@@ -1,0 +1,280 @@
+"""fit, evaluate and predict: exactness, fused == unfused, reproducibility, callbacks, errors."""
+
+from __future__ import annotations
+
+import csv
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from sklearn.datasets import load_digits
+
+import fnn
+
+pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
+
+LOSS = "sparse_categorical_crossentropy"
+
+
+def digits(n=300):
+    x, y = load_digits(return_X_y=True)
+    return (x[:n] / 16.0).astype(np.float32), y[:n].astype(np.int32)
+
+
+def mlp():
+    return fnn.Sequential([fnn.Dense(16, "relu"), fnn.Dropout(0.3), fnn.Dense(10)])
+
+
+def run(**kwargs):
+    x, y = kwargs.pop("data", digits())
+    options = dict(loss=LOSS, metrics=["accuracy"], epochs=3, batch_size=32, verbose=0, seed=0)
+    return fnn.fit(kwargs.pop("model", mlp()), x, y, **{**options, **kwargs})
+
+
+def assert_same_run(a, b):
+    assert a.history == b.history
+    chex.assert_trees_all_equal(a.train_state._replace(key=None), b.train_state._replace(key=None))
+
+
+def test_fused_and_unfused_runs_are_bitwise_equal():
+    # 240 training examples / 32: 7 full batches and a partial one; chunks of 3 leave a remainder chunk.
+    runs = [run(validation_split=0.2, steps_per_execution=k) for k in (1, 3, 7, "auto")]
+    assert [r.steps_per_execution for r in runs[:3]] == [1, 3, 7]
+    for other in runs[1:]:
+        assert_same_run(runs[0], other)
+
+
+def test_same_seed_same_run_and_other_seed_differs():
+    a, b, c = run(), run(), run(seed=1)
+    assert_same_run(a, b)
+    assert a.history["loss"] != c.history["loss"]
+
+
+def test_fit_equals_a_hand_written_loop_over_the_train_step():
+    x, y = digits(100)
+    model, tx = mlp(), fnn.optimizers.get("adam")
+    history = fnn.fit(model, x, y, loss=LOSS, optimizer=tx, epochs=2, batch_size=32, verbose=0, seed=3)
+    ts = fnn.TrainState.create(model, tx, (64,), jax.random.key(3))
+    step = jax.jit(fnn.make_train_step(model, LOSS, tx))
+    params, state, opt_state, count = ts.params, ts.state, ts.opt_state, 0
+    for epoch in range(2):
+        losses, sizes = [], []
+        for bx, by in fnn.data.batches((x, y), 32, seed=3, epoch=epoch):
+            key = jax.random.fold_in(ts.key, count)
+            params, state, opt_state, logs = step(params, state, opt_state, (bx, by), key)
+            losses.append(float(logs["loss"]))
+            sizes.append(len(bx))
+            count += 1
+        assert history.history["loss"][epoch] == pytest.approx(np.average(losses, weights=sizes), rel=1e-6)
+    chex.assert_trees_all_equal(history.params, params)
+    assert int(history.train_state.step) == count == 8
+
+
+def test_fit_mutates_nothing_and_starts_from_given_params():
+    x, y = digits(64)
+    model = mlp()
+    params, state = model.init(jax.random.key(9), (64,))
+    before = jax.tree.map(np.array, params)
+    history = fnn.fit(model, x, y, loss=LOSS, params=params, state=state, epochs=1, verbose=0)
+    chex.assert_trees_all_equal(jax.tree.map(np.array, params), before)  # still alive, unchanged
+    assert not np.array_equal(history.params["dense"]["w"], before["dense"]["w"])
+
+
+def test_resuming_from_a_train_state_continues_exactly():
+    full = run(epochs=4)
+    first = run(epochs=2)
+    rest = run(epochs=4, initial_epoch=2, train_state=first.train_state)
+    chex.assert_trees_all_equal(rest.params, full.params)
+    assert first.history["loss"] + rest.history["loss"] == full.history["loss"]
+    assert rest.epochs == [2, 3]
+
+
+def test_history_has_train_validation_and_learning_rate_entries():
+    x, y = digits()
+    history = run(validation_data=(x[:50], y[:50]), epochs=2)
+    assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
+    assert history.history["learning_rate"] == [pytest.approx(1e-3)] * 2
+    direct = fnn.evaluate(mlp(), history.params, history.state, x[:50], y[:50], loss=LOSS, metrics=["accuracy"])
+    assert direct["loss"] == history.history["val_loss"][-1]
+
+
+def test_iterables_of_batches_train_like_unshuffled_arrays():
+    x, y = digits(96)
+    arrays = run(data=(x, y), shuffle=False, steps_per_execution=1)
+    batches = [(x[i : i + 32], y[i : i + 32]) for i in range(0, 96, 32)]
+    listed = fnn.fit(mlp(), batches, loss=LOSS, metrics=["accuracy"], epochs=3, verbose=0, seed=0)
+    assert_same_run(arrays, listed)
+
+    def generator():
+        while True:
+            yield from batches
+
+    streamed = fnn.fit(mlp(), generator(), loss=LOSS, metrics=["accuracy"], epochs=3, steps_per_epoch=3, verbose=0, seed=0)
+    assert_same_run(arrays, streamed)
+    with pytest.raises(ValueError, match=r"the iterator of batches was exhausted before epoch 1; pass steps_per_epoch"):
+        fnn.fit(mlp(), iter(batches), loss=LOSS, epochs=2, verbose=0)
+
+
+def test_predict_pads_the_last_batch_without_retracing():
+    traces = []
+    model = fnn.Sequential([fnn.Dense(3), fnn.Lambda(lambda h: (traces.append(1), h)[1])])
+    params, state = model.init(jax.random.key(0), (4,))
+    x = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    traces.clear()
+    out = fnn.predict(model, params, state, x, batch_size=4)  # batches of 4, 4 and 2 (padded)
+    fnn.predict(model, params, state, x[:7], batch_size=4)
+    assert len(traces) == 1
+    np.testing.assert_allclose(out, model.apply(params, state, x, train=False)[0], rtol=1e-5, atol=1e-6)
+    assert out.shape == (10, 3)
+
+
+def test_evaluate_gives_exact_dataset_metrics():
+    x, y = digits(70)
+    model = mlp()
+    params, state = model.init(jax.random.key(0), (64,))
+    logs = fnn.evaluate(model, params, state, x, y, loss=LOSS, batch_size=32,
+                        metrics={"accuracy": "accuracy", "f1": lambda t, p: fnn.metrics.f1_score(t, p, num_classes=10)})  # fmt: skip
+    logits = model.apply(params, state, x, train=False)[0]
+    assert logs["loss"] == pytest.approx(float(fnn.losses.sparse_categorical_crossentropy(y, logits)), rel=1e-6)
+    assert logs["f1"] == pytest.approx(float(fnn.metrics.f1_score(y, logits, num_classes=10)), rel=1e-6)
+
+
+# ------------------------------------------------------------------------- callbacks
+
+
+class Recorder(fnn.Callback):
+    def on_train_begin(self, run):
+        self.calls = ["train_begin"]
+
+    def on_epoch_begin(self, epoch, run):
+        self.calls.append(f"epoch_begin {epoch}")
+
+    def on_epoch_end(self, epoch, logs, run):
+        self.calls.append(f"epoch_end {epoch} {sorted(logs)}")
+
+    def on_train_end(self, run):
+        self.calls.append("train_end")
+
+
+def test_custom_callbacks_see_every_hook_in_order():
+    recorder = Recorder()
+    run(epochs=2, callbacks=[recorder])
+    keys = "['accuracy', 'learning_rate', 'loss']"
+    assert recorder.calls == ["train_begin", "epoch_begin 0", f"epoch_end 0 {keys}", "epoch_begin 1", f"epoch_end 1 {keys}", "train_end"]
+
+
+def test_early_stopping_stops_and_restores_the_best_weights():
+    x, y = digits()
+    stop = fnn.EarlyStopping("val_loss", patience=1, restore_best_weights=True)
+    # A rate this large makes the validation loss climb after the first epochs.
+    history = run(epochs=30, validation_split=0.3, callbacks=[stop], optimizer=fnn.optimizers.get("sgd", learning_rate=3.0))
+    assert history.stop_reason.startswith("EarlyStopping: val_loss did not improve for 1 epoch(s)")
+    assert len(history.epochs) < 30
+    best = min(history.history["val_loss"])
+    val = fnn.evaluate(mlp(), history.params, history.state, x[210:], y[210:], loss=LOSS)
+    assert val["loss"] == pytest.approx(best, rel=1e-6)
+
+
+def test_early_stopping_monitors_accuracy_upwards_and_names_missing_entries():
+    stop = fnn.EarlyStopping("val_accuracy")
+    assert stop._monitor.mode == "max"
+    with pytest.raises(KeyError, match=r"EarlyStopping monitors 'val_loss', which the logs do not have; available: \['accuracy', 'learning_rate', 'loss'\]"):
+        run(epochs=1, callbacks=[fnn.EarlyStopping()])
+    with pytest.raises(ValueError, match=r"EarlyStopping: patience must be an int >= 0, got -1"):
+        fnn.EarlyStopping(patience=-1)
+
+
+def test_reduce_lr_on_plateau_lowers_the_rate_in_the_optimizer_state():
+    # A rate of 1e-9 cannot move the loss (no dropout, no shuffling): every epoch is a plateau.
+    reduce = fnn.ReduceLROnPlateau("loss", factor=0.5, patience=2, min_lr=1e-10)
+    optimizer = fnn.optimizers.get("adam", learning_rate=1e-9)
+    history = run(model=fnn.Dense(10), epochs=6, shuffle=False, callbacks=[reduce], optimizer=optimizer)
+    # logged at each epoch's end, before the callback reduces the rate for the next epoch
+    assert history.history["learning_rate"] == pytest.approx([1e-9, 1e-9, 1e-9, 5e-10, 5e-10, 2.5e-10], rel=1e-5)
+
+
+def test_reduce_lr_on_plateau_explains_what_it_cannot_change():
+    with pytest.raises(ValueError, match=r"ReduceLROnPlateau needs the learning rate in the optimiser state"):
+        run(epochs=1, callbacks=[fnn.ReduceLROnPlateau("loss")], optimizer=optax.adam(1e-3))
+    schedule = optax.exponential_decay(1e-3, 10, 0.5)
+    with pytest.raises(ValueError, match=r"the learning rate follows a schedule"):
+        run(epochs=1, callbacks=[fnn.ReduceLROnPlateau("loss")], optimizer=fnn.optimizers.get("adam", learning_rate=schedule))
+
+
+def test_schedules_and_scheduler_callback_log_the_current_rate():
+    schedule = optax.exponential_decay(1e-2, transition_steps=8, decay_rate=0.5)
+    history = run(epochs=3, optimizer=fnn.optimizers.get("sgd", learning_rate=schedule))
+    # the logged rate is the one the epoch's last step used: step 7, 15, 23
+    # 300 examples in batches of 32: 10 steps an epoch, so the epochs' last steps are 9, 19, 29
+    assert history.history["learning_rate"] == pytest.approx([float(schedule(s)) for s in (9, 19, 29)], rel=1e-5)
+    scheduler = fnn.LearningRateScheduler(lambda epoch, rate: 0.1 / (epoch + 1))
+    history = run(epochs=3, optimizer="sgd", callbacks=[scheduler])
+    assert history.history["learning_rate"] == pytest.approx([0.1, 0.05, 0.1 / 3], rel=1e-6)
+
+
+def test_terminate_on_nan_stops_and_keeps_the_last_finite_parameters():
+    x, y = digits(160)
+    poisoned = x.copy()
+    poisoned[100] = np.nan  # in batch 3 (examples 96..127) when not shuffled
+    history = run(data=(poisoned, y), epochs=5, shuffle=False, steps_per_execution=1, callbacks=[fnn.TerminateOnNaN()])
+    assert history.stop_reason == (
+        "TerminateOnNaN: the loss was not finite at step 3 (epoch 0); params are those from before that step"
+    )
+    clean = run(data=(x[:96], y[:96]), epochs=1, shuffle=False)
+    chex.assert_trees_all_equal(history.params, clean.params)
+    assert int(history.train_state.step) == 3
+    fused = run(data=(poisoned, y), epochs=5, shuffle=False, steps_per_execution=5, callbacks=[fnn.TerminateOnNaN()])
+    chex.assert_trees_all_equal(fused.params, clean.params)
+
+
+def test_csv_logger_writes_one_row_per_epoch_atomically(tmp_path):
+    path = tmp_path / "log.csv"
+    run(epochs=2, callbacks=[fnn.CSVLogger(path)])
+    rows = list(csv.DictReader(path.read_text().splitlines()))
+    assert [r["epoch"] for r in rows] == ["0", "1"] and set(rows[0]) == {"epoch", "loss", "accuracy", "learning_rate"}
+    run(epochs=1, callbacks=[fnn.CSVLogger(path, append=True)])
+    assert len(list(csv.DictReader(path.read_text().splitlines()))) == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["log.csv"]
+
+
+def test_verbosity(capsys):
+    run(epochs=1, verbose=0)
+    assert capsys.readouterr() == ("", "")
+    run(epochs=2, verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["epoch 1", "epoch 2"]
+    run(epochs=1, verbose=1)
+    assert "epoch 1/1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"epochs": -1}, ValueError, r"fit: epochs must be an int >= 0, got -1"),
+        ({"initial_epoch": 5}, ValueError, r"fit: initial_epoch must be an int in \[0, epochs=3\], got 5"),
+        ({"verbose": 3}, ValueError, r"fit: verbose must be 0, 1 or 2, got 3"),
+        ({"steps_per_execution": 0}, ValueError, r"fit: steps_per_execution must be 'auto' or a positive int, got 0"),
+        ({"batch_size": 0}, ValueError, r"fit: batch_size must be a positive int, got 0"),
+        ({"validation_split": 1.5}, ValueError, r"fit: validation_split must be a fraction in \(0, 1\), got 1.5"),
+        ({"validation_split": 0.2, "validation_data": (1, 2)}, ValueError, r"pass validation_split or validation_data, not both"),
+        ({"validation_data": [1]}, ValueError, r"validation_data must be \(x, y\) or \(x, y, sample_weight\)"),
+        ({"callbacks": [print]}, TypeError, r"fit: callbacks must be fnn Callback instances"),
+        ({"data": (np.ones((5, 64), np.float32), np.ones(4, np.int32))}, ValueError,
+         r"all arrays in \(x, y, sample_weight\) must have the same number of examples, got \{'\[0\]': 5, '\[1\]': 4\}"),
+        ({"metrics": {"cm": lambda t, p: fnn.metrics.confusion_matrix(t, p, num_classes=10)}}, ValueError,
+         r"fit: metric 'cm' returned shape \(10, 10\); fit's metrics must be scalars"),
+    ],
+)  # fmt: skip
+def test_fit_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        run(**kwargs)
+
+
+def test_fit_without_y_needs_an_iterable_of_batches():
+    with pytest.raises(ValueError, match=r"fit: y is missing; pass x and y arrays, or x alone as an iterable"):
+        fnn.fit(mlp(), np.ones((4, 64), np.float32), loss=LOSS)
+    with pytest.raises(ValueError, match=r"each batch must be \(x, y\) or \(x, y, sample_weight\), got ndarray"):
+        fnn.fit(mlp(), [np.ones((4, 64), np.float32)], loss=LOSS, verbose=0)

@@ -68,3 +68,11 @@ def test_step_time_benchmark_runs_and_reports(tmp_path):
     assert [m["model"] for m in report["models"]] == ["tiny", "mlp"]
     assert all(m["step_ratio"] > 0 for m in report["models"])
     assert "step ratio fnn/jax" in (tmp_path / "step_time.md").read_text()
+
+
+def test_readme_example_runs():
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert float(re.search(r"test accuracy: ([0-9.]+)", done.stdout).group(1)) >= 0.95

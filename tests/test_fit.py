@@ -278,3 +278,16 @@ def test_fit_without_y_needs_an_iterable_of_batches():
         fnn.fit(mlp(), np.ones((4, 64), np.float32), loss=LOSS)
     with pytest.raises(ValueError, match=r"each batch must be \(x, y\) or \(x, y, sample_weight\), got ndarray"):
         fnn.fit(mlp(), [np.ones((4, 64), np.float32)], loss=LOSS, verbose=0)
+
+
+def test_dict_inputs_and_sample_weights():
+    x, y = digits(96)
+    inputs = {"left": x[:, :32], "right": x[:, 32:]}
+    join = fnn.Lambda(lambda d: jnp.concatenate([d["left"], d["right"]], axis=-1), name="join")
+    model = fnn.Sequential([join, fnn.Dense(10)])
+    history = fnn.fit(model, inputs, y, loss=LOSS, epochs=2, batch_size=32, verbose=0, validation_data=(inputs, y))
+    assert fnn.predict(model, history.params, history.state, inputs).shape == (96, 10)
+    one_batch = dict(loss=LOSS, epochs=1, batch_size=96, verbose=0, shuffle=False)
+    plain = fnn.fit(model, inputs, y, **one_batch)
+    doubled = fnn.fit(model, inputs, y, sample_weight=np.full(96, 2.0, np.float32), **one_batch)
+    assert doubled.history["loss"][0] == pytest.approx(2 * plain.history["loss"][0], rel=1e-6)

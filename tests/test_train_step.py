@@ -79,7 +79,7 @@ def test_metrics_are_computed_before_the_update_and_named():
     params, state = model.init(jax.random.key(0), (30,))
     metrics = {"acc": lambda t, p: fnn.metrics.binary_accuracy(t, p, threshold=0.0)}
     step = fnn.make_train_step(model, "binary_crossentropy", "sgd", metrics)
-    _, _, _, logs = step(params, state, optax.sgd(0.01).init(params), (x, y), None)
+    _, _, _, logs = step(params, state, fnn.optimizers.get("sgd").init(params), (x, y), None)
     logits, _ = model.apply(params, state, x, train=False)
     np.testing.assert_allclose(logs["acc"], fnn.metrics.binary_accuracy(y, logits, threshold=0.0))
     assert sorted(logs) == ["acc", "loss"]
@@ -108,7 +108,7 @@ def test_bad_batches_and_missing_keys_are_explained():
     model = fnn.Sequential([fnn.Dense(2), fnn.Dropout(0.5)])
     params, state = model.init(jax.random.key(0), (3,))
     step = fnn.make_train_step(model, "mse", "sgd")
-    opt_state = optax.sgd(0.01).init(params)
+    opt_state = fnn.optimizers.get("sgd").init(params)
     with pytest.raises(ValueError, match=r"batch must be a tuple \(x, y\) or \(x, y, sample_weight\), got dict"):
         step(params, state, opt_state, {"x": 1}, None)
     with pytest.raises(ValueError, match=r"Dropout 'dropout' needs a PRNG key when train=True"):

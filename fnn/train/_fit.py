@@ -31,9 +31,9 @@ from fnn.train._callbacks import Callback, FitRun
 from fnn.train._state import TrainState
 from fnn.train._step import MetricsArg, make_train_step
 
-# On CPU, fusing steps into a scan pays off only while per-step dispatch overhead
-# dominates: benchmarks/fit_overhead.py measured 2-3x for a 0.5 MFLOP step and a
-# slowdown for a 200 MFLOP one. Steps below this many FLOPs are fused by default.
+# On CPU, "auto" tries fused epochs first for steps below this many FLOPs (XLA's
+# cost analysis), where dispatch overhead dominates, and unfused steps first for
+# larger ones; it then times both and keeps the faster (see _Execution).
 CPU_FUSE_MAX_FLOPS = 2e7
 
 # Progress bars fetch running metrics from the device at most this often, so a
@@ -139,19 +139,38 @@ def _empty_accumulator(train_step: Callable, ts: TrainState, batch_spec: Any) ->
     return {"sums": sums, "count": jnp.zeros((), jnp.float32), "nan_step": jnp.full((), -1, jnp.int32)}
 
 
-def _resolve_steps_per_execution(
-    requested: int | str, steps_per_epoch: int, step: Callable, carry: Any, batch_spec: Any
-) -> int:
-    if requested == "auto":
-        if steps_per_epoch < 2:
-            return 1
-        if jax.default_backend() != "cpu":
-            return steps_per_epoch
-        flops = jax.jit(step).lower(carry, batch_spec).cost_analysis().get("flops", math.inf)
-        return steps_per_epoch if flops < CPU_FUSE_MAX_FLOPS else 1
-    if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
-        raise ValueError(f"fit: steps_per_execution must be 'auto' or a positive int, got {requested!r}")
-    return min(requested, max(steps_per_epoch, 1))
+class _Execution:
+    """How many steps each compiled call runs, possibly chosen by measurement.
+
+    An int is used as given. ``"auto"`` fuses whole epochs on accelerators. On
+    CPU it times one epoch unfused and one fused (both compiled beforehand, so
+    compiling is not timed) and keeps the faster; XLA's cost analysis of the
+    step picks which to try first, which also serves runs of a single epoch.
+    Both modes give bitwise the same results, so the choice affects speed only.
+    """
+
+    def __init__(self, requested: int | str, full_batches: int, step: Callable, carry: Any, batch_spec: Any):
+        if requested != "auto" and (isinstance(requested, bool) or not isinstance(requested, int) or requested < 1):
+            raise ValueError(f"fit: steps_per_execution must be 'auto' or a positive int, got {requested!r}")
+        self.timings: dict[int, float] = {}
+        if requested != "auto":
+            self.candidates = [min(requested, max(full_batches, 1))]
+        elif full_batches < 2:
+            self.candidates = [1]
+        elif jax.default_backend() != "cpu":
+            self.candidates = [full_batches]
+        else:
+            flops = jax.jit(step).lower(carry, batch_spec).cost_analysis().get("flops", math.inf)
+            small = flops < CPU_FUSE_MAX_FLOPS
+            self.candidates = [full_batches, 1] if small else [1, full_batches]
+        self.measuring = len(self.candidates) > 1
+
+    def next(self) -> int:
+        untried = [c for c in self.candidates if c not in self.timings]
+        return untried[0] if untried else min(self.timings, key=self.timings.__getitem__)
+
+    def record(self, steps_per_call: int, seconds: float) -> None:
+        self.timings.setdefault(steps_per_call, seconds)
 
 
 # ------------------------------------------------------------------------ predict
@@ -384,7 +403,7 @@ def fit(
         >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
         >>> y = (x.sum(axis=1) > 0).astype(np.int32)
         >>> model = fnn.Sequential([fnn.Dense(8, "relu"), fnn.Dense(2)])
-        >>> history = fnn.fit(model, x, y, loss="sparse_categorical_crossentropy",
+        >>> history = fnn.fit(model, x, y, loss="sparse_categorical_crossentropy", optimizer="sgd",
         ...                   metrics=["accuracy"], epochs=2, batch_size=16, verbose=0)
         >>> sorted(history.history), len(history.history["loss"])
         (['accuracy', 'learning_rate', 'loss'], 2)
@@ -431,14 +450,14 @@ def fit(
 
     batch_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), source.batch_spec())
     acc0 = _empty_accumulator(train_step, run.train_state, batch_spec)
-    fused = _resolve_steps_per_execution(
+    execution = _Execution(
         steps_per_execution if isinstance(source, _ArraySource) else _stream_steps(steps_per_execution),
         source.full_batches,
         step,
         (run.train_state, acc0),
         batch_spec,
     )
-    runner = source.runner(step, fused)
+    runner = source.runner(step, execution, (run.train_state, acc0))
 
     for cb in callbacks:
         cb.on_train_begin(run)
@@ -478,7 +497,7 @@ def fit(
             break
     for cb in callbacks:
         cb.on_train_end(run)
-    return History(run.history, done, run.train_state, run.stop_reason, fused)
+    return History(run.history, done, run.train_state, run.stop_reason, execution.next())
 
 
 def _epoch_logs(acc: dict) -> dict[str, float]:
@@ -507,29 +526,41 @@ class _ArraySource:
     def steps_in_epoch(self) -> int:
         return self.full_batches + (self.remainder > 0)
 
-    def runner(self, step: Callable, steps_per_call: int) -> Callable:
-        def gathered(carry: Any, data: Any, rows: jax.Array) -> Any:
-            return step(carry, data_lib.take(data, rows))
+    def runner(self, step: Callable, execution: _Execution, carry_spec: Any) -> Callable:
+        def one_step(carry: Any, data: Any, rows: jax.Array, i: Any) -> Any:
+            # Row i is picked inside the compiled call: slicing it outside costs a dispatch.
+            return step(carry, data_lib.take(data, jax.lax.dynamic_index_in_dim(rows, i, keepdims=False)))
 
-        one = jax.jit(gathered, donate_argnums=0)
+        def many_steps(carry: Any, data: Any, rows: jax.Array) -> Any:
+            return jax.lax.scan(lambda c, r: (step(c, data_lib.take(data, r)), None), carry, rows)[0]
 
-        def scanned(carry: Any, data: Any, rows: jax.Array) -> Any:
-            return jax.lax.scan(lambda c, r: (gathered(c, data, r), None), carry, rows)[0]
-
-        many = jax.jit(scanned, donate_argnums=0)
+        one_jit, many_jit = jax.jit(one_step, donate_argnums=0), jax.jit(many_steps, donate_argnums=0)
+        one, many = one_jit, many_jit  # for full-epoch row arrays
+        if execution.measuring:  # compiled up front so that the timed epochs exclude compiling
+            rows_spec = jax.ShapeDtypeStruct((self.full_batches, self.batch_size), jnp.int32)
+            one = one_jit.lower(carry_spec, self.data, rows_spec, 0).compile()
+            many = many_jit.lower(carry_spec, self.data, rows_spec).compile()
 
         def run_epoch(carry: Any, epoch: int):
             order = data_lib.shuffle_indices(self.n, self.seed, epoch) if self.shuffle else np.arange(self.n)
             order = order.astype(np.int32)
-            full = jnp.asarray(order[: self.full_batches * self.batch_size].reshape(self.full_batches, self.batch_size))
-            for start in range(0, self.full_batches, steps_per_call):
-                if steps_per_call == 1:
-                    carry = one(carry, self.data, full[start])
-                else:
-                    carry = many(carry, self.data, full[start : start + steps_per_call])
-                yield min(steps_per_call, self.full_batches - start), carry
-            if self.remainder:
-                carry = one(carry, self.data, jnp.asarray(order[self.full_batches * self.batch_size :]))
+            cut = self.full_batches * self.batch_size
+            rows = jnp.asarray(order[:cut].reshape(self.full_batches, self.batch_size))
+            per_call = execution.next()
+            start_time = time.perf_counter()
+            for start in range(0, self.full_batches, per_call):
+                if per_call == 1:
+                    carry = one(carry, self.data, rows, start)
+                elif per_call == self.full_batches:
+                    carry = many(carry, self.data, rows)
+                else:  # a shorter last chunk compiles once more
+                    carry = many_jit(carry, self.data, rows[start : start + per_call])
+                yield min(per_call, self.full_batches - start), carry
+            if execution.measuring:
+                jax.block_until_ready(carry)
+                execution.record(per_call, time.perf_counter() - start_time)
+            if self.remainder:  # the last, smaller batch: one more compile
+                carry = one_jit(carry, self.data, jnp.asarray(order[cut:])[None], 0)
                 yield 1, carry
             yield None, carry
 
@@ -578,7 +609,7 @@ class _StreamSource:
             stream = iter(self.batches)
         return stream if self.steps_per_epoch is None else itertools.islice(stream, self.steps_per_epoch)
 
-    def runner(self, step: Callable, steps_per_call: int) -> Callable:
+    def runner(self, step: Callable, execution: _Execution, carry_spec: Any) -> Callable:
         one = jax.jit(step, donate_argnums=0)
 
         def run_epoch(carry: Any, epoch: int):

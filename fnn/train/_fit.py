@@ -31,9 +31,9 @@ from fnn.train._callbacks import Callback, FitRun
 from fnn.train._state import TrainState
 from fnn.train._step import MetricsArg, make_train_step
 
-# On CPU, "auto" tries fused epochs first for steps below this many FLOPs (XLA's
-# cost analysis), where dispatch overhead dominates, and unfused steps first for
-# larger ones; it then times both and keeps the faster (see _Execution).
+# On CPU, "auto" times an unfused and a fused epoch and keeps the faster (see
+# _Execution); a single-epoch run cannot compare, and fuses when its step has
+# fewer FLOPs than this (XLA's cost analysis), where dispatch overhead dominates.
 CPU_FUSE_MAX_FLOPS = 2e7
 
 # Progress bars fetch running metrics from the device at most this often, so a
@@ -97,6 +97,14 @@ def _batch_size_of(batch: Any) -> int:
 # --------------------------------------------------------------------------- steps
 
 
+def _advance(train_step: Callable, ts: TrainState, batch: Any) -> tuple[TrainState, dict]:
+    """Applies the pure train step to a TrainState; step ``s`` draws from ``fold_in(key, s)``."""
+    params, state, opt_state, logs = train_step(
+        ts.params, ts.state, ts.opt_state, batch, jax.random.fold_in(ts.key, ts.step)
+    )
+    return ts._replace(params=params, state=state, opt_state=opt_state, step=ts.step + 1), logs
+
+
 def _make_step(train_step: Callable, guard_nan: bool) -> Callable[[tuple[TrainState, dict], Any], tuple[TrainState, dict]]:
     """One training step over ``(train_state, accumulator)``: the unit both modes run.
 
@@ -106,14 +114,12 @@ def _make_step(train_step: Callable, guard_nan: bool) -> Callable[[tuple[TrainSt
 
     def step(carry: tuple[TrainState, dict], batch: Any) -> tuple[TrainState, dict]:
         ts, acc = carry
-        params, state, opt_state, logs = train_step(
-            ts.params, ts.state, ts.opt_state, batch, jax.random.fold_in(ts.key, ts.step)
-        )
-        new = ts._replace(params=params, state=state, opt_state=opt_state, step=ts.step + 1)
+        new, logs = _advance(train_step, ts, batch)
         weight = jnp.asarray(_batch_size_of(batch), jnp.float32)
         nan_step = acc["nan_step"]
         if guard_nan:
-            # Once a loss is not finite, this and every later step leave the state as it was.
+            # Once a loss is not finite, this and every later step leave the state as it
+            # was (the key never changes, and typed keys do not go through jnp.where).
             ok = jnp.isfinite(logs["loss"]) & (nan_step < 0)
             nan_step = jnp.where(~ok & (nan_step < 0), ts.step, nan_step)
             kept = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new._replace(key=None), ts._replace(key=None))
@@ -125,18 +131,23 @@ def _make_step(train_step: Callable, guard_nan: bool) -> Callable[[tuple[TrainSt
     return step
 
 
-def _empty_accumulator(train_step: Callable, ts: TrainState, batch_spec: Any) -> dict:
-    """Zeros of the accumulator, one sum per log entry (found with eval_shape)."""
+def _accumulator_factory(train_step: Callable, ts: TrainState, batch_spec: Any) -> Callable[[], dict]:
+    """A compiled function returning a fresh, zeroed accumulator: one sum per log entry.
 
-    def logs_of(ts: TrainState, batch: Any) -> dict:
-        return train_step(ts.params, ts.state, ts.opt_state, batch, jax.random.fold_in(ts.key, ts.step))[3]
-
-    sums = {}
-    for name, spec in jax.eval_shape(logs_of, ts, batch_spec).items():
+    One compiled call per epoch instead of a copy per buffer (the carry is donated).
+    """
+    names = []
+    for name, spec in jax.eval_shape(lambda t, b: _advance(train_step, t, b)[1], ts, batch_spec).items():
         if spec.shape != ():
             raise ValueError(f"fit: metric {name!r} returned shape {spec.shape}; fit's metrics must be scalars")
-        sums[name] = jnp.zeros((), jnp.float32)
-    return {"sums": sums, "count": jnp.zeros((), jnp.float32), "nan_step": jnp.full((), -1, jnp.int32)}
+        names.append(name)
+    return jax.jit(
+        lambda: {
+            "sums": {name: jnp.zeros((), jnp.float32) for name in names},
+            "count": jnp.zeros((), jnp.float32),
+            "nan_step": jnp.full((), -1, jnp.int32),
+        }
+    )
 
 
 class _Execution:
@@ -144,12 +155,14 @@ class _Execution:
 
     An int is used as given. ``"auto"`` fuses whole epochs on accelerators. On
     CPU it times one epoch unfused and one fused (both compiled beforehand, so
-    compiling is not timed) and keeps the faster; XLA's cost analysis of the
-    step picks which to try first, which also serves runs of a single epoch.
-    Both modes give bitwise the same results, so the choice affects speed only.
+    compiling is not timed) and keeps the faster; a single epoch is fused or
+    not by XLA's cost analysis of the step. Both modes give bitwise the same
+    results, so the choice affects speed only.
     """
 
-    def __init__(self, requested: int | str, full_batches: int, step: Callable, carry: Any, batch_spec: Any):
+    def __init__(
+        self, requested: int | str, full_batches: int, epochs: int, step: Callable, carry: Any, batch_spec: Any
+    ):
         if requested != "auto" and (isinstance(requested, bool) or not isinstance(requested, int) or requested < 1):
             raise ValueError(f"fit: steps_per_execution must be 'auto' or a positive int, got {requested!r}")
         self.timings: dict[int, float] = {}
@@ -160,17 +173,20 @@ class _Execution:
         elif jax.default_backend() != "cpu":
             self.candidates = [full_batches]
         else:
-            flops = jax.jit(step).lower(carry, batch_spec).cost_analysis().get("flops", math.inf)
-            small = flops < CPU_FUSE_MAX_FLOPS
-            self.candidates = [full_batches, 1] if small else [1, full_batches]
+            # Unfused first: a process's first executions run slow, and the unfused
+            # epoch can skip its warm-up steps when timing; the fused one cannot.
+            self.candidates = [1, full_batches]
+            if epochs < 2:  # nothing to compare: guess from XLA's cost analysis
+                flops = jax.jit(step).lower(carry, batch_spec).cost_analysis().get("flops", math.inf)
+                self.candidates = [full_batches if flops < CPU_FUSE_MAX_FLOPS else 1]
         self.measuring = len(self.candidates) > 1
 
     def next(self) -> int:
         untried = [c for c in self.candidates if c not in self.timings]
         return untried[0] if untried else min(self.timings, key=self.timings.__getitem__)
 
-    def record(self, steps_per_call: int, seconds: float) -> None:
-        self.timings.setdefault(steps_per_call, seconds)
+    def record(self, steps_per_call: int, seconds_per_step: float) -> None:
+        self.timings.setdefault(steps_per_call, seconds_per_step)
 
 
 # ------------------------------------------------------------------------ predict
@@ -255,11 +271,10 @@ def evaluate(
         >>> sorted(logs)
         ['loss', 'mae']
     """
+    n_x, n_y = data_lib.num_examples(x, "x"), data_lib.num_examples(y, "y")
+    if n_x != n_y:
+        raise ValueError(f"evaluate: x has {n_x} examples but y has {n_y}")
     y_pred = predict(model, params, state, x, batch_size=batch_size)
-    if data_lib.num_examples(y, "y") != data_lib.num_examples(x, "x"):
-        raise ValueError(
-            f"evaluate: x has {data_lib.num_examples(x, 'x')} examples but y has {data_lib.num_examples(y, 'y')}"
-        )
     loss_fn = losses_lib.get(loss)
     y = jax.tree.map(jnp.asarray, y)
     value = loss_fn(y, y_pred) if sample_weight is None else loss_fn(y, y_pred, sample_weight=jnp.asarray(sample_weight))
@@ -299,13 +314,15 @@ class _Progress:
 
     def __init__(self, verbose: int, epoch: int, epochs: int, total: int | None):
         self.verbose = verbose
-        self.bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", disable=verbose != 1, unit="step", leave=True)
+        self.bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="step") if verbose == 1 else None
         self.last = 0.0
 
     def due(self) -> bool:
         return self.verbose == 1 and time.monotonic() - self.last >= _PROGRESS_INTERVAL_S
 
     def update(self, steps: int, acc: dict | None = None) -> None:
+        if self.bar is None:
+            return
         self.bar.update(steps)
         if acc is not None:
             self.last = time.monotonic()
@@ -313,9 +330,9 @@ class _Progress:
             self.bar.set_postfix({k: f"{float(v) / count:.4f}" for k, v in acc["sums"].items()}, refresh=False)
 
     def close(self, epoch: int, logs: dict[str, float]) -> None:
-        if self.verbose == 1:
+        if self.bar is not None:
             self.bar.set_postfix({k: f"{v:.4f}" for k, v in logs.items()}, refresh=False)
-        self.bar.close()
+            self.bar.close()
         if self.verbose == 2:
             print(f"epoch {epoch + 1}: " + "  ".join(f"{k} {v:.4f}" for k, v in logs.items()))
 
@@ -381,10 +398,11 @@ def fit(
         callbacks: :class:`Callback` s (early stopping, LR changes, logging ...).
         verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         steps_per_execution: steps fused into one compiled ``lax.scan`` call, or
-            ``"auto"``: a whole epoch on accelerators; on CPU a whole epoch when a
-            step is small enough for dispatch overhead to dominate (fewer than
-            ``CPU_FUSE_MAX_FLOPS`` by XLA's cost analysis), else 1. Fused and
-            unfused runs give bitwise the same results on CPU.
+            ``"auto"``: a whole epoch on accelerators; on CPU, the faster of 1 and
+            a whole epoch, timed on the first two epochs (a single-epoch run
+            fuses steps under ``CPU_FUSE_MAX_FLOPS`` by XLA's cost analysis).
+            Fused and unfused runs give bitwise the same results on CPU;
+            ``History.steps_per_execution`` says what was used last.
         steps_per_epoch: for iterables: batches per epoch.
         params, state: start from these weights (transfer learning); a fresh
             optimiser state is made for them.
@@ -423,36 +441,22 @@ def fit(
     step = _make_step(train_step, guard_nan)
     key = jax.random.key(seed)
 
-    if y is None:
-        if validation_split is not None or sample_weight is not None:
-            raise ValueError("fit: with an iterable of batches, pass validation_data (not validation_split) and weights inside the batches")
-        source = _StreamSource(x, steps_per_epoch)
-        example = source.peek()
-    else:
-        if validation_split is not None and validation_data is not None:
-            raise ValueError("fit: pass validation_split or validation_data, not both")
-        arrays = (x, y) if sample_weight is None else (x, y, sample_weight)
-        n = data_lib.num_examples(arrays, "(x, y, sample_weight)")
-        if validation_split is not None:
-            arrays, held_out = _split_validation(arrays, validation_split, n)
-            validation_data = held_out if sample_weight is not None else (*held_out, None)
-            n = data_lib.num_examples(arrays)
-        source = _ArraySource(arrays, n, _check_batch_size("fit", batch_size, n), shuffle, seed)
-        example = data_lib.take(arrays, slice(0, 1))
-    val = _unpack_validation(validation_data) if validation_data is not None else None
-
+    source, val = _sources(x, y, sample_weight, validation_split, validation_data, batch_size, shuffle, seed, steps_per_epoch)
     if train_state is None:
-        train_state = TrainState.create(model, tx, _example_shapes(example[0]), key, params=params, state=state)
+        example_x = source.batch_spec()[0]
+        train_state = TrainState.create(model, tx, _example_shapes(example_x), key, params=params, state=state)
     elif params is not None or state is not None:
         raise ValueError("fit: pass train_state or params/state, not both")
     # The steps donate their inputs; copy so the caller's arrays stay valid.
     run = FitRun(model, epochs, _copy(train_state))
 
     batch_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), source.batch_spec())
-    acc0 = _empty_accumulator(train_step, run.train_state, batch_spec)
+    new_accumulator = _accumulator_factory(train_step, run.train_state, batch_spec)
+    acc0 = new_accumulator()
     execution = _Execution(
         steps_per_execution if isinstance(source, _ArraySource) else _stream_steps(steps_per_execution),
         source.full_batches,
+        epochs - initial_epoch,
         step,
         (run.train_state, acc0),
         batch_spec,
@@ -466,17 +470,11 @@ def fit(
         for cb in callbacks:
             cb.on_epoch_begin(epoch, run)
         progress = _Progress(verbose, epoch, epochs, source.steps_in_epoch())
-        carry = (run.train_state, _copy(acc0))
-        for steps_done, carry in runner(carry, epoch):
-            if progress.due() or steps_done is None:
-                progress.update(steps_done or 0, carry[1])
-                if guard_nan and int(carry[1]["nan_step"]) >= 0:
-                    break
-            else:
-                progress.update(steps_done)
-        run.train_state, acc = carry
+        run.train_state, acc = _train_epoch(runner, epoch, (run.train_state, new_accumulator()), progress, guard_nan)
+        # One device-to-host transfer for everything the epoch logs.
+        acc, rate = jax.device_get((acc, optimizers.learning_rate(run.train_state.opt_state)))
         logs = _epoch_logs(acc)
-        if guard_nan and int(acc["nan_step"]) >= 0:
+        if acc["nan_step"] >= 0:
             run.nan_step = int(acc["nan_step"])
         if val is not None:
             val_logs = evaluate(
@@ -484,7 +482,6 @@ def fit(
                 loss=loss, metrics=metrics, sample_weight=val[2], batch_size=validation_batch_size,
             )  # fmt: skip
             logs.update({f"val_{k}": v for k, v in val_logs.items()})
-        rate = optimizers.learning_rate(run.train_state.opt_state)
         if rate is not None:
             logs["learning_rate"] = float(rate)
         progress.close(epoch, logs)
@@ -498,6 +495,43 @@ def fit(
     for cb in callbacks:
         cb.on_train_end(run)
     return History(run.history, done, run.train_state, run.stop_reason, execution.next())
+
+
+def _sources(
+    x: Any, y: Any, sample_weight: Any, validation_split: Any, validation_data: Any,
+    batch_size: int, shuffle: bool, seed: int, steps_per_epoch: int | None,
+) -> tuple[_ArraySource | _StreamSource, tuple | None]:  # fmt: skip
+    """The training data source and the validation data ``(x, y, sample_weight)``."""
+    if y is None:
+        if validation_split is not None or sample_weight is not None:
+            raise ValueError(
+                "fit: with an iterable of batches, pass validation_data (not validation_split) "
+                "and weights inside the batches"
+            )
+        source: _ArraySource | _StreamSource = _StreamSource(x, steps_per_epoch)
+    else:
+        if validation_split is not None and validation_data is not None:
+            raise ValueError("fit: pass validation_split or validation_data, not both")
+        arrays = (x, y) if sample_weight is None else (x, y, sample_weight)
+        n = data_lib.num_examples(arrays, "(x, y, sample_weight)")
+        if validation_split is not None:
+            arrays, held_out = _split_validation(arrays, validation_split, n)
+            validation_data = held_out if sample_weight is not None else (*held_out, None)
+            n = data_lib.num_examples(arrays)
+        source = _ArraySource(arrays, n, _check_batch_size("fit", batch_size, n), shuffle, seed)
+    return source, None if validation_data is None else _unpack_validation(validation_data)
+
+
+def _train_epoch(runner: Callable, epoch: int, carry: Any, progress: _Progress, guard_nan: bool) -> Any:
+    """Runs one epoch's compiled calls, updating the bar; ends early after a NaN step."""
+    for steps_done, carry in runner(carry, epoch):
+        if progress.due() or steps_done is None:
+            progress.update(steps_done or 0, carry[1])
+            if guard_nan and int(carry[1]["nan_step"]) >= 0:
+                break  # the remaining steps would leave the state unchanged anyway
+        else:
+            progress.update(steps_done)
+    return carry
 
 
 def _epoch_logs(acc: dict) -> dict[str, float]:
@@ -515,7 +549,7 @@ class _ArraySource:
     """In-memory arrays, placed on the device once; batches are gathered there."""
 
     def __init__(self, arrays: tuple, n: int, batch_size: int, shuffle: bool, seed: int):
-        self.data = place(jax.tree.map(jnp.asarray, arrays))
+        self.data = place(arrays)
         self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
         self.full_batches = n // batch_size
         self.remainder = n % batch_size
@@ -547,8 +581,11 @@ class _ArraySource:
             cut = self.full_batches * self.batch_size
             rows = jnp.asarray(order[:cut].reshape(self.full_batches, self.batch_size))
             per_call = execution.next()
-            start_time = time.perf_counter()
+            timed_from, start_time = (self.full_batches // 2 if per_call == 1 else 0), time.perf_counter()
             for start in range(0, self.full_batches, per_call):
+                if execution.measuring and start == timed_from and start > 0:
+                    jax.block_until_ready(carry)  # the first half warmed up; time the second
+                    start_time = time.perf_counter()
                 if per_call == 1:
                     carry = one(carry, self.data, rows, start)
                 elif per_call == self.full_batches:
@@ -558,7 +595,7 @@ class _ArraySource:
                 yield min(per_call, self.full_batches - start), carry
             if execution.measuring:
                 jax.block_until_ready(carry)
-                execution.record(per_call, time.perf_counter() - start_time)
+                execution.record(per_call, (time.perf_counter() - start_time) / (self.full_batches - timed_from))
             if self.remainder:  # the last, smaller batch: one more compile
                 carry = one_jit(carry, self.data, jnp.asarray(order[cut:])[None], 0)
                 yield 1, carry
@@ -589,9 +626,6 @@ class _StreamSource:
             raise ValueError("fit: the iterable of batches is empty")
         self.first = _check_batch(self.first)
         self.full_batches = 1
-
-    def peek(self) -> Any:
-        return self.first
 
     def batch_spec(self) -> Any:
         return self.first

@@ -19,8 +19,6 @@ Run: python benchmarks/fit_overhead.py [--rounds 3] [--epochs 4] [--out benchmar
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -29,11 +27,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _common import MODELS, fnn_mlp, machine, reference_mlp, write_report
 
 import fnn
 
 SAMPLES = 12_800
-MODELS = {"tiny": ((32, 64, 10), 32), "mlp": ((784, 256, 256, 10), 128)}
 
 
 def synthetic(widths):
@@ -44,28 +42,7 @@ def synthetic(widths):
 
 
 def reference(widths):
-    tx = optax.adam(1e-3)
-
-    def init(key):
-        params = []
-        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
-            w = jax.nn.initializers.glorot_uniform()(jax.random.fold_in(key, i), (n_in, n_out))
-            params.append({"w": w, "b": jnp.zeros((n_out,))})
-        return params, tx.init(params)
-
-    def loss(params, x, y):
-        for layer in params[:-1]:
-            x = jax.nn.relu(x @ layer["w"] + layer["b"])
-        logits = x @ params[-1]["w"] + params[-1]["b"]
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
-
-    def step(carry, batch):
-        params, opt_state = carry
-        value, grads = jax.value_and_grad(loss)(params, *batch)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), value
-
-    return init, step
+    return reference_mlp(widths, optax.adam(1e-3))
 
 
 def time_jax_loop(widths, batch, epochs):
@@ -115,7 +92,7 @@ class EpochTimer(fnn.Callback):
 
 def time_fnn(widths, batch, epochs, steps_per_execution):
     x, y = synthetic(widths)
-    model = fnn.Sequential([fnn.Dense(n, "relu") for n in widths[1:-1]] + [fnn.Dense(widths[-1])])
+    model = fnn_mlp(widths)
     timer = EpochTimer()
     history = fnn.fit(
         model, x, y, loss="sparse_categorical_crossentropy", optimizer="adam", epochs=epochs,
@@ -164,8 +141,7 @@ def main():
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     args = parser.parse_args()
     results = {
-        "machine": f"{platform.machine()}, {jax.default_backend()}, {jax.device_count()} device(s)",
-        "jax": jax.__version__,
+        "machine": machine(),
         "fnn_cpu_fuse_max_flops": fnn.train.CPU_FUSE_MAX_FLOPS,
         "rounds": args.rounds,
         "epochs_timed_per_round": args.epochs - 1,
@@ -178,11 +154,10 @@ def main():
                 f"| {r['model']} | {label} | {r['samples_per_s'][label]:,.0f} | "
                 f"{r['step_us'][label]:.1f} | {r['ratio_to_jax_loop'][label]:.2f} |"
             )
-        lines.append(f"| {r['model']} | (auto chose steps_per_execution={r['auto_steps_per_execution']}) | | | |")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "fit_overhead.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "fit_overhead.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        lines.append(
+            f"| {r['model']} | (auto chose steps_per_execution={r['auto_steps_per_execution']}) | | | |"
+        )
+    write_report(args.out, "fit_overhead", results, lines)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,6 @@ Run: python benchmarks/step_time.py [--rounds 7] [--steps 200] [--out benchmarks
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import time
 from pathlib import Path
@@ -20,51 +18,26 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from _common import MODELS, fnn_mlp, machine, reference_mlp, write_report
 
 import fnn
-
-MODELS = {  # name: (layer widths, batch size)
-    "tiny": ((32, 64, 10), 32),
-    "mlp": ((784, 256, 256, 10), 128),
-}
 
 
 def reference_step(widths, tx):
     """Hand-written: pure functions, one jitted step, donated buffers."""
-
-    def init(key):
-        params = []
-        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
-            w = jax.nn.initializers.glorot_uniform()(jax.random.fold_in(key, i), (n_in, n_out))
-            params.append({"w": w, "b": jnp.zeros((n_out,))})
-        return params
-
-    def loss(params, x, y):
-        h = x
-        for layer in params[:-1]:
-            h = jax.nn.relu(h @ layer["w"] + layer["b"])
-        logits = h @ params[-1]["w"] + params[-1]["b"]
-        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
-
-    def step(params, opt_state, x, y):
-        value, grads = jax.value_and_grad(loss)(params, x, y)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, value
-
-    params = init(jax.random.key(0))
-    run = jax.jit(step, donate_argnums=(0, 1))
-    carry = [params, tx.init(params)]
+    init, step = reference_mlp(widths, tx)
+    run = jax.jit(step, donate_argnums=0)
+    carry = [init(jax.random.key(0))]
 
     def call(x, y):
-        carry[0], carry[1], value = run(carry[0], carry[1], x, y)
+        carry[0], value = run(carry[0], (x, y))
         return value
 
     return call
 
 
 def fnn_step(widths, tx):
-    layers = [fnn.Dense(n, "relu") for n in widths[1:-1]] + [fnn.Dense(widths[-1])]
-    model = fnn.Sequential(layers)
+    model = fnn_mlp(widths)
     params, state = model.init(jax.random.key(0), (widths[0],))
     run = jax.jit(fnn.make_train_step(model, "sparse_categorical_crossentropy", tx), donate_argnums=(0, 2))
     carry = [params, state, tx.init(params)]
@@ -118,8 +91,7 @@ def main():
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args()
     results = {
-        "machine": f"{platform.processor() or platform.machine()}, {jax.devices()[0].device_kind}",
-        "jax": jax.__version__,
+        "machine": machine(),
         "rounds": args.rounds,
         "steps_per_round": args.steps,
         "models": [bench(name, args.rounds, args.steps) for name in MODELS],
@@ -133,10 +105,7 @@ def main():
             f"| {r['model']} | {r['step_ms']['jax']:.3f} | {r['step_ms']['fnn']:.3f} | "
             f"{r['step_ratio']:.3f} | {r['first_step_ratio']:.2f} |"
         )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "step_time.json").write_text(json.dumps(results, indent=2) + "\n")
-    (args.out / "step_time.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_report(args.out, "step_time", results, lines)
 
 
 if __name__ == "__main__":

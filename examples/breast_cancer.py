@@ -24,6 +24,14 @@ history = fnn.fit(
     model, x_train, y_train, loss=loss, metrics=["binary_accuracy"],
     epochs=40, batch_size=32, validation_split=0.15, seed=0, verbose=2,
 )  # fmt: skip
-test = fnn.evaluate(model, history.params, history.state, x_test, y_test, loss=loss, metrics=["binary_accuracy", "precision", "recall"])
+test = fnn.evaluate(
+    model,
+    history.params,
+    history.state,
+    x_test,
+    y_test,
+    loss=loss,
+    metrics=["binary_accuracy", "precision", "recall"],
+)
 print(f"test precision: {test['precision']:.3f}, recall: {test['recall']:.3f}")
 print(f"test accuracy: {test['binary_accuracy']:.3f}")

@@ -9,9 +9,7 @@ import jax.numpy as jnp
 
 import fnn
 
-model = fnn.Sequential(
-    [fnn.Dense(3), fnn.Lambda(lambda h: jnp.sum(h, axis=-1, keepdims=True), name="sum")]
-)
+model = fnn.Sequential([fnn.Dense(3), fnn.Lambda(lambda h: jnp.sum(h, axis=-1, keepdims=True), name="sum")])
 optimizer = fnn.optimizers.get("sgd", learning_rate=1e-3)
 train_step = jax.jit(fnn.make_train_step(model, "mse", optimizer))
 

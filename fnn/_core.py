@@ -159,9 +159,7 @@ def _map_shapes(fn: Callable[[Shape], Any], shapes: Any) -> Any:
 
 def batched_struct(input_shape: Any, batch_size: int = _SHAPE_BATCH) -> Any:
     """``jax.ShapeDtypeStruct`` s for a batch of inputs of a per-example shape."""
-    return _map_shapes(
-        lambda s: jax.ShapeDtypeStruct((batch_size, *s), s.dtype), as_shape(input_shape)
-    )
+    return _map_shapes(lambda s: jax.ShapeDtypeStruct((batch_size, *s), s.dtype), as_shape(input_shape))
 
 
 def _per_example_shape(struct: Any, batch_size: int) -> Any:
@@ -355,8 +353,7 @@ class Summary:
     def __str__(self) -> str:
         header = ("Layer", "Output shape", "Params", "State")
         body = [
-            ("  " * r.depth + r.path, str(r.output_shape), f"{r.params:,}", f"{r.state:,}")
-            for r in self.rows
+            ("  " * r.depth + r.path, str(r.output_shape), f"{r.params:,}", f"{r.state:,}") for r in self.rows
         ]
         widths = [max(len(row[i]) for row in [header, *body]) for i in range(4)]
 

@@ -143,7 +143,9 @@ def train_dev_test_split(
     n = _check_arrays(arrays)
     counts = [_count("dev_size", dev_size, n), _count("test_size", test_size, n)]
     if sum(counts) >= n:
-        raise ValueError(f"dev_size and test_size take {sum(counts)} of {n} examples, leaving no training data")
+        raise ValueError(
+            f"dev_size and test_size take {sum(counts)} of {n} examples, leaving no training data"
+        )
     return _take(arrays, _split_indices(n, counts, seed, stratify, shuffle=True))
 
 

@@ -177,7 +177,9 @@ def check_layer_grads(
     """
     with jax.enable_x64(True):
         state64, x64 = _to_float64(state), _to_float64(x)
-        y = jax.eval_shape(lambda p: layer.apply(p, state64, x64, train=train, key=key)[0], _to_float64(params))
+        y = jax.eval_shape(
+            lambda p: layer.apply(p, state64, x64, train=train, key=key)[0], _to_float64(params)
+        )
         rng = np.random.default_rng(seed + 1)
         cotangent = jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(s.shape), s.dtype), y)
 
@@ -217,9 +219,7 @@ def shapes(*, min_rank: int = 1, max_rank: int = 3, min_side: int = 1, max_side:
         >>> test_rank()
     """
     st = _st()
-    return st.lists(
-        st.integers(min_side, max_side), min_size=min_rank, max_size=max_rank
-    ).map(tuple)
+    return st.lists(st.integers(min_side, max_side), min_size=min_rank, max_size=max_rank).map(tuple)
 
 
 def arrays(shape: tuple[int, ...], *, dtype: Any = np.float32, scale: float = 1.0) -> Any:

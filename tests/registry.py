@@ -27,6 +27,7 @@ def _branchy() -> fnn.Layer:
         ]
     )
 
+
 CASES = [
     Case("dense", lambda: fnn.Dense(4), (3,)),
     Case("dense_tanh_nobias", lambda: fnn.Dense(2, "tanh", use_bias=False), (5,)),

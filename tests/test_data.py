@@ -78,7 +78,10 @@ def test_batches_cover_every_example_once_in_a_seeded_order():
 def test_batching_errors():
     with pytest.raises(ValueError, match=r"batch_size must be a positive int, got 0"):
         list(data.batches(np.ones(3), 0))
-    with pytest.raises(ValueError, match=r"all arrays in data must have the same number of examples, got \{'\[0\]': 3, '\[1\]': 2\}"):
+    with pytest.raises(
+        ValueError,
+        match=r"all arrays in data must have the same number of examples, got \{'\[0\]': 3, '\[1\]': 2\}",
+    ):
         data.num_examples((np.ones(3), np.ones(2)))
     with pytest.raises(ValueError, match=r"data\['a'\] is a scalar; arrays need an example axis"):
         data.num_examples({"a": np.float32(1.0)})

@@ -15,14 +15,25 @@ EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 def run(name: str) -> list[str]:
     done = subprocess.run(
-        [sys.executable, str(EXAMPLES / f"{name}.py")], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, str(EXAMPLES / f"{name}.py")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()
 
 
 def test_every_example_is_tested():
-    tested = {"iris", "linear_regression", "sum_to_twenty", "digits_mlp", "diabetes_regression", "breast_cancer"}
+    tested = {
+        "iris",
+        "linear_regression",
+        "sum_to_twenty",
+        "digits_mlp",
+        "diabetes_regression",
+        "breast_cancer",
+    }
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
 
@@ -52,7 +63,9 @@ def test_linear_regression_recovers_weight_and_bias():
 
 def test_sum_to_twenty_approaches_twenty():
     lines = run("sum_to_twenty")
-    predictions = [float(m.group(1)) for line in lines if (m := re.match(r"step +\d+: prediction ([-0-9.]+)", line))]
+    predictions = [
+        float(m.group(1)) for line in lines if (m := re.match(r"step +\d+: prediction ([-0-9.]+)", line))
+    ]
     assert len(predictions) == 10
     gaps = [abs(20 - p) for p in predictions]
     assert all(b < a for a, b in zip(gaps, gaps[1:])) and gaps[-1] < 1.0
@@ -73,6 +86,8 @@ def test_step_time_benchmark_runs_and_reports(tmp_path):
 def test_readme_example_runs():
     readme = (EXAMPLES.parent / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
     assert done.returncode == 0, done.stderr
     assert float(re.search(r"test accuracy: ([0-9.]+)", done.stdout).group(1)) >= 0.95

@@ -97,7 +97,9 @@ def test_history_has_train_validation_and_learning_rate_entries():
     history = run(validation_data=(x[:50], y[:50]), epochs=2)
     assert set(history.history) == {"loss", "accuracy", "val_loss", "val_accuracy", "learning_rate"}
     assert history.history["learning_rate"] == [pytest.approx(1e-3)] * 2
-    direct = fnn.evaluate(mlp(), history.params, history.state, x[:50], y[:50], loss=LOSS, metrics=["accuracy"])
+    direct = fnn.evaluate(
+        mlp(), history.params, history.state, x[:50], y[:50], loss=LOSS, metrics=["accuracy"]
+    )
     assert direct["loss"] == history.history["val_loss"][-1]
 
 
@@ -112,9 +114,13 @@ def test_iterables_of_batches_train_like_unshuffled_arrays():
         while True:
             yield from batches
 
-    streamed = fnn.fit(mlp(), generator(), loss=LOSS, metrics=["accuracy"], epochs=3, steps_per_epoch=3, verbose=0, seed=0)
+    streamed = fnn.fit(
+        mlp(), generator(), loss=LOSS, metrics=["accuracy"], epochs=3, steps_per_epoch=3, verbose=0, seed=0
+    )
     assert_same_run(arrays, streamed)
-    with pytest.raises(ValueError, match=r"the iterator of batches was exhausted before epoch 1; pass steps_per_epoch"):
+    with pytest.raises(
+        ValueError, match=r"the iterator of batches was exhausted before epoch 1; pass steps_per_epoch"
+    ):
         fnn.fit(mlp(), iter(batches), loss=LOSS, epochs=2, verbose=0)
 
 
@@ -138,7 +144,9 @@ def test_evaluate_gives_exact_dataset_metrics():
     logs = fnn.evaluate(model, params, state, x, y, loss=LOSS, batch_size=32,
                         metrics={"accuracy": "accuracy", "f1": lambda t, p: fnn.metrics.f1_score(t, p, num_classes=10)})  # fmt: skip
     logits = model.apply(params, state, x, train=False)[0]
-    assert logs["loss"] == pytest.approx(float(fnn.losses.sparse_categorical_crossentropy(y, logits)), rel=1e-6)
+    assert logs["loss"] == pytest.approx(
+        float(fnn.losses.sparse_categorical_crossentropy(y, logits)), rel=1e-6
+    )
     assert logs["f1"] == pytest.approx(float(fnn.metrics.f1_score(y, logits, num_classes=10)), rel=1e-6)
 
 
@@ -163,14 +171,26 @@ def test_custom_callbacks_see_every_hook_in_order():
     recorder = Recorder()
     run(epochs=2, callbacks=[recorder])
     keys = "['accuracy', 'learning_rate', 'loss']"
-    assert recorder.calls == ["train_begin", "epoch_begin 0", f"epoch_end 0 {keys}", "epoch_begin 1", f"epoch_end 1 {keys}", "train_end"]
+    assert recorder.calls == [
+        "train_begin",
+        "epoch_begin 0",
+        f"epoch_end 0 {keys}",
+        "epoch_begin 1",
+        f"epoch_end 1 {keys}",
+        "train_end",
+    ]
 
 
 def test_early_stopping_stops_and_restores_the_best_weights():
     x, y = digits()
     stop = fnn.EarlyStopping("val_loss", patience=1, restore_best_weights=True)
     # A rate this large makes the validation loss climb after the first epochs.
-    history = run(epochs=30, validation_split=0.3, callbacks=[stop], optimizer=fnn.optimizers.get("sgd", learning_rate=3.0))
+    history = run(
+        epochs=30,
+        validation_split=0.3,
+        callbacks=[stop],
+        optimizer=fnn.optimizers.get("sgd", learning_rate=3.0),
+    )
     assert history.stop_reason.startswith("EarlyStopping: val_loss did not improve for 1 epoch(s)")
     assert len(history.epochs) < 30
     best = min(history.history["val_loss"])
@@ -181,7 +201,10 @@ def test_early_stopping_stops_and_restores_the_best_weights():
 def test_early_stopping_monitors_accuracy_upwards_and_names_missing_entries():
     stop = fnn.EarlyStopping("val_accuracy")
     assert stop._monitor.mode == "max"
-    with pytest.raises(KeyError, match=r"EarlyStopping monitors 'val_loss', which the logs do not have; available: \['accuracy', 'learning_rate', 'loss'\]"):
+    with pytest.raises(
+        KeyError,
+        match=r"EarlyStopping monitors 'val_loss', which the logs do not have; available: \['accuracy', 'learning_rate', 'loss'\]",
+    ):
         run(epochs=1, callbacks=[fnn.EarlyStopping()])
     with pytest.raises(ValueError, match=r"EarlyStopping: patience must be an int >= 0, got -1"):
         fnn.EarlyStopping(patience=-1)
@@ -193,7 +216,9 @@ def test_reduce_lr_on_plateau_lowers_the_rate_in_the_optimizer_state():
     optimizer = fnn.optimizers.get("adam", learning_rate=1e-9)
     history = run(model=fnn.Dense(10), epochs=6, shuffle=False, callbacks=[reduce], optimizer=optimizer)
     # logged at each epoch's end, before the callback reduces the rate for the next epoch
-    assert history.history["learning_rate"] == pytest.approx([1e-9, 1e-9, 1e-9, 5e-10, 5e-10, 2.5e-10], rel=1e-5)
+    assert history.history["learning_rate"] == pytest.approx(
+        [1e-9, 1e-9, 1e-9, 5e-10, 5e-10, 2.5e-10], rel=1e-5
+    )
 
 
 def test_reduce_lr_on_plateau_explains_what_it_cannot_change():
@@ -201,7 +226,11 @@ def test_reduce_lr_on_plateau_explains_what_it_cannot_change():
         run(epochs=1, callbacks=[fnn.ReduceLROnPlateau("loss")], optimizer=optax.adam(1e-3))
     schedule = optax.exponential_decay(1e-3, 10, 0.5)
     with pytest.raises(ValueError, match=r"the learning rate follows a schedule"):
-        run(epochs=1, callbacks=[fnn.ReduceLROnPlateau("loss")], optimizer=fnn.optimizers.get("adam", learning_rate=schedule))
+        run(
+            epochs=1,
+            callbacks=[fnn.ReduceLROnPlateau("loss")],
+            optimizer=fnn.optimizers.get("adam", learning_rate=schedule),
+        )
 
 
 def test_schedules_and_scheduler_callback_log_the_current_rate():
@@ -209,7 +238,9 @@ def test_schedules_and_scheduler_callback_log_the_current_rate():
     history = run(epochs=3, optimizer=fnn.optimizers.get("sgd", learning_rate=schedule))
     # the logged rate is the one the epoch's last step used: step 7, 15, 23
     # 300 examples in batches of 32: 10 steps an epoch, so the epochs' last steps are 9, 19, 29
-    assert history.history["learning_rate"] == pytest.approx([float(schedule(s)) for s in (9, 19, 29)], rel=1e-5)
+    assert history.history["learning_rate"] == pytest.approx(
+        [float(schedule(s)) for s in (9, 19, 29)], rel=1e-5
+    )
     scheduler = fnn.LearningRateScheduler(lambda epoch, rate: 0.1 / (epoch + 1))
     history = run(epochs=3, optimizer="sgd", callbacks=[scheduler])
     assert history.history["learning_rate"] == pytest.approx([0.1, 0.05, 0.1 / 3], rel=1e-6)
@@ -219,14 +250,18 @@ def test_terminate_on_nan_stops_and_keeps_the_last_finite_parameters():
     x, y = digits(160)
     poisoned = x.copy()
     poisoned[100] = np.nan  # in batch 3 (examples 96..127) when not shuffled
-    history = run(data=(poisoned, y), epochs=5, shuffle=False, steps_per_execution=1, callbacks=[fnn.TerminateOnNaN()])
+    history = run(
+        data=(poisoned, y), epochs=5, shuffle=False, steps_per_execution=1, callbacks=[fnn.TerminateOnNaN()]
+    )
     assert history.stop_reason == (
         "TerminateOnNaN: the loss was not finite at step 3 (epoch 0); params are those from before that step"
     )
     clean = run(data=(x[:96], y[:96]), epochs=1, shuffle=False)
     chex.assert_trees_all_equal(history.params, clean.params)
     assert int(history.train_state.step) == 3
-    fused = run(data=(poisoned, y), epochs=5, shuffle=False, steps_per_execution=5, callbacks=[fnn.TerminateOnNaN()])
+    fused = run(
+        data=(poisoned, y), epochs=5, shuffle=False, steps_per_execution=5, callbacks=[fnn.TerminateOnNaN()]
+    )
     chex.assert_trees_all_equal(fused.params, clean.params)
 
 
@@ -234,7 +269,12 @@ def test_csv_logger_writes_one_row_per_epoch_atomically(tmp_path):
     path = tmp_path / "log.csv"
     run(epochs=2, callbacks=[fnn.CSVLogger(path)])
     rows = list(csv.DictReader(path.read_text().splitlines()))
-    assert [r["epoch"] for r in rows] == ["0", "1"] and set(rows[0]) == {"epoch", "loss", "accuracy", "learning_rate"}
+    assert [r["epoch"] for r in rows] == ["0", "1"] and set(rows[0]) == {
+        "epoch",
+        "loss",
+        "accuracy",
+        "learning_rate",
+    }
     run(epochs=1, callbacks=[fnn.CSVLogger(path, append=True)])
     assert len(list(csv.DictReader(path.read_text().splitlines()))) == 3
     assert [p.name for p in tmp_path.iterdir()] == ["log.csv"]
@@ -274,9 +314,13 @@ def test_fit_errors(kwargs, error, match):
 
 
 def test_fit_without_y_needs_an_iterable_of_batches():
-    with pytest.raises(ValueError, match=r"fit: y is missing; pass x and y arrays, or x alone as an iterable"):
+    with pytest.raises(
+        ValueError, match=r"fit: y is missing; pass x and y arrays, or x alone as an iterable"
+    ):
         fnn.fit(mlp(), np.ones((4, 64), np.float32), loss=LOSS)
-    with pytest.raises(ValueError, match=r"each batch must be \(x, y\) or \(x, y, sample_weight\), got ndarray"):
+    with pytest.raises(
+        ValueError, match=r"each batch must be \(x, y\) or \(x, y, sample_weight\), got ndarray"
+    ):
         fnn.fit(mlp(), [np.ones((4, 64), np.float32)], loss=LOSS, verbose=0)
 
 
@@ -285,7 +329,9 @@ def test_dict_inputs_and_sample_weights():
     inputs = {"left": x[:, :32], "right": x[:, 32:]}
     join = fnn.Lambda(lambda d: jnp.concatenate([d["left"], d["right"]], axis=-1), name="join")
     model = fnn.Sequential([join, fnn.Dense(10)])
-    history = fnn.fit(model, inputs, y, loss=LOSS, epochs=2, batch_size=32, verbose=0, validation_data=(inputs, y))
+    history = fnn.fit(
+        model, inputs, y, loss=LOSS, epochs=2, batch_size=32, verbose=0, validation_data=(inputs, y)
+    )
     assert fnn.predict(model, history.params, history.state, inputs).shape == (96, 10)
     one_batch = dict(loss=LOSS, epochs=1, batch_size=96, verbose=0, shuffle=False)
     plain = fnn.fit(model, inputs, y, **one_batch)

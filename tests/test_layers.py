@@ -96,11 +96,16 @@ def test_dense_rejects_bad_hyperparameters(kwargs, error, match):
 def test_dense_rejects_wrong_input_size_and_rank():
     layer = fnn.Dense(3, name="dense_2")
     params, state = layer.init(jax.random.key(0), (64,))
-    with pytest.raises(ValueError, match=r"Dense 'dense_2' expects inputs of shape \(batch, \.\.\., 64\), got shape \(32, 10\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Dense 'dense_2' expects inputs of shape \(batch, \.\.\., 64\), got shape \(32, 10\)",
+    ):
         layer.apply(params, state, jnp.ones((32, 10)), train=False)
     with pytest.raises(ValueError, match=r"got shape \(64,\)"):
         layer.apply(params, state, jnp.ones((64,)), train=False)
-    with pytest.raises(ValueError, match=r"Dense 'dense_2' expects a per-example input_shape with a feature axis.*got \(\)"):
+    with pytest.raises(
+        ValueError, match=r"Dense 'dense_2' expects a per-example input_shape with a feature axis.*got \(\)"
+    ):
         layer.init(jax.random.key(0), ())
 
 
@@ -117,11 +122,19 @@ def test_flatten_reshape_identity_lambda():
 
 
 def test_reshape_errors():
-    with pytest.raises(ValueError, match=r"Reshape 'reshape' cannot reshape per-example shape \(3, 4\) \(12 elements\) to \(5, 2\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Reshape 'reshape' cannot reshape per-example shape \(3, 4\) \(12 elements\) to \(5, 2\)",
+    ):
         fnn.Reshape((5, 2)).apply({}, {}, jnp.ones((2, 3, 4)), train=False)
-    with pytest.raises(ValueError, match=r"Reshape 'r': target_shape must hold positive ints and at most one -1, got \(-1, -1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Reshape 'r': target_shape must hold positive ints and at most one -1, got \(-1, -1\)",
+    ):
         fnn.Reshape((-1, -1), name="r")
-    with pytest.raises(ValueError, match=r"cannot reshape per-example shape \(5,\) \(5 elements\) to \(2, -1\)"):
+    with pytest.raises(
+        ValueError, match=r"cannot reshape per-example shape \(5,\) \(5 elements\) to \(2, -1\)"
+    ):
         fnn.Reshape((2, -1)).apply({}, {}, jnp.ones((1, 5)), train=False)
 
 
@@ -170,7 +183,10 @@ def test_dropout_errors():
     for rate in (-0.1, 1.0, 1.5, True):
         with pytest.raises(ValueError, match=rf"Dropout 'dropout': rate must be in \[0, 1\), got {rate}"):
             fnn.Dropout(rate)
-    with pytest.raises(ValueError, match=r"Dropout 'drop' needs a PRNG key when train=True: call apply\(.*key=jax.random.key\(seed\)\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Dropout 'drop' needs a PRNG key when train=True: call apply\(.*key=jax.random.key\(seed\)\)",
+    ):
         fnn.Dropout(0.5, name="drop").apply({}, {}, jnp.ones((2, 2)), train=True)
 
 
@@ -213,7 +229,9 @@ def test_children_get_fold_in_keys_so_appending_keeps_earlier_params():
 def test_dropout_key_reaches_children_by_fold_in():
     model = fnn.Sequential([fnn.Identity(), fnn.Dropout(0.5)])
     x = jnp.ones((4, 8))
-    y, _ = model.apply({"identity": {}, "dropout": {}}, {"identity": {}, "dropout": {}}, x, train=True, key=jax.random.key(5))
+    y, _ = model.apply(
+        {"identity": {}, "dropout": {}}, {"identity": {}, "dropout": {}}, x, train=True, key=jax.random.key(5)
+    )
     direct, _ = fnn.Dropout(0.5).apply({}, {}, x, train=True, key=jax.random.fold_in(jax.random.key(5), 1))
     np.testing.assert_array_equal(y, direct)
 
@@ -246,12 +264,20 @@ def test_children_run_under_named_scopes():
 
 
 def test_combinator_argument_errors():
-    with pytest.raises(TypeError, match=r"Sequential 'sequential': item 1 is not a Layer but function .*did you forget to call a constructor"):
+    with pytest.raises(
+        TypeError,
+        match=r"Sequential 'sequential': item 1 is not a Layer but function .*did you forget to call a constructor",
+    ):
         fnn.Sequential([fnn.Dense(2), fnn.Relu])
-    with pytest.raises(TypeError, match=r"Sequential 'sequential' expects a non-empty list of layers, got \[\]"):
+    with pytest.raises(
+        TypeError, match=r"Sequential 'sequential' expects a non-empty list of layers, got \[\]"
+    ):
         fnn.Sequential([])
     model = fnn.Sequential([fnn.Dense(2)])
-    with pytest.raises(ValueError, match=r"Sequential 'sequential' expects params with one entry per child \['dense'\], got \['dense_1'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"Sequential 'sequential' expects params with one entry per child \['dense'\], got \['dense_1'\]",
+    ):
         model.apply({"dense_1": {}}, {"dense": {}}, jnp.ones((1, 2)), train=False)
     with pytest.raises(ValueError, match=r"FanOut 'fan_out': num must be a positive int, got 0"):
         fnn.FanOut(0)
@@ -273,14 +299,25 @@ def test_parallel_fan_out_and_fan_in():
 
 def test_parallel_and_fan_in_errors():
     par = fnn.Parallel([fnn.Dense(3), fnn.Dense(5)])
-    with pytest.raises(ValueError, match=r"Parallel 'parallel' expects a tuple of 2 input shapes \(one per branch\), got 3 items"):
+    with pytest.raises(
+        ValueError,
+        match=r"Parallel 'parallel' expects a tuple of 2 input shapes \(one per branch\), got 3 items",
+    ):
         par.init(jax.random.key(0), ((4,), (4,), (4,)))
     params, state = par.init(jax.random.key(0), ((4,), (2,)))
-    with pytest.raises(ValueError, match=r"Parallel 'parallel' expects a tuple of 2 inputs \(one per branch\)"):
+    with pytest.raises(
+        ValueError, match=r"Parallel 'parallel' expects a tuple of 2 inputs \(one per branch\)"
+    ):
         par.apply(params, state, jnp.ones((1, 4)), train=False)
-    with pytest.raises(ValueError, match=r"FanInConcat 'fan_in_concat' needs inputs whose shapes agree except on per-example axis -1; got shapes \[\(2, 3, 1\), \(2, 4, 1\)\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"FanInConcat 'fan_in_concat' needs inputs whose shapes agree except on per-example axis -1; got shapes \[\(2, 3, 1\), \(2, 4, 1\)\]",
+    ):
         fnn.FanInConcat().apply({}, {}, (jnp.ones((2, 3, 1)), jnp.ones((2, 4, 1))), train=False)
-    with pytest.raises(ValueError, match=r"FanInSum 'fan_in_sum' needs inputs of identical shape; got shapes \[\(2, 3\), \(2, 1\)\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"FanInSum 'fan_in_sum' needs inputs of identical shape; got shapes \[\(2, 3\), \(2, 1\)\]",
+    ):
         fnn.FanInSum().apply({}, {}, (jnp.ones((2, 3)), jnp.ones((2, 1))), train=False)
     with pytest.raises(ValueError, match=r"FanInSum 'fan_in_sum' expects a non-empty tuple of arrays"):
         fnn.FanInSum().apply({}, {}, jnp.ones((2, 3)), train=False)
@@ -292,7 +329,10 @@ def test_residual_adds_its_branch_and_checks_shape():
     x = rand((2, 3))
     y, _ = block.apply(params, state, x, train=False)
     np.testing.assert_allclose(y, x + affine(x, params["dense"]), rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match=r"Residual 'residual' needs its branch 'dense' to keep the per-example shape \(3,\), got \(2,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Residual 'residual' needs its branch 'dense' to keep the per-example shape \(3,\), got \(2,\)",
+    ):
         fnn.Residual(fnn.Dense(2)).init(jax.random.key(0), (3,))
 
 
@@ -303,9 +343,13 @@ def test_output_shape_and_shape_dtype():
     assert fnn.output_shape(mlp(), (3,)) == (2,)
     assert fnn.output_shape(fnn.FanOut(2), (3,)) == ((3,), (3,))
     assert fnn.output_shape(fnn.Flatten(), jax.ShapeDtypeStruct((2, 3), jnp.float16)).dtype == jnp.float16
-    with pytest.raises(TypeError, match=r"input_shape must be a per-example shape such as \(28, 28, 1\).*got 'abc'"):
+    with pytest.raises(
+        TypeError, match=r"input_shape must be a per-example shape such as \(28, 28, 1\).*got 'abc'"
+    ):
         fnn.output_shape(fnn.Flatten(), "abc")
-    with pytest.raises(ValueError, match=r"a layer changed the batch axis: for a batch of 2 it returned shape \(3,\)"):
+    with pytest.raises(
+        ValueError, match=r"a layer changed the batch axis: for a batch of 2 it returned shape \(3,\)"
+    ):
         fnn.output_shape(fnn.Lambda(lambda x: x[0]), (3,))
 
 

@@ -36,11 +36,17 @@ def test_regression_losses_match_numpy(bw, features, seed):
     rng = np.random.default_rng(seed)
     t, p = rng.normal(size=(2, n, features)).astype(np.float32) * 2
     err = p.astype(np.float64) - t
-    np.testing.assert_allclose(losses.mean_squared_error(t, p, sample_weight=w), weighted(np.mean(err**2, 1), w), rtol=1e-5)
-    np.testing.assert_allclose(losses.mean_absolute_error(t, p, sample_weight=w), weighted(np.mean(np.abs(err), 1), w), rtol=1e-5)
+    np.testing.assert_allclose(
+        losses.mean_squared_error(t, p, sample_weight=w), weighted(np.mean(err**2, 1), w), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        losses.mean_absolute_error(t, p, sample_weight=w), weighted(np.mean(np.abs(err), 1), w), rtol=1e-5
+    )
     delta = 1.5
     hub = np.where(np.abs(err) <= delta, 0.5 * err**2, delta * (np.abs(err) - 0.5 * delta))
-    np.testing.assert_allclose(losses.huber(t, p, delta=delta, sample_weight=w), weighted(np.mean(hub, 1), w), rtol=1e-5)
+    np.testing.assert_allclose(
+        losses.huber(t, p, delta=delta, sample_weight=w), weighted(np.mean(hub, 1), w), rtol=1e-5
+    )
 
 
 @given(bw=batch_and_weights, seed=st.integers(0, 99))
@@ -51,7 +57,9 @@ def test_binary_crossentropy_logits_and_probabilities(bw, seed):
     z = rng.normal(size=(n, 1)).astype(np.float32) * 3
     prob = np_sigmoid(z.astype(np.float64))
     ref = -(t * np.log(prob) + (1 - t) * np.log(1 - prob))[:, 0]
-    np.testing.assert_allclose(losses.binary_crossentropy(t, z, sample_weight=w), weighted(ref, w), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(
+        losses.binary_crossentropy(t, z, sample_weight=w), weighted(ref, w), rtol=1e-4, atol=1e-6
+    )
     np.testing.assert_allclose(
         losses.binary_crossentropy(t, prob.astype(np.float32), from_logits=False, sample_weight=w),
         weighted(ref, w), rtol=1e-4, atol=1e-6,
@@ -72,7 +80,9 @@ def test_categorical_crossentropies_match_numpy(bw, classes, seed):
         losses.categorical_crossentropy(onehot, z, sample_weight=w),
         losses.categorical_crossentropy(onehot, probs, from_logits=False, sample_weight=w),
         losses.sparse_categorical_crossentropy(labels.astype(np.int32), z, sample_weight=w),
-        losses.sparse_categorical_crossentropy(labels.astype(np.int32), probs, from_logits=False, sample_weight=w),
+        losses.sparse_categorical_crossentropy(
+            labels.astype(np.int32), probs, from_logits=False, sample_weight=w
+        ),
     ):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 
@@ -82,7 +92,9 @@ def test_label_smoothing_mixes_with_uniform():
     z = jnp.array([[1.0, 2.0]])
     smoothed = jnp.array([[0.1, 0.9]])
     np.testing.assert_allclose(
-        losses.categorical_crossentropy(t, z, label_smoothing=0.2), losses.categorical_crossentropy(smoothed, z), rtol=1e-6
+        losses.categorical_crossentropy(t, z, label_smoothing=0.2),
+        losses.categorical_crossentropy(smoothed, z),
+        rtol=1e-6,
     )
 
 

@@ -30,19 +30,27 @@ def test_classification_metrics_match_sklearn(case):
     expect = {
         "acc": skm.accuracy_score(labels, pred),
         "cm": skm.confusion_matrix(labels, pred, labels=range(classes)),
-        "precision": skm.precision_score(labels, pred, labels=range(classes), average="macro", zero_division=0),
+        "precision": skm.precision_score(
+            labels, pred, labels=range(classes), average="macro", zero_division=0
+        ),
         "recall": skm.recall_score(labels, pred, labels=range(classes), average="macro", zero_division=0),
         "f1": skm.f1_score(labels, pred, labels=range(classes), average="macro", zero_division=0),
         "top2": np.mean([label in np.argsort(-row)[:2] for label, row in zip(labels, scores)]),
     }
     np.testing.assert_allclose(metrics.sparse_categorical_accuracy(labels, scores), expect["acc"], rtol=1e-6)
     np.testing.assert_allclose(metrics.accuracy(labels, scores), expect["acc"], rtol=1e-6)
-    np.testing.assert_allclose(metrics.categorical_accuracy(np.eye(classes)[labels], scores), expect["acc"], rtol=1e-6)
+    np.testing.assert_allclose(
+        metrics.categorical_accuracy(np.eye(classes)[labels], scores), expect["acc"], rtol=1e-6
+    )
     np.testing.assert_array_equal(metrics.confusion_matrix(labels, scores, num_classes=classes), expect["cm"])
-    np.testing.assert_array_equal(metrics.confusion_matrix(labels, pred.astype(np.int32), num_classes=classes), expect["cm"])
+    np.testing.assert_array_equal(
+        metrics.confusion_matrix(labels, pred.astype(np.int32), num_classes=classes), expect["cm"]
+    )
     for name in ("precision", "recall", "f1"):
         fn = {"precision": metrics.precision, "recall": metrics.recall, "f1": metrics.f1_score}[name]
-        np.testing.assert_allclose(fn(labels, scores, num_classes=classes), expect[name], rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(
+            fn(labels, scores, num_classes=classes), expect[name], rtol=1e-5, atol=1e-7
+        )
     np.testing.assert_allclose(metrics.top_k_accuracy(labels, scores, k=2), expect["top2"], rtol=1e-6)
 
 
@@ -52,9 +60,17 @@ def test_binary_metrics_match_sklearn(n, seed, threshold):
     t = rng.integers(0, 2, size=n).astype(np.float32)
     p = rng.uniform(size=n).astype(np.float32)
     hard = (p > threshold).astype(int)
-    np.testing.assert_allclose(metrics.binary_accuracy(t, p, threshold=threshold), skm.accuracy_score(t, hard), rtol=1e-6)
-    for fn, ref in ((metrics.precision, skm.precision_score), (metrics.recall, skm.recall_score), (metrics.f1_score, skm.f1_score)):
-        np.testing.assert_allclose(fn(t, p, threshold=threshold), ref(t, hard, zero_division=0), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(
+        metrics.binary_accuracy(t, p, threshold=threshold), skm.accuracy_score(t, hard), rtol=1e-6
+    )
+    for fn, ref in (
+        (metrics.precision, skm.precision_score),
+        (metrics.recall, skm.recall_score),
+        (metrics.f1_score, skm.f1_score),
+    ):
+        np.testing.assert_allclose(
+            fn(t, p, threshold=threshold), ref(t, hard, zero_division=0), rtol=1e-5, atol=1e-7
+        )
 
 
 @given(st.integers(2, 40), st.integers(0, 10_000))
@@ -62,7 +78,9 @@ def test_regression_metrics_match_sklearn(n, seed):
     rng = np.random.default_rng(seed)
     t, p = rng.normal(size=(2, n)).astype(np.float32)
     np.testing.assert_allclose(metrics.mean_absolute_error(t, p), skm.mean_absolute_error(t, p), rtol=1e-5)
-    np.testing.assert_allclose(metrics.root_mean_squared_error(t, p), skm.root_mean_squared_error(t, p), rtol=1e-5)
+    np.testing.assert_allclose(
+        metrics.root_mean_squared_error(t, p), skm.root_mean_squared_error(t, p), rtol=1e-5
+    )
     np.testing.assert_allclose(metrics.r2_score(t, p), skm.r2_score(t, p), rtol=1e-4, atol=1e-5)
 
 

@@ -36,12 +36,16 @@ def updates_after_two_steps(tx):
     ],
 )
 def test_named_optimizers_equal_optax_with_keras_default_rates(name, reference):
-    np.testing.assert_array_equal(updates_after_two_steps(optimizers.get(name)), updates_after_two_steps(reference))
+    np.testing.assert_array_equal(
+        updates_after_two_steps(optimizers.get(name)), updates_after_two_steps(reference)
+    )
 
 
 def test_learning_rate_options_and_schedules():
     tx = optimizers.get("momentum", learning_rate=0.1, momentum=0.5)
-    np.testing.assert_array_equal(updates_after_two_steps(tx), updates_after_two_steps(optax.sgd(0.1, momentum=0.5)))
+    np.testing.assert_array_equal(
+        updates_after_two_steps(tx), updates_after_two_steps(optax.sgd(0.1, momentum=0.5))
+    )
     schedule = optax.exponential_decay(0.1, transition_steps=1, decay_rate=0.5)
     tx = optimizers.get("sgd", learning_rate=schedule)
     np.testing.assert_allclose(updates_after_two_steps(tx), -0.05 * GRADS["w"], rtol=1e-6)

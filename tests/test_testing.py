@@ -34,7 +34,9 @@ def test_check_grads_names_the_wrong_path_first():
     def f(p):
         return jnp.sum(p["good"] ** 2) + jnp.sum(wrong_square(p["bad"]))
 
-    with pytest.raises(AssertionError, match=r"gradients disagree with finite differences\n.*\n  FAIL bad: autodiff"):
+    with pytest.raises(
+        AssertionError, match=r"gradients disagree with finite differences\n.*\n  FAIL bad: autodiff"
+    ):
         testing.check_grads(f, params)
     report = testing.check_grads(f, params, raise_on_failure=False)
     assert [e.path for e in report.worst] == ["bad", "good"]

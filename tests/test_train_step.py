@@ -47,7 +47,9 @@ def test_training_reduces_the_loss_and_evaluates():
     model, params, state, history = train(seed=0, steps=60)
     assert float(history[-1]["loss"]) < 0.5 * float(history[0]["loss"])
     x, y = digits()
-    logs = jax.jit(fnn.make_eval_step(model, "sparse_categorical_crossentropy", ["accuracy"]))(params, state, (x, y))
+    logs = jax.jit(fnn.make_eval_step(model, "sparse_categorical_crossentropy", ["accuracy"]))(
+        params, state, (x, y)
+    )
     assert float(logs["accuracy"]) > 0.85
 
 
@@ -58,7 +60,9 @@ def test_train_step_equals_a_hand_written_optax_step():
     x = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
     y = jnp.asarray(np.random.default_rng(1).normal(size=(4, 2)), jnp.float32)
     w = jnp.array([1.0, 0.0, 2.0, 1.0])
-    new_params, _, _, logs = fnn.make_train_step(model, "mse", tx)(params, state, tx.init(params), (x, y, w), None)
+    new_params, _, _, logs = fnn.make_train_step(model, "mse", tx)(
+        params, state, tx.init(params), (x, y, w), None
+    )
 
     def loss(p):
         per_example = jnp.mean((x @ p["w"] + p["b"][None, :] - y) ** 2, axis=1)
@@ -109,9 +113,13 @@ def test_bad_batches_and_missing_keys_are_explained():
     params, state = model.init(jax.random.key(0), (3,))
     step = fnn.make_train_step(model, "mse", "sgd")
     opt_state = fnn.optimizers.get("sgd").init(params)
-    with pytest.raises(ValueError, match=r"batch must be a tuple \(x, y\) or \(x, y, sample_weight\), got dict"):
+    with pytest.raises(
+        ValueError, match=r"batch must be a tuple \(x, y\) or \(x, y, sample_weight\), got dict"
+    ):
         step(params, state, opt_state, {"x": 1}, None)
     with pytest.raises(ValueError, match=r"Dropout 'dropout' needs a PRNG key when train=True"):
         step(params, state, opt_state, (jnp.ones((2, 3)), jnp.ones((2, 2))), None)
-    with pytest.raises(ValueError, match=r"mean_squared_error: y_true shape \(2,\) and y_pred shape \(2, 2\) differ"):
+    with pytest.raises(
+        ValueError, match=r"mean_squared_error: y_true shape \(2,\) and y_pred shape \(2, 2\) differ"
+    ):
         step(params, state, opt_state, (jnp.ones((2, 3)), jnp.ones(2)), jax.random.key(0))

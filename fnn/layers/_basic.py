@@ -100,8 +100,7 @@ def Reshape(target_shape: Sequence[int], *, name: str | None = None) -> Layer:
         or target.count(-1) > 1
     ):
         raise ValueError(
-            f"Reshape '{name}': target_shape must hold positive ints and at most one -1, "
-            f"got {target_shape!r}"
+            f"Reshape '{name}': target_shape must hold positive ints and at most one -1, got {target_shape!r}"
         )
     known = math.prod(d for d in target if d != -1)
 
@@ -118,9 +117,7 @@ def Reshape(target_shape: Sequence[int], *, name: str | None = None) -> Layer:
     return stateless("Reshape", name, reshape)
 
 
-def Activation(
-    activation: str | activations.Activation, *, name: str | None = None, **kwargs: Any
-) -> Layer:
+def Activation(activation: str | activations.Activation, *, name: str | None = None, **kwargs: Any) -> Layer:
     """Applies an activation function, by name or as a function, as a layer.
 
     Args:

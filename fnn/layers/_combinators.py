@@ -36,9 +36,7 @@ def _child(kind: str, name: str, index: int, key: str, input_shape: Any) -> Iter
         with jax.named_scope(key):
             yield
     except Exception as e:
-        e.add_note(
-            f"  in {kind} '{name}', child {index} '{key}' with per-example input shape {input_shape}"
-        )
+        e.add_note(f"  in {kind} '{name}', child {index} '{key}' with per-example input shape {input_shape}")
         raise
 
 
@@ -62,9 +60,7 @@ def _check_layers(kind: str, name: str, layers: Sequence[Layer]) -> tuple[Layer,
 def _check_children(kind: str, name: str, what: str, keys: Sequence[str], tree: Any) -> None:
     if not isinstance(tree, dict) or set(tree) != set(keys):
         got = sorted(tree) if isinstance(tree, dict) else type(tree).__name__
-        raise ValueError(
-            f"{kind} '{name}' expects {what} with one entry per child {list(keys)}, got {got}"
-        )
+        raise ValueError(f"{kind} '{name}' expects {what} with one entry per child {list(keys)}, got {got}")
 
 
 def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
@@ -115,9 +111,7 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
         new_state = {}
         for i, (k, layer) in enumerate(zip(keys, layers)):
             with _child(kind, name, i, k, shape_of(x)):
-                x, new_state[k] = layer.apply(
-                    params[k], state[k], x, train=train, key=_child_key(key, i)
-                )
+                x, new_state[k] = layer.apply(params[k], state[k], x, train=train, key=_child_key(key, i))
         return x, new_state
 
     return make_layer(kind, name, init, apply, children)
@@ -170,9 +164,7 @@ def Parallel(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
         ys, new_state = [], {}
         for i, (k, layer, xi) in enumerate(zip(keys, layers, xs)):
             with _child(kind, name, i, k, shape_of(xi)):
-                yi, new_state[k] = layer.apply(
-                    params[k], state[k], xi, train=train, key=_child_key(key, i)
-                )
+                yi, new_state[k] = layer.apply(params[k], state[k], xi, train=train, key=_child_key(key, i))
             ys.append(yi)
         return tuple(ys), new_state
 
@@ -225,7 +217,8 @@ def FanInConcat(axis: int = -1, *, name: str | None = None) -> Layer:
         ndim = len(shapes[0])
         batch_axis = axis + 1 if axis >= 0 else ndim + axis
         if not 1 <= batch_axis < ndim or any(
-            len(s) != ndim or s[:batch_axis] + s[batch_axis + 1 :] != shapes[0][:batch_axis] + shapes[0][batch_axis + 1 :]
+            len(s) != ndim
+            or s[:batch_axis] + s[batch_axis + 1 :] != shapes[0][:batch_axis] + shapes[0][batch_axis + 1 :]
             for s in shapes
         ):
             raise ValueError(

@@ -264,7 +264,9 @@ class LearningRateScheduler(Callback):
     def on_epoch_begin(self, epoch: int, run: FitRun) -> None:
         rate = float(self.schedule(epoch, _current_rate("LearningRateScheduler", run)))
         if not rate > 0 or not math.isfinite(rate):
-            raise ValueError(f"LearningRateScheduler: schedule returned {rate!r} at epoch {epoch}; rates must be positive")
+            raise ValueError(
+                f"LearningRateScheduler: schedule returned {rate!r} at epoch {epoch}; rates must be positive"
+            )
         _set_rate(run, rate)
 
 

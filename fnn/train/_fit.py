@@ -105,7 +105,9 @@ def _advance(train_step: Callable, ts: TrainState, batch: Any) -> tuple[TrainSta
     return ts._replace(params=params, state=state, opt_state=opt_state, step=ts.step + 1), logs
 
 
-def _make_step(train_step: Callable, guard_nan: bool) -> Callable[[tuple[TrainState, dict], Any], tuple[TrainState, dict]]:
+def _make_step(
+    train_step: Callable, guard_nan: bool
+) -> Callable[[tuple[TrainState, dict], Any], tuple[TrainState, dict]]:
     """One training step over ``(train_state, accumulator)``: the unit both modes run.
 
     The accumulator holds the running sums of the batch logs (weighted by batch
@@ -122,7 +124,9 @@ def _make_step(train_step: Callable, guard_nan: bool) -> Callable[[tuple[TrainSt
             # was (the key never changes, and typed keys do not go through jnp.where).
             ok = jnp.isfinite(logs["loss"]) & (nan_step < 0)
             nan_step = jnp.where(~ok & (nan_step < 0), ts.step, nan_step)
-            kept = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new._replace(key=None), ts._replace(key=None))
+            kept = jax.tree.map(
+                lambda a, b: jnp.where(ok, a, b), new._replace(key=None), ts._replace(key=None)
+            )
             new = kept._replace(key=ts.key)
             weight = jnp.where(ok, weight, 0.0)
         sums = {k: acc["sums"][k] + weight * logs[k].astype(jnp.float32) for k in acc["sums"]}
@@ -139,7 +143,9 @@ def _accumulator_factory(train_step: Callable, ts: TrainState, batch_spec: Any) 
     names = []
     for name, spec in jax.eval_shape(lambda t, b: _advance(train_step, t, b)[1], ts, batch_spec).items():
         if spec.shape != ():
-            raise ValueError(f"fit: metric {name!r} returned shape {spec.shape}; fit's metrics must be scalars")
+            raise ValueError(
+                f"fit: metric {name!r} returned shape {spec.shape}; fit's metrics must be scalars"
+            )
         names.append(name)
     return jax.jit(
         lambda: {
@@ -161,9 +167,17 @@ class _Execution:
     """
 
     def __init__(
-        self, requested: int | str, full_batches: int, epochs: int, step: Callable, carry: Any, batch_spec: Any
+        self,
+        requested: int | str,
+        full_batches: int,
+        epochs: int,
+        step: Callable,
+        carry: Any,
+        batch_spec: Any,
     ):
-        if requested != "auto" and (isinstance(requested, bool) or not isinstance(requested, int) or requested < 1):
+        if requested != "auto" and (
+            isinstance(requested, bool) or not isinstance(requested, int) or requested < 1
+        ):
             raise ValueError(f"fit: steps_per_execution must be 'auto' or a positive int, got {requested!r}")
         self.timings: dict[int, float] = {}
         if requested != "auto":
@@ -277,7 +291,11 @@ def evaluate(
     y_pred = predict(model, params, state, x, batch_size=batch_size)
     loss_fn = losses_lib.get(loss)
     y = jax.tree.map(jnp.asarray, y)
-    value = loss_fn(y, y_pred) if sample_weight is None else loss_fn(y, y_pred, sample_weight=jnp.asarray(sample_weight))
+    value = (
+        loss_fn(y, y_pred)
+        if sample_weight is None
+        else loss_fn(y, y_pred, sample_weight=jnp.asarray(sample_weight))
+    )
     logs = {"loss": float(value)}
     for name, fn in metrics_lib.resolve_all(metrics).items():
         logs[name] = float(fn(y, y_pred))
@@ -314,7 +332,9 @@ class _Progress:
 
     def __init__(self, verbose: int, epoch: int, epochs: int, total: int | None):
         self.verbose = verbose
-        self.bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="step") if verbose == 1 else None
+        self.bar = (
+            tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="step") if verbose == 1 else None
+        )
         self.last = 0.0
 
     def due(self) -> bool:
@@ -327,7 +347,9 @@ class _Progress:
         if acc is not None:
             self.last = time.monotonic()
             count = max(float(acc["count"]), 1.0)
-            self.bar.set_postfix({k: f"{float(v) / count:.4f}" for k, v in acc["sums"].items()}, refresh=False)
+            self.bar.set_postfix(
+                {k: f"{float(v) / count:.4f}" for k, v in acc["sums"].items()}, refresh=False
+            )
 
     def close(self, epoch: int, logs: dict[str, float]) -> None:
         if self.bar is not None:
@@ -428,7 +450,11 @@ def fit(
     """
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise ValueError(f"fit: epochs must be an int >= 0, got {epochs!r}")
-    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or not 0 <= initial_epoch <= epochs:
+    if (
+        isinstance(initial_epoch, bool)
+        or not isinstance(initial_epoch, int)
+        or not 0 <= initial_epoch <= epochs
+    ):
         raise ValueError(f"fit: initial_epoch must be an int in [0, epochs={epochs}], got {initial_epoch!r}")
     if verbose not in (0, 1, 2):
         raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
@@ -441,16 +467,22 @@ def fit(
     step = _make_step(train_step, guard_nan)
     key = jax.random.key(seed)
 
-    source, val = _sources(x, y, sample_weight, validation_split, validation_data, batch_size, shuffle, seed, steps_per_epoch)
+    source, val = _sources(
+        x, y, sample_weight, validation_split, validation_data, batch_size, shuffle, seed, steps_per_epoch
+    )
     if train_state is None:
         example_x = source.batch_spec()[0]
-        train_state = TrainState.create(model, tx, _example_shapes(example_x), key, params=params, state=state)
+        train_state = TrainState.create(
+            model, tx, _example_shapes(example_x), key, params=params, state=state
+        )
     elif params is not None or state is not None:
         raise ValueError("fit: pass train_state or params/state, not both")
     # The steps donate their inputs; copy so the caller's arrays stay valid.
     run = FitRun(model, epochs, _copy(train_state))
 
-    batch_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), source.batch_spec())
+    batch_spec = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), source.batch_spec()
+    )
     new_accumulator = _accumulator_factory(train_step, run.train_state, batch_spec)
     acc0 = new_accumulator()
     execution = _Execution(
@@ -470,7 +502,9 @@ def fit(
         for cb in callbacks:
             cb.on_epoch_begin(epoch, run)
         progress = _Progress(verbose, epoch, epochs, source.steps_in_epoch())
-        run.train_state, acc = _train_epoch(runner, epoch, (run.train_state, new_accumulator()), progress, guard_nan)
+        run.train_state, acc = _train_epoch(
+            runner, epoch, (run.train_state, new_accumulator()), progress, guard_nan
+        )
         # One device-to-host transfer for everything the epoch logs.
         acc, rate = jax.device_get((acc, optimizers.learning_rate(run.train_state.opt_state)))
         logs = _epoch_logs(acc)
@@ -524,14 +558,15 @@ def _sources(
 
 def _train_epoch(runner: Callable, epoch: int, carry: Any, progress: _Progress, guard_nan: bool) -> Any:
     """Runs one epoch's compiled calls, updating the bar; ends early after a NaN step."""
-    for steps_done, carry in runner(carry, epoch):
+    latest = carry
+    for steps_done, latest in runner(carry, epoch):
         if progress.due() or steps_done is None:
-            progress.update(steps_done or 0, carry[1])
-            if guard_nan and int(carry[1]["nan_step"]) >= 0:
+            progress.update(steps_done or 0, latest[1])
+            if guard_nan and int(latest[1]["nan_step"]) >= 0:
                 break  # the remaining steps would leave the state unchanged anyway
         else:
             progress.update(steps_done)
-    return carry
+    return latest
 
 
 def _epoch_logs(acc: dict) -> dict[str, float]:
@@ -541,7 +576,9 @@ def _epoch_logs(acc: dict) -> dict[str, float]:
 
 def _stream_steps(requested: int | str) -> int | str:
     if requested not in ("auto", 1):
-        raise ValueError("fit: steps_per_execution > 1 needs in-memory arrays (x and y), not an iterable of batches")
+        raise ValueError(
+            "fit: steps_per_execution > 1 needs in-memory arrays (x and y), not an iterable of batches"
+        )
     return 1
 
 
@@ -595,7 +632,9 @@ class _ArraySource:
                 yield min(per_call, self.full_batches - start), carry
             if execution.measuring:
                 jax.block_until_ready(carry)
-                execution.record(per_call, (time.perf_counter() - start_time) / (self.full_batches - timed_from))
+                execution.record(
+                    per_call, (time.perf_counter() - start_time) / (self.full_batches - timed_from)
+                )
             if self.remainder:  # the last, smaller batch: one more compile
                 carry = one_jit(carry, self.data, jnp.asarray(order[cut:])[None], 0)
                 yield 1, carry
@@ -606,7 +645,9 @@ class _ArraySource:
 
 def _check_batch(batch: Any) -> tuple:
     if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
-        raise ValueError(f"fit: each batch must be (x, y) or (x, y, sample_weight), got {type(batch).__name__}")
+        raise ValueError(
+            f"fit: each batch must be (x, y) or (x, y, sample_weight), got {type(batch).__name__}"
+        )
     return tuple(batch)
 
 
@@ -615,8 +656,12 @@ class _StreamSource:
 
     def __init__(self, batches: Iterable, steps_per_epoch: int | None):
         if isinstance(batches, (np.ndarray, jax.Array, Mapping)):
-            raise ValueError("fit: y is missing; pass x and y arrays, or x alone as an iterable of (x, y) batches")
-        if steps_per_epoch is not None and (isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
+            raise ValueError(
+                "fit: y is missing; pass x and y arrays, or x alone as an iterable of (x, y) batches"
+            )
+        if steps_per_epoch is not None and (
+            isinstance(steps_per_epoch, bool) or not isinstance(steps_per_epoch, int) or steps_per_epoch < 1
+        ):
             raise ValueError(f"fit: steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
         self.one_shot = iter(batches) is batches
         self.batches, self.steps_per_epoch = batches, steps_per_epoch

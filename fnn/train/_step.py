@@ -83,9 +83,7 @@ def make_train_step(
     tx = optimizers.get(optimizer)
 
     def train_step(params: Any, state: Any, opt_state: Any, batch: Any, key: Any):
-        grads, (logs, new_state) = jax.grad(objective, has_aux=True)(
-            params, state, batch, key, True
-        )
+        grads, (logs, new_state) = jax.grad(objective, has_aux=True)(params, state, batch, key, True)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), new_state, opt_state, logs
 

@@ -1,0 +1,61 @@
+"""What the benchmarks share: the models, the hand-written JAX reference, fnn's model, reports."""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import optax
+
+import fnn
+
+MODELS = {  # name: (layer widths, batch size)
+    "tiny": ((32, 64, 10), 32),
+    "mlp": ((784, 256, 256, 10), 128),
+}
+
+
+def reference_mlp(widths, tx):
+    """Hand-written JAX + optax: ``init(key) -> (params, opt_state)`` and a pure
+    ``step((params, opt_state), (x, y)) -> ((params, opt_state), loss)``."""
+
+    def init(key):
+        params = []
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:])):
+            w = jax.nn.initializers.glorot_uniform()(jax.random.fold_in(key, i), (n_in, n_out))
+            params.append({"w": w, "b": jnp.zeros((n_out,))})
+        return params, tx.init(params)
+
+    def loss(params, x, y):
+        for layer in params[:-1]:
+            x = jax.nn.relu(x @ layer["w"] + layer["b"])
+        logits = x @ params[-1]["w"] + params[-1]["b"]
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+
+    def step(carry, batch):
+        params, opt_state = carry
+        value, grads = jax.value_and_grad(loss)(params, *batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
+
+    return init, step
+
+
+def fnn_mlp(widths):
+    """The same MLP built from fnn layers."""
+    return fnn.Sequential([fnn.Dense(n, "relu") for n in widths[1:-1]] + [fnn.Dense(widths[-1])])
+
+
+def machine():
+    return f"{platform.machine()}, {jax.default_backend()}, {jax.device_count()} device(s), jax {jax.__version__}"
+
+
+def write_report(out: Path, name: str, results: dict, table: list[str]) -> None:
+    """Writes ``name.json`` and ``name.md`` under ``out`` and prints the table."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
+    (out / f"{name}.md").write_text("\n".join(table) + "\n")
+    print("\n".join(table))

@@ -49,4 +49,42 @@ CASES = [
     Case("branches", _branchy, (4,)),
     Case("fan_in_sum", lambda: fnn.Sequential([fnn.FanOut(3), fnn.FanInSum()]), (2,)),
     Case("residual", lambda: fnn.Residual(fnn.Sequential([fnn.Dense(3, "tanh"), fnn.Dense(3)])), (3,)),
+    # vision
+    Case("conv1d", lambda: fnn.Conv1D(3, 3, strides=2, padding="same"), (7, 2)),
+    Case("conv2d", lambda: fnn.Conv2D(4, (3, 2), padding="valid", activation="tanh"), (5, 4, 3)),
+    Case("conv2d_dilated_groups", lambda: fnn.Conv2D(4, 2, dilation=2, groups=2, padding=(1, 0)), (5, 5, 2)),
+    Case("conv3d", lambda: fnn.Conv3D(2, 2, padding="same"), (3, 4, 3, 2)),
+    Case("conv1d_transpose", lambda: fnn.Conv1DTranspose(2, 3, strides=2), (4, 3)),
+    Case("conv2d_transpose", lambda: fnn.Conv2DTranspose(3, 3, strides=2, padding="same"), (3, 3, 2)),
+    Case("conv3d_transpose", lambda: fnn.Conv3DTranspose(2, 2, strides=(1, 2, 1)), (2, 2, 2, 1)),
+    Case("depthwise_conv2d", lambda: fnn.DepthwiseConv2D(3, depth_multiplier=2, padding="same"), (4, 4, 2)),
+    Case("separable_conv2d", lambda: fnn.SeparableConv2D(3, 2), (4, 4, 2)),
+    Case("max_pool1d", lambda: fnn.MaxPool1D(2), (6, 2)),
+    Case("max_pool2d_same", lambda: fnn.MaxPool2D(3, strides=2, padding="same"), (5, 5, 2)),
+    Case("max_pool3d", lambda: fnn.MaxPool3D(2), (4, 4, 2, 1)),
+    Case("avg_pool1d", lambda: fnn.AvgPool1D(3, strides=1, padding="same"), (5, 2)),
+    Case("avg_pool2d", lambda: fnn.AvgPool2D(2), (4, 4, 3)),
+    Case("avg_pool3d_padded", lambda: fnn.AvgPool3D(2, padding=1), (2, 3, 2, 1)),
+    Case("global_max_pool", lambda: fnn.GlobalMaxPool(), (3, 3, 2)),
+    Case("global_avg_pool", lambda: fnn.GlobalAvgPool(keepdims=True), (3, 4)),
+    Case("batch_norm", lambda: fnn.BatchNorm(momentum=0.9), (3, 3, 2)),
+    Case("layer_norm", lambda: fnn.LayerNorm(), (2, 4)),
+    Case("group_norm", lambda: fnn.GroupNorm(2), (3, 4)),
+    Case("rms_norm", lambda: fnn.RMSNorm(), (5,)),
+    Case("spatial_dropout", lambda: fnn.SpatialDropout(0.5), (3, 3, 4), needs_key=True),
+    Case(
+        "lenet_like",
+        lambda: fnn.Sequential(
+            [
+                fnn.Conv2D(2, 3, padding="same", activation="tanh"),
+                fnn.BatchNorm(),
+                fnn.MaxPool2D(2),
+                fnn.Flatten(),
+                fnn.Dropout(0.2),
+                fnn.Dense(3),
+            ]
+        ),  # fmt: skip
+        (6, 6, 1),
+        needs_key=True,
+    ),
 ]

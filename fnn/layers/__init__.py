@@ -33,8 +33,29 @@ from fnn.layers._basic import (
     Tanh,
 )
 from fnn.layers._combinators import FanInConcat, FanInSum, FanOut, Parallel, Residual, Sequential
+from fnn.layers._conv import (
+    Conv1D,
+    Conv1DTranspose,
+    Conv2D,
+    Conv2DTranspose,
+    Conv3D,
+    Conv3DTranspose,
+    DepthwiseConv2D,
+    SeparableConv2D,
+)
 from fnn.layers._dense import Dense
-from fnn.layers._dropout import Dropout
+from fnn.layers._dropout import Dropout, SpatialDropout
+from fnn.layers._norm import BatchNorm, GroupNorm, LayerNorm, RMSNorm
+from fnn.layers._pool import (
+    AvgPool1D,
+    AvgPool2D,
+    AvgPool3D,
+    GlobalAvgPool,
+    GlobalMaxPool,
+    MaxPool1D,
+    MaxPool2D,
+    MaxPool3D,
+)
 
 ACTIVATION_LAYERS = (
     Relu, Relu6, Sigmoid, Tanh, Softmax, LogSoftmax, Gelu, Elu, Selu, Celu, Softplus,
@@ -45,6 +66,27 @@ ACTIVATION_LAYERS = (
 __all__ = [
     "ACTIVATION_LAYERS",
     "Activation",
+    "AvgPool1D",
+    "AvgPool2D",
+    "AvgPool3D",
+    "BatchNorm",
+    "Conv1D",
+    "Conv1DTranspose",
+    "Conv2D",
+    "Conv2DTranspose",
+    "Conv3D",
+    "Conv3DTranspose",
+    "DepthwiseConv2D",
+    "GlobalAvgPool",
+    "GlobalMaxPool",
+    "GroupNorm",
+    "LayerNorm",
+    "MaxPool1D",
+    "MaxPool2D",
+    "MaxPool3D",
+    "RMSNorm",
+    "SeparableConv2D",
+    "SpatialDropout",
     "Celu",
     "Dense",
     "Dropout",

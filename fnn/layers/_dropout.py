@@ -1,13 +1,33 @@
-"""Dropout."""
+"""Dropout and SpatialDropout."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 
 from fnn._core import Layer, check_name, default_name, make_layer, require_key
+
+
+def _dropout(kind: str, rate: float, name: str | None, mask_shape: Callable[[tuple], tuple]) -> Layer:
+    name = check_name(kind, name or default_name(kind))
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        raise ValueError(f"{kind} '{name}': rate must be in [0, 1), got {rate!r}")
+
+    def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
+        del key, input_shape
+        return {}, {}
+
+    def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
+        del params
+        if not train or rate == 0:
+            return x, state
+        keep = jax.random.bernoulli(require_key(kind, name, key), 1.0 - rate, mask_shape(jnp.shape(x)))
+        return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)), state
+
+    return make_layer(kind, name, init, apply)
 
 
 def Dropout(rate: float, *, name: str | None = None) -> Layer:
@@ -35,19 +55,21 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
         >>> sorted(set(y[0].tolist())) in ([0.0, 2.0], [0.0], [2.0])
         True
     """
-    name = check_name("Dropout", name or default_name("Dropout"))
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        raise ValueError(f"Dropout '{name}': rate must be in [0, 1), got {rate!r}")
+    return _dropout("Dropout", rate, name, lambda shape: shape)
 
-    def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
-        del key, input_shape
-        return {}, {}
 
-    def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
-        del params
-        if not train or rate == 0:
-            return x, state
-        keep = jax.random.bernoulli(require_key("Dropout", name, key), 1.0 - rate, jnp.shape(x))
-        return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)), state
+def SpatialDropout(rate: float, *, name: str | None = None) -> Layer:
+    """Drops whole channels: one draw per example and channel, shared over the spatial axes.
 
-    return make_layer("Dropout", name, init, apply)
+    For inputs ``(batch, *spatial, channels)`` of any spatial rank (Keras's
+    SpatialDropout1D/2D/3D in one). Arguments as for :func:`Dropout`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> y, _ = SpatialDropout(0.5).apply({}, {}, jnp.ones((1, 4, 4, 8)), train=True, key=jax.random.key(0))
+        >>> bool(jnp.all((y == 0).all(axis=(1, 2)) | (y == 2).all(axis=(1, 2))))
+        True
+    """
+    return _dropout(
+        "SpatialDropout", rate, name, lambda shape: (shape[0], *([1] * (len(shape) - 2)), shape[-1])
+    )

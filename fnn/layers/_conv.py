@@ -1,0 +1,491 @@
+"""Convolutions (channels-last): Conv1D/2D/3D, their transposes, depthwise and separable."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn import activations, initializers
+from fnn._core import Layer, check_name, check_positive_int, make_layer
+
+Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
+
+_AXES = {1: "length", 2: "height, width", 3: "depth, height, width"}
+_SPEC = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
+
+
+def input_layout(ndim: int) -> str:
+    """``(batch, height, width, channels)`` for 2 spatial dimensions, and so on."""
+    return f"(batch, {_AXES[ndim]}, channels)"
+
+
+def as_tuple(kind: str, name: str, arg: str, value: Any, ndim: int) -> tuple[int, ...]:
+    """An int or a sequence of ``ndim`` positive ints, as a tuple."""
+    values = (value,) * ndim if isinstance(value, (int, np.integer)) else tuple(value)
+    if len(values) != ndim:
+        raise ValueError(f"{kind} '{name}': {arg} must be an int or {ndim} ints, got {value!r}")
+    return tuple(check_positive_int(kind, name, arg, v) for v in values)
+
+
+def as_padding(kind: str, name: str, padding: Padding, ndim: int) -> str | tuple[tuple[int, int], ...]:
+    """``"SAME"``/``"VALID"``, or explicit ``(low, high)`` pairs per spatial axis."""
+    if isinstance(padding, str):
+        if padding.lower() not in ("same", "valid"):
+            raise ValueError(
+                f"{kind} '{name}': padding must be 'same', 'valid' or explicit sizes, got {padding!r}"
+            )
+        return padding.upper()
+    if isinstance(padding, (int, np.integer)):
+        pairs = ((int(padding), int(padding)),) * ndim
+    else:
+        items = tuple(padding)
+        pairs = tuple((p, p) if isinstance(p, (int, np.integer)) else tuple(p) for p in items)
+    if len(pairs) != ndim or any(len(p) != 2 or min(p) < 0 for p in pairs):
+        raise ValueError(
+            f"{kind} '{name}': explicit padding needs {ndim} non-negative sizes or (low, high) pairs, got {padding!r}"
+        )
+    return tuple((int(lo), int(hi)) for lo, hi in pairs)
+
+
+def check_rank(kind: str, name: str, shape: Sequence[int], ndim: int, per_example: bool) -> None:
+    """Inputs must be ``(batch, *spatial, channels)``; the per-example shape one rank less."""
+    expected = ndim + (1 if per_example else 2)
+    if len(shape) != expected:
+        what = "per-example input_shape" if per_example else "inputs"
+        layout = input_layout(ndim).replace("batch, ", "") if per_example else input_layout(ndim)
+        raise ValueError(
+            f"{kind} '{name}' expects {what} of shape {layout} (rank {expected}), got {tuple(shape)}"
+        )
+
+
+def check_window_fits(
+    kind: str, name: str, what: str, spatial: Sequence[int], window: Sequence[int], padding: Any
+) -> None:
+    """A kernel or pool window must fit in the (padded) input."""
+    if padding == "SAME":
+        return
+    pads = [0] * len(spatial) if padding == "VALID" else [lo + hi for lo, hi in padding]
+    padded = tuple(s + p for s, p in zip(spatial, pads))
+    if any(w > p for w, p in zip(window, padded)):
+        raise ValueError(
+            f"{kind} '{name}': the {what} {tuple(window)} is larger than the padded input {padded} "
+            f"(spatial shape {tuple(spatial)}, padding {padding!r})"
+        )
+
+
+def _dilated(kernel: Sequence[int], dilation: Sequence[int]) -> tuple[int, ...]:
+    return tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
+
+
+def _conv(
+    kind: str,
+    default: str,
+    ndim: int,
+    filters: int | None,
+    kernel_size: int | Sequence[int],
+    *,
+    strides: int | Sequence[int],
+    padding: Padding,
+    dilation: int | Sequence[int],
+    groups: int,
+    depth_multiplier: int | None,
+    use_bias: bool,
+    activation: Any,
+    kernel_init: Any,
+    bias_init: Any,
+    dtype: Any,
+    name: str | None,
+) -> Layer:
+    """Convolution over ``ndim`` spatial axes; ``depth_multiplier`` makes it depthwise."""
+    name = check_name(kind, name or default)
+    if filters is not None:
+        filters = check_positive_int(kind, name, "filters", filters)
+    kernel = as_tuple(kind, name, "kernel_size", kernel_size, ndim)
+    strides = as_tuple(kind, name, "strides", strides, ndim)
+    dilation = as_tuple(kind, name, "dilation", dilation, ndim)
+    groups = check_positive_int(kind, name, "groups", groups)
+    pad = as_padding(kind, name, padding, ndim)
+    act, w_init, b_init = (
+        activations.get(activation),
+        initializers.get(kernel_init),
+        initializers.get(bias_init),
+    )
+    if filters is not None and filters % groups:
+        raise ValueError(f"{kind} '{name}': filters ({filters}) must be divisible by groups ({groups})")
+
+    def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
+        check_rank(kind, name, input_shape, ndim, per_example=True)
+        channels = input_shape[-1]
+        check_window_fits(kind, name, "dilated kernel", input_shape[:-1], _dilated(kernel, dilation), pad)
+        if depth_multiplier is not None:  # depthwise: one group per input channel
+            in_per_group, out = 1, channels * depth_multiplier
+        else:
+            if channels % groups:
+                raise ValueError(
+                    f"{kind} '{name}': input channels ({channels}) must be divisible by groups ({groups}); "
+                    f"input_shape {tuple(input_shape)}"
+                )
+            in_per_group, out = channels // groups, filters
+        w_key, b_key = jax.random.split(key)
+        params = {"w": w_init(w_key, (*kernel, in_per_group, out), dtype)}
+        if use_bias:
+            params["b"] = b_init(b_key, (out,), dtype)
+        return params, {}
+
+    def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
+        del train, key
+        w = params["w"]
+        check_rank(kind, name, jnp.shape(x), ndim, per_example=False)
+        channels, in_per_group = jnp.shape(x)[-1], w.shape[-2]
+        if channels % in_per_group:
+            raise ValueError(
+                f"{kind} '{name}' expects inputs whose channels are a multiple of {in_per_group}, "
+                f"got shape {tuple(jnp.shape(x))}"
+            )
+        check_window_fits(kind, name, "dilated kernel", jnp.shape(x)[1:-1], _dilated(kernel, dilation), pad)
+        y = jax.lax.conv_general_dilated(
+            x,
+            w,
+            window_strides=strides,
+            padding=pad,
+            rhs_dilation=dilation,
+            dimension_numbers=_SPEC[ndim],
+            feature_group_count=channels // in_per_group,
+        )
+        if use_bias:
+            y = y + params["b"].reshape((1,) * (ndim + 1) + (-1,))
+        return act(y), state
+
+    return make_layer(kind, name, init, apply)
+
+
+_CONV_DOC = """A {nd}D convolution over inputs ``{layout}`` (channels last).
+
+    Args:
+        filters: output channels.
+        kernel_size: an int or {nd} ints.
+        strides: an int or {nd} ints.
+        padding: ``"valid"`` (no padding), ``"same"`` (output size ``ceil(in / stride)``),
+            an int, {nd} ints, or {nd} ``(low, high)`` pairs.
+        dilation: kernel dilation, an int or {nd} ints.
+        groups: split channels into groups convolved separately; input channels
+            and ``filters`` must both divide by it.
+        use_bias: add a bias per output channel.
+        activation: applied to the output, by name or function.
+        kernel_init, bias_init: initialisers by name or function.
+        dtype: parameter dtype.
+        name: layer name; ``"{default}"`` by default.
+
+    Returns:
+        A :class:`~fnn.Layer` with params ``{{"w": (*kernel_size, in_channels // groups,
+        filters), "b": (filters,)}}`` (Keras's layout) and no state.
+
+    Raises:
+        ValueError: for bad hyper-parameters, inputs of the wrong rank, channels
+            that do not divide into groups, or a kernel larger than the padded input.
+"""
+
+
+def Conv1D(
+    filters: int,
+    kernel_size: int | Sequence[int],
+    *,
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "valid",
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    use_bias: bool = True,
+    activation: Any = None,
+    kernel_init: Any = "glorot_uniform",
+    bias_init: Any = "zeros",
+    dtype: Any = jnp.float32,
+    name: str | None = None,
+) -> Layer:
+    return _conv(
+        "Conv1D", "conv1d", 1, filters, kernel_size, strides=strides, padding=padding, dilation=dilation,
+        groups=groups, depth_multiplier=None, use_bias=use_bias, activation=activation,
+        kernel_init=kernel_init, bias_init=bias_init, dtype=dtype, name=name,
+    )  # fmt: skip
+
+
+def Conv2D(
+    filters: int,
+    kernel_size: int | Sequence[int],
+    *,
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "valid",
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    use_bias: bool = True,
+    activation: Any = None,
+    kernel_init: Any = "glorot_uniform",
+    bias_init: Any = "zeros",
+    dtype: Any = jnp.float32,
+    name: str | None = None,
+) -> Layer:
+    return _conv(
+        "Conv2D", "conv2d", 2, filters, kernel_size, strides=strides, padding=padding, dilation=dilation,
+        groups=groups, depth_multiplier=None, use_bias=use_bias, activation=activation,
+        kernel_init=kernel_init, bias_init=bias_init, dtype=dtype, name=name,
+    )  # fmt: skip
+
+
+def Conv3D(
+    filters: int,
+    kernel_size: int | Sequence[int],
+    *,
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "valid",
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    use_bias: bool = True,
+    activation: Any = None,
+    kernel_init: Any = "glorot_uniform",
+    bias_init: Any = "zeros",
+    dtype: Any = jnp.float32,
+    name: str | None = None,
+) -> Layer:
+    return _conv(
+        "Conv3D", "conv3d", 3, filters, kernel_size, strides=strides, padding=padding, dilation=dilation,
+        groups=groups, depth_multiplier=None, use_bias=use_bias, activation=activation,
+        kernel_init=kernel_init, bias_init=bias_init, dtype=dtype, name=name,
+    )  # fmt: skip
+
+
+for _nd, _fn in ((1, Conv1D), (2, Conv2D), (3, Conv3D)):
+    _fn.__doc__ = _CONV_DOC.format(nd=_nd, layout=input_layout(_nd), default=f"conv{_nd}d")
+Conv2D.__doc__ += """
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> layer = Conv2D(6, 5, padding="same", activation="relu")
+        >>> params, state = layer.init(jax.random.key(0), (28, 28, 1))
+        >>> params["w"].shape
+        (5, 5, 1, 6)
+        >>> layer.apply(params, state, jnp.ones((2, 28, 28, 1)), train=False)[0].shape
+        (2, 28, 28, 6)
+"""
+
+
+def DepthwiseConv2D(
+    kernel_size: int | Sequence[int],
+    *,
+    depth_multiplier: int = 1,
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "valid",
+    dilation: int | Sequence[int] = 1,
+    use_bias: bool = True,
+    activation: Any = None,
+    kernel_init: Any = "glorot_uniform",
+    bias_init: Any = "zeros",
+    dtype: Any = jnp.float32,
+    name: str | None = None,
+) -> Layer:
+    """A depthwise 2D convolution: each input channel convolved by its own ``depth_multiplier`` kernels.
+
+    Params ``{"w": (kh, kw, 1, channels * depth_multiplier), "b": (channels * depth_multiplier,)}``;
+    output channel ``c * depth_multiplier + m`` comes from input channel ``c``.
+    Other arguments as for :func:`Conv2D`.
+
+    Example:
+        >>> import jax
+        >>> layer = DepthwiseConv2D(3, depth_multiplier=2)
+        >>> layer.init(jax.random.key(0), (8, 8, 3))[0]["w"].shape
+        (3, 3, 1, 6)
+    """
+    name = name or "depthwise_conv2d"
+    multiplier = check_positive_int("DepthwiseConv2D", name, "depth_multiplier", depth_multiplier)
+    return _conv(
+        "DepthwiseConv2D", name, 2, None, kernel_size, strides=strides, padding=padding, dilation=dilation,
+        groups=1, depth_multiplier=multiplier, use_bias=use_bias, activation=activation,
+        kernel_init=kernel_init, bias_init=bias_init, dtype=dtype, name=name,
+    )  # fmt: skip
+
+
+def SeparableConv2D(
+    filters: int,
+    kernel_size: int | Sequence[int],
+    *,
+    depth_multiplier: int = 1,
+    strides: int | Sequence[int] = 1,
+    padding: Padding = "valid",
+    dilation: int | Sequence[int] = 1,
+    use_bias: bool = True,
+    activation: Any = None,
+    kernel_init: Any = "glorot_uniform",
+    bias_init: Any = "zeros",
+    dtype: Any = jnp.float32,
+    name: str | None = None,
+) -> Layer:
+    """A depthwise convolution followed by a pointwise (1x1) one, as in Keras.
+
+    Params ``{"depthwise": {"w": (kh, kw, 1, channels * depth_multiplier)},
+    "pointwise": {"w": (1, 1, channels * depth_multiplier, filters), "b": (filters,)}}``.
+    Arguments as for :func:`Conv2D` and :func:`DepthwiseConv2D`.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> layer = SeparableConv2D(4, 3, padding="same")
+        >>> params, state = layer.init(jax.random.key(0), (8, 8, 3))
+        >>> layer.apply(params, state, jnp.ones((1, 8, 8, 3)), train=False)[0].shape
+        (1, 8, 8, 4)
+    """
+    from fnn.layers._combinators import Sequential
+
+    name = check_name("SeparableConv2D", name or "separable_conv2d")
+    depthwise = DepthwiseConv2D(
+        kernel_size, depth_multiplier=depth_multiplier, strides=strides, padding=padding, dilation=dilation,
+        use_bias=False, kernel_init=kernel_init, dtype=dtype, name="depthwise",
+    )  # fmt: skip
+    pointwise = Conv2D(
+        filters, 1, use_bias=use_bias, activation=activation, kernel_init=kernel_init, bias_init=bias_init,
+        dtype=dtype, name="pointwise",
+    )  # fmt: skip
+    return Sequential([depthwise, pointwise], name=name)
+
+
+def _conv_transpose(
+    kind: str,
+    default: str,
+    ndim: int,
+    filters: int,
+    kernel_size: int | Sequence[int],
+    *,
+    strides: int | Sequence[int],
+    padding: str,
+    dilation: int | Sequence[int],
+    use_bias: bool,
+    activation: Any,
+    kernel_init: Any,
+    bias_init: Any,
+    dtype: Any,
+    name: str | None,
+) -> Layer:
+    name = check_name(kind, name or default)
+    filters = check_positive_int(kind, name, "filters", filters)
+    kernel = as_tuple(kind, name, "kernel_size", kernel_size, ndim)
+    strides = as_tuple(kind, name, "strides", strides, ndim)
+    dilation = as_tuple(kind, name, "dilation", dilation, ndim)
+    if not isinstance(padding, str) or padding.lower() not in ("same", "valid"):
+        raise ValueError(f"{kind} '{name}': padding must be 'same' or 'valid', got {padding!r}")
+    pad = padding.upper()
+    act, w_init, b_init = (
+        activations.get(activation),
+        initializers.get(kernel_init),
+        initializers.get(bias_init),
+    )
+
+    def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
+        check_rank(kind, name, input_shape, ndim, per_example=True)
+        w_key, b_key = jax.random.split(key)
+        # Keras's layout: (*kernel, filters, in_channels), the forward conv this transposes.
+        params = {"w": w_init(w_key, (*kernel, filters, input_shape[-1]), dtype)}
+        if use_bias:
+            params["b"] = b_init(b_key, (filters,), dtype)
+        return params, {}
+
+    def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
+        del train, key
+        w = params["w"]
+        check_rank(kind, name, jnp.shape(x), ndim, per_example=False)
+        if jnp.shape(x)[-1] != w.shape[-1]:
+            raise ValueError(
+                f"{kind} '{name}' expects inputs of shape {input_layout(ndim)} with {w.shape[-1]} channels, "
+                f"got shape {tuple(jnp.shape(x))}"
+            )
+        y = jax.lax.conv_transpose(
+            x, w, strides, pad, rhs_dilation=dilation, dimension_numbers=_SPEC[ndim], transpose_kernel=True
+        )
+        if use_bias:
+            y = y + params["b"].reshape((1,) * (ndim + 1) + (-1,))
+        return act(y), state
+
+    return make_layer(kind, name, init, apply)
+
+
+_TRANSPOSE_DOC = """A {nd}D transposed convolution (the gradient of :func:`Conv{nd}D` with respect to its input).
+
+    Output spatial size: ``in * stride`` with ``"same"`` padding,
+    ``(in - 1) * stride + dilated kernel`` with ``"valid"``, as in Keras.
+
+    Args:
+        filters: output channels.
+        kernel_size, strides, dilation: an int or {nd} ints.
+        padding: ``"same"`` or ``"valid"``.
+        use_bias, activation, kernel_init, bias_init, dtype: as for :func:`Conv{nd}D`.
+        name: layer name; ``"{default}"`` by default.
+
+    Returns:
+        A :class:`~fnn.Layer` with params ``{{"w": (*kernel_size, filters, in_channels),
+        "b": (filters,)}}`` (Keras's layout).
+"""
+
+
+def Conv1DTranspose(
+    filters: int,
+    kernel_size: int | Sequence[int],
+    *,
+    strides: int | Sequence[int] = 1,
+    padding: str = "valid",
+    dilation: int | Sequence[int] = 1,
+    use_bias: bool = True,
+    activation: Any = None,
+    kernel_init: Any = "glorot_uniform",
+    bias_init: Any = "zeros",
+    dtype: Any = jnp.float32,
+    name: str | None = None,
+) -> Layer:
+    return _conv_transpose(
+        "Conv1DTranspose", "conv1d_transpose", 1, filters, kernel_size, strides=strides, padding=padding,
+        dilation=dilation, use_bias=use_bias, activation=activation, kernel_init=kernel_init,
+        bias_init=bias_init, dtype=dtype, name=name,
+    )  # fmt: skip
+
+
+def Conv2DTranspose(
+    filters: int,
+    kernel_size: int | Sequence[int],
+    *,
+    strides: int | Sequence[int] = 1,
+    padding: str = "valid",
+    dilation: int | Sequence[int] = 1,
+    use_bias: bool = True,
+    activation: Any = None,
+    kernel_init: Any = "glorot_uniform",
+    bias_init: Any = "zeros",
+    dtype: Any = jnp.float32,
+    name: str | None = None,
+) -> Layer:
+    return _conv_transpose(
+        "Conv2DTranspose", "conv2d_transpose", 2, filters, kernel_size, strides=strides, padding=padding,
+        dilation=dilation, use_bias=use_bias, activation=activation, kernel_init=kernel_init,
+        bias_init=bias_init, dtype=dtype, name=name,
+    )  # fmt: skip
+
+
+def Conv3DTranspose(
+    filters: int,
+    kernel_size: int | Sequence[int],
+    *,
+    strides: int | Sequence[int] = 1,
+    padding: str = "valid",
+    dilation: int | Sequence[int] = 1,
+    use_bias: bool = True,
+    activation: Any = None,
+    kernel_init: Any = "glorot_uniform",
+    bias_init: Any = "zeros",
+    dtype: Any = jnp.float32,
+    name: str | None = None,
+) -> Layer:
+    return _conv_transpose(
+        "Conv3DTranspose", "conv3d_transpose", 3, filters, kernel_size, strides=strides, padding=padding,
+        dilation=dilation, use_bias=use_bias, activation=activation, kernel_init=kernel_init,
+        bias_init=bias_init, dtype=dtype, name=name,
+    )  # fmt: skip
+
+
+for _nd, _fn in ((1, Conv1DTranspose), (2, Conv2DTranspose), (3, Conv3DTranspose)):
+    _fn.__doc__ = _TRANSPOSE_DOC.format(nd=_nd, default=f"conv{_nd}d_transpose")

@@ -1,0 +1,228 @@
+"""Normalisation: BatchNorm (running statistics in state), LayerNorm, GroupNorm, RMSNorm."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fnn._core import Layer, check_name, check_positive_int, make_layer
+
+
+def _check_unit_interval(kind: str, name: str, arg: str, value: Any, *, closed: bool = False) -> float:
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (0 <= value <= 1 if closed else 0 <= value < 1)
+    )
+    if not ok:
+        raise ValueError(f"{kind} '{name}': {arg} must be in [0, 1{']' if closed else ')'}, got {value!r}")
+    return float(value)
+
+
+def _check_epsilon(kind: str, name: str, epsilon: Any) -> float:
+    if not isinstance(epsilon, (int, float)) or isinstance(epsilon, bool) or epsilon <= 0:
+        raise ValueError(f"{kind} '{name}': epsilon must be positive, got {epsilon!r}")
+    return float(epsilon)
+
+
+def _channels(kind: str, name: str, shape: Any) -> int:
+    if len(shape) < 1:
+        raise ValueError(
+            f"{kind} '{name}' expects a per-example input_shape with a channel axis, got {tuple(shape)}"
+        )
+    return shape[-1]
+
+
+def _affine_params(channels: int, center: bool, scale: bool, dtype: Any) -> dict:
+    params = {}
+    if scale:
+        params["scale"] = jnp.ones((channels,), dtype)
+    if center:
+        params["offset"] = jnp.zeros((channels,), dtype)
+    return params
+
+
+def _affine(params: dict, y: jax.Array) -> jax.Array:
+    # Params are (channels,); reshape them to y's rank instead of relying on rank promotion.
+    shape = (1,) * (y.ndim - 1) + (-1,)
+    if "scale" in params:
+        y = y * params["scale"].reshape(shape)
+    if "offset" in params:
+        y = y + params["offset"].reshape(shape)
+    return y
+
+
+def _check_channels(kind: str, name: str, x: Any, channels: int) -> None:
+    if jnp.ndim(x) < 2 or jnp.shape(x)[-1] != channels:
+        raise ValueError(
+            f"{kind} '{name}' expects inputs of shape (batch, ..., {channels}), got shape {tuple(jnp.shape(x))}"
+        )
+
+
+def BatchNorm(
+    *,
+    momentum: float = 0.99,
+    epsilon: float = 1e-3,
+    center: bool = True,
+    scale: bool = True,
+    dtype: Any = jnp.float32,
+    name: str | None = None,
+) -> Layer:
+    """Batch normalisation over all axes but the last (channels), Keras's defaults.
+
+    With ``train=True`` it normalises by the batch's mean and (biased) variance
+    and returns the running statistics moved towards them:
+    ``running = momentum * running + (1 - momentum) * batch``. With
+    ``train=False`` it normalises by the running statistics and returns the
+    state unchanged.
+
+    Args:
+        momentum: in ``[0, 1)``; how slowly the running statistics move.
+        epsilon: added to the variance.
+        center, scale: learn an ``offset`` and a ``scale`` per channel.
+        dtype: dtype of params and statistics.
+        name: layer name; ``"batch_norm"`` by default.
+
+    Returns:
+        A :class:`~fnn.Layer` with params ``{"scale": (C,), "offset": (C,)}`` and
+        state ``{"mean": (C,), "var": (C,)}``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> bn = BatchNorm()
+        >>> params, state = bn.init(jax.random.key(0), (3,))
+        >>> y, new_state = bn.apply(params, state, jnp.arange(6.0).reshape(2, 3), train=True)
+        >>> new_state["mean"]
+        Array([0.015, 0.025, 0.035], dtype=float32)
+    """
+    kind = "BatchNorm"
+    name = check_name(kind, name or "batch_norm")
+    momentum = _check_unit_interval(kind, name, "momentum", momentum)
+    epsilon = _check_epsilon(kind, name, epsilon)
+
+    def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
+        del key
+        channels = _channels(kind, name, input_shape)
+        state = {"mean": jnp.zeros((channels,), dtype), "var": jnp.ones((channels,), dtype)}
+        return _affine_params(channels, center, scale, dtype), state
+
+    def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
+        del key
+        _check_channels(kind, name, x, state["mean"].shape[0])
+        shape = (1,) * (jnp.ndim(x) - 1) + (-1,)
+        if train:
+            axes = tuple(range(jnp.ndim(x) - 1))
+            mean, var = jnp.mean(x, axis=axes), jnp.var(x, axis=axes)
+            new_state = {
+                "mean": momentum * state["mean"] + (1 - momentum) * mean.astype(state["mean"].dtype),
+                "var": momentum * state["var"] + (1 - momentum) * var.astype(state["var"].dtype),
+            }
+        else:
+            mean, var, new_state = state["mean"], state["var"], state
+        y = (x - mean.reshape(shape)) * jax.lax.rsqrt(var.reshape(shape) + epsilon)
+        return _affine(params, y), new_state
+
+    return make_layer(kind, name, init, apply)
+
+
+def _normalise_layer(
+    kind: str,
+    default: str,
+    name: str | None,
+    epsilon: float,
+    center: bool,
+    scale: bool,
+    dtype: Any,
+    normalise,
+):
+    """A stateless normalisation layer with per-channel affine params."""
+    name = check_name(kind, name or default)
+    epsilon = _check_epsilon(kind, name, epsilon)
+
+    def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
+        del key
+        return _affine_params(_channels(kind, name, input_shape), center, scale, dtype), {}
+
+    def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
+        del train, key
+        if params:
+            _check_channels(kind, name, x, next(iter(params.values())).shape[0])
+        return _affine(params, normalise(name, jnp.asarray(x), epsilon)), state
+
+    return make_layer(kind, name, init, apply)
+
+
+def LayerNorm(
+    *,
+    epsilon: float = 1e-3,
+    center: bool = True,
+    scale: bool = True,
+    dtype: Any = jnp.float32,
+    name: str | None = None,
+) -> Layer:
+    """Normalises each example over its last axis, then scales and offsets per channel.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> ln = LayerNorm()
+        >>> params, state = ln.init(jax.random.key(0), (4,))
+        >>> y, _ = ln.apply(params, state, jnp.arange(8.0).reshape(2, 4), train=False)
+        >>> [round(float(v), 3) for v in y.mean(axis=-1)]
+        [0.0, 0.0]
+    """
+
+    def normalise(name: str, x: jax.Array, eps: float) -> jax.Array:
+        mean = jnp.mean(x, axis=-1, keepdims=True)
+        return (x - mean) * jax.lax.rsqrt(jnp.var(x, axis=-1, keepdims=True) + eps)
+
+    return _normalise_layer("LayerNorm", "layer_norm", name, epsilon, center, scale, dtype, normalise)
+
+
+def RMSNorm(
+    *, epsilon: float = 1e-6, scale: bool = True, dtype: Any = jnp.float32, name: str | None = None
+) -> Layer:
+    """Divides each example by the root mean square of its last axis, then scales per channel."""
+
+    def normalise(name: str, x: jax.Array, eps: float) -> jax.Array:
+        return x * jax.lax.rsqrt(jnp.mean(jnp.square(x), axis=-1, keepdims=True) + eps)
+
+    return _normalise_layer("RMSNorm", "rms_norm", name, epsilon, False, scale, dtype, normalise)
+
+
+def GroupNorm(
+    groups: int,
+    *,
+    epsilon: float = 1e-3,
+    center: bool = True,
+    scale: bool = True,
+    dtype: Any = jnp.float32,
+    name: str | None = None,
+) -> Layer:
+    """Normalises each example over its spatial axes and channel groups (channels last).
+
+    Args:
+        groups: number of channel groups; the channels must divide by it.
+
+    Raises:
+        ValueError: when the input's channels do not divide into ``groups``.
+    """
+    kind = "GroupNorm"
+    label = check_name(kind, name or "group_norm")
+    groups = check_positive_int(kind, label, "groups", groups)
+
+    def normalise(name: str, x: jax.Array, eps: float) -> jax.Array:
+        channels = x.shape[-1]
+        if x.ndim < 2 or channels % groups:
+            raise ValueError(
+                f"{kind} '{name}': channels ({channels}) must be divisible by groups ({groups}); "
+                f"got input shape {tuple(x.shape)}"
+            )
+        grouped = x.reshape(*x.shape[:-1], groups, channels // groups)
+        axes = (*range(1, x.ndim - 1), x.ndim)
+        mean = jnp.mean(grouped, axis=axes, keepdims=True)
+        var = jnp.var(grouped, axis=axes, keepdims=True)
+        return ((grouped - mean) * jax.lax.rsqrt(var + eps)).reshape(x.shape)
+
+    return _normalise_layer(kind, "group_norm", name, epsilon, center, scale, dtype, normalise)

@@ -1,0 +1,123 @@
+"""Pooling (channels-last): max and average pooling in 1-3D, and global pooling."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fnn._core import Layer, check_name
+from fnn.layers._basic import stateless
+from fnn.layers._conv import Padding, as_padding, as_tuple, check_rank, check_window_fits, input_layout
+
+
+def _pool(
+    kind: str,
+    default: str,
+    ndim: int,
+    reducer: str,
+    pool_size: int | Sequence[int],
+    strides: int | Sequence[int] | None,
+    padding: Padding,
+    name: str | None,
+) -> Layer:
+    name = check_name(kind, name or default)
+    window = as_tuple(kind, name, "pool_size", pool_size, ndim)
+    steps = window if strides is None else as_tuple(kind, name, "strides", strides, ndim)
+    pad = as_padding(kind, name, padding, ndim)
+    full_window, full_steps = (1, *window, 1), (1, *steps, 1)
+    full_pad = pad if isinstance(pad, str) else ((0, 0), *pad, (0, 0))
+
+    def reduce(x: Any, init: Any, op: Any) -> jax.Array:
+        return jax.lax.reduce_window(x, init, op, full_window, full_steps, full_pad)
+
+    def pool(x: Any) -> jax.Array:
+        check_rank(kind, name, jnp.shape(x), ndim, per_example=False)
+        check_window_fits(kind, name, "pool window", jnp.shape(x)[1:-1], window, pad)
+        x = jnp.asarray(x)
+        if reducer == "max":
+            return reduce(x, jnp.array(-jnp.inf, x.dtype), jax.lax.max)
+        total = reduce(x, jnp.array(0, x.dtype), jax.lax.add)
+        if pad == "VALID":
+            return total / math.prod(window)
+        # Average over the real elements only: padding does not count (as in Keras).
+        ones = jnp.ones((1, *jnp.shape(x)[1:-1], 1), x.dtype)
+        return total / reduce(ones, jnp.array(0, x.dtype), jax.lax.add)
+
+    return stateless(kind, name, pool)
+
+
+_POOL_DOC = """{what} pooling over {nd} spatial axes of inputs ``{layout}``.
+
+    Args:
+        pool_size: window size, an int or {nd} ints.
+        strides: window step; ``pool_size`` by default.
+        padding: ``"valid"``, ``"same"`` or explicit sizes, as for convolutions.{avg}
+        name: layer name; ``"{default}"`` by default.
+
+    Raises:
+        ValueError: for inputs of the wrong rank or a window larger than the padded input.
+"""
+
+
+def _pool_constructor(kind: str, ndim: int, reducer: str):
+    default = f"{reducer}_pool{ndim}d"
+
+    def constructor(
+        pool_size: int | Sequence[int] = 2,
+        *,
+        strides: int | Sequence[int] | None = None,
+        padding: Padding = "valid",
+        name: str | None = None,
+    ) -> Layer:
+        return _pool(kind, default, ndim, reducer, pool_size, strides, padding, name)
+
+    constructor.__name__ = constructor.__qualname__ = kind
+    constructor.__doc__ = _POOL_DOC.format(
+        what="Max" if reducer == "max" else "Average",
+        nd=ndim,
+        layout=input_layout(ndim),
+        avg="" if reducer == "max" else "\n            Padding never counts towards an average.",
+        default=default,
+    )
+    return constructor
+
+
+MaxPool1D = _pool_constructor("MaxPool1D", 1, "max")
+MaxPool2D = _pool_constructor("MaxPool2D", 2, "max")
+MaxPool3D = _pool_constructor("MaxPool3D", 3, "max")
+AvgPool1D = _pool_constructor("AvgPool1D", 1, "avg")
+AvgPool2D = _pool_constructor("AvgPool2D", 2, "avg")
+AvgPool3D = _pool_constructor("AvgPool3D", 3, "avg")
+
+
+def _global(kind: str, default: str, reducer: Any, keepdims: bool, name: str | None) -> Layer:
+    name = check_name(kind, name or default)
+
+    def pool(x: Any) -> jax.Array:
+        if jnp.ndim(x) < 3:
+            raise ValueError(
+                f"{kind} '{name}' expects inputs of shape (batch, spatial..., channels), got {tuple(jnp.shape(x))}"
+            )
+        return reducer(x, axis=tuple(range(1, jnp.ndim(x) - 1)), keepdims=keepdims)
+
+    return stateless(kind, name, pool)
+
+
+def GlobalMaxPool(*, keepdims: bool = False, name: str | None = None) -> Layer:
+    """The maximum over all spatial axes: ``(batch, *spatial, channels)`` -> ``(batch, channels)``.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> GlobalMaxPool().apply({}, {}, jnp.ones((2, 4, 4, 3)), train=False)[0].shape
+        (2, 3)
+    """
+    return _global("GlobalMaxPool", "global_max_pool", jnp.max, keepdims, name)
+
+
+def GlobalAvgPool(*, keepdims: bool = False, name: str | None = None) -> Layer:
+    """The mean over all spatial axes: ``(batch, *spatial, channels)`` -> ``(batch, channels)``."""
+    return _global("GlobalAvgPool", "global_avg_pool", jnp.mean, keepdims, name)

@@ -1,0 +1,301 @@
+"""Convolution, pooling and normalisation numerics against direct NumPy loops; their errors."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnn
+
+
+def rand(shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def same_pads(size, kernel, stride):
+    """XLA/TensorFlow 'same': output ceil(size / stride), extra padding on the high side."""
+    total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def pads_for(padding, spatial, kernel_eff, strides):
+    if padding == "same":
+        return [same_pads(n, k, s) for n, k, s in zip(spatial, kernel_eff, strides)]
+    if padding == "valid":
+        return [(0, 0)] * len(spatial)
+    return [(p, p) if isinstance(p, int) else p for p in padding]
+
+
+def np_conv(x, w, strides, pads, dilation, groups):
+    """y[b, o..., f] = sum over kernel taps k and the group's channels of x[b, o*s + k*d - lo, c] w[k, c, f]."""
+    x = np.pad(x.astype(np.float64), [(0, 0), *pads, (0, 0)])
+    *kernel, c_per_group, filters = w.shape
+    nd = len(kernel)
+    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    out = [(x.shape[1 + i] - eff[i]) // strides[i] + 1 for i in range(nd)]
+    f_per_group = filters // groups
+    y = np.zeros((x.shape[0], *out, filters))
+    for o in itertools.product(*map(range, out)):
+        for k in itertools.product(*map(range, kernel)):
+            pos = tuple(o[i] * strides[i] + k[i] * dilation[i] for i in range(nd))
+            for g in range(groups):
+                patch = x[(slice(None), *pos, slice(g * c_per_group, (g + 1) * c_per_group))]
+                block = w[(*k, slice(None), slice(g * f_per_group, (g + 1) * f_per_group))]
+                y[(slice(None), *o, slice(g * f_per_group, (g + 1) * f_per_group))] += patch @ block
+    return y
+
+
+CONV_CASES = [
+    # (constructor, per-example input shape, kwargs)
+    (fnn.Conv1D, (9, 2), dict(filters=3, kernel_size=3)),
+    (fnn.Conv1D, (9, 4), dict(filters=4, kernel_size=2, strides=2, padding="same", dilation=2, groups=2)),
+    (fnn.Conv1D, (6, 1), dict(filters=2, kernel_size=3, padding=[(2, 1)])),
+    (fnn.Conv2D, (6, 5, 3), dict(filters=2, kernel_size=(3, 2), strides=(2, 1), padding="same")),
+    (fnn.Conv2D, (7, 7, 2), dict(filters=4, kernel_size=3, dilation=(2, 1), padding="valid")),
+    (fnn.Conv2D, (5, 5, 4), dict(filters=6, kernel_size=2, groups=2, padding=1)),
+    (fnn.Conv2D, (4, 4, 3), dict(filters=3, kernel_size=3, groups=3, padding="same")),
+    (fnn.Conv3D, (4, 3, 4, 2), dict(filters=2, kernel_size=2, strides=(1, 2, 1), padding="same")),
+    (fnn.Conv3D, (4, 4, 4, 1), dict(filters=1, kernel_size=(2, 3, 2), dilation=(1, 1, 2))),
+]
+
+
+@pytest.mark.parametrize("ctor, shape, kwargs", CONV_CASES)
+def test_convolutions_match_a_numpy_loop(ctor, shape, kwargs):
+    layer = ctor(**kwargs)
+    params, state = layer.init(jax.random.key(0), shape)
+    x = rand((2, *shape))
+    y, _ = layer.apply(params, state, x, train=False)
+    nd = len(shape) - 1
+    as_nd = lambda v: (v,) * nd if isinstance(v, int) else tuple(v)  # noqa: E731
+    kernel, strides, dilation = (as_nd(kwargs.get(k, 1)) for k in ("kernel_size", "strides", "dilation"))
+    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    padding = kwargs.get("padding", "valid")
+    padding = (padding,) * nd if isinstance(padding, int) else padding
+    pads = pads_for(padding, shape[:-1], eff, strides)
+    expected = np_conv(x, np.asarray(params["w"]), strides, pads, dilation, kwargs.get("groups", 1))
+    np.testing.assert_allclose(y, expected + np.asarray(params["b"]), rtol=1e-4, atol=1e-5)
+
+
+def test_depthwise_and_separable_match_numpy():
+    x = rand((2, 5, 5, 3))
+    depthwise = fnn.DepthwiseConv2D(3, depth_multiplier=2, padding="same")
+    params, state = depthwise.init(jax.random.key(1), (5, 5, 3))
+    y, _ = depthwise.apply(params, state, x, train=False)
+    pads = pads_for("same", (5, 5), (3, 3), (1, 1))
+    expected = np_conv(x, np.asarray(params["w"]), (1, 1), pads, (1, 1), groups=3) + np.asarray(params["b"])
+    np.testing.assert_allclose(y, expected, rtol=1e-4, atol=1e-5)
+    separable = fnn.SeparableConv2D(4, 2)
+    params, state = separable.init(jax.random.key(2), (5, 5, 3))
+    y, _ = separable.apply(params, state, x, train=False)
+    mid = np_conv(x, np.asarray(params["depthwise"]["w"]), (1, 1), [(0, 0)] * 2, (1, 1), groups=3)
+    out = np_conv(mid, np.asarray(params["pointwise"]["w"]), (1, 1), [(0, 0)] * 2, (1, 1), groups=1)
+    np.testing.assert_allclose(y, out + np.asarray(params["pointwise"]["b"]), rtol=1e-4, atol=1e-5)
+
+
+def np_conv_transpose(x, w, strides, padding, dilation):
+    """The adjoint of the forward conv that maps an output-sized z to x: scatter each x[o] through w."""
+    *kernel, filters, _ = w.shape
+    nd = len(kernel)
+    eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
+    spatial = x.shape[1:-1]
+    if padding == "same":
+        size = [n * s for n, s in zip(spatial, strides)]
+        lows = [max((n - 1) * s + e - z, 0) // 2 for n, s, e, z in zip(spatial, strides, eff, size)]
+    else:
+        size = [(n - 1) * s + e for n, s, e in zip(spatial, strides, eff)]
+        lows = [0] * nd
+    z = np.zeros((x.shape[0], *size, filters))
+    for o in itertools.product(*map(range, spatial)):
+        for k in itertools.product(*map(range, kernel)):
+            pos = tuple(o[i] * strides[i] + k[i] * dilation[i] - lows[i] for i in range(nd))
+            if all(0 <= p < n for p, n in zip(pos, size)):
+                z[(slice(None), *pos)] += x[(slice(None), *o)].astype(np.float64) @ w[k].T
+    return z
+
+
+@pytest.mark.parametrize(
+    "ctor, shape, kwargs",
+    [
+        (fnn.Conv1DTranspose, (4, 2), dict(filters=3, kernel_size=3, strides=2)),
+        (fnn.Conv1DTranspose, (5, 1), dict(filters=2, kernel_size=3, strides=2, padding="same")),
+        (fnn.Conv2DTranspose, (3, 4, 2), dict(filters=2, kernel_size=(3, 2), strides=(2, 1), padding="same")),
+        (fnn.Conv2DTranspose, (3, 3, 1), dict(filters=2, kernel_size=2, dilation=2)),
+        (fnn.Conv3DTranspose, (2, 3, 2, 2), dict(filters=1, kernel_size=2, strides=2)),
+    ],
+)
+def test_transposed_convolutions_match_the_numpy_adjoint(ctor, shape, kwargs):
+    layer = ctor(**kwargs)
+    params, state = layer.init(jax.random.key(0), shape)
+    x = rand((2, *shape))
+    y, _ = layer.apply(params, state, x, train=False)
+    nd = len(shape) - 1
+    as_nd = lambda v: (v,) * nd if isinstance(v, int) else tuple(v)  # noqa: E731
+    expected = np_conv_transpose(
+        x, np.asarray(params["w"]), as_nd(kwargs.get("strides", 1)), kwargs.get("padding", "valid"),
+        as_nd(kwargs.get("dilation", 1)),
+    )  # fmt: skip
+    np.testing.assert_allclose(y, expected + np.asarray(params["b"]), rtol=1e-4, atol=1e-5)
+
+
+def np_pool(x, window, strides, pads, reducer):
+    x = x.astype(np.float64)
+    fill = -np.inf if reducer == "max" else np.nan
+    x = np.pad(x, [(0, 0), *pads, (0, 0)], constant_values=fill)
+    nd = len(window)
+    out = [(x.shape[1 + i] - window[i]) // strides[i] + 1 for i in range(nd)]
+    y = np.zeros((x.shape[0], *out, x.shape[-1]))
+    for o in itertools.product(*map(range, out)):
+        region = x[
+            (slice(None), *(slice(o[i] * strides[i], o[i] * strides[i] + window[i]) for i in range(nd)))
+        ]
+        region = region.reshape(x.shape[0], -1, x.shape[-1])
+        y[(slice(None), *o)] = region.max(axis=1) if reducer == "max" else np.nanmean(region, axis=1)
+    return y
+
+
+@pytest.mark.parametrize(
+    "ctor, shape, kwargs",
+    [
+        (fnn.MaxPool1D, (7, 2), dict(pool_size=2)),
+        (fnn.MaxPool1D, (7, 2), dict(pool_size=3, strides=2, padding="same")),
+        (fnn.MaxPool2D, (5, 6, 2), dict(pool_size=(2, 3), strides=1)),
+        (fnn.MaxPool2D, (5, 5, 1), dict(pool_size=3, strides=2, padding=1)),
+        (fnn.MaxPool3D, (4, 4, 3, 1), dict(pool_size=2, padding="same")),
+        (fnn.AvgPool1D, (7, 2), dict(pool_size=3, strides=2)),
+        (fnn.AvgPool2D, (5, 5, 2), dict(pool_size=2, padding="same")),
+        (fnn.AvgPool2D, (4, 4, 1), dict(pool_size=3, strides=1, padding=[(1, 1), (0, 2)])),
+        (fnn.AvgPool3D, (3, 4, 4, 2), dict(pool_size=(1, 2, 2))),
+    ],
+)
+def test_pooling_matches_a_numpy_loop(ctor, shape, kwargs):
+    layer = ctor(**kwargs)
+    x = rand((2, *shape))
+    y, _ = layer.apply({}, {}, x, train=False)
+    nd = len(shape) - 1
+    as_nd = lambda v: (v,) * nd if isinstance(v, int) else tuple(v)  # noqa: E731
+    window = as_nd(kwargs["pool_size"])
+    strides = as_nd(kwargs.get("strides", kwargs["pool_size"]))
+    padding = kwargs.get("padding", "valid")
+    padding = (padding,) * nd if isinstance(padding, int) else padding
+    pads = pads_for(padding, shape[:-1], window, strides)
+    reducer = "max" if "Max" in ctor.__name__ else "avg"
+    np.testing.assert_allclose(y, np_pool(x, window, strides, pads, reducer), rtol=1e-5, atol=1e-6)
+
+
+def test_global_pooling():
+    x = rand((2, 3, 4, 5))
+    np.testing.assert_allclose(fnn.GlobalMaxPool().apply({}, {}, x, train=False)[0], x.max(axis=(1, 2)))
+    np.testing.assert_allclose(
+        fnn.GlobalAvgPool(keepdims=True).apply({}, {}, x, train=False)[0],
+        x.mean(axis=(1, 2), keepdims=True),
+        rtol=1e-6,
+    )
+
+
+# --------------------------------------------------------------------- normalisation
+
+
+def test_batch_norm_trains_on_batch_statistics_and_evaluates_on_running_ones():
+    bn = fnn.BatchNorm(momentum=0.8, epsilon=1e-3)
+    params, state = bn.init(jax.random.key(0), (4, 3))
+    scale, offset = np.array([1.0, 2.0, 0.5], np.float32), np.array([0.0, 1.0, -1.0], np.float32)
+    params = {"scale": jnp.asarray(scale), "offset": jnp.asarray(offset)}
+    x = rand((5, 4, 3)) * 3 + 2
+    y, new_state = bn.apply(params, state, x, train=True)
+    flat = x.reshape(-1, 3).astype(np.float64)
+    mean, var = flat.mean(0), flat.var(0)
+    np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-3) * scale + offset, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(new_state["mean"], 0.2 * mean, rtol=1e-5)
+    np.testing.assert_allclose(new_state["var"], 0.8 + 0.2 * var, rtol=1e-5)
+    y_eval, same_state = bn.apply(params, new_state, x, train=False)
+    assert same_state is new_state
+    running_mean, running_var = np.asarray(new_state["mean"]), np.asarray(new_state["var"])
+    expected = (x - running_mean) / np.sqrt(running_var + 1e-3) * scale + offset
+    np.testing.assert_allclose(y_eval, expected, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.standard_promotion  # optax's Adam inside fit
+def test_batch_norm_running_statistics_converge_in_fit():
+    x = rand((256, 3)) * np.array([1.0, 2.0, 3.0], np.float32) + np.array([5.0, -1.0, 0.0], np.float32)
+    y = np.zeros((256, 3), np.float32)
+    model = fnn.Sequential([fnn.BatchNorm(momentum=0.9)])
+    history = fnn.fit(model, x, y, loss="mse", epochs=10, batch_size=64, verbose=0)
+    stats = history.state["batch_norm"]
+    np.testing.assert_allclose(stats["mean"], x.mean(0), atol=0.15)
+    np.testing.assert_allclose(stats["var"], x.var(0), rtol=0.15)
+
+
+def test_layer_group_and_rms_norm_match_numpy():
+    x = rand((2, 3, 4)).astype(np.float64)
+    for layer, ref in [
+        (
+            fnn.LayerNorm(epsilon=1e-5),
+            (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + 1e-5),
+        ),
+        (fnn.RMSNorm(epsilon=1e-5), x / np.sqrt((x**2).mean(-1, keepdims=True) + 1e-5)),
+    ]:
+        params, state = layer.init(jax.random.key(0), (3, 4))
+        np.testing.assert_allclose(
+            layer.apply(params, state, x.astype(np.float32), train=False)[0], ref, rtol=1e-4, atol=1e-5
+        )
+    groups = x.reshape(2, 3, 2, 2)
+    mean, var = groups.mean(axis=(1, 3), keepdims=True), groups.var(axis=(1, 3), keepdims=True)
+    ref = ((groups - mean) / np.sqrt(var + 1e-5)).reshape(x.shape)
+    gn = fnn.GroupNorm(2, epsilon=1e-5)
+    params, state = gn.init(jax.random.key(0), (3, 4))
+    np.testing.assert_allclose(
+        gn.apply(params, state, x.astype(np.float32), train=False)[0], ref, rtol=1e-4, atol=1e-5
+    )
+
+
+def test_spatial_dropout_drops_whole_channels():
+    y, _ = fnn.SpatialDropout(0.5).apply({}, {}, jnp.ones((8, 5, 5, 16)), train=True, key=jax.random.key(0))
+    per_channel = np.asarray(y).reshape(8, 25, 16)
+    assert np.all((per_channel == 0).all(axis=1) | (per_channel == 2).all(axis=1))
+    assert 0.3 < float(np.mean(per_channel[:, 0] == 0)) < 0.7
+
+
+# -------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize(
+    "make, call, error, match",
+    [
+        (lambda: fnn.Conv2D(4, 3), lambda l: l.init(jax.random.key(0), (8, 8)), ValueError,
+         r"Conv2D 'conv2d' expects per-example input_shape of shape \(height, width, channels\) \(rank 3\), got \(8, 8\)"),
+        (lambda: fnn.Conv2D(4, 3), lambda l: l.apply(l.init(jax.random.key(0), (8, 8, 1))[0], {}, jnp.ones((8, 8, 1)), train=False),
+         ValueError, r"Conv2D 'conv2d' expects inputs of shape \(batch, height, width, channels\) \(rank 4\), got \(8, 8, 1\)"),
+        (lambda: fnn.Conv2D(4, 3, groups=2), lambda l: l.init(jax.random.key(0), (8, 8, 3)), ValueError,
+         r"Conv2D 'conv2d': input channels \(3\) must be divisible by groups \(2\); input_shape \(8, 8, 3\)"),
+        (lambda: fnn.Conv2D(3, 3, groups=2), None, ValueError, r"Conv2D 'conv2d': filters \(3\) must be divisible by groups \(2\)"),
+        (lambda: fnn.Conv2D(4, 5), lambda l: l.init(jax.random.key(0), (4, 4, 1)), ValueError,
+         r"Conv2D 'conv2d': the dilated kernel \(5, 5\) is larger than the padded input \(4, 4\)"),
+        (lambda: fnn.Conv1D(4, 3, dilation=3), lambda l: l.init(jax.random.key(0), (6, 1)), ValueError,
+         r"Conv1D 'conv1d': the dilated kernel \(7,\) is larger than the padded input \(6,\)"),
+        (lambda: fnn.Conv2D(4, (3, 3, 3)), None, ValueError, r"Conv2D 'conv2d': kernel_size must be an int or 2 ints, got \(3, 3, 3\)"),
+        (lambda: fnn.Conv2D(4, 3, padding="full"), None, ValueError, r"padding must be 'same', 'valid' or explicit sizes, got 'full'"),
+        (lambda: fnn.Conv2D(0, 3), None, ValueError, r"Conv2D 'conv2d': filters must be a positive int, got 0"),
+        (lambda: fnn.MaxPool2D(3), lambda l: l.apply({}, {}, jnp.ones((1, 2, 2, 1)), train=False), ValueError,
+         r"MaxPool2D 'max_pool2d': the pool window \(3, 3\) is larger than the padded input \(2, 2\)"),
+        (lambda: fnn.AvgPool1D(2), lambda l: l.apply({}, {}, jnp.ones((1, 4)), train=False), ValueError,
+         r"AvgPool1D 'avg_pool1d' expects inputs of shape \(batch, length, channels\) \(rank 3\), got \(1, 4\)"),
+        (lambda: fnn.GlobalAvgPool(), lambda l: l.apply({}, {}, jnp.ones((1, 4)), train=False), ValueError,
+         r"GlobalAvgPool 'global_avg_pool' expects inputs of shape \(batch, spatial\.\.\., channels\), got \(1, 4\)"),
+        (lambda: fnn.GroupNorm(3), lambda l: l.apply(*l.init(jax.random.key(0), (2, 4)), jnp.ones((1, 2, 4)), train=False),
+         ValueError, r"GroupNorm 'group_norm': channels \(4\) must be divisible by groups \(3\); got input shape \(1, 2, 4\)"),
+        (lambda: fnn.BatchNorm(momentum=1.0), None, ValueError, r"BatchNorm 'batch_norm': momentum must be in \[0, 1\), got 1.0"),
+        (lambda: fnn.BatchNorm(), lambda l: l.apply(*l.init(jax.random.key(0), (3,)), jnp.ones((2, 4)), train=True),
+         ValueError, r"BatchNorm 'batch_norm' expects inputs of shape \(batch, \.\.\., 3\), got shape \(2, 4\)"),
+        (lambda: fnn.SpatialDropout(1.0), None, ValueError, r"SpatialDropout 'spatial_dropout': rate must be in \[0, 1\), got 1.0"),
+        (lambda: fnn.Conv2DTranspose(2, 3, padding=1), None, ValueError, r"Conv2DTranspose 'conv2d_transpose': padding must be 'same' or 'valid'"),
+    ],
+)  # fmt: skip
+def test_vision_errors_name_the_layer_and_shapes(make, call, error, match):
+    with pytest.raises(error, match=match):
+        layer = make()
+        call(layer)

@@ -14,8 +14,17 @@ Example:
     (8, 3)
 """
 
-from fnn import activations, data, initializers, layers, losses, metrics, optimizers, testing, train
+from fnn import activations, augment, data, initializers, layers, losses, metrics, optimizers, testing, train
 from fnn._core import Layer, Shape, Summary, as_shape, output_shape, summary
+from fnn.augment import (
+    GaussianNoise,
+    RandomBrightness,
+    RandomContrast,
+    RandomCrop,
+    RandomFlip,
+    RandomRotation,
+    RandomTranslation,
+)
 from fnn.layers import *  # noqa: F403  (the layer constructors are part of fnn's namespace)
 from fnn.layers import __all__ as _layer_names
 from fnn.train import (
@@ -40,9 +49,16 @@ __all__ = [
     "CSVLogger",
     "Callback",
     "EarlyStopping",
+    "GaussianNoise",
     "History",
     "Layer",
     "LearningRateScheduler",
+    "RandomBrightness",
+    "RandomContrast",
+    "RandomCrop",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomTranslation",
     "ReduceLROnPlateau",
     "TerminateOnNaN",
     "TrainState",
@@ -52,6 +68,7 @@ __all__ = [
     "Shape",
     "Summary",
     "activations",
+    "augment",
     "as_shape",
     "data",
     "initializers",

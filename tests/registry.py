@@ -72,6 +72,13 @@ CASES = [
     Case("group_norm", lambda: fnn.GroupNorm(2), (3, 4)),
     Case("rms_norm", lambda: fnn.RMSNorm(), (5,)),
     Case("spatial_dropout", lambda: fnn.SpatialDropout(0.5), (3, 3, 4), needs_key=True),
+    Case("random_flip", lambda: fnn.RandomFlip(vertical=True), (4, 4, 2), needs_key=True),
+    Case("random_crop", lambda: fnn.RandomCrop(1), (4, 4, 1), needs_key=True),
+    Case("random_translation", lambda: fnn.RandomTranslation(0.25, 0.25), (4, 4, 1), needs_key=True),
+    Case("random_rotation", lambda: fnn.RandomRotation(30), (5, 5, 2), needs_key=True),
+    Case("random_brightness", lambda: fnn.RandomBrightness(0.2), (3, 3, 1), needs_key=True),
+    Case("random_contrast", lambda: fnn.RandomContrast(0.5, 1.5), (3, 3, 2), needs_key=True),
+    Case("gaussian_noise", lambda: fnn.GaussianNoise(0.1), (5,), needs_key=True),
     Case(
         "lenet_like",
         lambda: fnn.Sequential(

@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/iris.py
+	$(PY) examples/digits_cnn.py
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -13,13 +14,14 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
-def run(name: str) -> list[str]:
+def run(name: str, env: dict | None = None) -> list[str]:
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py")],
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        env=None if env is None else {**os.environ, **env},
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()
@@ -33,6 +35,7 @@ def test_every_example_is_tested():
         "digits_mlp",
         "diabetes_regression",
         "breast_cancer",
+        "digits_cnn",
     }
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
@@ -53,6 +56,13 @@ def headline(name: str, label: str) -> float:
 )
 def test_example_reaches_its_headline_figure(name, label, at_least):
     assert headline(name, label) >= at_least
+
+
+def test_digits_cnn_reaches_098_and_saves_its_training_curves(tmp_path):
+    lines = run("digits_cnn", env={"FNN_EXAMPLE_OUT": str(tmp_path)})
+    assert float(re.fullmatch(r"test accuracy: ([0-9.]+)", lines[-1]).group(1)) >= 0.98
+    assert (tmp_path / "digits_cnn_training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["digits_cnn_training.png"]
 
 
 def test_linear_regression_recovers_weight_and_bias():

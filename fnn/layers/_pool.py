@@ -39,13 +39,13 @@ def _pool(
         check_window_fits(kind, name, "pool window", jnp.shape(x)[1:-1], window, pad)
         x = jnp.asarray(x)
         if reducer == "max":
-            return reduce(x, jnp.array(-jnp.inf, x.dtype), jax.lax.max)
-        total = reduce(x, jnp.array(0, x.dtype), jax.lax.add)
+            return reduce(x, -jnp.inf, jax.lax.max)
+        total = reduce(x, 0.0, jax.lax.add)
         if pad == "VALID":
             return total / math.prod(window)
         # Average over the real elements only: padding does not count (as in Keras).
         ones = jnp.ones((1, *jnp.shape(x)[1:-1], 1), x.dtype)
-        return total / reduce(ones, jnp.array(0, x.dtype), jax.lax.add)
+        return total / reduce(ones, 0.0, jax.lax.add)
 
     return stateless(kind, name, pool)
 

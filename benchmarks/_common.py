@@ -49,6 +49,64 @@ def fnn_mlp(widths):
     return fnn.Sequential([fnn.Dense(n, "relu") for n in widths[1:-1]] + [fnn.Dense(widths[-1])])
 
 
+# LeNet-like on 28x28x1 (61,706 params): conv 5x5x6 same, relu, max-pool 2,
+# conv 5x5x16 valid, relu, max-pool 2, dense 120, 84, 10.
+LENET_INPUT, LENET_BATCH = (28, 28, 1), 64
+
+
+def reference_lenet(tx):
+    """Hand-written LeNet: ``init(key) -> (params, opt_state)`` and a pure step, as for the MLP."""
+    glorot = jax.nn.initializers.glorot_uniform()
+    shapes = {"c1": (5, 5, 1, 6), "c2": (5, 5, 6, 16), "d1": (400, 120), "d2": (120, 84), "d3": (84, 10)}
+
+    def init(key):
+        params = {
+            name: {"w": glorot(jax.random.fold_in(key, i), shape), "b": jnp.zeros((shape[-1],))}
+            for i, (name, shape) in enumerate(shapes.items())
+        }
+        return params, tx.init(params)
+
+    def conv(x, p, padding):
+        y = jax.lax.conv_general_dilated(
+            x, p["w"], (1, 1), padding, dimension_numbers=("NHWC", "HWIO", "NHWC")
+        )
+        return jax.nn.relu(y + p["b"].reshape(1, 1, 1, -1))
+
+    def pool(x):
+        return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+    def loss(params, x, y):
+        h = pool(conv(x, params["c1"], "SAME"))
+        h = pool(conv(h, params["c2"], "VALID")).reshape(x.shape[0], -1)
+        h = jax.nn.relu(h @ params["d1"]["w"] + params["d1"]["b"])
+        h = jax.nn.relu(h @ params["d2"]["w"] + params["d2"]["b"])
+        logits = h @ params["d3"]["w"] + params["d3"]["b"]
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+
+    def step(carry, batch):
+        params, opt_state = carry
+        value, grads = jax.value_and_grad(loss)(params, *batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
+
+    return init, step
+
+
+def fnn_lenet():
+    return fnn.Sequential(
+        [
+            fnn.Conv2D(6, 5, padding="same", activation="relu"),
+            fnn.MaxPool2D(2),
+            fnn.Conv2D(16, 5, activation="relu"),
+            fnn.MaxPool2D(2),
+            fnn.Flatten(),
+            fnn.Dense(120, "relu"),
+            fnn.Dense(84, "relu"),
+            fnn.Dense(10),
+        ]
+    )
+
+
 def machine():
     return f"{platform.machine()}, {jax.default_backend()}, {jax.device_count()} device(s), jax {jax.__version__}"
 

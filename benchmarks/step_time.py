@@ -18,14 +18,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from _common import MODELS, fnn_mlp, machine, reference_mlp, write_report
+from _common import (
+    LENET_BATCH,
+    LENET_INPUT,
+    MODELS,
+    fnn_lenet,
+    fnn_mlp,
+    machine,
+    reference_lenet,
+    reference_mlp,
+    write_report,
+)
 
 import fnn
 
 
-def reference_step(widths, tx):
+def models():
+    """name -> (hand-written (init, step) builder, fnn model, per-example input shape, classes, batch)."""
+    table = {
+        name: (lambda tx, w=widths: reference_mlp(w, tx), fnn_mlp(widths), (widths[0],), widths[-1], batch)
+        for name, (widths, batch) in MODELS.items()
+    }
+    table["cnn"] = (reference_lenet, fnn_lenet(), LENET_INPUT, 10, LENET_BATCH)
+    return table
+
+
+def reference_step(build, tx):
     """Hand-written: pure functions, one jitted step, donated buffers."""
-    init, step = reference_mlp(widths, tx)
+    init, step = build(tx)
     run = jax.jit(step, donate_argnums=0)
     carry = [init(jax.random.key(0))]
 
@@ -36,9 +56,8 @@ def reference_step(widths, tx):
     return call
 
 
-def fnn_step(widths, tx):
-    model = fnn_mlp(widths)
-    params, state = model.init(jax.random.key(0), (widths[0],))
+def fnn_step(model, input_shape, tx):
+    params, state = model.init(jax.random.key(0), input_shape)
     run = jax.jit(fnn.make_train_step(model, "sparse_categorical_crossentropy", tx), donate_argnums=(0, 2))
     carry = [params, state, tx.init(params)]
 
@@ -58,11 +77,11 @@ def measure(call, x, y, steps):
 
 
 def bench(name, rounds, steps):
-    widths, batch = MODELS[name]
-    x = jnp.asarray(np.random.default_rng(0).standard_normal((batch, widths[0])), jnp.float32)
-    y = jnp.asarray(np.random.default_rng(1).integers(0, widths[-1], batch), jnp.int32)
+    build, model, input_shape, classes, batch = models()[name]
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((batch, *input_shape)), jnp.float32)
+    y = jnp.asarray(np.random.default_rng(1).integers(0, classes, batch), jnp.int32)
     tx = optax.adam(1e-3)
-    runners = {"jax": reference_step(widths, tx), "fnn": fnn_step(widths, tx)}
+    runners = {"jax": reference_step(build, tx), "fnn": fnn_step(model, input_shape, tx)}
     first = {}
     for label, call in runners.items():
         start = time.perf_counter()
@@ -89,12 +108,13 @@ def main():
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--models", nargs="*", default=["tiny", "mlp", "cnn"])
     args = parser.parse_args()
     results = {
         "machine": machine(),
         "rounds": args.rounds,
         "steps_per_round": args.steps,
-        "models": [bench(name, args.rounds, args.steps) for name in MODELS],
+        "models": [bench(name, args.rounds, args.steps) for name in args.models],
     }
     lines = [
         "| model | jax step (ms) | fnn step (ms) | step ratio fnn/jax | first-step ratio |",

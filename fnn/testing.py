@@ -103,7 +103,8 @@ def check_grads(
     """
     with jax.enable_x64(True):
         p64 = _to_float64(params)
-        grads = jax.grad(fn)(p64)
+        # Compiled once: every finite-difference evaluation below has the same shapes.
+        value, grads = jax.jit(fn), jax.jit(jax.grad(fn))(p64)
         leaves, treedef = jax.tree_util.tree_flatten_with_path(p64)
         grad_leaves = jax.tree.leaves(grads)
         rng = np.random.default_rng(seed)
@@ -118,7 +119,7 @@ def check_grads(
                 def shifted(sign: float) -> float:
                     values = [lf for _, lf in leaves]
                     values[i] = leaf + sign * eps * v
-                    return float(fn(jax.tree.unflatten(treedef, values)))
+                    return float(value(jax.tree.unflatten(treedef, values)))
 
                 fd = (shifted(1.0) - shifted(-1.0)) / (2 * eps)
                 ad = float(jnp.vdot(grad, v))
@@ -177,6 +178,13 @@ def check_layer_grads(
     """
     with jax.enable_x64(True):
         state64, x64 = _to_float64(state), _to_float64(x)
+        leaves, treedef = jax.tree.flatten(x64)
+        # Only floating inputs are differentiated; masks and token ids ride along.
+        floating = {str(i): leaf for i, leaf in enumerate(leaves) if jnp.issubdtype(leaf.dtype, jnp.floating)}
+
+        def with_inputs(values: dict) -> Any:
+            return jax.tree.unflatten(treedef, [values.get(str(i), leaf) for i, leaf in enumerate(leaves)])
+
         y = jax.eval_shape(
             lambda p: layer.apply(p, state64, x64, train=train, key=key)[0], _to_float64(params)
         )
@@ -184,10 +192,13 @@ def check_layer_grads(
         cotangent = jax.tree.map(lambda s: jnp.asarray(rng.standard_normal(s.shape), s.dtype), y)
 
         def scalar(tree: PyTree) -> jax.Array:
-            out = layer.apply(tree["params"], state64, tree.get("input", x64), train=train, key=key)[0]
-            return sum(jnp.vdot(o, c) for o, c in zip(jax.tree.leaves(out), jax.tree.leaves(cotangent)))
+            out = layer.apply(
+                tree["params"], state64, with_inputs(tree.get("input", {})), train=train, key=key
+            )[0]
+            pairs = zip(jax.tree.leaves(out), jax.tree.leaves(cotangent))
+            return sum(jnp.vdot(o, c) for o, c in pairs if jnp.issubdtype(o.dtype, jnp.floating))
 
-        tree = {"params": params, **({"input": x64} if wrt_input else {})}
+        tree = {"params": params, **({"input": floating} if wrt_input and floating else {})}
         return check_grads(scalar, tree, seed=seed, **kwargs)
 
 

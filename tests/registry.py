@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 
 import fnn
 
@@ -16,6 +18,32 @@ class Case:
     make: Callable[[], fnn.Layer]
     input_shape: tuple
     needs_key: bool = False  # apply(train=True) needs a PRNG key
+    # (numpy Generator, batch) -> input batch; standard normal floats when None
+    make_input: Callable[[np.random.Generator, int], Any] | None = None
+
+
+def tokens(time, vocab, pad=True):
+    """Int token batches (batch, time), right-padded with 0 after a random length when ``pad``."""
+
+    def make(rng, batch):
+        ids = rng.integers(1, vocab, size=(batch, time)).astype(np.int32)
+        if pad:
+            lengths = rng.integers(1, time + 1, size=batch)
+            ids[np.arange(time)[None, :] >= lengths[:, None]] = 0
+        return ids
+
+    return make
+
+
+def masked(time, features):
+    """(x, mask) batches: float sequences and a bool mask of random valid lengths."""
+
+    def make(rng, batch):
+        lengths = rng.integers(1, time + 1, size=batch)
+        x = rng.standard_normal((batch, time, features)).astype(np.float32)
+        return x, np.arange(time)[None, :] < lengths[:, None]
+
+    return make
 
 
 def _branchy() -> fnn.Layer:
@@ -79,6 +107,38 @@ CASES = [
     Case("random_brightness", lambda: fnn.RandomBrightness(0.2), (3, 3, 1), needs_key=True),
     Case("random_contrast", lambda: fnn.RandomContrast(0.5, 1.5), (3, 3, 2), needs_key=True),
     Case("gaussian_noise", lambda: fnn.GaussianNoise(0.1), (5,), needs_key=True),
+    # sequences
+    Case(
+        "embedding",
+        lambda: fnn.Embedding(7, 3),
+        fnn.Shape((4,), jnp.int32),
+        make_input=tokens(4, 7, pad=False),
+    ),
+    Case(
+        "embedding_masked",
+        lambda: fnn.Embedding(7, 3, mask_index=0),
+        fnn.Shape((5,), jnp.int32),
+        make_input=tokens(5, 7),
+    ),
+    Case("simple_rnn", lambda: fnn.SimpleRNN(3), (4, 2)),
+    Case("lstm_sequences", lambda: fnn.LSTM(3, return_sequences=True), (4, 2)),
+    Case("gru_reverse", lambda: fnn.GRU(3, reverse=True), (4, 2)),
+    Case("lstm_masked", lambda: fnn.LSTM(3), ((5, 2), fnn.Shape((5,), jnp.bool_)), make_input=masked(5, 2)),
+    Case("lstm_state", lambda: fnn.RNN(fnn.LSTMCell(2), return_state=True), (3, 2)),
+    Case(
+        "bidirectional_masked",
+        lambda: fnn.Bidirectional(fnn.GRUCell(2), return_sequences=True, merge_mode="sum"),
+        ((4, 3), fnn.Shape((4,), jnp.bool_)),
+        make_input=masked(4, 3),
+    ),
+    Case(
+        "embedding_lstm_dense",
+        lambda: fnn.Sequential(
+            [fnn.Embedding(9, 4, mask_index=0), fnn.LSTM(5, return_sequences=True), fnn.GRU(3), fnn.Dense(2)]
+        ),
+        fnn.Shape((6,), jnp.int32),
+        make_input=tokens(6, 9),
+    ),
     Case(
         "lenet_like",
         lambda: fnn.Sequential(

@@ -56,6 +56,18 @@ from fnn.layers._pool import (
     MaxPool2D,
     MaxPool3D,
 )
+from fnn.layers._recurrent import (
+    GRU,
+    LSTM,
+    RNN,
+    Bidirectional,
+    Cell,
+    Embedding,
+    GRUCell,
+    LSTMCell,
+    SimpleRNN,
+    SimpleRNNCell,
+)
 
 ACTIVATION_LAYERS = (
     Relu, Relu6, Sigmoid, Tanh, Softmax, LogSoftmax, Gelu, Elu, Selu, Celu, Softplus,
@@ -70,6 +82,16 @@ __all__ = [
     "AvgPool2D",
     "AvgPool3D",
     "BatchNorm",
+    "Bidirectional",
+    "Cell",
+    "Embedding",
+    "GRU",
+    "GRUCell",
+    "LSTM",
+    "LSTMCell",
+    "RNN",
+    "SimpleRNN",
+    "SimpleRNNCell",
     "Conv1D",
     "Conv1DTranspose",
     "Conv2D",

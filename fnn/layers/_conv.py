@@ -11,6 +11,7 @@ import numpy as np
 
 from fnn import activations, initializers
 from fnn._core import Layer, check_name, check_positive_int, make_layer
+from fnn.layers._combinators import Sequential
 
 Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
 
@@ -333,8 +334,6 @@ def SeparableConv2D(
         >>> layer.apply(params, state, jnp.ones((1, 8, 8, 3)), train=False)[0].shape
         (1, 8, 8, 4)
     """
-    from fnn.layers._combinators import Sequential
-
     name = check_name("SeparableConv2D", name or "separable_conv2d")
     depthwise = DepthwiseConv2D(
         kernel_size, depth_multiplier=depth_multiplier, strides=strides, padding=padding, dilation=dilation,

@@ -1,0 +1,448 @@
+"""Embeddings and recurrent layers: cells, an RNN that scans a cell with masking, Bidirectional.
+
+Sequences are ``(batch, time, features)``. A mask marks the valid steps: pass
+``(x, mask)`` with ``mask`` a bool ``(batch, time)`` array (``True`` = valid) or
+int ``(batch,)`` lengths, or get it from ``Embedding(..., mask_index=0)``.
+Masked steps change neither the state nor the output (the previous output is
+repeated, as in Keras), so padding never affects the result.
+
+Parameter layouts follow Keras: ``w_x`` is Keras's ``kernel`` ``(features, G *
+units)``, ``w_h`` its ``recurrent_kernel`` ``(units, G * units)`` and the gate
+blocks come in Keras's order. PyTorch stores the transposes, ``weight_ih`` =
+``w_x.T``; its LSTM gate order (i, f, g, o) is Keras's, its GRU order (r, z, n)
+is not (Keras: z, r, h), and its two biases add up to fnn's one for LSTM.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from fnn import activations, initializers
+from fnn._core import Layer, Shape, check_name, check_positive_int, make_layer  # noqa: F401 (Shape: doctest)
+
+
+class Cell(NamedTuple):
+    """One step of a recurrence, scanned over time by :func:`RNN`.
+
+    Attributes:
+        init: ``(key, features) -> params``.
+        step: ``(params, carry, x_t) -> (carry, y_t)`` with ``x_t`` ``(batch, features)``.
+        carry: ``(batch, dtype) -> carry``, the zero initial state.
+        units: the size of ``y_t``.
+        name: the cell's name.
+    """
+
+    init: Callable[[jax.Array, int], dict]
+    step: Callable[[dict, Any, jax.Array], tuple[Any, jax.Array]]
+    carry: Callable[[int, Any], Any]
+    units: int
+    name: str
+
+
+def _weights(
+    key: jax.Array, features: int, units: int, gates: int, kernel_init: Any, recurrent_init: Any, dtype: Any
+):
+    k_x, k_h = jax.random.split(key)
+    return {
+        "w_x": initializers.get(kernel_init)(k_x, (features, gates * units), dtype),
+        "w_h": initializers.get(recurrent_init)(k_h, (units, gates * units), dtype),
+    }
+
+
+def _fused_matmul(params: dict, x: jax.Array, h: jax.Array) -> jax.Array:
+    # One [x, h] @ [w_x; w_h] matmul per step: the fastest form on XLA:CPU
+    # (see shared/BENCHMARKS.md); the concatenated weights are loop-invariant.
+    return jnp.concatenate([x, h], axis=-1) @ jnp.concatenate([params["w_x"], params["w_h"]], axis=0)
+
+
+def SimpleRNNCell(
+    units: int,
+    activation: Any = "tanh",
+    *,
+    kernel_init: Any = "glorot_uniform",
+    recurrent_init: Any = "orthogonal",
+    dtype: Any = jnp.float32,
+    name: str = "simple_rnn_cell",
+) -> Cell:
+    """``h' = activation(x @ w_x + h @ w_h + b)``; params ``{"w_x", "w_h", "b"}``."""
+    units = check_positive_int("SimpleRNNCell", name, "units", units)
+    act = activations.get(activation)
+
+    def init(key: jax.Array, features: int) -> dict:
+        return {
+            **_weights(key, features, units, 1, kernel_init, recurrent_init, dtype),
+            "b": jnp.zeros((units,), dtype),
+        }
+
+    def step(params: dict, h: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        h = act(_fused_matmul(params, x, h) + params["b"][None, :])
+        return h, h
+
+    return Cell(init, step, lambda batch, dtype_: jnp.zeros((batch, units), dtype_), units, name)
+
+
+def LSTMCell(
+    units: int,
+    *,
+    activation: Any = "tanh",
+    recurrent_activation: Any = "sigmoid",
+    unit_forget_bias: bool = True,
+    kernel_init: Any = "glorot_uniform",
+    recurrent_init: Any = "orthogonal",
+    dtype: Any = jnp.float32,
+    name: str = "lstm_cell",
+) -> Cell:
+    """The LSTM of Hochreiter & Schmidhuber, in Keras's form.
+
+    ``i, f, g, o = split([x, h] @ [w_x; w_h] + b)`` (Keras's gate order);
+    ``c' = σ(f) * c + σ(i) * tanh(g)``; ``h' = σ(o) * tanh(c')``. Params
+    ``{"w_x": (F, 4U), "w_h": (U, 4U), "b": (4U,)}``; the carry is ``{"h", "c"}``.
+    ``unit_forget_bias`` starts the forget-gate bias at 1.
+    """
+    units = check_positive_int("LSTMCell", name, "units", units)
+    act, rec_act = activations.get(activation), activations.get(recurrent_activation)
+
+    def init(key: jax.Array, features: int) -> dict:
+        bias = jnp.zeros((4 * units,), dtype)
+        if unit_forget_bias:
+            bias = bias.at[units : 2 * units].set(1.0)
+        return {**_weights(key, features, units, 4, kernel_init, recurrent_init, dtype), "b": bias}
+
+    def step(params: dict, carry: dict, x: jax.Array) -> tuple[dict, jax.Array]:
+        z = _fused_matmul(params, x, carry["h"]) + params["b"][None, :]
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        c = rec_act(f) * carry["c"] + rec_act(i) * act(g)
+        h = rec_act(o) * act(c)
+        return {"h": h, "c": c}, h
+
+    def zeros(batch: int, dtype_: Any) -> dict:
+        return {"h": jnp.zeros((batch, units), dtype_), "c": jnp.zeros((batch, units), dtype_)}
+
+    return Cell(init, step, zeros, units, name)
+
+
+def GRUCell(
+    units: int,
+    *,
+    activation: Any = "tanh",
+    recurrent_activation: Any = "sigmoid",
+    kernel_init: Any = "glorot_uniform",
+    recurrent_init: Any = "orthogonal",
+    dtype: Any = jnp.float32,
+    name: str = "gru_cell",
+) -> Cell:
+    """The GRU in Keras's default form (``reset_after=True``, the cuDNN/PyTorch variant).
+
+    ``xz, xr, xh = split(x @ w_x + b_x)``, ``hz, hr, hh = split(h @ w_h + b_h)``;
+    ``z = σ(xz + hz)``, ``r = σ(xr + hr)``, ``n = tanh(xh + r * hh)``,
+    ``h' = z * h + (1 - z) * n``. Params ``{"w_x": (F, 3U), "w_h": (U, 3U),
+    "b_x": (3U,), "b_h": (3U,)}`` (Keras's ``bias`` is ``[b_x, b_h]``).
+    """
+    units = check_positive_int("GRUCell", name, "units", units)
+    act, rec_act = activations.get(activation), activations.get(recurrent_activation)
+
+    def init(key: jax.Array, features: int) -> dict:
+        zeros = jnp.zeros((3 * units,), dtype)
+        return {
+            **_weights(key, features, units, 3, kernel_init, recurrent_init, dtype),
+            "b_x": zeros,
+            "b_h": zeros,
+        }
+
+    def step(params: dict, h: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        xz, xr, xh = jnp.split(x @ params["w_x"] + params["b_x"][None, :], 3, axis=-1)
+        hz, hr, hh = jnp.split(h @ params["w_h"] + params["b_h"][None, :], 3, axis=-1)
+        z, r = rec_act(xz + hz), rec_act(xr + hr)
+        h = z * h + (1 - z) * act(xh + r * hh)
+        return h, h
+
+    return Cell(init, step, lambda batch, dtype_: jnp.zeros((batch, units), dtype_), units, name)
+
+
+# ---------------------------------------------------------------------------- inputs
+
+
+def _split_input(kind: str, name: str, x: Any) -> tuple[Any, Any, Any]:
+    """``x`` | ``(x, mask)`` | ``{"x", "mask", "initial_state"}`` -> (x, mask, initial_state)."""
+    if isinstance(x, dict):
+        unknown = set(x) - {"x", "mask", "initial_state"}
+        if "x" not in x or unknown:
+            raise ValueError(
+                f"{kind} '{name}': a dict input needs 'x' and may have 'mask', 'initial_state'; got {sorted(x)}"
+            )
+        return x["x"], x.get("mask"), x.get("initial_state")
+    if isinstance(x, (tuple, list)):
+        if len(x) != 2:
+            raise ValueError(f"{kind} '{name}' expects x or (x, mask), got a tuple of {len(x)}")
+        return x[0], x[1], None
+    return x, None, None
+
+
+def _check_sequences(kind: str, name: str, x: Any, mask: Any) -> jax.Array | None:
+    """Validates ``(batch, time, features)`` inputs; returns the mask as bool ``(batch, time)``."""
+    if jnp.ndim(x) != 3:
+        raise ValueError(
+            f"{kind} '{name}' expects inputs of shape (batch, time, features), got {tuple(jnp.shape(x))}"
+        )
+    batch, time = jnp.shape(x)[:2]
+    if mask is None:
+        return None
+    mask = jnp.asarray(mask)
+    if mask.shape == (batch,) and jnp.issubdtype(mask.dtype, jnp.integer):
+        return jnp.arange(time)[None, :] < mask[:, None]  # lengths
+    if mask.shape != (batch, time) or mask.dtype != jnp.bool_:
+        raise ValueError(
+            f"{kind} '{name}': the mask must be bool (batch, time) = ({batch}, {time}) or int lengths ({batch},); "
+            f"got {mask.dtype} {mask.shape} for inputs {tuple(jnp.shape(x))}"
+        )
+    return mask
+
+
+def _features_of(kind: str, name: str, input_shape: Any) -> Any:
+    shape = input_shape["x"] if isinstance(input_shape, dict) else input_shape
+    if isinstance(shape, tuple) and shape and isinstance(shape[0], tuple):
+        shape = shape[0]  # (x, mask)
+    if len(shape) != 2:
+        raise ValueError(
+            f"{kind} '{name}' expects a per-example input_shape (time, features), got {tuple(shape)}"
+        )
+    return shape
+
+
+def _scan(
+    cell: Cell, params: dict, x: jax.Array, mask: Any, carry: Any, reverse: bool
+) -> tuple[Any, jax.Array]:
+    """Scans ``cell`` over time; masked steps keep the carry and repeat the last output."""
+    xs = jnp.swapaxes(x, 0, 1)  # time-major for lax.scan
+    zeros = jnp.zeros((x.shape[0], cell.units), x.dtype)
+
+    def body(state, inputs):
+        carry, last = state
+        if mask is None:
+            new_carry, y = cell.step(params, carry, inputs)
+            return (new_carry, y), y
+        x_t, m_t = inputs
+        new_carry, y = cell.step(params, carry, x_t)
+        keep = m_t[:, None]
+        new_carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
+        y = jnp.where(keep, y, last)
+        return (new_carry, y), y
+
+    inputs = xs if mask is None else (xs, jnp.swapaxes(mask, 0, 1))
+    (carry, _), ys = jax.lax.scan(body, (carry, zeros), inputs, reverse=reverse)
+    return carry, jnp.swapaxes(ys, 0, 1)
+
+
+def RNN(
+    cell: Cell,
+    *,
+    return_sequences: bool = False,
+    return_state: bool = False,
+    reverse: bool = False,
+    name: str | None = None,
+) -> Layer:
+    """Scans a :class:`Cell` over the time axis with ``lax.scan``.
+
+    Args:
+        cell: e.g. ``LSTMCell(64)``.
+        return_sequences: return every step's output ``(batch, time, units)``
+            (then a mask given with the input is passed on: ``(outputs, mask)``,
+            so stacked RNNs in a :func:`~fnn.Sequential` see it); else the last
+            valid output ``(batch, units)``.
+        return_state: also return the final carry: ``(output, state)``.
+        reverse: process the sequence backwards (outputs stay in time order).
+        name: layer name; the cell's kind by default (``"lstm"``, ...).
+
+    Input: ``x`` ``(batch, time, features)``, ``(x, mask)`` or a dict with
+    ``"x"``, optional ``"mask"`` and ``"initial_state"`` (a carry).
+
+    Returns:
+        A :class:`~fnn.Layer` whose params are the cell's; no state (the
+        recurrent state lives within one call).
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> lstm = RNN(LSTMCell(8))
+        >>> params, state = lstm.init(jax.random.key(0), (5, 3))
+        >>> lstm.apply(params, state, jnp.ones((2, 5, 3)), train=False)[0].shape
+        (2, 8)
+    """
+    kind = "RNN"
+    name = check_name(kind, name or cell.name.removesuffix("_cell"))
+
+    def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
+        return cell.init(key, _features_of(kind, name, input_shape)[-1]), {}
+
+    def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
+        del train, key
+        seqs, mask, carry = _split_input(kind, name, x)
+        mask = _check_sequences(kind, name, seqs, mask)
+        seqs = jnp.asarray(seqs)
+        if carry is None:
+            carry = cell.carry(seqs.shape[0], seqs.dtype)
+        carry, ys = _scan(cell, params, seqs, mask, carry, reverse)
+        if return_sequences:
+            out = ys if mask is None else (ys, mask)
+        else:
+            out = ys[:, 0] if reverse else ys[:, -1]
+        return ((out, carry) if return_state else out), state
+
+    return make_layer(kind, name, init, apply)
+
+
+def SimpleRNN(
+    units: int,
+    *,
+    return_sequences: bool = False,
+    reverse: bool = False,
+    name: str | None = None,
+    **cell_args: Any,
+) -> Layer:
+    """``RNN(SimpleRNNCell(units, ...))``."""
+    return RNN(
+        SimpleRNNCell(units, **cell_args), return_sequences=return_sequences, reverse=reverse, name=name
+    )
+
+
+def LSTM(
+    units: int,
+    *,
+    return_sequences: bool = False,
+    reverse: bool = False,
+    name: str | None = None,
+    **cell_args: Any,
+) -> Layer:
+    """``RNN(LSTMCell(units, ...))``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> layer = LSTM(4, return_sequences=True)
+        >>> params, state = layer.init(jax.random.key(0), (6, 2))
+        >>> jax.tree.map(jnp.shape, params)
+        {'b': (16,), 'w_h': (4, 16), 'w_x': (2, 16)}
+    """
+    return RNN(LSTMCell(units, **cell_args), return_sequences=return_sequences, reverse=reverse, name=name)
+
+
+def GRU(
+    units: int,
+    *,
+    return_sequences: bool = False,
+    reverse: bool = False,
+    name: str | None = None,
+    **cell_args: Any,
+) -> Layer:
+    """``RNN(GRUCell(units, ...))``."""
+    return RNN(GRUCell(units, **cell_args), return_sequences=return_sequences, reverse=reverse, name=name)
+
+
+_MERGES = {
+    "concat": lambda a, b: jnp.concatenate([a, b], axis=-1),
+    "sum": jnp.add,
+    "mul": jnp.multiply,
+    "ave": lambda a, b: (a + b) / 2,
+}
+
+
+def Bidirectional(
+    cell: Cell, *, return_sequences: bool = False, merge_mode: str = "concat", name: str | None = None
+) -> Layer:
+    """Runs a cell forwards and backwards over the sequence and merges the outputs.
+
+    Both directions have their own params (``{"forward": ..., "backward": ...}``)
+    and honour the mask, so right-padding is skipped in both directions.
+
+    Args:
+        cell: the cell, used for both directions.
+        return_sequences: as for :func:`RNN`.
+        merge_mode: ``"concat"``, ``"sum"``, ``"mul"`` or ``"ave"``.
+        name: layer name; ``"bidirectional"`` by default.
+    """
+    kind = "Bidirectional"
+    name = check_name(kind, name or "bidirectional")
+    if merge_mode not in _MERGES:
+        raise ValueError(f"{kind} '{name}': merge_mode must be one of {sorted(_MERGES)}, got {merge_mode!r}")
+    forward = RNN(cell, return_sequences=return_sequences, name="forward")
+    backward = RNN(cell, return_sequences=return_sequences, reverse=True, name="backward")
+
+    def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
+        k_f, k_b = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+        return {
+            "forward": forward.init(k_f, input_shape)[0],
+            "backward": backward.init(k_b, input_shape)[0],
+        }, {}
+
+    def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
+        y_f, _ = forward.apply(params["forward"], {}, x, train=train)
+        y_b, _ = backward.apply(params["backward"], {}, x, train=train)
+        if isinstance(y_f, tuple):  # (sequences, mask)
+            return (_MERGES[merge_mode](y_f[0], y_b[0]), y_f[1]), state
+        return _MERGES[merge_mode](y_f, y_b), state
+
+    return make_layer(kind, name, init, apply)
+
+
+def Embedding(
+    vocab_size: int,
+    dim: int,
+    *,
+    mask_index: int | None = None,
+    embeddings_init: Any = None,
+    dtype: Any = jnp.float32,
+    name: str | None = None,
+) -> Layer:
+    """Looks up a ``dim``-vector per integer token: ``(batch, ...)`` -> ``(batch, ..., dim)``.
+
+    Args:
+        vocab_size: number of tokens; ids must lie in ``[0, vocab_size)`` (ids
+            outside give NaN rows, since they cannot be checked under ``jit``).
+        dim: embedding size.
+        mask_index: a padding id: the layer then returns ``(embeddings, mask)``
+            with ``mask = ids != mask_index``, which RNNs and attention use.
+        embeddings_init: initialiser; Keras's ``uniform(-0.05, 0.05)`` by default.
+        dtype: dtype of the table.
+        name: layer name; ``"embedding"`` by default.
+
+    Returns:
+        A :class:`~fnn.Layer` with params ``{"table": (vocab_size, dim)}``.
+
+    Example:
+        >>> import jax, jax.numpy as jnp
+        >>> emb = Embedding(10, 4, mask_index=0)
+        >>> params, state = emb.init(jax.random.key(0), Shape((3,), jnp.int32))
+        >>> (vectors, mask), _ = emb.apply(params, state, jnp.array([[5, 2, 0]]), train=False)
+        >>> vectors.shape, mask.tolist()
+        ((1, 3, 4), [[True, True, False]])
+    """
+    kind = "Embedding"
+    name = check_name(kind, name or "embedding")
+    vocab_size = check_positive_int(kind, name, "vocab_size", vocab_size)
+    dim = check_positive_int(kind, name, "dim", dim)
+    if mask_index is not None and not 0 <= mask_index < vocab_size:
+        raise ValueError(f"{kind} '{name}': mask_index must be in [0, {vocab_size}), got {mask_index!r}")
+    table_init = (
+        jax.nn.initializers.uniform(0.1) if embeddings_init is None else initializers.get(embeddings_init)
+    )
+
+    def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
+        del input_shape
+        table = table_init(key, (vocab_size, dim), dtype)
+        if embeddings_init is None:
+            table = table - jnp.asarray(0.05, dtype)  # uniform(0, 0.1) -> uniform(-0.05, 0.05)
+        return {"table": table}, {}
+
+    def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
+        del train, key
+        ids = jnp.asarray(x)
+        if not jnp.issubdtype(ids.dtype, jnp.integer):
+            raise TypeError(
+                f"{kind} '{name}' expects integer token ids, got {ids.dtype} of shape {ids.shape}"
+            )
+        vectors = jnp.take(params["table"], ids, axis=0, mode="fill", fill_value=jnp.nan)
+        return (vectors if mask_index is None else (vectors, ids != mask_index)), state
+
+    return make_layer(kind, name, init, apply)

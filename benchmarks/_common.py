@@ -117,3 +117,47 @@ def write_report(out: Path, name: str, results: dict, table: list[str]) -> None:
     (out / f"{name}.json").write_text(json.dumps(results, indent=2) + "\n")
     (out / f"{name}.md").write_text("\n".join(table) + "\n")
     print("\n".join(table))
+
+
+# LSTM(input 32, hidden 128) over 50 steps, last hidden state -> dense 10 (83,722 params).
+LSTM_INPUT, LSTM_BATCH, LSTM_UNITS = (50, 32), 32, 128
+
+
+def reference_lstm(tx):
+    """Hand-written LSTM: one [x_t, h] @ W matmul per step inside lax.scan (Keras's gate order)."""
+    features, units = LSTM_INPUT[1], LSTM_UNITS
+
+    def init(key):
+        k_w, k_d = jax.random.split(key)
+        params = {
+            "w": jax.nn.initializers.glorot_uniform()(k_w, (features + units, 4 * units)),
+            "b": jnp.zeros((4 * units,)),
+            "dense": {"w": jax.nn.initializers.glorot_uniform()(k_d, (units, 10)), "b": jnp.zeros((10,))},
+        }
+        return params, tx.init(params)
+
+    def loss(params, x, y):
+        def step(carry, x_t):
+            h, c = carry
+            z = jnp.concatenate([x_t, h], axis=-1) @ params["w"] + params["b"]
+            i, f, g, o = jnp.split(z, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), None
+
+        zeros = jnp.zeros((x.shape[0], units))
+        (h, _), _ = jax.lax.scan(step, (zeros, zeros), jnp.swapaxes(x, 0, 1))
+        logits = h @ params["dense"]["w"] + params["dense"]["b"]
+        return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+
+    def step(carry, batch):
+        params, opt_state = carry
+        value, grads = jax.value_and_grad(loss)(params, *batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
+
+    return init, step
+
+
+def fnn_lstm():
+    return fnn.Sequential([fnn.LSTM(LSTM_UNITS), fnn.Dense(10)])

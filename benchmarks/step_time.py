@@ -21,11 +21,15 @@ import optax
 from _common import (
     LENET_BATCH,
     LENET_INPUT,
+    LSTM_BATCH,
+    LSTM_INPUT,
     MODELS,
     fnn_lenet,
+    fnn_lstm,
     fnn_mlp,
     machine,
     reference_lenet,
+    reference_lstm,
     reference_mlp,
     write_report,
 )
@@ -40,6 +44,7 @@ def models():
         for name, (widths, batch) in MODELS.items()
     }
     table["cnn"] = (reference_lenet, fnn_lenet(), LENET_INPUT, 10, LENET_BATCH)
+    table["lstm"] = (reference_lstm, fnn_lstm(), LSTM_INPUT, 10, LSTM_BATCH)
     return table
 
 
@@ -108,7 +113,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    parser.add_argument("--models", nargs="*", default=["tiny", "mlp", "cnn"])
+    parser.add_argument("--models", nargs="*", default=["tiny", "mlp", "cnn", "lstm"])
     args = parser.parse_args()
     results = {
         "machine": machine(),

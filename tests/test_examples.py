@@ -88,7 +88,7 @@ def test_step_time_benchmark_runs_and_reports(tmp_path):
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     report = json.loads((tmp_path / "step_time.json").read_text())
-    assert [m["model"] for m in report["models"]] == ["tiny", "mlp", "cnn"]
+    assert [m["model"] for m in report["models"]] == ["tiny", "mlp", "cnn", "lstm"]
     assert all(m["step_ratio"] > 0 for m in report["models"])
     assert "step ratio fnn/jax" in (tmp_path / "step_time.md").read_text()
 

@@ -54,9 +54,10 @@ def _weights(
 
 
 def _fused_matmul(params: dict, x: jax.Array, h: jax.Array) -> jax.Array:
-    # One [x, h] @ [w_x; w_h] matmul per step: the fastest form on XLA:CPU
-    # (see shared/BENCHMARKS.md); the concatenated weights are loop-invariant.
-    return jnp.concatenate([x, h], axis=-1) @ jnp.concatenate([params["w_x"], params["w_h"]], axis=0)
+    # One [x, h] @ [w_x; w_h] matmul per step: the fastest form on XLA:CPU (see
+    # shared/BENCHMARKS.md). RNN stacks the weights once, outside the scan.
+    w = params["w_xh"] if "w_xh" in params else jnp.concatenate([params["w_x"], params["w_h"]], axis=0)
+    return jnp.concatenate([x, h], axis=-1) @ w
 
 
 def SimpleRNNCell(
@@ -214,27 +215,30 @@ def _features_of(kind: str, name: str, input_shape: Any) -> Any:
 
 
 def _scan(
-    cell: Cell, params: dict, x: jax.Array, mask: Any, carry: Any, reverse: bool
-) -> tuple[Any, jax.Array]:
-    """Scans ``cell`` over time; masked steps keep the carry and repeat the last output."""
+    cell: Cell, params: dict, x: jax.Array, mask: Any, carry: Any, reverse: bool, sequences: bool
+) -> tuple[Any, jax.Array, jax.Array | None]:
+    """Scans ``cell`` over time; masked steps keep the carry and repeat the last output.
+
+    Returns the final carry, the last output and, with ``sequences``, every output.
+    Without it nothing per step is stacked, which saves memory in the backward pass.
+    """
     xs = jnp.swapaxes(x, 0, 1)  # time-major for lax.scan
     zeros = jnp.zeros((x.shape[0], cell.units), x.dtype)
+    params = {**params, "w_xh": jnp.concatenate([params["w_x"], params["w_h"]], axis=0)}
 
     def body(state, inputs):
         carry, last = state
-        if mask is None:
-            new_carry, y = cell.step(params, carry, inputs)
-            return (new_carry, y), y
-        x_t, m_t = inputs
+        x_t, m_t = inputs if mask is not None else (inputs, None)
         new_carry, y = cell.step(params, carry, x_t)
-        keep = m_t[:, None]
-        new_carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
-        y = jnp.where(keep, y, last)
-        return (new_carry, y), y
+        if m_t is not None:
+            keep = m_t[:, None]
+            new_carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
+            y = jnp.where(keep, y, last)
+        return (new_carry, y), (y if sequences else None)
 
     inputs = xs if mask is None else (xs, jnp.swapaxes(mask, 0, 1))
-    (carry, _), ys = jax.lax.scan(body, (carry, zeros), inputs, reverse=reverse)
-    return carry, jnp.swapaxes(ys, 0, 1)
+    (carry, last), ys = jax.lax.scan(body, (carry, zeros), inputs, reverse=reverse)
+    return carry, last, (jnp.swapaxes(ys, 0, 1) if sequences else None)
 
 
 def RNN(
@@ -284,11 +288,11 @@ def RNN(
         seqs = jnp.asarray(seqs)
         if carry is None:
             carry = cell.carry(seqs.shape[0], seqs.dtype)
-        carry, ys = _scan(cell, params, seqs, mask, carry, reverse)
+        carry, last, ys = _scan(cell, params, seqs, mask, carry, reverse, return_sequences)
         if return_sequences:
             out = ys if mask is None else (ys, mask)
         else:
-            out = ys[:, 0] if reverse else ys[:, -1]
+            out = last
         return ((out, carry) if return_state else out), state
 
     return make_layer(kind, name, init, apply)

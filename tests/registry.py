@@ -139,6 +139,33 @@ CASES = [
         fnn.Shape((6,), jnp.int32),
         make_input=tokens(6, 9),
     ),
+    Case("attention", lambda: fnn.MultiHeadAttention(2), (4, 6)),
+    Case(
+        "attention_causal_dropout",
+        lambda: fnn.MultiHeadAttention(2, key_dim=3, causal=True, dropout=0.2),
+        (4, 4),
+        needs_key=True,
+    ),
+    Case(
+        "attention_masked",
+        lambda: fnn.MultiHeadAttention(1, value_dim=2, output_dim=3),
+        ((5, 4), fnn.Shape((5,), jnp.bool_)),
+        make_input=masked(5, 4),
+    ),
+    Case("sinusoidal_positions", lambda: fnn.SinusoidalPositionalEmbedding(), (5, 4)),
+    Case("learned_positions", lambda: fnn.LearnedPositionalEmbedding(8), (5, 4)),
+    Case(
+        "transformer_block",
+        lambda: fnn.TransformerEncoderBlock(2, 8),
+        ((4, 4), fnn.Shape((4,), jnp.bool_)),
+        needs_key=True,
+        make_input=masked(4, 4),
+    ),
+    Case(
+        "transformer_post_norm",
+        lambda: fnn.TransformerEncoderBlock(1, 6, dropout=0.0, norm_first=False),
+        (3, 4),
+    ),
     Case(
         "lenet_like",
         lambda: fnn.Sequential(

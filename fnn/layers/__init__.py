@@ -1,5 +1,12 @@
 """fnn's layers; every name here is also re-exported from ``fnn``."""
 
+from fnn.layers._attention import (
+    LearnedPositionalEmbedding,
+    MultiHeadAttention,
+    SinusoidalPositionalEmbedding,
+    TransformerEncoderBlock,
+    sinusoidal_positions,
+)
 from fnn.layers._basic import (
     Activation,
     Celu,
@@ -103,6 +110,11 @@ __all__ = [
     "GlobalMaxPool",
     "GroupNorm",
     "LayerNorm",
+    "LearnedPositionalEmbedding",
+    "MultiHeadAttention",
+    "SinusoidalPositionalEmbedding",
+    "TransformerEncoderBlock",
+    "sinusoidal_positions",
     "MaxPool1D",
     "MaxPool2D",
     "MaxPool3D",

@@ -18,6 +18,18 @@ MODELS = {  # name: (layer widths, batch size)
 }
 
 
+def optax_step(loss, tx):
+    """The hand-written step: ``((params, opt_state), (x, y)) -> ((params, opt_state), loss)``."""
+
+    def step(carry, batch):
+        params, opt_state = carry
+        value, grads = jax.value_and_grad(loss)(params, *batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state), value
+
+    return step
+
+
 def reference_mlp(widths, tx):
     """Hand-written JAX + optax: ``init(key) -> (params, opt_state)`` and a pure
     ``step((params, opt_state), (x, y)) -> ((params, opt_state), loss)``."""
@@ -35,13 +47,7 @@ def reference_mlp(widths, tx):
         logits = x @ params[-1]["w"] + params[-1]["b"]
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
 
-    def step(carry, batch):
-        params, opt_state = carry
-        value, grads = jax.value_and_grad(loss)(params, *batch)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), value
-
-    return init, step
+    return init, optax_step(loss, tx)
 
 
 def fnn_mlp(widths):
@@ -83,13 +89,7 @@ def reference_lenet(tx):
         logits = h @ params["d3"]["w"] + params["d3"]["b"]
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
 
-    def step(carry, batch):
-        params, opt_state = carry
-        value, grads = jax.value_and_grad(loss)(params, *batch)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), value
-
-    return init, step
+    return init, optax_step(loss, tx)
 
 
 def fnn_lenet():
@@ -150,13 +150,7 @@ def reference_lstm(tx):
         logits = h @ params["dense"]["w"] + params["dense"]["b"]
         return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
 
-    def step(carry, batch):
-        params, opt_state = carry
-        value, grads = jax.value_and_grad(loss)(params, *batch)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), value
-
-    return init, step
+    return init, optax_step(loss, tx)
 
 
 def fnn_lstm():

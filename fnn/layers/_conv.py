@@ -191,74 +191,36 @@ _CONV_DOC = """A {nd}D convolution over inputs ``{layout}`` (channels last).
 """
 
 
-def Conv1D(
-    filters: int,
-    kernel_size: int | Sequence[int],
-    *,
-    strides: int | Sequence[int] = 1,
-    padding: Padding = "valid",
-    dilation: int | Sequence[int] = 1,
-    groups: int = 1,
-    use_bias: bool = True,
-    activation: Any = None,
-    kernel_init: Any = "glorot_uniform",
-    bias_init: Any = "zeros",
-    dtype: Any = jnp.float32,
-    name: str | None = None,
-) -> Layer:
-    return _conv(
-        "Conv1D", "conv1d", 1, filters, kernel_size, strides=strides, padding=padding, dilation=dilation,
-        groups=groups, depth_multiplier=None, use_bias=use_bias, activation=activation,
-        kernel_init=kernel_init, bias_init=bias_init, dtype=dtype, name=name,
-    )  # fmt: skip
+def _conv_constructor(ndim: int) -> Any:
+    kind = f"Conv{ndim}D"
+
+    def constructor(
+        filters: int,
+        kernel_size: int | Sequence[int],
+        *,
+        strides: int | Sequence[int] = 1,
+        padding: Padding = "valid",
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        use_bias: bool = True,
+        activation: Any = None,
+        kernel_init: Any = "glorot_uniform",
+        bias_init: Any = "zeros",
+        dtype: Any = jnp.float32,
+        name: str | None = None,
+    ) -> Layer:
+        return _conv(
+            kind, kind.lower(), ndim, filters, kernel_size, strides=strides, padding=padding, dilation=dilation,
+            groups=groups, depth_multiplier=None, use_bias=use_bias, activation=activation,
+            kernel_init=kernel_init, bias_init=bias_init, dtype=dtype, name=name,
+        )  # fmt: skip
+
+    constructor.__name__ = constructor.__qualname__ = kind
+    constructor.__doc__ = _CONV_DOC.format(nd=ndim, layout=input_layout(ndim), default=kind.lower())
+    return constructor
 
 
-def Conv2D(
-    filters: int,
-    kernel_size: int | Sequence[int],
-    *,
-    strides: int | Sequence[int] = 1,
-    padding: Padding = "valid",
-    dilation: int | Sequence[int] = 1,
-    groups: int = 1,
-    use_bias: bool = True,
-    activation: Any = None,
-    kernel_init: Any = "glorot_uniform",
-    bias_init: Any = "zeros",
-    dtype: Any = jnp.float32,
-    name: str | None = None,
-) -> Layer:
-    return _conv(
-        "Conv2D", "conv2d", 2, filters, kernel_size, strides=strides, padding=padding, dilation=dilation,
-        groups=groups, depth_multiplier=None, use_bias=use_bias, activation=activation,
-        kernel_init=kernel_init, bias_init=bias_init, dtype=dtype, name=name,
-    )  # fmt: skip
-
-
-def Conv3D(
-    filters: int,
-    kernel_size: int | Sequence[int],
-    *,
-    strides: int | Sequence[int] = 1,
-    padding: Padding = "valid",
-    dilation: int | Sequence[int] = 1,
-    groups: int = 1,
-    use_bias: bool = True,
-    activation: Any = None,
-    kernel_init: Any = "glorot_uniform",
-    bias_init: Any = "zeros",
-    dtype: Any = jnp.float32,
-    name: str | None = None,
-) -> Layer:
-    return _conv(
-        "Conv3D", "conv3d", 3, filters, kernel_size, strides=strides, padding=padding, dilation=dilation,
-        groups=groups, depth_multiplier=None, use_bias=use_bias, activation=activation,
-        kernel_init=kernel_init, bias_init=bias_init, dtype=dtype, name=name,
-    )  # fmt: skip
-
-
-for _nd, _fn in ((1, Conv1D), (2, Conv2D), (3, Conv3D)):
-    _fn.__doc__ = _CONV_DOC.format(nd=_nd, layout=input_layout(_nd), default=f"conv{_nd}d")
+Conv1D, Conv2D, Conv3D = (_conv_constructor(n) for n in (1, 2, 3))
 Conv2D.__doc__ += """
     Example:
         >>> import jax, jax.numpy as jnp
@@ -423,68 +385,33 @@ _TRANSPOSE_DOC = """A {nd}D transposed convolution (the gradient of :func:`Conv{
 """
 
 
-def Conv1DTranspose(
-    filters: int,
-    kernel_size: int | Sequence[int],
-    *,
-    strides: int | Sequence[int] = 1,
-    padding: str = "valid",
-    dilation: int | Sequence[int] = 1,
-    use_bias: bool = True,
-    activation: Any = None,
-    kernel_init: Any = "glorot_uniform",
-    bias_init: Any = "zeros",
-    dtype: Any = jnp.float32,
-    name: str | None = None,
-) -> Layer:
-    return _conv_transpose(
-        "Conv1DTranspose", "conv1d_transpose", 1, filters, kernel_size, strides=strides, padding=padding,
-        dilation=dilation, use_bias=use_bias, activation=activation, kernel_init=kernel_init,
-        bias_init=bias_init, dtype=dtype, name=name,
-    )  # fmt: skip
+def _conv_transpose_constructor(ndim: int) -> Any:
+    kind = f"Conv{ndim}DTranspose"
+    default = f"conv{ndim}d_transpose"
+
+    def constructor(
+        filters: int,
+        kernel_size: int | Sequence[int],
+        *,
+        strides: int | Sequence[int] = 1,
+        padding: str = "valid",
+        dilation: int | Sequence[int] = 1,
+        use_bias: bool = True,
+        activation: Any = None,
+        kernel_init: Any = "glorot_uniform",
+        bias_init: Any = "zeros",
+        dtype: Any = jnp.float32,
+        name: str | None = None,
+    ) -> Layer:
+        return _conv_transpose(
+            kind, default, ndim, filters, kernel_size, strides=strides, padding=padding, dilation=dilation,
+            use_bias=use_bias, activation=activation, kernel_init=kernel_init, bias_init=bias_init,
+            dtype=dtype, name=name,
+        )  # fmt: skip
+
+    constructor.__name__ = constructor.__qualname__ = kind
+    constructor.__doc__ = _TRANSPOSE_DOC.format(nd=ndim, default=default)
+    return constructor
 
 
-def Conv2DTranspose(
-    filters: int,
-    kernel_size: int | Sequence[int],
-    *,
-    strides: int | Sequence[int] = 1,
-    padding: str = "valid",
-    dilation: int | Sequence[int] = 1,
-    use_bias: bool = True,
-    activation: Any = None,
-    kernel_init: Any = "glorot_uniform",
-    bias_init: Any = "zeros",
-    dtype: Any = jnp.float32,
-    name: str | None = None,
-) -> Layer:
-    return _conv_transpose(
-        "Conv2DTranspose", "conv2d_transpose", 2, filters, kernel_size, strides=strides, padding=padding,
-        dilation=dilation, use_bias=use_bias, activation=activation, kernel_init=kernel_init,
-        bias_init=bias_init, dtype=dtype, name=name,
-    )  # fmt: skip
-
-
-def Conv3DTranspose(
-    filters: int,
-    kernel_size: int | Sequence[int],
-    *,
-    strides: int | Sequence[int] = 1,
-    padding: str = "valid",
-    dilation: int | Sequence[int] = 1,
-    use_bias: bool = True,
-    activation: Any = None,
-    kernel_init: Any = "glorot_uniform",
-    bias_init: Any = "zeros",
-    dtype: Any = jnp.float32,
-    name: str | None = None,
-) -> Layer:
-    return _conv_transpose(
-        "Conv3DTranspose", "conv3d_transpose", 3, filters, kernel_size, strides=strides, padding=padding,
-        dilation=dilation, use_bias=use_bias, activation=activation, kernel_init=kernel_init,
-        bias_init=bias_init, dtype=dtype, name=name,
-    )  # fmt: skip
-
-
-for _nd, _fn in ((1, Conv1DTranspose), (2, Conv2DTranspose), (3, Conv3DTranspose)):
-    _fn.__doc__ = _TRANSPOSE_DOC.format(nd=_nd, default=f"conv{_nd}d_transpose")
+Conv1DTranspose, Conv2DTranspose, Conv3DTranspose = (_conv_transpose_constructor(n) for n in (1, 2, 3))

@@ -17,6 +17,19 @@ def rand(shape, seed=0):
     return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
 
 
+def per_axis(value, nd):
+    """An int for every spatial axis, or one value per axis, as a tuple."""
+    return (value,) * nd if isinstance(value, int) else tuple(value)
+
+
+def run_layer(ctor, shape, kwargs):
+    """Builds the layer, applies it to a random batch of 2; returns (params, x, y)."""
+    layer = ctor(**kwargs)
+    params, state = layer.init(jax.random.key(0), shape)
+    x = rand((2, *shape))
+    return params, x, layer.apply(params, state, x, train=False)[0]
+
+
 def same_pads(size, kernel, stride):
     """XLA/TensorFlow 'same': output ceil(size / stride), extra padding on the high side."""
     total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
@@ -66,16 +79,14 @@ CONV_CASES = [
 
 @pytest.mark.parametrize("ctor, shape, kwargs", CONV_CASES)
 def test_convolutions_match_a_numpy_loop(ctor, shape, kwargs):
-    layer = ctor(**kwargs)
-    params, state = layer.init(jax.random.key(0), shape)
-    x = rand((2, *shape))
-    y, _ = layer.apply(params, state, x, train=False)
+    params, x, y = run_layer(ctor, shape, kwargs)
     nd = len(shape) - 1
-    as_nd = lambda v: (v,) * nd if isinstance(v, int) else tuple(v)  # noqa: E731
-    kernel, strides, dilation = (as_nd(kwargs.get(k, 1)) for k in ("kernel_size", "strides", "dilation"))
+    kernel, strides, dilation = (
+        per_axis(kwargs.get(k, 1), nd) for k in ("kernel_size", "strides", "dilation")
+    )
     eff = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
     padding = kwargs.get("padding", "valid")
-    padding = (padding,) * nd if isinstance(padding, int) else padding
+    padding = per_axis(padding, nd) if isinstance(padding, int) else padding
     pads = pads_for(padding, shape[:-1], eff, strides)
     expected = np_conv(x, np.asarray(params["w"]), strides, pads, dilation, kwargs.get("groups", 1))
     np.testing.assert_allclose(y, expected + np.asarray(params["b"]), rtol=1e-4, atol=1e-5)
@@ -129,15 +140,11 @@ def np_conv_transpose(x, w, strides, padding, dilation):
     ],
 )
 def test_transposed_convolutions_match_the_numpy_adjoint(ctor, shape, kwargs):
-    layer = ctor(**kwargs)
-    params, state = layer.init(jax.random.key(0), shape)
-    x = rand((2, *shape))
-    y, _ = layer.apply(params, state, x, train=False)
+    params, x, y = run_layer(ctor, shape, kwargs)
     nd = len(shape) - 1
-    as_nd = lambda v: (v,) * nd if isinstance(v, int) else tuple(v)  # noqa: E731
     expected = np_conv_transpose(
-        x, np.asarray(params["w"]), as_nd(kwargs.get("strides", 1)), kwargs.get("padding", "valid"),
-        as_nd(kwargs.get("dilation", 1)),
+        x, np.asarray(params["w"]), per_axis(kwargs.get("strides", 1), nd), kwargs.get("padding", "valid"),
+        per_axis(kwargs.get("dilation", 1), nd),
     )  # fmt: skip
     np.testing.assert_allclose(y, expected + np.asarray(params["b"]), rtol=1e-4, atol=1e-5)
 
@@ -173,15 +180,12 @@ def np_pool(x, window, strides, pads, reducer):
     ],
 )
 def test_pooling_matches_a_numpy_loop(ctor, shape, kwargs):
-    layer = ctor(**kwargs)
-    x = rand((2, *shape))
-    y, _ = layer.apply({}, {}, x, train=False)
+    _, x, y = run_layer(ctor, shape, kwargs)
     nd = len(shape) - 1
-    as_nd = lambda v: (v,) * nd if isinstance(v, int) else tuple(v)  # noqa: E731
-    window = as_nd(kwargs["pool_size"])
-    strides = as_nd(kwargs.get("strides", kwargs["pool_size"]))
+    window = per_axis(kwargs["pool_size"], nd)
+    strides = per_axis(kwargs.get("strides", kwargs["pool_size"]), nd)
     padding = kwargs.get("padding", "valid")
-    padding = (padding,) * nd if isinstance(padding, int) else padding
+    padding = per_axis(padding, nd) if isinstance(padding, int) else padding
     pads = pads_for(padding, shape[:-1], window, strides)
     reducer = "max" if "Max" in ctor.__name__ else "avg"
     np.testing.assert_allclose(y, np_pool(x, window, strides, pads, reducer), rtol=1e-5, atol=1e-6)

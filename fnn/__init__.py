@@ -14,7 +14,19 @@ Example:
     (8, 3)
 """
 
-from fnn import activations, augment, data, initializers, layers, losses, metrics, optimizers, testing, train
+from fnn import (
+    activations,
+    augment,
+    checkpoint,
+    data,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    optimizers,
+    testing,
+    train,
+)
 from fnn._core import Layer, Shape, Summary, as_shape, output_shape, summary
 from fnn.augment import (
     GaussianNoise,
@@ -28,11 +40,13 @@ from fnn.augment import (
 from fnn.layers import *  # noqa: F403  (the layer constructors are part of fnn's namespace)
 from fnn.layers import __all__ as _layer_names
 from fnn.train import (
+    BackupAndRestore,
     Callback,
     CSVLogger,
     EarlyStopping,
     History,
     LearningRateScheduler,
+    ModelCheckpoint,
     ReduceLROnPlateau,
     TerminateOnNaN,
     TrainState,
@@ -46,6 +60,9 @@ from fnn.train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BackupAndRestore",
+    "ModelCheckpoint",
+    "checkpoint",
     "CSVLogger",
     "Callback",
     "EarlyStopping",

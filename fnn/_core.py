@@ -12,6 +12,7 @@ Params and state are dicts of arrays (``{}`` when empty), so ``jax.jit``,
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -316,6 +317,37 @@ def path_str(path: Sequence[Any]) -> str:
     return jax.tree_util.keystr(tuple(path), simple=True, separator="/")
 
 
+def leaf_paths(tree: PyTree) -> list[str]:
+    """The path of every leaf of a pytree, as :func:`path_str` writes it."""
+    return [path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+
+
+def path_matches(path: str, pattern: str) -> bool:
+    """Whether a parameter path falls under a pattern.
+
+    A pattern is a path prefix made of whole components (``features`` covers
+    ``features/conv/w``; ``0`` covers the first child) or a glob
+    (``*/conv*/w``, ``dense_?/b``) matched against the whole path or a prefix.
+    """
+    parts = path.split("/")
+    return any(fnmatch.fnmatchcase("/".join(parts[:i]), pattern) for i in range(1, len(parts) + 1))
+
+
+def select_paths(owner: str, paths: Sequence[str], patterns: str | Sequence[str]) -> set[str]:
+    """The paths matching any pattern; a pattern that matches nothing is an error (a typo)."""
+    patterns = [patterns] if isinstance(patterns, str) else list(patterns)
+    chosen = set()
+    for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise TypeError(f"{owner}: patterns must be strings, got {pattern!r}")
+        hits = {p for p in paths if path_matches(p, pattern)}
+        if not hits:
+            shown = ", ".join(paths[:12]) + (", ..." if len(paths) > 12 else "")
+            raise ValueError(f"{owner}: pattern {pattern!r} matches no parameter; the paths are: {shown}")
+        chosen |= hits
+    return chosen
+
+
 def count_params(tree: PyTree) -> tuple[int, int]:
     """``(number of scalars, bytes)`` of the arrays (or structs) in a pytree."""
     leaves = jax.tree.leaves(tree)
@@ -336,6 +368,7 @@ class SummaryRow:
     output_shape: Any
     params: int
     state: int
+    frozen: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,13 +382,16 @@ class Summary:
     params: int
     state: int
     bytes: int
+    frozen: int = 0
 
     def __str__(self) -> str:
-        header = ("Layer", "Output shape", "Params", "State")
+        header = ("Layer", "Output shape", "Params", "State") + (("Frozen",) if self.frozen else ())
         body = [
-            ("  " * r.depth + r.path, str(r.output_shape), f"{r.params:,}", f"{r.state:,}") for r in self.rows
+            ("  " * r.depth + r.path, str(r.output_shape), f"{r.params:,}", f"{r.state:,}")
+            + ((f"{r.frozen:,}",) if self.frozen else ())
+            for r in self.rows
         ]
-        widths = [max(len(row[i]) for row in [header, *body]) for i in range(4)]
+        widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
         def line(row: Sequence[str]) -> str:
             left = row[0].ljust(widths[0]) + "  " + row[1].ljust(widths[1])
@@ -371,7 +407,8 @@ class Summary:
                 rule,
                 *(line(r) for r in body),
                 rule,
-                f"Trainable params: {self.params:,}",
+                f"Trainable params: {self.params - self.frozen:,}",
+                *([f"Frozen params:    {self.frozen:,}"] if self.frozen else []),
                 f"State entries:    {self.state:,}",
                 f"Total bytes:      {self.bytes:,}",
             ]
@@ -395,7 +432,7 @@ def _summary_rows(layer: Layer, input_shape: Any, path: str, depth: int) -> list
     return rows
 
 
-def summary(model: Layer, input_shape: Any) -> Summary:
+def summary(model: Layer, input_shape: Any, *, frozen: str | Sequence[str] = ()) -> Summary:
     """A Keras-style table of a model: each layer's path, output shape and sizes.
 
     Nothing is computed: shapes and sizes come from ``jax.eval_shape``.
@@ -403,6 +440,8 @@ def summary(model: Layer, input_shape: Any) -> Summary:
     Args:
         model: any :class:`Layer`; combinators list their children, indented.
         input_shape: per-example input shape (no batch axis).
+        frozen: the patterns given to :func:`fnn.optimizers.freeze`; a
+            "Frozen" column then counts each layer's frozen parameters.
 
     Returns:
         A :class:`Summary`; ``print`` it for the table, or read its fields.
@@ -419,4 +458,15 @@ def summary(model: Layer, input_shape: Any) -> Summary:
     params, state = abstract_init(model, shape)
     n_params, p_bytes = count_params(params)
     n_state, s_bytes = count_params(state)
-    return Summary(model.name, shape, rows[0].output_shape, rows, n_params, n_state, p_bytes + s_bytes)
+    if frozen:
+        sizes = {path_str(p): math.prod(a.shape) for p, a in jax.tree_util.tree_flatten_with_path(params)[0]}
+        chosen = select_paths("summary", list(sizes), frozen)
+
+        def frozen_under(row: SummaryRow) -> int:
+            prefix = row.path.partition("/")[2]  # the row's path without the model's name
+            return sum(sizes[p] for p in chosen if not prefix or p == prefix or p.startswith(prefix + "/"))
+
+        rows = tuple(dataclasses.replace(r, frozen=frozen_under(r)) for r in rows)
+    return Summary(
+        model.name, shape, rows[0].output_shape, rows, n_params, n_state, p_bytes + s_bytes, rows[0].frozen
+    )

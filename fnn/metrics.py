@@ -269,6 +269,19 @@ METRICS: dict[str, Metric] = {
 }
 
 
+_HIGHER_IS_BETTER = ("acc", "accuracy", "precision", "recall", "f1", "f1_score", "r2", "r2_score", "auc")
+
+
+def better(name: str) -> str:
+    """``"max"`` for log entries where higher is better (accuracy, F1, R², ...), else ``"min"``.
+
+    Example:
+        >>> better("val_accuracy"), better("val_loss")
+        ('max', 'min')
+    """
+    return "max" if name.removeprefix("val_").endswith(_HIGHER_IS_BETTER) else "min"
+
+
 def get(metric: str | Metric) -> Metric:
     """Resolves a metric by name, or passes a function through.
 

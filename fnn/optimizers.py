@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -27,6 +27,7 @@ import jax.numpy as jnp
 import optax
 
 from fnn._checks import lookup
+from fnn._core import leaf_paths, path_str, select_paths
 
 Schedule = Callable[[Any], Any]
 
@@ -172,3 +173,43 @@ def set_learning_rate(opt_state: Any, value: float) -> Any:
         opt_state,
         is_leaf=lambda node: node is holder,
     )
+
+
+def freeze(
+    optimizer: str | optax.GradientTransformation, frozen: str | Sequence[str]
+) -> optax.GradientTransformation:
+    """An optimiser that leaves the parameters matching ``frozen`` exactly as they are.
+
+    For transfer learning and fine-tuning. Frozen parameters get zero updates
+    (weight decay included, since it is part of the masked optimiser) and no
+    optimiser state; XLA drops their unused gradients. Built on
+    ``optax.multi_transform``. To unfreeze, train on with a plain optimiser.
+
+    Args:
+        optimizer: a name (see :func:`get`) or an optax transformation.
+        frozen: patterns over parameter paths (``dense_1/w``): a path prefix of
+            whole components (a layer name such as ``"features"``, or a child
+            index such as ``"0"``) or a glob (``"*/conv*"``). Each pattern must
+            match some parameter (a typo is an error, not a silent no-op).
+
+    Returns:
+        An optax transformation.
+
+    Example:
+        >>> import jax.numpy as jnp
+        >>> params = {"features": {"w": jnp.ones(2)}, "head": {"w": jnp.ones(2)}}
+        >>> opt = freeze("sgd", "features")
+        >>> grads = jax.tree.map(jnp.ones_like, params)
+        >>> updates, _ = opt.update(grads, opt.init(params), params)
+        >>> updates["features"]["w"].tolist(), updates["head"]["w"].tolist()
+        ([0.0, 0.0], [-0.01, -0.01])
+    """
+    tx = get(optimizer)
+
+    def labels(params: Any) -> Any:
+        chosen = select_paths("freeze", leaf_paths(params), frozen)
+        return jax.tree_util.tree_map_with_path(
+            lambda p, _: "frozen" if path_str(p) in chosen else "trainable", params
+        )
+
+    return optax.multi_transform({"trainable": tx, "frozen": optax.set_to_zero()}, labels)

@@ -9,11 +9,14 @@ from fnn.train._callbacks import (
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
+from fnn.train._checkpointing import BackupAndRestore, ModelCheckpoint
 from fnn.train._fit import CPU_FUSE_MAX_FLOPS, History, evaluate, fit, place, predict
 from fnn.train._state import TrainState
 from fnn.train._step import make_eval_step, make_train_step
 
 __all__ = [
+    "BackupAndRestore",
+    "ModelCheckpoint",
     "CPU_FUSE_MAX_FLOPS",
     "CSVLogger",
     "Callback",

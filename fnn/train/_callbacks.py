@@ -16,7 +16,7 @@ from typing import Any
 
 import jax
 
-from fnn import optimizers
+from fnn import metrics, optimizers
 from fnn._io import atomic_write_text
 from fnn.train._state import TrainState
 
@@ -71,9 +71,6 @@ class Callback:
         """Called once after the last epoch, also after an early stop."""
 
 
-_MAX_SUFFIXES = ("acc", "accuracy", "precision", "recall", "f1", "f1_score", "r2", "r2_score", "auc")
-
-
 class _Monitor:
     """Tracks the best value of a monitored log entry."""
 
@@ -83,7 +80,7 @@ class _Monitor:
         if min_delta < 0:
             raise ValueError(f"{owner}: min_delta must be >= 0, got {min_delta!r}")
         if mode == "auto":
-            mode = "max" if monitor.removeprefix("val_").endswith(_MAX_SUFFIXES) else "min"
+            mode = metrics.better(monitor)
         self.owner, self.monitor, self.mode, self.min_delta = owner, monitor, mode, min_delta
         self.best: float | None = None
 

@@ -12,6 +12,7 @@ import dataclasses
 import functools
 import itertools
 import math
+import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -28,6 +29,7 @@ from fnn import metrics as metrics_lib
 from fnn import optimizers
 from fnn._core import Layer, Shape
 from fnn.train._callbacks import Callback, FitRun
+from fnn.train._checkpointing import BackupAndRestore
 from fnn.train._state import TrainState
 from fnn.train._step import MetricsArg, make_train_step
 
@@ -174,6 +176,7 @@ class _Execution:
         step: Callable,
         carry: Any,
         batch_spec: Any,
+        max_per_call: int | None = None,
     ):
         if requested != "auto" and (
             isinstance(requested, bool) or not isinstance(requested, int) or requested < 1
@@ -193,6 +196,8 @@ class _Execution:
             if epochs < 2:  # nothing to compare: guess from XLA's cost analysis
                 flops = jax.jit(step).lower(carry, batch_spec).cost_analysis().get("flops", math.inf)
                 self.candidates = [full_batches if flops < CPU_FUSE_MAX_FLOPS else 1]
+        if max_per_call is not None:
+            self.candidates = sorted({min(c, max_per_call) for c in self.candidates})
         self.measuring = len(self.candidates) > 1
 
     def next(self) -> int:
@@ -383,6 +388,8 @@ def fit(
     state: Any = None,
     train_state: TrainState | None = None,
     validation_batch_size: int = 256,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
 ) -> History:
     """Trains a model, Keras-style, and returns a :class:`History` with the trained state.
 
@@ -431,6 +438,13 @@ def fit(
         train_state: continue a run exactly (params, state, optimiser state,
             step and key), e.g. from a previous ``History.train_state``.
         validation_batch_size: batch size of the validation forward passes.
+        checkpoint_dir: back the run up here (see :class:`BackupAndRestore`):
+            at every epoch end and every ``checkpoint_every`` steps. Rerun the
+            same call after an interruption and it continues where the newest
+            backup left off, ending bitwise where an uninterrupted run would.
+            The backups are kept, so rerunning a finished run returns at once.
+        checkpoint_every: with ``checkpoint_dir``, also back up every this many
+            steps inside epochs.
 
     Returns:
         A :class:`History`.
@@ -461,6 +475,7 @@ def fit(
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"fit: callbacks must be fnn Callback instances, got {cb!r}")
+    callbacks, backup = _with_backup(callbacks, checkpoint_dir, checkpoint_every)
     tx = optimizers.get(optimizer)
     guard_nan = any(cb.guards_nan for cb in callbacks)
     train_step = make_train_step(model, loss, tx, metrics)
@@ -485,6 +500,17 @@ def fit(
     )
     new_accumulator = _accumulator_factory(train_step, run.train_state, batch_spec)
     acc0 = new_accumulator()
+    done: list[int] = []
+    position, resumed_acc = 0, None
+    fingerprint = source.fingerprint(seed)
+    if backup is not None:
+        resume = backup.restore({"train_state": run.train_state, "epoch_logs": acc0}, fingerprint)
+        if resume is not None:
+            run.train_state, resumed_acc = resume.train_state, resume.epoch_logs
+            initial_epoch, position = min(resume.epoch, epochs), resume.position
+            run.history, done, run.stop_reason = resume.history, resume.epochs_done, resume.stop_reason
+            run.stop_training = resume.stop_reason is not None
+    every = None if backup is None else backup.every_steps
     execution = _Execution(
         steps_per_execution if isinstance(source, _ArraySource) else _stream_steps(steps_per_execution),
         source.full_batches,
@@ -492,19 +518,25 @@ def fit(
         step,
         (run.train_state, acc0),
         batch_spec,
+        max_per_call=every,
     )
-    runner = source.runner(step, execution, (run.train_state, acc0))
+    runner = source.runner(step, execution, (run.train_state, acc0), every)
+
+    def back_up(position: int, carry: Any, epoch: int) -> None:
+        if backup is not None and backup.due(position, source.steps_in_epoch()):
+            backup.save(carry, epoch, position, run, fingerprint, done)
 
     for cb in callbacks:
         cb.on_train_begin(run)
-    done: list[int] = []
-    for epoch in range(initial_epoch, epochs):
+    for epoch in range(initial_epoch, initial_epoch if run.stop_training else epochs):
         for cb in callbacks:
             cb.on_epoch_begin(epoch, run)
         progress = _Progress(verbose, epoch, epochs, source.steps_in_epoch())
+        carry = (run.train_state, resumed_acc if position else new_accumulator())
         run.train_state, acc = _train_epoch(
-            runner, epoch, (run.train_state, new_accumulator()), progress, guard_nan
+            runner, epoch, carry, progress, guard_nan, position, functools.partial(back_up, epoch=epoch)
         )
+        position = 0
         # One device-to-host transfer for everything the epoch logs.
         acc, rate = jax.device_get((acc, optimizers.learning_rate(run.train_state.opt_state)))
         logs = _epoch_logs(acc)
@@ -524,6 +556,8 @@ def fit(
             run.history.setdefault(k, []).append(v)
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs, run)
+        if backup is not None:  # after the callbacks, which may change the state or stop the run
+            backup.save((run.train_state, acc0), epoch + 1, 0, run, fingerprint, done)
         if run.stop_training:
             break
     for cb in callbacks:
@@ -556,10 +590,43 @@ def _sources(
     return source, None if validation_data is None else _unpack_validation(validation_data)
 
 
-def _train_epoch(runner: Callable, epoch: int, carry: Any, progress: _Progress, guard_nan: bool) -> Any:
-    """Runs one epoch's compiled calls, updating the bar; ends early after a NaN step."""
+def _with_backup(
+    callbacks: Sequence[Callback], checkpoint_dir: Any, checkpoint_every: int | None
+) -> tuple[list[Callback], BackupAndRestore | None]:
+    """The callbacks (with one for ``checkpoint_dir``) and the BackupAndRestore among them."""
+    callbacks = list(callbacks)
+    if checkpoint_dir is not None:
+        callbacks.append(
+            BackupAndRestore(checkpoint_dir, every_steps=checkpoint_every, delete_checkpoint=False)
+        )
+    elif checkpoint_every is not None:
+        raise ValueError("fit: checkpoint_every needs checkpoint_dir")
+    backups = [cb for cb in callbacks if isinstance(cb, BackupAndRestore)]
+    if len(backups) > 1:
+        raise ValueError("fit: pass one BackupAndRestore (checkpoint_dir adds one)")
+    return callbacks, backups[0] if backups else None
+
+
+def _train_epoch(
+    runner: Callable,
+    epoch: int,
+    carry: Any,
+    progress: _Progress,
+    guard_nan: bool,
+    start: int,
+    back_up: Callable[[int, Any], None],
+) -> Any:
+    """Runs one epoch's compiled calls from step ``start``, updating the bar and backing up.
+
+    Ends early after a NaN step.
+    """
     latest = carry
-    for steps_done, latest in runner(carry, epoch):
+    position = start
+    progress.update(start)
+    for steps_done, latest in runner(carry, epoch, start):
+        if steps_done is not None:
+            position += steps_done
+            back_up(position, latest)
         if progress.due() or steps_done is None:
             progress.update(steps_done or 0, latest[1])
             if guard_nan and int(latest[1]["nan_step"]) >= 0:
@@ -582,6 +649,21 @@ def _stream_steps(requested: int | str) -> int | str:
     return 1
 
 
+def _calls(start: int, total: int, per_call: int, every: int | None) -> Iterable[tuple[int, int]]:
+    """``(first step, steps)`` of each compiled call from ``start`` to ``total``.
+
+    Calls hold at most ``per_call`` steps and never cross a multiple of ``every``
+    (the backup points).
+    """
+    begin = start
+    while begin < total:
+        end = min(begin + per_call, total)
+        if every is not None:
+            end = min(end, (begin // every + 1) * every)
+        yield begin, end - begin
+        begin = end
+
+
 class _ArraySource:
     """In-memory arrays, placed on the device once; batches are gathered there."""
 
@@ -597,7 +679,16 @@ class _ArraySource:
     def steps_in_epoch(self) -> int:
         return self.full_batches + (self.remainder > 0)
 
-    def runner(self, step: Callable, execution: _Execution, carry_spec: Any) -> Callable:
+    def fingerprint(self, seed: int) -> dict[str, Any]:
+        """What a backup must agree on to continue this run's batches exactly."""
+        return {"examples": self.n, "batch_size": self.batch_size, "shuffle": self.shuffle, "seed": seed}
+
+    def runner(self, step: Callable, execution: _Execution, carry_spec: Any, every: int | None) -> Callable:
+        """``run_epoch(carry, epoch, start)``: yields ``(steps, carry)`` per compiled call, then ``(None, carry)``.
+
+        Calls run at most ``execution.next()`` steps and end at multiples of ``every``.
+        """
+
         def one_step(carry: Any, data: Any, rows: jax.Array, i: Any) -> Any:
             # Row i is picked inside the compiled call: slicing it outside costs a dispatch.
             return step(carry, data_lib.take(data, jax.lax.dynamic_index_in_dim(rows, i, keepdims=False)))
@@ -606,31 +697,32 @@ class _ArraySource:
             return jax.lax.scan(lambda c, r: (step(c, data_lib.take(data, r)), None), carry, rows)[0]
 
         one_jit, many_jit = jax.jit(one_step, donate_argnums=0), jax.jit(many_steps, donate_argnums=0)
-        one, many = one_jit, many_jit  # for full-epoch row arrays
+        one, many, fused = one_jit, many_jit, execution.candidates[-1]
         if execution.measuring:  # compiled up front so that the timed epochs exclude compiling
             rows_spec = jax.ShapeDtypeStruct((self.full_batches, self.batch_size), jnp.int32)
             one = one_jit.lower(carry_spec, self.data, rows_spec, 0).compile()
-            many = many_jit.lower(carry_spec, self.data, rows_spec).compile()
+            chunk_spec = jax.ShapeDtypeStruct((fused, self.batch_size), jnp.int32)
+            many = many_jit.lower(carry_spec, self.data, chunk_spec).compile()
 
-        def run_epoch(carry: Any, epoch: int):
+        def run_epoch(carry: Any, epoch: int, start: int = 0):
             order = data_lib.shuffle_indices(self.n, self.seed, epoch) if self.shuffle else np.arange(self.n)
             order = order.astype(np.int32)
             cut = self.full_batches * self.batch_size
             rows = jnp.asarray(order[:cut].reshape(self.full_batches, self.batch_size))
             per_call = execution.next()
+            measure = execution.measuring and start == 0
             timed_from, start_time = (self.full_batches // 2 if per_call == 1 else 0), time.perf_counter()
-            for start in range(0, self.full_batches, per_call):
-                if execution.measuring and start == timed_from and start > 0:
+            for begin, length in _calls(start, self.full_batches, per_call, every):
+                if measure and begin == timed_from and begin > 0:
                     jax.block_until_ready(carry)  # the first half warmed up; time the second
                     start_time = time.perf_counter()
-                if per_call == 1:
-                    carry = one(carry, self.data, rows, start)
-                elif per_call == self.full_batches:
-                    carry = many(carry, self.data, rows)
-                else:  # a shorter last chunk compiles once more
-                    carry = many_jit(carry, self.data, rows[start : start + per_call])
-                yield min(per_call, self.full_batches - start), carry
-            if execution.measuring:
+                if length == 1:
+                    carry = one(carry, self.data, rows, begin)
+                else:  # other chunk lengths (a shorter last one) compile once more
+                    chunk = rows if length == self.full_batches else rows[begin : begin + length]
+                    carry = (many if length == fused else many_jit)(carry, self.data, chunk)
+                yield length, carry
+            if measure:
                 jax.block_until_ready(carry)
                 execution.record(
                     per_call, (time.perf_counter() - start_time) / (self.full_batches - timed_from)
@@ -678,6 +770,9 @@ class _StreamSource:
     def steps_in_epoch(self) -> int | None:
         return self.steps_per_epoch
 
+    def fingerprint(self, seed: int) -> dict[str, Any]:
+        return {"steps_per_epoch": self.steps_per_epoch, "seed": seed}
+
     def _epoch_batches(self, epoch: int) -> Iterable:
         if self.first is not None:
             head, self.first = [self.first], None
@@ -688,16 +783,18 @@ class _StreamSource:
             stream = iter(self.batches)
         return stream if self.steps_per_epoch is None else itertools.islice(stream, self.steps_per_epoch)
 
-    def runner(self, step: Callable, execution: _Execution, carry_spec: Any) -> Callable:
+    def runner(self, step: Callable, execution: _Execution, carry_spec: Any, every: int | None) -> Callable:
         one = jax.jit(step, donate_argnums=0)
 
-        def run_epoch(carry: Any, epoch: int):
+        def run_epoch(carry: Any, epoch: int, start: int = 0):
             steps = 0
-            for batch in self._epoch_batches(epoch):
+            # Resuming inside an epoch skips the batches already trained on; only a
+            # re-iterable that yields the same batches each time continues exactly.
+            for batch in itertools.islice(self._epoch_batches(epoch), start, None):
                 carry = one(carry, place(_check_batch(batch)))
                 steps += 1
                 yield 1, carry
-            if steps == 0:
+            if steps == 0 and start == 0:
                 raise ValueError(
                     f"fit: the iterator of batches was exhausted before epoch {epoch}; pass "
                     "steps_per_epoch, or a re-iterable (e.g. a list) instead of a generator"

@@ -1,0 +1,193 @@
+"""Checkpoint callbacks for :func:`fnn.fit`: ModelCheckpoint and BackupAndRestore."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from fnn.checkpoint import CheckpointManager
+from fnn.train._callbacks import Callback, FitRun, Logs, _Monitor
+from fnn.train._state import TrainState
+
+
+def _all_finite(tree: Any) -> bool:
+    leaves = [a for a in jax.tree.leaves(tree) if jnp.issubdtype(a.dtype, jnp.inexact)]
+    return all(bool(jnp.all(jnp.isfinite(a))) for a in leaves)
+
+
+class ModelCheckpoint(Callback):
+    """Saves the model at the end of epochs: every one, or only when it is the best so far.
+
+    Checkpoints go to ``directory/ckpt_<epochs completed>`` through a
+    :class:`fnn.checkpoint.CheckpointManager` (atomic, verified). A state with
+    non-finite parameters is never saved, so with :class:`TerminateOnNaN` the
+    newest checkpoint on disk is the last finite one.
+
+    Args:
+        directory: where to write.
+        monitor: the log entry that decides "best" (with ``save_best_only``) and
+            which checkpoints ``keep_best`` keeps.
+        mode: ``"min"``, ``"max"`` or ``"auto"``.
+        save_best_only: save only when ``monitor`` improves.
+        save_weights_only: save ``{"params", "state"}`` instead of the whole
+            :class:`TrainState` (optimiser state, step and key too).
+        max_to_keep: how many of the newest checkpoints to keep (``None``: all);
+            the best by ``monitor`` is kept as well.
+        every_epochs: save every this many epochs.
+
+    Example:
+        >>> import tempfile
+        >>> checkpoint = ModelCheckpoint(tempfile.mkdtemp(), monitor="val_accuracy", save_best_only=True)
+        >>> # restore the best: fnn.checkpoint.CheckpointManager(dir).restore(step=manager.best())
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        monitor: str = "val_loss",
+        mode: str = "auto",
+        save_best_only: bool = False,
+        save_weights_only: bool = False,
+        max_to_keep: int | None = None,
+        every_epochs: int = 1,
+    ):
+        self._monitor = _Monitor("ModelCheckpoint", monitor, mode, 0.0)
+        self.manager = CheckpointManager(
+            directory, max_to_keep=max_to_keep, every=every_epochs, monitor=monitor, mode=self._monitor.mode
+        )
+        self.save_best_only, self.save_weights_only = save_best_only, save_weights_only
+
+    def on_train_begin(self, run: FitRun) -> None:
+        self._monitor.best = None
+
+    def on_epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:
+        value = self._monitor.value(logs)
+        improved = self._monitor.is_improvement(value, self._monitor.best)
+        if improved:
+            self._monitor.best = value
+        ts = run.train_state
+        if (self.save_best_only and not improved) or not _all_finite((ts.params, ts.state)):
+            return
+        tree = {"params": ts.params, "state": ts.state} if self.save_weights_only else ts
+        self.manager.save(
+            epoch + 1, tree, metadata={"epoch": epoch, "logs": logs}, metrics=logs, force=self.save_best_only
+        )
+
+
+class Resume(NamedTuple):
+    """Where a backed-up run stands: what :class:`BackupAndRestore` restores."""
+
+    train_state: TrainState
+    epoch_logs: Any  # the running sums of the interrupted epoch's logs
+    epoch: int  # the epoch to continue
+    position: int  # steps of that epoch already taken
+    history: dict[str, list[float]]
+    epochs_done: list[int]
+    stop_reason: str | None
+
+
+class BackupAndRestore(Callback):
+    """Backs a run up as it trains so that rerunning it after a crash continues exactly.
+
+    ``fit`` saves the whole run (params, state, optimiser state, step, PRNG
+    key, the position in the epoch, the running epoch logs and the history) at
+    every epoch end and, with ``every_steps``, inside epochs. When ``fit``
+    starts with a backup in ``directory`` (written by a run with the same
+    data size, batch size, seed and shuffling) it continues from it, so the
+    final parameters are bitwise those of an uninterrupted run on CPU.
+    Callbacks' own counters (e.g. :class:`EarlyStopping` patience) start afresh.
+
+    Args:
+        directory: where the backups live.
+        every_steps: also back up every this many steps inside an epoch
+            (fused execution then runs at most this many steps per call).
+        delete_checkpoint: delete the backups once training ends (as Keras
+            does); ``fit(checkpoint_dir=...)`` keeps them, so a finished run
+            rerun returns at once.
+        max_to_keep: backups to keep (the newest are kept).
+
+    Example:
+        >>> import tempfile
+        >>> backup = BackupAndRestore(tempfile.mkdtemp(), every_steps=100)
+    """
+
+    def __init__(
+        self,
+        directory: str | os.PathLike,
+        *,
+        every_steps: int | None = None,
+        delete_checkpoint: bool = True,
+        max_to_keep: int = 2,
+    ):
+        if every_steps is not None and (
+            isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 1
+        ):
+            raise ValueError(
+                f"BackupAndRestore: every_steps must be a positive int or None, got {every_steps!r}"
+            )
+        self.manager = CheckpointManager(directory, max_to_keep=max_to_keep)
+        self.every_steps, self.delete_checkpoint = every_steps, delete_checkpoint
+
+    def restore(self, template: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> Resume | None:
+        """The newest backup fitted into ``template``, or ``None`` when there is none."""
+        if self.manager.latest() is None:
+            return None
+        saved = self.manager.metadata()["fit"]
+        differ = [
+            f"{k}: the backup has {saved['fingerprint'].get(k)!r}, this run {v!r}"
+            for k, v in fingerprint.items()
+            if saved["fingerprint"].get(k) != v
+        ]
+        if differ:
+            raise ValueError(
+                f"BackupAndRestore: the backup in {self.manager.directory} comes from a different run "
+                "(" + "; ".join(differ) + "); use another directory or delete it"
+            )
+        tree = self.manager.restore(target=dict(template))
+        return Resume(
+            tree["train_state"],
+            tree["epoch_logs"],
+            saved["epoch"],
+            saved["position"],
+            saved["history"],
+            saved["epochs_done"],
+            saved["stop_reason"],
+        )
+
+    def save(
+        self, carry: tuple, epoch: int, position: int, run: FitRun, fingerprint: Mapping, done: list
+    ) -> None:
+        """Backs up the run: ``position`` steps of ``epoch`` are done."""
+        train_state, epoch_logs = carry
+        self.manager.save(
+            int(train_state.step),
+            {"train_state": train_state, "epoch_logs": epoch_logs},
+            metadata={
+                "fit": {
+                    "epoch": epoch,
+                    "position": position,
+                    "history": run.history,
+                    "epochs_done": done,
+                    "stop_reason": run.stop_reason,
+                    "fingerprint": dict(fingerprint),
+                }
+            },
+            force=True,
+        )
+
+    def due(self, position: int, steps_in_epoch: int | None) -> bool:
+        """Whether to back up after ``position`` steps of an epoch (epoch ends aside)."""
+        return (
+            self.every_steps is not None
+            and position % self.every_steps == 0
+            and (steps_in_epoch is None or position < steps_in_epoch)
+        )
+
+    def on_train_end(self, run: FitRun) -> None:
+        if self.delete_checkpoint:
+            self.manager.clear()

@@ -309,7 +309,28 @@ def _read_manifest(path: Path) -> dict:
             and entry.get("key_impl", "threefry2x32") in _KEY_IMPLS
         ):
             raise CheckpointError(f"{file}: malformed entry for tensor {name!r}: {entry!r}")
+    named = _tensor_refs(manifest.get("tree"))
+    if sorted(named) != sorted(manifest["tensors"]):
+        raise CheckpointError(
+            f"{file}: inconsistent: the tree names tensors {sorted(set(named) - set(manifest['tensors']))} "
+            f"that are not listed, and lists {sorted(set(manifest['tensors']) - set(named))} it does not name"
+        )
     return manifest
+
+
+def _tensor_refs(node: Any) -> list[str]:
+    if not isinstance(node, dict):
+        return []
+    if "tensor" in node:
+        return [node["tensor"]]
+    children = node.get("dict", {})
+    children = list(children.values()) if isinstance(children, dict) else []
+    sequence = node.get("list", node.get("tuple", []))
+    return [
+        ref
+        for child in children + (sequence if isinstance(sequence, list) else [])
+        for ref in _tensor_refs(child)
+    ]
 
 
 def read_metadata(path: str | os.PathLike) -> dict:
@@ -605,9 +626,9 @@ class CheckpointManager:
 
     def _prune(self) -> None:
         steps = self.steps()
-        keep = set(steps[-1:])
-        if self.max_to_keep is not None:
-            keep |= set(steps[-self.max_to_keep :])
+        if self.max_to_keep is None:
+            return
+        keep = set(steps[-self.max_to_keep :])
         if self.monitor is not None and self.keep_best:
             scores = self._scores()
             ranked = sorted(scores, key=scores.__getitem__, reverse=self.mode == "max")

@@ -28,6 +28,7 @@ from fnn import (
     train,
 )
 from fnn._core import Layer, Shape, Summary, as_shape, output_shape, summary
+from fnn._export import ExportedModel, export, load_exported
 from fnn.augment import (
     GaussianNoise,
     RandomBrightness,
@@ -60,6 +61,9 @@ from fnn.train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ExportedModel",
+    "export",
+    "load_exported",
     "BackupAndRestore",
     "ModelCheckpoint",
     "checkpoint",

@@ -54,6 +54,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointManager",
     "TransferReport",
+    "read_file",
     "read_metadata",
     "restore",
     "save",
@@ -89,6 +90,7 @@ _DTYPES: dict[str, tuple[str, np.dtype]] = {
 }
 _KEY_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 _SCALARS = (bool, int, float, str)
+_FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 class CheckpointError(Exception):
@@ -211,6 +213,7 @@ def save(
     tree: Any,
     *,
     metadata: Mapping[str, Any] | None = None,
+    files: Mapping[str, bytes] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Saves a pytree of arrays (and JSON metadata) as a checkpoint directory, atomically.
@@ -221,6 +224,8 @@ def save(
             Python scalars, in dicts (string keys), lists, tuples, NamedTuples
             or other registered pytree nodes; e.g. a :class:`fnn.TrainState`.
         metadata: plain JSON data to keep with it (step, epoch, config ...).
+        files: other files to store beside the tensors, ``{name: bytes}``, with
+            digests in the manifest; read them back with :func:`read_file`.
         overwrite: replace an existing checkpoint at ``path``. Without it an
             existing path is an error. (Replacing is two renames, so a crash
             between them can leave neither; :class:`CheckpointManager` never
@@ -242,6 +247,12 @@ def save(
         raise CheckpointError(f"metadata must be plain JSON data: {e}") from None
     if path.exists() and not overwrite:
         raise CheckpointError(f"{path} exists; pass overwrite=True to replace it")
+    files = dict(files or {})
+    for name, data in files.items():
+        if not isinstance(name, str) or not _FILE_NAME.fullmatch(name) or name in (MANIFEST, TENSORS):
+            raise CheckpointError(f"file name {name!r} must be a plain name other than {MANIFEST}, {TENSORS}")
+        if not isinstance(data, (bytes, bytearray)):
+            raise CheckpointError(f"file {name!r} must be bytes, got {type(data).__name__}")
     arrays, entries = {}, {}
     for name, leaf in tensors.items():
         arrays[name], entries[name] = _to_numpy(leaf)
@@ -254,12 +265,15 @@ def save(
         "tensors": entries,
         "tree": structure,
         "metadata": json.loads(meta_text),
+        "files": {name: {"sha256": _digest(data), "bytes": len(data)} for name, data in files.items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
         _write_file(tmp / TENSORS, safetensors.numpy.save(arrays))
+        for name, data in files.items():
+            _write_file(tmp / name, bytes(data))
         _write_file(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())  # last: it marks completion
         _fsync_dir(tmp)
         if path.exists():
@@ -296,7 +310,8 @@ def _read_manifest(path: Path) -> dict:
         raise CheckpointError(f"{file}: not an fnn checkpoint manifest")
     if manifest.get("version") != VERSION:
         raise CheckpointError(f"{file}: format version {manifest.get('version')!r}; this fnn reads {VERSION}")
-    for field, kind in [("tensors", dict), ("metadata", dict)]:
+    manifest.setdefault("files", {})
+    for field, kind in [("tensors", dict), ("metadata", dict), ("files", dict)]:
         if not isinstance(manifest.get(field), kind):
             raise CheckpointError(f"{file}: field {field!r} is missing or malformed")
     for name, entry in manifest["tensors"].items():
@@ -345,6 +360,25 @@ def read_metadata(path: str | os.PathLike) -> dict:
 @functools.cache
 def _key_dtype(impl: str) -> str:
     return str(jax.eval_shape(lambda: jax.random.key(0, impl=impl)).dtype)  # e.g. key<fry>
+
+
+def read_file(path: str | os.PathLike, name: str, *, verify: bool = True) -> bytes:
+    """A file stored with :func:`save`'s ``files``, checked against its digest.
+
+    Raises:
+        CheckpointError: when the file is not listed, missing, or corrupted.
+    """
+    path = Path(path)
+    entry = _read_manifest(path)["files"].get(name)
+    if not isinstance(entry, dict) or not _FILE_NAME.fullmatch(name):
+        raise CheckpointError(f"{path / MANIFEST}: lists no file {name!r}")
+    try:
+        data = (path / name).read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path / name}: missing") from None
+    if verify and _digest(data) != entry.get("sha256"):
+        raise CheckpointError(f"{path / name}: its bytes do not match the manifest's sha256 (corrupted)")
+    return data
 
 
 def _spec(entry: Mapping) -> str:

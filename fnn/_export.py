@@ -1,0 +1,134 @@
+"""Export a model's inference function with its weights; run it without the model's code.
+
+The function is serialised by ``jax.export`` (StableHLO, with a symbolic batch
+size); the weights go beside it in a verified checkpoint (see
+:mod:`fnn.checkpoint`), so the exported computation stays small and the
+weights are checked on load.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import export as jax_export
+
+from fnn import checkpoint
+from fnn._core import Layer, Shape, as_shape
+
+FUNCTION_FILE = "function.jax_exported"
+
+
+def _input_structs(input_shape: Any, batch: Any) -> Any:
+    return jax.tree.map(
+        lambda s: jax.ShapeDtypeStruct((batch, *s), s.dtype),
+        as_shape(input_shape),
+        is_leaf=lambda s: isinstance(s, Shape),
+    )
+
+
+def export(
+    path: str | os.PathLike,
+    model: Layer,
+    params: Any,
+    state: Any,
+    input_shape: Any,
+    *,
+    platforms: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Saves ``model.apply(params, state, x, train=False)`` as a self-contained directory.
+
+    Args:
+        path: the directory to write (atomically, as a :mod:`fnn.checkpoint`).
+        model: the model.
+        params, state: its trained weights.
+        input_shape: the per-example input shape (no batch axis), e.g.
+            ``(28, 28, 1)``, or :class:`fnn.Shape` with a dtype for integer
+            inputs; pytrees of them for several inputs. The batch size is
+            symbolic: any batch size works when loaded.
+        platforms: where the function may run (``"cpu"``, ``"cuda"``, ``"rocm"``,
+            ``"tpu"``); the current backend by default.
+        overwrite: replace an existing export at ``path``.
+
+    Returns:
+        The directory written.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, tempfile, os, fnn
+        >>> model = fnn.Sequential([fnn.Dense(4, "relu"), fnn.Dense(2)])
+        >>> params, state = model.init(jax.random.key(0), (3,))
+        >>> path = fnn.export(os.path.join(tempfile.mkdtemp(), "m"), model, params, state, (3,))
+        >>> loaded = fnn.load_exported(path)
+        >>> x = jnp.ones((5, 3))
+        >>> bool((loaded(x) == model.apply(params, state, x, train=False)[0]).all())
+        True
+    """
+    weights, treedef = jax.tree.flatten((params, state))
+
+    def infer(flat_weights: list, x: Any) -> Any:
+        params, state = jax.tree.unflatten(treedef, flat_weights)
+        return model.apply(params, state, x, train=False)[0]
+
+    (batch,) = jax_export.symbolic_shape("batch")
+    weight_structs = [jax.ShapeDtypeStruct(jnp.shape(w), jnp.result_type(w)) for w in weights]
+    exported = jax_export.export(jax.jit(infer), platforms=platforms)(
+        weight_structs, _input_structs(input_shape, batch)
+    )
+    return checkpoint.save(
+        path,
+        {"weights": weights},
+        metadata={"model": model.name, "platforms": list(exported.platforms)},
+        files={FUNCTION_FILE: bytes(exported.serialize())},
+        overwrite=overwrite,
+    )
+
+
+class ExportedModel:
+    """A model loaded by :func:`load_exported`: call it on a batch of inputs.
+
+    Attributes:
+        exported: the ``jax.export.Exported`` function ``(weights, x) -> y``.
+        weights: the list of weight arrays it is called with.
+        name: the exported model's name.
+    """
+
+    def __init__(self, exported: jax_export.Exported, weights: list, name: str):
+        self.exported, self.weights, self.name = exported, weights, name
+
+    @property
+    def input_structs(self) -> Any:
+        """The input's shapes and dtypes (the batch axis is the symbol ``batch``)."""
+        return _arguments(self.exported)[1]
+
+    def __call__(self, x: Any) -> Any:
+        """The model's outputs (``train=False``) for a batch ``x``."""
+        return self.exported.call(self.weights, x)
+
+    def __repr__(self) -> str:
+        return f"ExportedModel({self.name!r}, platforms={self.exported.platforms})"
+
+
+def load_exported(path: str | os.PathLike, *, verify: bool = True) -> ExportedModel:
+    """Loads what :func:`export` wrote; no model code is needed.
+
+    The file holds a StableHLO computation that XLA compiles and runs; nothing
+    is unpickled and no Python code from the file is executed.
+
+    Raises:
+        fnn.checkpoint.CheckpointError: for a missing or corrupted export.
+    """
+    exported = jax_export.deserialize(bytearray(checkpoint.read_file(path, FUNCTION_FILE, verify=verify)))
+    weight_structs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in _arguments(exported)[0]]
+    weights = checkpoint.restore(path, {"weights": weight_structs}, verify=verify)["weights"]
+    return ExportedModel(exported, weights, checkpoint.read_metadata(path).get("model", "model"))
+
+
+def _arguments(exported: jax_export.Exported) -> tuple[list, Any]:
+    """``(weight avals, input avals)`` of an exported ``(weights, x)`` function."""
+    (weights, x), _ = jax.tree.unflatten(exported.in_tree, exported.in_avals)
+    return weights, x

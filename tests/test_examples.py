@@ -38,6 +38,7 @@ def test_every_example_is_tested():
         "digits_cnn",
         "sequence_classification",
         "char_transformer",
+        "transfer_learning",
     }
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
@@ -66,6 +67,17 @@ def test_digits_cnn_reaches_098_and_saves_its_training_curves(tmp_path):
     assert float(re.fullmatch(r"test accuracy: ([0-9.]+)", lines[-1]).group(1)) >= 0.98
     assert (tmp_path / "digits_cnn_training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == ["digits_cnn_training.png"]
+
+
+def test_transfer_learning_carries_frozen_features_and_compares_with_scratch(tmp_path):
+    lines = run("transfer_learning", env={"FNN_EXAMPLE_OUT": str(tmp_path)})
+    assert "loaded from the source (4):" in lines and "  features/conv2d/w" in lines
+    assert any(line.startswith("frozen features unchanged: True") for line in lines)
+    tuned, scratch = map(
+        float, re.fullmatch(r"test accuracy: ([0-9.]+) \(from scratch: ([0-9.]+)\)", lines[-1]).groups()
+    )
+    assert tuned >= 0.92 and scratch > 0.5
+    assert (tmp_path / "digits_0_4" / "manifest.json").is_file()
 
 
 def test_char_transformer_learns_and_samples():

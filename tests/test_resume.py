@@ -161,6 +161,26 @@ def test_a_backup_from_another_run_is_refused(tmp_path):
         run(checkpoint_dir=tmp_path, callbacks=[fnn.BackupAndRestore(tmp_path / "b")])
 
 
+def test_callbacks_continue_where_they_were(tmp_path):
+    def callbacks(name):
+        return [
+            fnn.EarlyStopping("val_loss", patience=1, min_delta=10.0),  # stops at the second epoch
+            fnn.ReduceLROnPlateau("val_loss", patience=1, factor=0.5, min_delta=10.0),
+            fnn.CSVLogger(tmp_path / name),
+        ]
+
+    options = dict(validation_split=0.2, epochs=5)
+    reference = run(callbacks=callbacks("reference.csv"), **options)
+    assert reference.epochs == [0, 1]
+    run(callbacks=callbacks("resumed.csv"), checkpoint_dir=tmp_path / "b", **{**options, "epochs": 1})
+    resumed = run(callbacks=callbacks("resumed.csv"), checkpoint_dir=tmp_path / "b", **options)
+    assert_same_run(resumed, reference)
+    assert resumed.stop_reason == reference.stop_reason
+    assert (tmp_path / "resumed.csv").read_text() == (tmp_path / "reference.csv").read_text()
+    with pytest.raises(ValueError, match=r"made with callbacks \['EarlyStopping', 'ReduceLROnPlateau', "):
+        run(checkpoint_dir=tmp_path / "b", **options)
+
+
 def test_backup_and_restore_deletes_its_backups_when_done(tmp_path):
     assert_same_run(run(callbacks=[fnn.BackupAndRestore(tmp_path, every_steps=5)]), run())
     assert CheckpointManager(tmp_path).steps() == []

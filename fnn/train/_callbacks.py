@@ -70,6 +70,13 @@ class Callback:
     def on_train_end(self, run: FitRun) -> None:
         """Called once after the last epoch, also after an early stop."""
 
+    def get_state(self) -> dict[str, Any]:
+        """The callback's progress as plain JSON data, kept in backups (see ``BackupAndRestore``)."""
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Continues from :meth:`get_state`'s data; a resumed ``fit`` calls it after ``on_train_begin``."""
+
 
 class _Monitor:
     """Tracks the best value of a monitored log entry."""
@@ -142,6 +149,13 @@ class EarlyStopping(Callback):
         self.best_epoch: int | None = None
         self.best_state: TrainState | None = None
         self.stopped_epoch: int | None = None
+
+    def get_state(self) -> dict[str, Any]:
+        # The best weights themselves are not kept: a resumed run restores the best of its own epochs.
+        return {"wait": self.wait, "best": self._monitor.best, "best_epoch": self.best_epoch}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.wait, self._monitor.best, self.best_epoch = state["wait"], state["best"], state["best_epoch"]
 
     def on_epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:
         value = self._monitor.value(logs)
@@ -226,6 +240,16 @@ class ReduceLROnPlateau(Callback):
         self.wait = self.cooldown_left = 0
         self._monitor.best = None
 
+    def get_state(self) -> dict[str, Any]:
+        return {"wait": self.wait, "cooldown_left": self.cooldown_left, "best": self._monitor.best}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.wait, self.cooldown_left, self._monitor.best = (
+            state["wait"],
+            state["cooldown_left"],
+            state["best"],
+        )
+
     def on_epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:
         value = self._monitor.value(logs)
         if self.cooldown_left > 0:
@@ -304,6 +328,12 @@ class CSVLogger(Callback):
         if self.append and os.path.exists(self.path):
             with open(self.path, newline="", encoding="utf-8") as f:
                 self.rows = list(csv.DictReader(f, delimiter=self.separator))
+
+    def get_state(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self.rows = state["rows"]
 
     def on_epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:
         self.rows.append({"epoch": epoch, **logs})

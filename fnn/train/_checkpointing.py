@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -65,6 +65,12 @@ class ModelCheckpoint(Callback):
     def on_train_begin(self, run: FitRun) -> None:
         self._monitor.best = None
 
+    def get_state(self) -> dict[str, Any]:
+        return {"best": self._monitor.best}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        self._monitor.best = state["best"]
+
     def on_epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:
         value = self._monitor.value(logs)
         improved = self._monitor.is_improvement(value, self._monitor.best)
@@ -89,6 +95,7 @@ class Resume(NamedTuple):
     history: dict[str, list[float]]
     epochs_done: list[int]
     stop_reason: str | None
+    callback_states: list[dict]
 
 
 class BackupAndRestore(Callback):
@@ -99,8 +106,10 @@ class BackupAndRestore(Callback):
     every epoch end and, with ``every_steps``, inside epochs. When ``fit``
     starts with a backup in ``directory`` (written by a run with the same
     data size, batch size, seed and shuffling) it continues from it, so the
-    final parameters are bitwise those of an uninterrupted run on CPU.
-    Callbacks' own counters (e.g. :class:`EarlyStopping` patience) start afresh.
+    final parameters are bitwise those of an uninterrupted run on CPU. The
+    callbacks' progress (:meth:`Callback.get_state`: patience counters, best
+    values, CSV rows) is kept too, so the rerun needs the same callbacks;
+    :class:`EarlyStopping` keeps its best value but not its best weights.
 
     Args:
         directory: where the backups live.
@@ -133,8 +142,11 @@ class BackupAndRestore(Callback):
         self.manager = CheckpointManager(directory, max_to_keep=max_to_keep)
         self.every_steps, self.delete_checkpoint = every_steps, delete_checkpoint
 
-    def restore(self, template: Mapping[str, Any], fingerprint: Mapping[str, Any]) -> Resume | None:
-        """The newest backup fitted into ``template``, or ``None`` when there is none."""
+    def start(
+        self, template: Mapping[str, Any], fingerprint: Mapping[str, Any], callbacks: Sequence[Callback]
+    ) -> Resume | None:
+        """Binds the backup to a run; returns the newest backup fitted into ``template``, or ``None``."""
+        self.fingerprint, self.callbacks = dict(fingerprint), list(callbacks)
         if self.manager.latest() is None:
             return None
         saved = self.manager.metadata()["fit"]
@@ -148,6 +160,13 @@ class BackupAndRestore(Callback):
                 f"BackupAndRestore: the backup in {self.manager.directory} comes from a different run "
                 "(" + "; ".join(differ) + "); use another directory or delete it"
             )
+        kinds = [type(cb).__name__ for cb in callbacks]
+        saved_kinds = [entry["type"] for entry in saved["callbacks"]]
+        if kinds != saved_kinds:
+            raise ValueError(
+                f"BackupAndRestore: the backup was made with callbacks {saved_kinds}, this run has {kinds}; "
+                "pass the same callbacks to continue it"
+            )
         tree = self.manager.restore(target=dict(template))
         return Resume(
             tree["train_state"],
@@ -157,11 +176,10 @@ class BackupAndRestore(Callback):
             saved["history"],
             saved["epochs_done"],
             saved["stop_reason"],
+            [entry["state"] for entry in saved["callbacks"]],
         )
 
-    def save(
-        self, carry: tuple, epoch: int, position: int, run: FitRun, fingerprint: Mapping, done: list
-    ) -> None:
+    def save(self, carry: tuple, epoch: int, position: int, run: FitRun, done: list) -> None:
         """Backs up the run: ``position`` steps of ``epoch`` are done."""
         train_state, epoch_logs = carry
         self.manager.save(
@@ -174,7 +192,10 @@ class BackupAndRestore(Callback):
                     "history": run.history,
                     "epochs_done": done,
                     "stop_reason": run.stop_reason,
-                    "fingerprint": dict(fingerprint),
+                    "fingerprint": self.fingerprint,
+                    "callbacks": [
+                        {"type": type(cb).__name__, "state": cb.get_state()} for cb in self.callbacks
+                    ],
                 }
             },
             force=True,

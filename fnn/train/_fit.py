@@ -501,10 +501,10 @@ def fit(
     new_accumulator = _accumulator_factory(train_step, run.train_state, batch_spec)
     acc0 = new_accumulator()
     done: list[int] = []
-    position, resumed_acc = 0, None
-    fingerprint = source.fingerprint(seed)
+    position, resumed_acc, resume = 0, None, None
     if backup is not None:
-        resume = backup.restore({"train_state": run.train_state, "epoch_logs": acc0}, fingerprint)
+        template = {"train_state": run.train_state, "epoch_logs": acc0}
+        resume = backup.start(template, source.fingerprint(seed), callbacks)
         if resume is not None:
             run.train_state, resumed_acc = resume.train_state, resume.epoch_logs
             initial_epoch, position = min(resume.epoch, epochs), resume.position
@@ -524,10 +524,13 @@ def fit(
 
     def back_up(position: int, carry: Any, epoch: int) -> None:
         if backup is not None and backup.due(position, source.steps_in_epoch()):
-            backup.save(carry, epoch, position, run, fingerprint, done)
+            backup.save(carry, epoch, position, run, done)
 
     for cb in callbacks:
         cb.on_train_begin(run)
+    if resume is not None:
+        for cb, saved in zip(callbacks, resume.callback_states):
+            cb.set_state(saved)
     for epoch in range(initial_epoch, initial_epoch if run.stop_training else epochs):
         for cb in callbacks:
             cb.on_epoch_begin(epoch, run)
@@ -557,7 +560,7 @@ def fit(
         for cb in callbacks:
             cb.on_epoch_end(epoch, logs, run)
         if backup is not None:  # after the callbacks, which may change the state or stop the run
-            backup.save((run.train_state, acc0), epoch + 1, 0, run, fingerprint, done)
+            backup.save((run.train_state, acc0), epoch + 1, 0, run, done)
         if run.stop_training:
             break
     for cb in callbacks:

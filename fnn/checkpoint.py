@@ -30,6 +30,7 @@ Example:
 from __future__ import annotations
 
 import functools
+import glob
 import hashlib
 import json
 import math
@@ -268,6 +269,9 @@ def save(
         "files": {name: {"sha256": _digest(data), "bytes": len(data)} for name, data in files.items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*-*"):  # from a crashed save
+        if _is_scratch(leftover.name):
+            shutil.rmtree(leftover, ignore_errors=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
@@ -457,25 +461,19 @@ def _mismatches(target_specs: Mapping[str, Any], saved: Mapping[str, Any]) -> li
     return problems
 
 
-def _saved_leaves(manifest: dict) -> tuple[dict[str, str], dict[str, Any]]:
+class _Stored:
+    """Stands in for a stored tensor in a tree rebuilt from a manifest (a pytree leaf)."""
+
+    def __init__(self, spec: str):
+        self.spec = spec
+
+
+def _saved_leaves(manifest: dict, where: str) -> tuple[dict[str, str], dict[str, Any]]:
     """``({path: spec}, {path: python value})`` of every leaf in a manifest."""
-    specs = {name: _spec(entry) for name, entry in manifest["tensors"].items()}
-    values: dict[str, Any] = {}
-
-    def visit(node: Any, path: tuple) -> None:
-        if not isinstance(node, dict):
-            return
-        if "value" in node:
-            name = "/".join(path) or "value"
-            values[name] = node["value"]
-            specs[name] = f"{type(node['value']).__name__} value"
-        for k, child in node.get("dict", {}).items() if isinstance(node.get("dict"), dict) else []:
-            visit(child, (*path, k))
-        for i, child in enumerate(node.get("list", node.get("tuple", [])) or []):
-            visit(child, (*path, str(i)))
-
-    visit(manifest.get("tree"), ())
-    return specs, values
+    stored = {name: _Stored(_spec(entry)) for name, entry in manifest["tensors"].items()}
+    leaves = _target_specs(_rebuild(manifest.get("tree"), stored, where))
+    specs = {p: leaf.spec if isinstance(leaf, _Stored) else _leaf_spec(leaf) for p, leaf in leaves.items()}
+    return specs, {p: leaf for p, leaf in leaves.items() if not isinstance(leaf, _Stored)}
 
 
 def restore(path: str | os.PathLike, target: Any = None, *, verify: bool = True) -> Any:
@@ -505,7 +503,7 @@ def restore(path: str | os.PathLike, target: Any = None, *, verify: bool = True)
     if target is None:
         arrays = _read_tensors(path, manifest, manifest["tensors"], verify)
         return _rebuild(manifest.get("tree"), arrays, str(path / MANIFEST))
-    specs, values = _saved_leaves(manifest)
+    specs, values = _saved_leaves(manifest, str(path / MANIFEST))
     wanted = _target_specs(target)
     problems = _mismatches(wanted, specs)
     if problems:

@@ -123,6 +123,13 @@ def test_unsaveable_trees_are_errors(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["c"]  # no temporary directories left
 
 
+def test_save_removes_what_a_crashed_save_of_the_same_path_left(tmp_path):
+    (tmp_path / ".c.tmp-0123").mkdir()
+    (tmp_path / ".other.tmp-0123").mkdir()
+    save(tmp_path / "c", {"a": jnp.ones(1)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-0123", "c"]
+
+
 # ------------------------------------------------------------------ mismatches
 
 

@@ -10,33 +10,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from sklearn.datasets import load_digits
 
 import fnn
+from tests.fitting import LOSS, assert_same_run, digits, mlp, run
 
 pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
-
-LOSS = "sparse_categorical_crossentropy"
-
-
-def digits(n=300):
-    x, y = load_digits(return_X_y=True)
-    return (x[:n] / 16.0).astype(np.float32), y[:n].astype(np.int32)
-
-
-def mlp():
-    return fnn.Sequential([fnn.Dense(16, "relu"), fnn.Dropout(0.3), fnn.Dense(10)])
-
-
-def run(**kwargs):
-    x, y = kwargs.pop("data", digits())
-    options = dict(loss=LOSS, metrics=["accuracy"], epochs=3, batch_size=32, verbose=0, seed=0)
-    return fnn.fit(kwargs.pop("model", mlp()), x, y, **{**options, **kwargs})
-
-
-def assert_same_run(a, b):
-    assert a.history == b.history
-    chex.assert_trees_all_equal(a.train_state._replace(key=None), b.train_state._replace(key=None))
 
 
 def test_fused_and_unfused_runs_are_bitwise_equal():

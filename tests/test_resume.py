@@ -14,35 +14,19 @@ import chex
 import jax
 import numpy as np
 import pytest
-from sklearn.datasets import load_digits
 
 import fnn
 from fnn.checkpoint import CheckpointManager
+from tests.fitting import LOSS, assert_same_run, digits, mlp
+from tests.fitting import run as fit_run
 
 pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
 
 ROOT = Path(__file__).resolve().parents[1]
-LOSS = "sparse_categorical_crossentropy"
-
-
-def digits(n=200):
-    x, y = load_digits(return_X_y=True)
-    return (x[:n] / 16.0).astype(np.float32), y[:n].astype(np.int32)
-
-
-def mlp():
-    return fnn.Sequential([fnn.Dense(16, "relu"), fnn.Dropout(0.3), fnn.Dense(10)])
 
 
 def run(**kwargs):
-    x, y = kwargs.pop("data", digits())
-    options = dict(loss=LOSS, metrics=["accuracy"], epochs=3, batch_size=32, verbose=0, seed=0)
-    return fnn.fit(kwargs.pop("model", mlp()), x, y, **{**options, **kwargs})
-
-
-def assert_same_run(a, b):
-    assert a.history == b.history and a.epochs == b.epochs
-    chex.assert_trees_all_equal(a.train_state._replace(key=None), b.train_state._replace(key=None))
+    return fit_run(**{"data": digits(200), **kwargs})  # 200 examples: 7 steps an epoch
 
 
 # ------------------------------------------------------------------ exact resume

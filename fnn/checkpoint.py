@@ -191,6 +191,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
 def _write_file(path: Path, data: bytes) -> None:
     with open(path, "xb") as f:
         f.write(data)
@@ -275,7 +280,8 @@ def save(
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
-        _write_file(tmp / TENSORS, safetensors.numpy.save(arrays))
+        safetensors.numpy.save_file(arrays, tmp / TENSORS)  # straight to the file: no copy in memory
+        _fsync_file(tmp / TENSORS)
         for name, data in files.items():
             _write_file(tmp / name, bytes(data))
         _write_file(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())  # last: it marks completion

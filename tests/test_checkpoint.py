@@ -269,6 +269,7 @@ def test_a_pickle_payload_in_place_of_the_tensors_never_runs(ckpt, tmp_path):
 
 def test_loading_never_unpickles_evaluates_or_imports(ckpt, monkeypatch):
     restore(ckpt, tree())  # first, so that JAX's own lazy imports are done
+
     def forbidden(*args, **kwargs):
         raise AssertionError("the load path used a forbidden function")
 

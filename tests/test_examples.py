@@ -106,27 +106,24 @@ def test_sum_to_twenty_approaches_twenty():
     assert lines[-1].startswith("final prediction:")
 
 
-def test_step_time_benchmark_runs_and_reports(tmp_path):
-    script = EXAMPLES.parent / "benchmarks" / "step_time.py"
-    args = [
-        sys.executable,
-        str(script),
-        "--rounds",
-        "1",
-        "--steps",
-        "2",
-        "--models",
-        "tiny",
-        "lstm",
-        "--out",
-        str(tmp_path),
-    ]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
+@pytest.mark.parametrize(
+    "script, args, check",
+    [
+        ("step_time", ["--rounds", "1", "--steps", "2", "--models", "tiny", "lstm"],
+         lambda r: [m["model"] for m in r["models"]] == ["tiny", "lstm"] and all(m["step_ratio"] > 0 for m in r["models"])),
+        ("checkpoint_io", ["--rounds", "1", "--megabytes", "1"],
+         lambda r: r["save_ratio_fnn_over_safetensors"] > 0 and r["fit_ratio_with_backups"] > 0),
+    ],
+)  # fmt: skip
+def test_benchmark_runs_and_reports(tmp_path, script, args, check):
+    path = EXAMPLES.parent / "benchmarks" / f"{script}.py"
+    done = subprocess.run(
+        [sys.executable, str(path), *args, "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    report = json.loads((tmp_path / "step_time.json").read_text())
-    assert [m["model"] for m in report["models"]] == ["tiny", "lstm"]
-    assert all(m["step_ratio"] > 0 for m in report["models"])
-    assert "step ratio fnn/jax" in (tmp_path / "step_time.md").read_text()
+    assert check(json.loads((tmp_path / f"{script}.json").read_text()))
+    assert "ratio" in (tmp_path / f"{script}.md").read_text()
 
 
 def test_readme_example_runs():

@@ -29,6 +29,7 @@ from fnn import (
 )
 from fnn._core import Layer, Shape, Summary, as_shape, output_shape, summary
 from fnn._export import ExportedModel, export, load_exported
+from fnn._graph import Graph, graph
 from fnn.augment import (
     GaussianNoise,
     RandomBrightness,
@@ -61,6 +62,8 @@ from fnn.train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Graph",
+    "graph",
     "ExportedModel",
     "export",
     "load_exported",

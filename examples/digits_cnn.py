@@ -12,15 +12,12 @@ Run: python examples/digits_cnn.py   (prints `test accuracy: X` last)
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import optax
+from sklearn.datasets import load_digits
 
-matplotlib.use("Agg")  # files only, no display needed
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
-
-import fnn  # noqa: E402
+import fnn
+from fnn import plot
 
 images, labels = load_digits(return_X_y=True)
 images = (images / 16.0).astype(np.float32).reshape(-1, 8, 8, 1)
@@ -58,18 +55,8 @@ history = fnn.fit(
 h = history.history
 print(f"trained {len(history.epochs)} epochs; best val_accuracy {max(h['val_accuracy']):.3f}")
 
-figure, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.5))
-for key, axis in (("loss", ax_loss), ("accuracy", ax_acc)):
-    axis.plot(history.epochs, h[key], label="train")
-    axis.plot(history.epochs, h[f"val_{key}"], label="validation")
-    axis.set_xlabel("epoch")
-    axis.set_title(key)
-    axis.legend()
-figure.tight_layout()
 out = Path(os.environ.get("FNN_EXAMPLE_OUT", ".")) / "digits_cnn_training.png"
-partial = out.with_name(f".{out.name}.tmp.png")
-figure.savefig(partial, dpi=100)
-os.replace(partial, out)  # atomic: never a half-written plot
+plot.history(history, metrics=["loss", "accuracy"], path=out)  # written atomically
 print(f"training curves: {out}")
 
 test = fnn.evaluate(model, history.params, history.state, x_test, y_test, loss=loss, metrics=["accuracy"])

@@ -39,6 +39,7 @@ def test_every_example_is_tested():
         "sequence_classification",
         "char_transformer",
         "transfer_learning",
+        "two_moons_boundary",
     }
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
@@ -62,11 +63,15 @@ def test_example_reaches_its_headline_figure(name, label, at_least):
     assert headline(name, label) >= at_least
 
 
-def test_digits_cnn_reaches_098_and_saves_its_training_curves(tmp_path):
-    lines = run("digits_cnn", env={"FNN_EXAMPLE_OUT": str(tmp_path)})
-    assert float(re.fullmatch(r"test accuracy: ([0-9.]+)", lines[-1]).group(1)) >= 0.98
-    assert (tmp_path / "digits_cnn_training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert [p.name for p in tmp_path.iterdir()] == ["digits_cnn_training.png"]
+@pytest.mark.parametrize(
+    "name, at_least, png",
+    [("digits_cnn", 0.98, "digits_cnn_training.png"), ("two_moons_boundary", 0.9, "two_moons_boundary.png")],
+)
+def test_example_saves_its_plot_and_reaches_its_accuracy(tmp_path, name, at_least, png):
+    lines = run(name, env={"FNN_EXAMPLE_OUT": str(tmp_path)})
+    assert float(re.fullmatch(r"test accuracy: ([0-9.]+)", lines[-1]).group(1)) >= at_least
+    assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [p.name for p in tmp_path.iterdir()] == [png]
 
 
 def test_transfer_learning_carries_frozen_features_and_compares_with_scratch(tmp_path):

@@ -24,6 +24,7 @@ from fnn import (
     losses,
     metrics,
     optimizers,
+    tensorboard,
     testing,
     train,
 )
@@ -41,6 +42,7 @@ from fnn.augment import (
 )
 from fnn.layers import *  # noqa: F403  (the layer constructors are part of fnn's namespace)
 from fnn.layers import __all__ as _layer_names
+from fnn.tensorboard import TensorBoard
 from fnn.train import (
     BackupAndRestore,
     Callback,
@@ -62,6 +64,8 @@ from fnn.train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "TensorBoard",
+    "tensorboard",
     "Graph",
     "graph",
     "ExportedModel",

@@ -36,10 +36,12 @@ class FitRun:
         stop_reason: why the run stopped early, for the History.
         nan_step: the global step whose loss was first not finite (with
             :class:`TerminateOnNaN`), else ``None``.
+        input_shape: the per-example input shape(s) (:class:`fnn.Shape` s, with dtypes).
     """
 
-    def __init__(self, model: Any, epochs: int, train_state: TrainState):
+    def __init__(self, model: Any, epochs: int, train_state: TrainState, input_shape: Any = None):
         self.model = model
+        self.input_shape = input_shape
         self.epochs = epochs
         self.train_state = train_state
         self.history: dict[str, list[float]] = {}

@@ -493,7 +493,7 @@ def fit(
     elif params is not None or state is not None:
         raise ValueError("fit: pass train_state or params/state, not both")
     # The steps donate their inputs; copy so the caller's arrays stay valid.
-    run = FitRun(model, epochs, _copy(train_state))
+    run = FitRun(model, epochs, _copy(train_state), _example_shapes(source.batch_spec()[0]))
 
     batch_spec = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), source.batch_spec()

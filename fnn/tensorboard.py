@@ -1,0 +1,241 @@
+"""TensorBoard without TensorFlow: event files through tensorboardX (``pip install 'fnn[tensorboard]'``).
+
+- :class:`Writer`: scalars, histograms, images, text, hyper-parameters and the
+  model's graph, for custom training loops.
+- :class:`TensorBoard`: the ``fit`` callback. Like Keras, it writes
+  ``logdir/train`` and ``logdir/validation`` runs with the same tags
+  (``epoch_loss``, ``epoch_accuracy``, ...), so TensorBoard overlays them.
+- :func:`graph_def`: a :class:`fnn.Graph` as TensorBoard's GraphDef, with
+  operations grouped by layer (``dense/dot_general``), each layer's
+  parameters inside its group, gradient operations under ``gradients/``, and
+  output shapes on the edges.
+
+View with ``tensorboard --logdir LOGDIR``.
+
+Example:
+    >>> import tempfile, fnn
+    >>> with fnn.tensorboard.Writer(tempfile.mkdtemp()) as writer:
+    ...     writer.scalar("loss", 0.25, step=1)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+from fnn._core import Layer, path_str
+from fnn._graph import Graph
+from fnn._graph import graph as trace_graph
+from fnn.train._callbacks import Callback, FitRun, Logs
+
+__all__ = ["TensorBoard", "Writer", "filter_image", "graph_def"]
+
+
+def _tensorboardx() -> Any:
+    try:
+        import tensorboardX
+    except ImportError as e:
+        raise ImportError("fnn.tensorboard needs tensorboardX: pip install 'fnn[tensorboard]'") from e
+    return tensorboardX
+
+
+def _tb_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_./-]", "_", text)
+
+
+def graph_def(graph: Graph) -> Any:
+    """A :class:`fnn.Graph` as a TensorBoard ``GraphDef`` protocol buffer.
+
+    Node names carry the layer path, so TensorBoard draws one box per layer;
+    inputs named ``params/<layer>/...`` sit inside their layer's box.
+    """
+    _tensorboardx()
+    from tensorboardX.proto.attr_value_pb2 import AttrValue
+    from tensorboardX.proto.graph_pb2 import GraphDef
+    from tensorboardX.proto.node_def_pb2 import NodeDef
+    from tensorboardX.proto.tensor_shape_pb2 import TensorShapeProto
+    from tensorboardX.proto.versions_pb2 import VersionDef
+
+    names = {}
+    for n in graph.nodes:
+        if n.kind == "input":
+            name = n.op.removeprefix("params/").removeprefix("state/") if "/" in n.op else f"inputs/{n.op}"
+        elif n.kind == "output":
+            name = f"outputs/{n.op.replace(' ', '_')}"
+        else:
+            scope = ("gradients/" if n.backward else "") + n.group
+            name = f"{scope}/{n.op}_{n.id}" if scope else f"{n.op}_{n.id}"
+        names[n.id] = _tb_name(name)
+    nodes = []
+    for n in graph.nodes:
+        shapes = [
+            TensorShapeProto(dim=[TensorShapeProto.Dim(size=d) for d in graph.edges[e].shape])
+            for e in n.outputs
+        ]
+        attr = {"_output_shapes": AttrValue(list=AttrValue.ListValue(shape=shapes))}
+        if n.outputs:
+            attr["dtype"] = AttrValue(s=" ".join(graph.edges[e].dtype for e in n.outputs).encode())
+        op = {"input": "Placeholder", "output": "Identity"}.get(n.kind, n.op)
+        inputs = [names[graph.edges[e].source] for e in n.inputs]
+        nodes.append(NodeDef(name=names[n.id], op=op, input=inputs, attr=attr))
+    return GraphDef(node=nodes, versions=VersionDef(producer=22))
+
+
+class Writer:
+    """Writes TensorBoard event files under ``logdir`` (a context manager; call :meth:`close`).
+
+    Values may be JAX or NumPy arrays; they are fetched to the host.
+    """
+
+    def __init__(self, logdir: str | os.PathLike, *, flush_secs: int = 10):
+        self.logdir = Path(logdir)
+        self._writer = _tensorboardx().SummaryWriter(logdir=str(self.logdir), flush_secs=flush_secs)
+
+    def scalar(self, tag: str, value: Any, step: int) -> None:
+        """One scalar value at ``step``."""
+        self._writer.add_scalar(tag, float(np.asarray(jax.device_get(value))), step)
+
+    def scalars(self, values: Mapping[str, Any], step: int, *, prefix: str = "") -> None:
+        """Several scalars at ``step``, tagged ``prefix + name``."""
+        for name, value in values.items():
+            self.scalar(prefix + name, value, step)
+
+    def histogram(self, tag: str, values: Any, step: int) -> None:
+        """The distribution of an array's values."""
+        self._writer.add_histogram(tag, np.asarray(jax.device_get(values), np.float64).ravel(), step)
+
+    def histograms(self, tree: Any, step: int, *, prefix: str = "") -> None:
+        """One histogram per array of a pytree (params, gradients), tagged by path (``dense/w``)."""
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+            self.histogram(prefix + path_str(path), leaf, step)
+
+    def image(self, tag: str, image: Any, step: int) -> None:
+        """An image ``(height, width)`` or ``(height, width, channels)`` with values in [0, 1]."""
+        array = np.asarray(jax.device_get(image), np.float32)
+        if array.ndim == 2:
+            array = array[..., None]
+        if array.ndim != 3 or array.shape[-1] not in (1, 3, 4):
+            raise ValueError(f"Writer.image: expected (H, W) or (H, W, 1|3|4), got shape {array.shape}")
+        self._writer.add_image(tag, array, step, dataformats="HWC")
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        """A (Markdown) text."""
+        self._writer.add_text(tag, text, step)
+
+    def hparams(
+        self, hparams: Mapping[str, Any], metrics: Mapping[str, float], *, name: str = "hparams"
+    ) -> None:
+        """A run's hyper-parameters and final metrics, for TensorBoard's HParams tab."""
+        clean = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
+        self._writer.add_hparams(clean, {f"hparam/{k}": float(v) for k, v in metrics.items()}, name=name)
+
+    def graph(self, graph: Graph | Layer, input_shape: Any = None, *, backward: bool = False) -> None:
+        """The Graphs tab: a :class:`fnn.Graph`, or a model traced on ``input_shape``."""
+        if isinstance(graph, Layer):
+            graph = trace_graph(graph, input_shape, backward=backward)
+        self._writer._get_file_writer().add_onnx_graph(graph_def(graph))  # writes any GraphDef
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def filter_image(kernel: Any) -> np.ndarray:
+    """A 2-D convolution kernel ``(kh, kw, in, out)`` as one grayscale image of its filters.
+
+    Each filter (its first input channel) is scaled to [0, 1] and the filters
+    are tiled in a near-square grid with one-pixel gaps.
+    """
+    w = np.asarray(jax.device_get(kernel), np.float32)
+    if w.ndim != 4:
+        raise ValueError(f"filter_image: expected a (kh, kw, in, out) kernel, got shape {w.shape}")
+    kh, kw, _, count = w.shape
+    cols = int(np.ceil(np.sqrt(count)))
+    rows = int(np.ceil(count / cols))
+    grid = np.zeros((rows * (kh + 1) - 1, cols * (kw + 1) - 1), np.float32)
+    for i in range(count):
+        f = w[:, :, 0, i]
+        f = (f - f.min()) / (np.ptp(f) or 1.0)
+        r, c = divmod(i, cols)
+        grid[r * (kh + 1) : r * (kh + 1) + kh, c * (kw + 1) : c * (kw + 1) + kw] = f
+    return grid
+
+
+class TensorBoard(Callback):
+    """Logs a ``fit`` run for TensorBoard.
+
+    Writes ``logdir/train`` and ``logdir/validation``: each epoch's logs as
+    scalars (``epoch_loss``, ``epoch_accuracy``, ``epoch_learning_rate`` ...),
+    parameter histograms every ``histogram_freq`` epochs, the first 2-D
+    convolution's filters as an image (``write_images``), the model's graph,
+    and the run's hyper-parameters with its final metrics (``hparams``).
+
+    Args:
+        logdir: where to write.
+        histogram_freq: epochs between parameter histograms (0: none).
+        write_graph: write the model's graph (traced once, at the start).
+        write_images: write the first 2-D convolution's filters each epoch.
+        hparams: hyper-parameters to record with the final metrics.
+
+    Example:
+        >>> import tempfile
+        >>> board = TensorBoard(tempfile.mkdtemp(), histogram_freq=1, hparams={"lr": 1e-3})
+    """
+
+    def __init__(
+        self,
+        logdir: str | os.PathLike,
+        *,
+        histogram_freq: int = 0,
+        write_graph: bool = True,
+        write_images: bool = False,
+        hparams: Mapping[str, Any] | None = None,
+    ):
+        if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, int) or histogram_freq < 0:
+            raise ValueError(f"TensorBoard: histogram_freq must be an int >= 0, got {histogram_freq!r}")
+        _tensorboardx()  # fail at construction, not after the first epoch
+        self.logdir = Path(logdir)
+        self.histogram_freq, self.write_graph, self.write_images = histogram_freq, write_graph, write_images
+        self.hparams = dict(hparams or {})
+
+    def on_train_begin(self, run: FitRun) -> None:
+        self.train, self.validation = Writer(self.logdir / "train"), Writer(self.logdir / "validation")
+        if self.write_graph and run.input_shape is not None:
+            self.train.graph(run.model, run.input_shape)
+
+    def on_epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:
+        step = epoch + 1
+        for name, value in logs.items():
+            writer = self.validation if name.startswith("val_") else self.train
+            writer.scalar(f"epoch_{name.removeprefix('val_')}", value, step)
+        params = run.train_state.params
+        if self.histogram_freq and step % self.histogram_freq == 0:
+            self.train.histograms(params, step)
+        if self.write_images:
+            for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+                if np.ndim(leaf) == 4:
+                    self.train.image(f"{path_str(path)}/filters", filter_image(leaf), step)
+                    break
+        self.train.flush()
+        self.validation.flush()
+
+    def on_train_end(self, run: FitRun) -> None:
+        if self.hparams:
+            final = {k: v[-1] for k, v in run.history.items() if v}
+            self.train.hparams(self.hparams, final)
+        self.train.close()
+        self.validation.close()

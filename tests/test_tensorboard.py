@@ -1,0 +1,106 @@
+"""fnn.tensorboard: event files read back with TensorBoard's own EventAccumulator."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import fnn
+from fnn.tensorboard import TensorBoard, Writer, filter_image, graph_def
+from tests.fitting import LOSS, digits
+
+pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
+
+
+def read(logdir):
+    events = EventAccumulator(
+        str(logdir), size_guidance={"histograms": 0, "images": 0, "scalars": 0, "tensors": 0}
+    )
+    events.Reload()
+    return events
+
+
+def cnn():
+    return fnn.Sequential(
+        [
+            fnn.Reshape((8, 8, 1)),
+            fnn.Conv2D(4, 3, activation="relu", name="conv"),
+            fnn.MaxPool2D(2, name="pool"),
+            fnn.Flatten(),
+            fnn.Dense(10, name="head"),
+        ]
+    )
+
+
+def test_writer_scalars_histograms_images_text(tmp_path):
+    with Writer(tmp_path) as writer:
+        for step in range(3):
+            writer.scalars({"loss": 1.0 / (step + 1), "accuracy": jnp.asarray(0.5)}, step, prefix="train/")
+        writer.histograms({"dense": {"w": jnp.arange(6.0)}}, step=2)
+        writer.image("filters", np.eye(4), step=1)
+        writer.text("notes", "hello **board**")
+    events = read(tmp_path)
+    tags = events.Tags()
+    assert set(tags["scalars"]) == {"train/loss", "train/accuracy"}
+    assert [(e.step, round(e.value, 4)) for e in events.Scalars("train/loss")] == [
+        (0, 1.0),
+        (1, 0.5),
+        (2, 0.3333),
+    ]
+    histogram = events.Histograms("dense/w")[0]
+    assert histogram.step == 2 and histogram.histogram_value.num == 6 and histogram.histogram_value.max == 5
+    image = events.Images("filters")[0]
+    assert (image.width, image.height, image.step) == (4, 4, 1)
+    assert "notes/text_summary" in tags["tensors"]
+    with pytest.raises(
+        ValueError, match=r"Writer.image: expected \(H, W\) or \(H, W, 1\|3\|4\), got shape \(2, 2, 2\)"
+    ):
+        Writer(tmp_path / "x").image("bad", np.zeros((2, 2, 2)), 0)
+
+
+def test_the_graph_has_one_group_per_layer_with_shapes(tmp_path):
+    with Writer(tmp_path) as writer:
+        writer.graph(cnn(), (64,))
+    graph = read(tmp_path).Graph()
+    top = {node.name.split("/")[0] for node in graph.node}
+    assert top == {"reshape", "conv", "pool", "flatten", "head", "inputs", "outputs"}
+    conv = next(node for node in graph.node if node.op == "conv_general_dilated")
+    assert conv.name.startswith("conv/") and "conv/w" in conv.input
+    dims = [d.size for d in conv.attr["_output_shapes"].list.shape[0].dim]
+    assert dims == [1, 6, 6, 4]
+    names = {node.name for node in graph.node}
+    assert all(i in names for node in graph.node for i in node.input)  # every edge joins two nodes
+    backward = graph_def(fnn.graph(cnn(), (64,), backward=True))
+    assert any(node.name.startswith("gradients/conv/") for node in backward.node)
+
+
+def test_the_callback_writes_train_and_validation_runs(tmp_path):
+    x, y = digits(200)
+    board = TensorBoard(
+        tmp_path, histogram_freq=2, write_images=True, hparams={"optimizer": "adam", "lr": 1e-3}
+    )
+    fnn.fit(
+        cnn(), x, y, loss=LOSS, metrics=["accuracy"], epochs=2, batch_size=32, validation_split=0.2,
+        verbose=0, callbacks=[board],
+    )  # fmt: skip
+    train, validation = read(tmp_path / "train"), read(tmp_path / "validation")
+    assert set(train.Tags()["scalars"]) == {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"}
+    assert set(validation.Tags()["scalars"]) == {"epoch_loss", "epoch_accuracy"}
+    assert [e.step for e in validation.Scalars("epoch_loss")] == [1, 2]
+    assert set(train.Tags()["histograms"]) == {"conv/w", "conv/b", "head/w", "head/b"}
+    assert [h.step for h in train.Histograms("head/w")] == [2]
+    assert train.Tags()["images"] == ["conv/w/filters"] and train.Tags()["graph"]
+    hparams_run = tmp_path / "train" / "hparams"
+    assert {"hparam/loss", "hparam/val_accuracy"} <= set(read(hparams_run).Tags()["scalars"])
+    with pytest.raises(ValueError, match=r"TensorBoard: histogram_freq must be an int >= 0, got -1"):
+        TensorBoard(tmp_path, histogram_freq=-1)
+
+
+def test_filter_image_tiles_the_filters():
+    kernel = np.arange(3 * 3 * 2 * 5, dtype=np.float32).reshape(3, 3, 2, 5)
+    image = filter_image(kernel)
+    assert image.shape == (2 * 4 - 1, 3 * 4 - 1) and image.min() == 0.0 and image.max() == 1.0
+    with pytest.raises(ValueError, match=r"expected a \(kh, kw, in, out\) kernel, got shape \(3, 3\)"):
+        filter_image(kernel[:, :, 0, 0])

@@ -298,8 +298,11 @@ class Graph:
                 lines.append(f"{where}{what}{mark} <- {sources or '-'} -> {outs}")
         return "\n".join(lines)
 
-    def to_dot(self, *, name: str = "fnn") -> str:
-        """Graphviz DOT source: one cluster per layer (nested), edges labelled with shapes."""
+    def to_dot(self, path: str | Path | None = None, *, name: str = "fnn") -> str:
+        """Graphviz DOT source: one cluster per layer (nested), edges labelled with shapes.
+
+        Written atomically to ``path`` when given (render with ``dot -Tsvg``).
+        """
         lines = [
             f'digraph "{name}" {{',
             "  rankdir=TB;",
@@ -338,7 +341,10 @@ class Graph:
             for t in e.targets:
                 lines.append(f'  "{e.source}" -> "{t}" [label="{e.label}"];')
         lines.append("}")
-        return "\n".join(lines)
+        text = "\n".join(lines)
+        if path is not None:
+            atomic_write_bytes(path, text.encode())
+        return text
 
     def _render(self, fmt: str, path: str | Path | None) -> bytes:
         dot = shutil.which("dot")

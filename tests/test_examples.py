@@ -40,6 +40,7 @@ def test_every_example_is_tested():
         "char_transformer",
         "transfer_learning",
         "two_moons_boundary",
+        "tensorboard_demo",
     }
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
@@ -72,6 +73,16 @@ def test_example_saves_its_plot_and_reaches_its_accuracy(tmp_path, name, at_leas
     assert float(re.fullmatch(r"test accuracy: ([0-9.]+)", lines[-1]).group(1)) >= at_least
     assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == [png]
+
+
+def test_tensorboard_demo_writes_event_files_and_the_graph(tmp_path):
+    lines = run("tensorboard_demo", env={"FNN_EXAMPLE_OUT": str(tmp_path)})
+    assert float(re.fullmatch(r"test accuracy: ([0-9.]+)", lines[-1]).group(1)) >= 0.93
+    assert "[conv1] 4 ops <- x -> f32[1,8,8,16]" in lines
+    assert f"view them with: tensorboard --logdir {tmp_path / 'tensorboard'}" in lines
+    for run_dir in ("train", "validation", "train/hparams"):
+        assert list((tmp_path / "tensorboard" / run_dir).glob("events.out.tfevents.*"))
+    assert (tmp_path / "digits_cnn_graph.dot").read_text().startswith('digraph "fnn"')
 
 
 def test_transfer_learning_carries_frozen_features_and_compares_with_scratch(tmp_path):

@@ -180,6 +180,8 @@ class TensorBoard(Callback):
 
     Writes ``logdir/train`` and ``logdir/validation``: each epoch's logs as
     scalars (``epoch_loss``, ``epoch_accuracy``, ``epoch_learning_rate`` ...),
+    with ``update_freq=N`` also the training logs every N steps
+    (``batch_loss`` ..., the mean over those steps, at the global step),
     parameter histograms every ``histogram_freq`` epochs, the first 2-D
     convolution's filters as an image (``write_images``), the model's graph,
     and the run's hyper-parameters with its final metrics (``hparams``).
@@ -187,6 +189,8 @@ class TensorBoard(Callback):
     Args:
         logdir: where to write.
         histogram_freq: epochs between parameter histograms (0: none).
+        update_freq: ``"epoch"``, or a number of steps between ``batch_*``
+            scalars (fused execution then runs at most that many steps per call).
         write_graph: write the model's graph (traced once, at the start).
         write_images: write the first 2-D convolution's filters each epoch.
         hparams: hyper-parameters to record with the final metrics.
@@ -201,12 +205,20 @@ class TensorBoard(Callback):
         logdir: str | os.PathLike,
         *,
         histogram_freq: int = 0,
+        update_freq: int | str = "epoch",
         write_graph: bool = True,
         write_images: bool = False,
         hparams: Mapping[str, Any] | None = None,
     ):
         if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, int) or histogram_freq < 0:
             raise ValueError(f"TensorBoard: histogram_freq must be an int >= 0, got {histogram_freq!r}")
+        if update_freq != "epoch" and (
+            isinstance(update_freq, bool) or not isinstance(update_freq, int) or update_freq < 1
+        ):
+            raise ValueError(
+                f"TensorBoard: update_freq must be 'epoch' or a positive int, got {update_freq!r}"
+            )
+        self.step_interval = None if update_freq == "epoch" else update_freq
         _tensorboardx()  # fail at construction, not after the first epoch
         self.logdir = Path(logdir)
         self.histogram_freq, self.write_graph, self.write_images = histogram_freq, write_graph, write_images
@@ -216,6 +228,9 @@ class TensorBoard(Callback):
         self.train, self.validation = Writer(self.logdir / "train"), Writer(self.logdir / "validation")
         if self.write_graph and run.input_shape is not None:
             self.train.graph(run.model, run.input_shape)
+
+    def on_steps_end(self, step: int, logs: Logs, run: FitRun) -> None:
+        self.train.scalars(logs, step, prefix="batch_")
 
     def on_epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:
         step = epoch + 1

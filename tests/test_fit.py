@@ -315,3 +315,25 @@ def test_dict_inputs_and_sample_weights():
     plain = fnn.fit(model, inputs, y, **one_batch)
     doubled = fnn.fit(model, inputs, y, sample_weight=np.full(96, 2.0, np.float32), **one_batch)
     assert doubled.history["loss"][0] == pytest.approx(2 * plain.history["loss"][0], rel=1e-6)
+
+
+class StepRecorder(fnn.Callback):
+    step_interval = 3
+
+    def on_train_begin(self, run):
+        self.seen = []
+
+    def on_steps_end(self, step, logs, run):
+        self.seen.append((step, logs))
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 2, 8])
+def test_step_callbacks_see_the_mean_logs_of_their_steps(steps_per_execution):
+    # 240 examples / 32: 7 full batches and a partial one; every 3 steps: after steps 3 and 6 of each epoch.
+    recorder, reference = StepRecorder(), StepRecorder()
+    history = run(epochs=2, data=digits(240), callbacks=[recorder], steps_per_execution=steps_per_execution)
+    assert [step for step, _ in recorder.seen] == [3, 6, 11, 14]
+    assert set(recorder.seen[0][1]) == {"loss", "accuracy"}
+    assert_same_run(history, run(epochs=2, data=digits(240), callbacks=[reference], steps_per_execution=1))
+    assert recorder.seen == reference.seen
+    assert_same_run(history, run(epochs=2, data=digits(240)))  # observing steps changes nothing

@@ -79,14 +79,22 @@ def test_the_graph_has_one_group_per_layer_with_shapes(tmp_path):
 def test_the_callback_writes_train_and_validation_runs(tmp_path):
     x, y = digits(200)
     board = TensorBoard(
-        tmp_path, histogram_freq=2, write_images=True, hparams={"optimizer": "adam", "lr": 1e-3}
+        tmp_path,
+        histogram_freq=2,
+        update_freq=2,
+        write_images=True,
+        hparams={"optimizer": "adam", "lr": 1e-3},
     )
     fnn.fit(
         cnn(), x, y, loss=LOSS, metrics=["accuracy"], epochs=2, batch_size=32, validation_split=0.2,
         verbose=0, callbacks=[board],
     )  # fmt: skip
     train, validation = read(tmp_path / "train"), read(tmp_path / "validation")
-    assert set(train.Tags()["scalars"]) == {"epoch_loss", "epoch_accuracy", "epoch_learning_rate"}
+    assert set(train.Tags()["scalars"]) == {
+        "epoch_loss", "epoch_accuracy", "epoch_learning_rate", "batch_loss", "batch_accuracy"
+    }  # fmt: skip
+    # 160 training examples / 32: 5 steps an epoch, logged after steps 2 and 4 of each.
+    assert [e.step for e in train.Scalars("batch_loss")] == [2, 4, 7, 9]
     assert set(validation.Tags()["scalars"]) == {"epoch_loss", "epoch_accuracy"}
     assert [e.step for e in validation.Scalars("epoch_loss")] == [1, 2]
     assert set(train.Tags()["histograms"]) == {"conv/w", "conv/b", "head/w", "head/b"}
@@ -96,6 +104,10 @@ def test_the_callback_writes_train_and_validation_runs(tmp_path):
     assert {"hparam/loss", "hparam/val_accuracy"} <= set(read(hparams_run).Tags()["scalars"])
     with pytest.raises(ValueError, match=r"TensorBoard: histogram_freq must be an int >= 0, got -1"):
         TensorBoard(tmp_path, histogram_freq=-1)
+    with pytest.raises(
+        ValueError, match=r"TensorBoard: update_freq must be 'epoch' or a positive int, got 0"
+    ):
+        TensorBoard(tmp_path, update_freq=0)
 
 
 def test_filter_image_tiles_the_filters():

@@ -59,6 +59,9 @@ class Callback:
 
     #: ``fit`` guards steps against non-finite losses when any callback sets this.
     guards_nan: bool = False
+    #: ``fit`` calls :meth:`on_steps_end` every this many steps of an epoch when set
+    #: (and ends fused calls there, so it costs a host sync each time).
+    step_interval: int | None = None
 
     def on_train_begin(self, run: FitRun) -> None:
         """Called once before the first epoch; reset per-run state here."""
@@ -68,6 +71,12 @@ class Callback:
 
     def on_epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:
         """Called after each epoch with its train and validation logs."""
+
+    def on_steps_end(self, step: int, logs: Logs, run: FitRun) -> None:
+        """Called every :attr:`step_interval` steps with the mean logs of those steps.
+
+        ``step`` is the global step count (optimiser steps taken so far).
+        """
 
     def on_train_end(self, run: FitRun) -> None:
         """Called once after the last epoch, also after an early stop."""

@@ -510,7 +510,9 @@ def fit(
             initial_epoch, position = min(resume.epoch, epochs), resume.position
             run.history, done, run.stop_reason = resume.history, resume.epochs_done, resume.stop_reason
             run.stop_training = resume.stop_reason is not None
-    every = None if backup is None else backup.every_steps
+    step_logs = _StepLogs(callbacks)
+    intervals = [*step_logs.intervals(), *([backup.every_steps] if backup and backup.every_steps else [])]
+    every = math.gcd(*intervals) if intervals else None  # compiled calls end at every one of them
     execution = _Execution(
         steps_per_execution if isinstance(source, _ArraySource) else _stream_steps(steps_per_execution),
         source.full_batches,
@@ -522,9 +524,10 @@ def fit(
     )
     runner = source.runner(step, execution, (run.train_state, acc0), every)
 
-    def back_up(position: int, carry: Any, epoch: int) -> None:
+    def at_boundary(position: int, carry: Any, epoch: int) -> None:
         if backup is not None and backup.due(position, source.steps_in_epoch()):
             backup.save(carry, epoch, position, run, done)
+        step_logs(position, carry, run)
 
     for cb in callbacks:
         cb.on_train_begin(run)
@@ -536,8 +539,9 @@ def fit(
             cb.on_epoch_begin(epoch, run)
         progress = _Progress(verbose, epoch, epochs, source.steps_in_epoch())
         carry = (run.train_state, resumed_acc if position else new_accumulator())
+        step_logs.start(carry[1])
         run.train_state, acc = _train_epoch(
-            runner, epoch, carry, progress, guard_nan, position, functools.partial(back_up, epoch=epoch)
+            runner, epoch, carry, progress, guard_nan, position, functools.partial(at_boundary, epoch=epoch)
         )
         position = 0
         # One device-to-host transfer for everything the epoch logs.
@@ -610,6 +614,46 @@ def _with_backup(
     return callbacks, backups[0] if backups else None
 
 
+class _StepLogs:
+    """Feeds ``on_steps_end``: mean logs over each callback's last ``step_interval`` steps.
+
+    They come from the epoch's running sums on the device, fetched only at the
+    callbacks' intervals.
+    """
+
+    def __init__(self, callbacks: Sequence[Callback]):
+        self.callbacks = [cb for cb in callbacks if cb.step_interval is not None]
+        for cb in self.callbacks:
+            if (
+                isinstance(cb.step_interval, bool)
+                or not isinstance(cb.step_interval, int)
+                or cb.step_interval < 1
+            ):
+                raise ValueError(
+                    f"fit: {type(cb).__name__}.step_interval must be a positive int, got {cb.step_interval!r}"
+                )
+
+    def intervals(self) -> list[int]:
+        return [cb.step_interval for cb in self.callbacks]
+
+    def start(self, acc: Any) -> None:
+        first = jax.device_get(acc) if self.callbacks else None
+        self.last = {id(cb): first for cb in self.callbacks}
+
+    def __call__(self, position: int, carry: Any, run: FitRun) -> None:
+        due = [cb for cb in self.callbacks if position % cb.step_interval == 0]
+        if not due:
+            return
+        acc, step = jax.device_get((carry[1], carry[0].step))
+        for cb in due:
+            last, self.last[id(cb)] = self.last[id(cb)], acc
+            count = float(acc["count"] - last["count"])
+            logs = {
+                k: float(v - last["sums"][k]) / count if count else math.nan for k, v in acc["sums"].items()
+            }
+            cb.on_steps_end(int(step), logs, run)
+
+
 def _train_epoch(
     runner: Callable,
     epoch: int,
@@ -617,11 +661,12 @@ def _train_epoch(
     progress: _Progress,
     guard_nan: bool,
     start: int,
-    back_up: Callable[[int, Any], None],
+    at_boundary: Callable[[int, Any], None],
 ) -> Any:
-    """Runs one epoch's compiled calls from step ``start``, updating the bar and backing up.
+    """Runs one epoch's compiled calls from step ``start``, updating the bar.
 
-    Ends early after a NaN step.
+    ``at_boundary(position, carry)`` runs after each call (backups, step logs);
+    the epoch ends early after a NaN step.
     """
     latest = carry
     position = start
@@ -629,7 +674,7 @@ def _train_epoch(
     for steps_done, latest in runner(carry, epoch, start):
         if steps_done is not None:
             position += steps_done
-            back_up(position, latest)
+            at_boundary(position, latest)
         if progress.due() or steps_done is None:
             progress.update(steps_done or 0, latest[1])
             if guard_nan and int(latest[1]["nan_step"]) >= 0:

@@ -57,6 +57,7 @@ from fnn.train import (
     evaluate,
     fit,
     make_eval_step,
+    make_grad_fn,
     make_train_step,
     predict,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "layers",
     "losses",
     "make_eval_step",
+    "make_grad_fn",
     "make_train_step",
     "metrics",
     "optimizers",

@@ -180,11 +180,13 @@ class TensorBoard(Callback):
 
     Writes ``logdir/train`` and ``logdir/validation``: each epoch's logs as
     scalars (``epoch_loss``, ``epoch_accuracy``, ``epoch_learning_rate`` ...),
+    parameter and gradient histograms (``dense/w``, ``gradients/dense/w``; the
+    gradients of the first training batch) every ``histogram_freq`` epochs,
     with ``update_freq=N`` also the training logs every N steps
-    (``batch_loss`` ..., the mean over those steps, at the global step),
-    parameter histograms every ``histogram_freq`` epochs, the first 2-D
-    convolution's filters as an image (``write_images``), the model's graph,
-    and the run's hyper-parameters with its final metrics (``hparams``).
+    (``batch_loss`` ..., the mean over those steps, at the global step), the
+    first 2-D convolution's filters as an image (``write_images``), the
+    model's graph, and the run's hyper-parameters with its final metrics
+    (``hparams``).
 
     Args:
         logdir: where to write.
@@ -240,6 +242,8 @@ class TensorBoard(Callback):
         params = run.train_state.params
         if self.histogram_freq and step % self.histogram_freq == 0:
             self.train.histograms(params, step)
+            if run.gradients is not None:
+                self.train.histograms(run.gradients(), step, prefix="gradients/")
         if self.write_images:
             for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
                 if np.ndim(leaf) == 4:

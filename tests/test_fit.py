@@ -337,3 +337,18 @@ def test_step_callbacks_see_the_mean_logs_of_their_steps(steps_per_execution):
     assert_same_run(history, run(epochs=2, data=digits(240), callbacks=[reference], steps_per_execution=1))
     assert recorder.seen == reference.seen
     assert_same_run(history, run(epochs=2, data=digits(240)))  # observing steps changes nothing
+
+
+def test_callbacks_can_ask_for_the_gradients_on_the_first_batch():
+    class Grab(fnn.Callback):
+        def on_train_begin(self, run):
+            self.grads, self.ts = run.gradients(), run.snapshot()
+
+    grab = Grab()
+    x, y = digits(64)
+    model = mlp()
+    run(model=model, data=(x, y), epochs=1, shuffle=False, callbacks=[grab])
+    expected = fnn.make_grad_fn(model, LOSS)(
+        grab.ts.params, grab.ts.state, (x[:32], y[:32]), jax.random.fold_in(grab.ts.key, 0)
+    )
+    chex.assert_trees_all_close(grab.grads, expected, rtol=1e-6)

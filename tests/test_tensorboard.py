@@ -97,7 +97,8 @@ def test_the_callback_writes_train_and_validation_runs(tmp_path):
     assert [e.step for e in train.Scalars("batch_loss")] == [2, 4, 7, 9]
     assert set(validation.Tags()["scalars"]) == {"epoch_loss", "epoch_accuracy"}
     assert [e.step for e in validation.Scalars("epoch_loss")] == [1, 2]
-    assert set(train.Tags()["histograms"]) == {"conv/w", "conv/b", "head/w", "head/b"}
+    params = {"conv/w", "conv/b", "head/w", "head/b"}
+    assert set(train.Tags()["histograms"]) == params | {f"gradients/{p}" for p in params}
     assert [h.step for h in train.Histograms("head/w")] == [2]
     assert train.Tags()["images"] == ["conv/w/filters"] and train.Tags()["graph"]
     hparams_run = tmp_path / "train" / "hparams"

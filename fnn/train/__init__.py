@@ -12,7 +12,7 @@ from fnn.train._callbacks import (
 from fnn.train._checkpointing import BackupAndRestore, ModelCheckpoint
 from fnn.train._fit import CPU_FUSE_MAX_FLOPS, History, evaluate, fit, place, predict
 from fnn.train._state import TrainState
-from fnn.train._step import make_eval_step, make_train_step
+from fnn.train._step import make_eval_step, make_grad_fn, make_train_step
 
 __all__ = [
     "BackupAndRestore",
@@ -30,6 +30,7 @@ __all__ = [
     "evaluate",
     "fit",
     "make_eval_step",
+    "make_grad_fn",
     "make_train_step",
     "place",
     "predict",

@@ -37,11 +37,14 @@ class FitRun:
         nan_step: the global step whose loss was first not finite (with
             :class:`TerminateOnNaN`), else ``None``.
         input_shape: the per-example input shape(s) (:class:`fnn.Shape` s, with dtypes).
+        gradients: ``gradients()`` returns the training loss's gradients at the
+            current params on the first training batch (compiled on first use).
     """
 
     def __init__(self, model: Any, epochs: int, train_state: TrainState, input_shape: Any = None):
         self.model = model
         self.input_shape = input_shape
+        self.gradients: Callable[[], Any] | None = None  # set by fit
         self.epochs = epochs
         self.train_state = train_state
         self.history: dict[str, list[float]] = {}

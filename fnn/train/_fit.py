@@ -31,7 +31,7 @@ from fnn._core import Layer, Shape
 from fnn.train._callbacks import Callback, FitRun
 from fnn.train._checkpointing import BackupAndRestore
 from fnn.train._state import TrainState
-from fnn.train._step import MetricsArg, make_train_step
+from fnn.train._step import MetricsArg, make_grad_fn, make_train_step
 
 # On CPU, "auto" times an unfused and a fused epoch and keeps the faster (see
 # _Execution); a single-epoch run cannot compare, and fuses when its step has
@@ -494,6 +494,7 @@ def fit(
         raise ValueError("fit: pass train_state or params/state, not both")
     # The steps donate their inputs; copy so the caller's arrays stay valid.
     run = FitRun(model, epochs, _copy(train_state), _example_shapes(source.batch_spec()[0]))
+    run.gradients = functools.partial(_gradients, model, loss, place(source.batch_spec()), run)
 
     batch_spec = jax.tree.map(
         lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), source.batch_spec()
@@ -612,6 +613,16 @@ def _with_backup(
     if len(backups) > 1:
         raise ValueError("fit: pass one BackupAndRestore (checkpoint_dir adds one)")
     return callbacks, backups[0] if backups else None
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled_grad_fn(model: Layer, loss: Any) -> Callable:
+    return jax.jit(make_grad_fn(model, loss))
+
+
+def _gradients(model: Layer, loss: Any, batch: Any, run: FitRun) -> Any:
+    ts = run.train_state
+    return _compiled_grad_fn(model, loss)(ts.params, ts.state, batch, jax.random.fold_in(ts.key, ts.step))
 
 
 class _StepLogs:

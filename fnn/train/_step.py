@@ -90,6 +90,28 @@ def make_train_step(
     return train_step
 
 
+def make_grad_fn(model: Layer, loss: str | losses_lib.Loss) -> Callable[..., Any]:
+    """Builds ``grad_fn(params, state, batch, key=None) -> grads``: the training loss's gradients.
+
+    The same gradients :func:`make_train_step` feeds the optimiser (``train=True``),
+    e.g. to log their histograms or check them in a custom loop.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, fnn
+        >>> model = fnn.Dense(1)
+        >>> params, state = model.init(jax.random.key(0), (2,))
+        >>> grads = fnn.make_grad_fn(model, "mse")(params, state, (jnp.ones((4, 2)), jnp.ones((4, 1))))
+        >>> jax.tree.map(jnp.shape, grads)
+        {'b': (1,), 'w': (2, 1)}
+    """
+    objective = _make_objective(model, loss, None)
+
+    def grad_fn(params: Any, state: Any, batch: Any, key: Any = None) -> Any:
+        return jax.grad(objective, has_aux=True)(params, state, batch, key, True)[0]
+
+    return grad_fn
+
+
 def make_eval_step(
     model: Layer, loss: str | losses_lib.Loss, metrics: MetricsArg = None
 ) -> Callable[..., Logs]:

@@ -351,4 +351,4 @@ def test_callbacks_can_ask_for_the_gradients_on_the_first_batch():
     expected = fnn.make_grad_fn(model, LOSS)(
         grab.ts.params, grab.ts.state, (x[:32], y[:32]), jax.random.fold_in(grab.ts.key, 0)
     )
-    chex.assert_trees_all_close(grab.grads, expected, rtol=1e-6)
+    chex.assert_trees_all_close(grab.grads, expected, rtol=1e-5, atol=1e-7)  # jitted vs eager

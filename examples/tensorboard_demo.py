@@ -34,11 +34,12 @@ model = fnn.Sequential(
 )
 out = Path(os.environ.get("FNN_EXAMPLE_OUT") or "runs")
 logdir = out / "tensorboard"
-hparams = {"optimizer": "adam", "batch_size": 64, "epochs": 15}
-board = fnn.TensorBoard(logdir, histogram_freq=5, write_images=True, hparams=hparams)
+epochs = int(os.environ.get("FNN_EXAMPLE_EPOCHS", 15))  # the tests run fewer
+hparams = {"optimizer": "adam", "batch_size": 64, "epochs": epochs}
+board = fnn.TensorBoard(logdir, histogram_freq=5, update_freq=10, write_images=True, hparams=hparams)
 loss = "sparse_categorical_crossentropy"
 history = fnn.fit(
-    model, x_train, y_train, loss=loss, optimizer="adam", metrics=["accuracy"], epochs=15,
+    model, x_train, y_train, loss=loss, optimizer="adam", metrics=["accuracy"], epochs=epochs,
     batch_size=64, validation_split=0.1, seed=0, verbose=0, callbacks=[board],
 )  # fmt: skip
 

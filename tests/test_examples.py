@@ -76,8 +76,8 @@ def test_example_saves_its_plot_and_reaches_its_accuracy(tmp_path, name, at_leas
 
 
 def test_tensorboard_demo_writes_event_files_and_the_graph(tmp_path):
-    lines = run("tensorboard_demo", env={"FNN_EXAMPLE_OUT": str(tmp_path)})
-    assert float(re.fullmatch(r"test accuracy: ([0-9.]+)", lines[-1]).group(1)) >= 0.93
+    lines = run("tensorboard_demo", env={"FNN_EXAMPLE_OUT": str(tmp_path), "FNN_EXAMPLE_EPOCHS": "5"})
+    assert float(re.fullmatch(r"test accuracy: ([0-9.]+)", lines[-1]).group(1)) >= 0.85
     assert "[conv1] 4 ops <- x -> f32[1,8,8,16]" in lines
     assert f"view them with: tensorboard --logdir {tmp_path / 'tensorboard'}" in lines
     for run_dir in ("train", "validation", "train/hparams"):

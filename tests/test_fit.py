@@ -17,6 +17,14 @@ from tests.fitting import LOSS, assert_same_run, digits, mlp, run
 pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
 
 
+def test_compiled_calls_stop_at_every_multiple_of_the_interval():
+    calls = fnn.train._fit._calls
+    assert list(calls(0, 7, 3, None)) == [(0, 3), (3, 3), (6, 1)]
+    assert list(calls(0, 7, 3, 2)) == [(0, 2), (2, 2), (4, 2), (6, 1)]
+    assert list(calls(4, 9, 8, 3)) == [(4, 2), (6, 3)]
+    assert list(calls(5, 5, 1, None)) == []
+
+
 def test_fused_and_unfused_runs_are_bitwise_equal():
     # 240 training examples / 32: 7 full batches and a partial one; chunks of 3 leave a remainder chunk.
     runs = [run(validation_split=0.2, steps_per_execution=k) for k in (1, 3, 7, "auto")]
@@ -327,15 +335,14 @@ class StepRecorder(fnn.Callback):
         self.seen.append((step, logs))
 
 
-@pytest.mark.parametrize("steps_per_execution", [1, 2, 8])
-def test_step_callbacks_see_the_mean_logs_of_their_steps(steps_per_execution):
+def test_step_callbacks_see_the_mean_logs_of_their_steps():
     # 240 examples / 32: 7 full batches and a partial one; every 3 steps: after steps 3 and 6 of each epoch.
-    recorder, reference = StepRecorder(), StepRecorder()
-    history = run(epochs=2, data=digits(240), callbacks=[recorder], steps_per_execution=steps_per_execution)
-    assert [step for step, _ in recorder.seen] == [3, 6, 11, 14]
-    assert set(recorder.seen[0][1]) == {"loss", "accuracy"}
-    assert_same_run(history, run(epochs=2, data=digits(240), callbacks=[reference], steps_per_execution=1))
-    assert recorder.seen == reference.seen
+    fused, unfused = StepRecorder(), StepRecorder()
+    history = run(epochs=2, data=digits(240), callbacks=[fused], steps_per_execution=8)
+    assert [step for step, _ in fused.seen] == [3, 6, 11, 14]
+    assert set(fused.seen[0][1]) == {"loss", "accuracy"}
+    assert_same_run(history, run(epochs=2, data=digits(240), callbacks=[unfused], steps_per_execution=1))
+    assert fused.seen == unfused.seen
     assert_same_run(history, run(epochs=2, data=digits(240)))  # observing steps changes nothing
 
 

@@ -109,3 +109,17 @@ def test_layer_arguments_are_checked():
         ValueError, match=r"graph: for a Layer, pass one argument: the per-example input shape"
     ):
         fnn.graph(fnn.Dense(2), (3,), (4,))
+
+
+@pytest.mark.standard_promotion  # optax's Adam inside
+def test_the_graph_of_a_whole_train_step():
+    model = fnn.Sequential([fnn.Dense(8, "relu"), fnn.Dense(3, name="head")])
+    tx = fnn.optimizers.get("adam")
+    params, state = model.init(jax.random.key(0), (4,))
+    step = fnn.make_train_step(model, "sparse_categorical_crossentropy", tx)
+    batch = (jnp.ones((2, 4)), jnp.zeros(2, jnp.int32))
+    g = fnn.graph(step, params, state, tx.init(params), batch, None)
+    assert g.groups() == ["dense", "head"]
+    assert any(n.backward and n.group == "head" for n in g.ops())
+    assert [e.label for e in g.outputs][:4] == ["f32[8]", "f32[4,8]", "f32[3]", "f32[8,3]"]  # the new params
+    assert "input arg2/0/0/mu/dense/w f32[4,8]" in g.to_text()  # Adam's first moment, by path

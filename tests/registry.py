@@ -77,6 +77,14 @@ CASES = [
     Case("branches", _branchy, (4,)),
     Case("fan_in_sum", lambda: fnn.Sequential([fnn.FanOut(3), fnn.FanInSum()]), (2,)),
     Case("residual", lambda: fnn.Residual(fnn.Sequential([fnn.Dense(3, "tanh"), fnn.Dense(3)])), (3,)),
+    Case(
+        "remat_with_batchnorm_and_dropout",
+        lambda: fnn.Remat(
+            fnn.Sequential([fnn.Dense(4, "tanh"), fnn.BatchNorm(), fnn.Dropout(0.5)]), policy="dots_saveable"
+        ),
+        (3,),
+        needs_key=True,
+    ),
     # vision
     Case("conv1d", lambda: fnn.Conv1D(3, 3, strides=2, padding="same"), (7, 2)),
     Case("conv2d", lambda: fnn.Conv2D(4, (3, 2), padding="valid", activation="tanh"), (5, 4, 3)),

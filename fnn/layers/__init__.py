@@ -39,7 +39,16 @@ from fnn.layers._basic import (
     Swish,
     Tanh,
 )
-from fnn.layers._combinators import FanInConcat, FanInSum, FanOut, Parallel, Residual, Sequential
+from fnn.layers._combinators import (
+    REMAT_POLICIES,
+    FanInConcat,
+    FanInSum,
+    FanOut,
+    Parallel,
+    Remat,
+    Residual,
+    Sequential,
+)
 from fnn.layers._conv import (
     Conv1D,
     Conv1DTranspose,
@@ -145,6 +154,8 @@ __all__ = [
     "Relu",
     "Relu6",
     "Reshape",
+    "REMAT_POLICIES",
+    "Remat",
     "Residual",
     "Selu",
     "Sequential",

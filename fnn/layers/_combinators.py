@@ -9,7 +9,7 @@ name and input shape to any exception that passes through.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -302,3 +302,56 @@ def Residual(layer: Layer, *, name: str | None = None) -> Layer:
         return x + y, {key_name: new_state}
 
     return make_layer(kind, name, init, apply, children)
+
+
+# jax.checkpoint_policies that need no arguments, by name.
+REMAT_POLICIES = (
+    "nothing_saveable",
+    "everything_saveable",
+    "dots_saveable",
+    "dots_with_no_batch_dims_saveable",
+    "checkpoint_dots",
+    "checkpoint_dots_with_no_batch_dims",
+)
+
+
+def Remat(layer: Layer, *, policy: str | Callable | None = None) -> Layer:
+    """Rematerialises a layer: its activations are recomputed in the backward pass, not stored.
+
+    Trades compute for memory with ``jax.checkpoint``. The result is the same
+    layer to everything else: same name, params, state and outputs, and the
+    same gradients (only what is kept between the passes changes).
+
+    Args:
+        layer: any layer or combinator.
+        policy: what may still be saved: a name from :data:`REMAT_POLICIES`
+            (``"dots_saveable"`` keeps matrix products, recomputing the cheap
+            element-wise work), a ``jax.checkpoint_policies`` function, or
+            ``None`` (save nothing).
+
+    Raises:
+        ValueError: for an unknown policy name, listing the known ones.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, fnn
+        >>> block = Remat(fnn.Sequential([fnn.Dense(8, "gelu"), fnn.Dense(8)]), policy="dots_saveable")
+        >>> params, state = block.init(jax.random.key(0), (8,))
+        >>> block.apply(params, state, jnp.ones((2, 8)), train=True)[0].shape
+        (2, 8)
+    """
+    (layer,) = _check_layers("Remat", layer.name if isinstance(layer, Layer) else "?", [layer])
+    if isinstance(policy, str):
+        if policy not in REMAT_POLICIES:
+            raise ValueError(
+                f"Remat '{layer.name}': unknown policy {policy!r}; choose one of {list(REMAT_POLICIES)}"
+            )
+        policy = getattr(jax.checkpoint_policies, policy)
+    elif policy is not None and not callable(policy):
+        raise TypeError(f"Remat '{layer.name}': policy must be a name, a function or None, got {policy!r}")
+
+    def apply(params: Any, state: Any, x: Any, *, train: bool, key: Any = None):
+        # train is a Python bool: closed over, so it stays static inside the checkpoint.
+        run = jax.checkpoint(lambda p, s, x, k: layer.apply(p, s, x, train=train, key=k), policy=policy)
+        return run(params, state, x, key)
+
+    return Layer(layer.init, apply, layer.name, layer.children)

@@ -1,0 +1,61 @@
+"""Speed features: rematerialisation keeps gradients; fit never retraces across epochs."""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+import pytest
+
+import fnn
+from tests.fitting import digits, run
+
+pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
+
+
+def block():
+    return fnn.Sequential([fnn.Dense(16, "gelu"), fnn.LayerNorm(), fnn.Dense(16, "tanh"), fnn.Dense(4)])
+
+
+@pytest.mark.parametrize(
+    "policy", [None, "dots_saveable", "everything_saveable", jax.checkpoint_policies.nothing_saveable]
+)
+def test_remat_recomputes_but_keeps_gradients_and_outputs(policy):
+    plain, remat = block(), fnn.Remat(block(), policy=policy)
+    params, state = plain.init(jax.random.key(0), (8,))
+    assert jax.tree.structure(remat.init(jax.random.key(0), (8,))[0]) == jax.tree.structure(params)
+    x = jax.random.normal(jax.random.key(1), (5, 8))
+
+    def loss(layer):
+        return lambda p: jnp.sum(layer.apply(p, state, x, train=True)[0] ** 2)
+
+    chex.assert_trees_all_close(
+        jax.grad(loss(remat))(params), jax.grad(loss(plain))(params), rtol=1e-6, atol=1e-7
+    )
+    primitives = {e.primitive.name for e in jax.make_jaxpr(jax.grad(loss(remat)))(params).jaxpr.eqns}
+    assert "remat2" in primitives or "checkpoint" in primitives
+    assert remat.name == plain.name and fnn.summary(remat, (8,)).params == fnn.summary(plain, (8,)).params
+
+
+def test_remat_policy_names_are_checked():
+    with pytest.raises(
+        ValueError, match=r"Remat 'dense': unknown policy 'dots'; choose one of \['nothing_saveable'"
+    ):
+        fnn.Remat(fnn.Dense(2), policy="dots")
+    with pytest.raises(TypeError, match=r"Remat 'dense': policy must be a name, a function or None, got 3"):
+        fnn.Remat(fnn.Dense(2), policy=3)
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, "auto"])
+def test_fit_traces_the_model_a_fixed_number_of_times_whatever_the_epochs(steps_per_execution):
+    def traced_model(counter):
+        def count(x):
+            counter.append(1)  # runs only while tracing
+            return x
+
+        return fnn.Sequential([fnn.Lambda(count), fnn.Dense(16, "relu"), fnn.Dense(10)])
+
+    few, many = [], []
+    run(model=traced_model(few), data=digits(200), epochs=2, steps_per_execution=steps_per_execution)
+    run(model=traced_model(many), data=digits(200), epochs=6, steps_per_execution=steps_per_execution)
+    assert len(many) == len(few) > 0

@@ -43,7 +43,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend.core import Var
 
 from fnn._core import Layer, abstract_init, as_shape, batched_struct, path_str
 from fnn._io import atomic_write_bytes
@@ -112,6 +111,13 @@ class Node:
     count: int = 1
 
 
+def _is_var(atom: Any) -> bool:
+    """A jaxpr variable (not a literal)."""
+    from jax.extend.core import Var  # here, not at import: it loads JAX's profiler (~25 ms)
+
+    return isinstance(atom, Var)
+
+
 def _parse_scope(name_stack: str) -> tuple[str, bool]:
     """``transpose(jvp(head))/dense`` -> (``head/dense``, backward=True)."""
     parts, backward = [], False
@@ -151,17 +157,15 @@ class _Builder:
             own, backward = _parse_scope(str(eqn.source_info.name_stack))
             group = "/".join(p for p in (scope, own) if p)
             inner = eqn.params.get("jaxpr") or eqn.params.get("call_jaxpr")
-            ins = [env[v] for v in eqn.invars if isinstance(v, Var) and v in env]
+            ins = [env[v] for v in eqn.invars if _is_var(v) and v in env]
             if eqn.primitive.name in _CALLS and inner is not None:
                 inner_jaxpr = getattr(inner, "jaxpr", inner)
                 inner_env = {
-                    iv: env[ov]
-                    for iv, ov in zip(inner_jaxpr.invars, eqn.invars)
-                    if isinstance(ov, Var) and ov in env
+                    iv: env[ov] for iv, ov in zip(inner_jaxpr.invars, eqn.invars) if _is_var(ov) and ov in env
                 }
                 self.walk(inner_jaxpr, inner_env, group)
                 for ov, iv in zip(eqn.outvars, inner_jaxpr.outvars):
-                    if isinstance(iv, Var) and iv in inner_env:
+                    if _is_var(iv) and iv in inner_env:
                         env[ov] = inner_env[iv]
                 continue
             node_id = f"n{len(self.nodes)}"

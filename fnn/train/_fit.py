@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from tqdm.auto import tqdm
 
 from fnn import data as data_lib
 from fnn import losses as losses_lib
@@ -337,9 +336,11 @@ class _Progress:
 
     def __init__(self, verbose: int, epoch: int, epochs: int, total: int | None):
         self.verbose = verbose
-        self.bar = (
-            tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="step") if verbose == 1 else None
-        )
+        self.bar = None
+        if verbose == 1:
+            from tqdm.auto import tqdm  # here, not at import: tqdm.auto costs a tenth of `import fnn`
+
+            self.bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", unit="step")
         self.last = 0.0
 
     def due(self) -> bool:

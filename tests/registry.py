@@ -85,6 +85,11 @@ CASES = [
         (3,),
         needs_key=True,
     ),
+    Case(
+        "inference_mode",
+        lambda: fnn.InferenceMode(fnn.Sequential([fnn.Dense(4), fnn.BatchNorm(), fnn.Dropout(0.5)])),
+        (3,),
+    ),
     # vision
     Case("conv1d", lambda: fnn.Conv1D(3, 3, strides=2, padding="same"), (7, 2)),
     Case("conv2d", lambda: fnn.Conv2D(4, (3, 2), padding="valid", activation="tanh"), (5, 4, 3)),

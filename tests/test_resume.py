@@ -237,3 +237,13 @@ def test_frozen_parameters_stay_bitwise_unchanged_even_with_weight_decay():
 def test_freeze_patterns(pattern, frozen):
     params = {"features": {"w": 1, "b": 1}, "head": {"w": 1, "b": 1}, "0": {"w": 1}}
     assert fnn._core.select_paths("freeze", fnn._core.leaf_paths(params), pattern) == frozen
+
+
+def test_a_frozen_base_in_inference_mode_keeps_params_and_statistics():
+    base = fnn.Sequential([fnn.Dense(16), fnn.BatchNorm(), fnn.Relu()], name="base")
+    model = fnn.Sequential([fnn.InferenceMode(base), fnn.Dropout(0.2), fnn.Dense(10, name="head")])
+    params, state = model.init(jax.random.key(0), (64,))
+    history = run(model=model, params=params, state=state, optimizer=fnn.optimizers.freeze("adam", "base"))
+    chex.assert_trees_all_equal(history.params["base"], params["base"])
+    chex.assert_trees_all_equal(history.state, state)  # BatchNorm's running statistics untouched
+    assert not np.array_equal(history.params["head"]["w"], params["head"]["w"])

@@ -355,3 +355,32 @@ def Remat(layer: Layer, *, policy: str | Callable | None = None) -> Layer:
         return run(params, state, x, key)
 
     return Layer(layer.init, apply, layer.name, layer.children)
+
+
+def InferenceMode(layer: Layer) -> Layer:
+    """Runs a layer as in inference even while the model trains: ``train=False`` always.
+
+    For transfer learning, as Keras does for a frozen base model: its
+    ``BatchNorm`` layers use (and keep) their running statistics and its
+    dropout is off. Freeze its parameters as well with
+    :func:`fnn.optimizers.freeze` (they still get gradients here, so that
+    fine-tuning can later unfreeze them without rebuilding the model).
+
+    Args:
+        layer: any layer; name, params and state are unchanged.
+
+    Example:
+        >>> import jax, jax.numpy as jnp, fnn
+        >>> base = InferenceMode(fnn.Sequential([fnn.Dense(4), fnn.BatchNorm(), fnn.Dropout(0.5)]))
+        >>> params, state = base.init(jax.random.key(0), (3,))
+        >>> y, new_state = base.apply(params, state, jnp.ones((2, 3)), train=True)  # no key needed
+        >>> jax.tree.all(jax.tree.map(lambda a, b: bool((a == b).all()), new_state, state))
+        True
+    """
+    (layer,) = _check_layers("InferenceMode", layer.name if isinstance(layer, Layer) else "?", [layer])
+
+    def apply(params: Any, state: Any, x: Any, *, train: bool, key: Any = None):
+        del train, key
+        return layer.apply(params, state, x, train=False)
+
+    return make_layer("InferenceMode", layer.name, layer.init, apply, layer.children)

@@ -177,14 +177,10 @@ class _Builder:
 
     def build(self, closed: Any, input_names: Sequence[str]) -> Graph:
         env: dict = {}
-        for name, var in zip(input_names, closed.jaxpr.invars):
-            node_id = f"n{len(self.nodes)}"
-            env[var] = self.edge(var.aval, node_id)
+        constants = [(f"constant {i}", var) for i, var in enumerate(closed.jaxpr.constvars)]
+        for name, var in [*zip(input_names, closed.jaxpr.invars), *constants]:
+            env[var] = self.edge(var.aval, f"n{len(self.nodes)}")
             self.node(op=name, kind="input", outputs=(env[var],))
-        for i, var in enumerate(closed.jaxpr.constvars):
-            node_id = f"n{len(self.nodes)}"
-            env[var] = self.edge(var.aval, node_id)
-            self.node(op=f"constant {i}", kind="input", outputs=(env[var],))
         self.walk(closed.jaxpr, env, "")
         outputs = []
         for i, var in enumerate(closed.jaxpr.outvars):

@@ -573,9 +573,13 @@ class CheckpointManager:
         mode: str = "auto",
         keep_best: int = 1,
     ):
-        for arg, value in [("every", every), ("keep_best", keep_best), ("max_to_keep", max_to_keep or 1)]:
-            if isinstance(value, bool) or not isinstance(value, int) or value < (arg != "keep_best"):
-                raise ValueError(f"CheckpointManager: {arg} must be a positive int, got {value!r}")
+        limits = {"every": (every, 1), "keep_best": (keep_best, 0)}
+        if max_to_keep is not None:
+            limits["max_to_keep"] = (max_to_keep, 1)
+        for arg, (value, least) in limits.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                kind = "a positive int" if least else "an int >= 0"
+                raise ValueError(f"CheckpointManager: {arg} must be {kind}, got {value!r}")
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"CheckpointManager: mode must be 'auto', 'min' or 'max', got {mode!r}")
         from fnn.metrics import better

@@ -486,20 +486,17 @@ def fit(
     source, val = _sources(
         x, y, sample_weight, validation_split, validation_data, batch_size, shuffle, seed, steps_per_epoch
     )
+    first_batch = source.batch_spec()
+    input_shape = _example_shapes(first_batch[0])
     if train_state is None:
-        example_x = source.batch_spec()[0]
-        train_state = TrainState.create(
-            model, tx, _example_shapes(example_x), key, params=params, state=state
-        )
+        train_state = TrainState.create(model, tx, input_shape, key, params=params, state=state)
     elif params is not None or state is not None:
         raise ValueError("fit: pass train_state or params/state, not both")
     # The steps donate their inputs; copy so the caller's arrays stay valid.
-    run = FitRun(model, epochs, _copy(train_state), _example_shapes(source.batch_spec()[0]))
-    run.gradients = functools.partial(_gradients, model, loss, place(source.batch_spec()), run)
+    run = FitRun(model, epochs, _copy(train_state), input_shape)
+    run.gradients = functools.partial(_gradients, model, loss, first_batch, run)
 
-    batch_spec = jax.tree.map(
-        lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), source.batch_spec()
-    )
+    batch_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), first_batch)
     new_accumulator = _accumulator_factory(train_step, run.train_state, batch_spec)
     acc0 = new_accumulator()
     done: list[int] = []
@@ -623,7 +620,8 @@ def _compiled_grad_fn(model: Layer, loss: Any) -> Callable:
 
 def _gradients(model: Layer, loss: Any, batch: Any, run: FitRun) -> Any:
     ts = run.train_state
-    return _compiled_grad_fn(model, loss)(ts.params, ts.state, batch, jax.random.fold_in(ts.key, ts.step))
+    key = jax.random.fold_in(ts.key, ts.step)
+    return _compiled_grad_fn(model, loss)(ts.params, ts.state, place(batch), key)  # placed only when asked
 
 
 class _StepLogs:

@@ -20,6 +20,10 @@ class Case:
     needs_key: bool = False  # apply(train=True) needs a PRNG key
     # (numpy Generator, batch) -> input batch; standard normal floats when None
     make_input: Callable[[np.random.Generator, int], Any] | None = None
+    # Where the layer computes in bfloat16 on purpose, float64 finite differences cannot
+    # match it and XLA's fusions may round differently under jit (test_precision checks
+    # it against float32 instead).
+    bfloat16: bool = False
 
 
 def tokens(time, vocab, pad=True):
@@ -84,6 +88,16 @@ CASES = [
         ),
         (3,),
         needs_key=True,
+    ),
+    Case(
+        "mixed_precision_with_float32_batchnorm",
+        lambda: fnn.MixedPrecision(
+            fnn.Sequential(
+                [fnn.MixedPrecision(fnn.BatchNorm(), "float32"), fnn.Dense(4, "tanh"), fnn.Dense(2)]
+            )
+        ),
+        (3,),
+        bfloat16=True,
     ),
     Case(
         "inference_mode",

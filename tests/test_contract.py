@@ -77,7 +77,8 @@ def test_jit_equals_eager(case):
     for train, key in train_modes(case):
         eager = layer.apply(params, state, x, train=train, key=key)
         compiled = jitted(params, state, x, train=train, key=key)
-        chex.assert_trees_all_close(compiled, eager, rtol=1e-6, atol=1e-6)
+        tol = 2**-7 if case.bfloat16 else 1e-6  # one bfloat16 ulp
+        chex.assert_trees_all_close(compiled, eager, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids)
@@ -130,6 +131,8 @@ def test_train_must_be_a_python_bool(case):
 @settings(max_examples=2)  # each example compiles the float64 checks anew; keep the suite fast
 @given(batch=st.integers(1, 4), seed=st.integers(0, 1000))
 def test_float64_gradients_match_finite_differences(case, batch, seed):
+    if case.bfloat16:
+        pytest.skip("computes in bfloat16 on purpose")
     layer, params, state, x = setup(case, seed=seed, batch=batch)
     for train, key in train_modes(case):
         fnn.testing.check_layer_grads(layer, params, state, x, train=train, key=key, seed=seed)
@@ -149,4 +152,5 @@ def test_jitted_gradients_equal_eager_gradients(case):
     argnums = (0, 1) if all(jnp.issubdtype(a.dtype, jnp.floating) for a in jax.tree.leaves(x)) else 0
     eager = jax.grad(loss, argnums=argnums)(params, x)
     compiled = jax.jit(jax.grad(loss, argnums=argnums))(params, x)
-    chex.assert_trees_all_close(compiled, eager, rtol=1e-5, atol=1e-5)
+    tol = 2**-6 if case.bfloat16 else 1e-5
+    chex.assert_trees_all_close(compiled, eager, rtol=tol, atol=tol)

@@ -73,6 +73,7 @@ from fnn.layers._pool import (
     MaxPool2D,
     MaxPool3D,
 )
+from fnn.layers._precision import MixedPrecision
 from fnn.layers._recurrent import (
     GRU,
     LSTM,
@@ -156,6 +157,7 @@ __all__ = [
     "Relu6",
     "Reshape",
     "InferenceMode",
+    "MixedPrecision",
     "REMAT_POLICIES",
     "Remat",
     "Residual",

@@ -48,10 +48,17 @@ def _affine(params: dict, y: jax.Array) -> jax.Array:
     # Params are (channels,); reshape them to y's rank instead of relying on rank promotion.
     shape = (1,) * (y.ndim - 1) + (-1,)
     if "scale" in params:
-        y = y * params["scale"].reshape(shape)
+        y = y * params["scale"].reshape(shape).astype(y.dtype)
     if "offset" in params:
-        y = y + params["offset"].reshape(shape)
+        y = y + params["offset"].reshape(shape).astype(y.dtype)
     return y
+
+
+def _at_least_float32(x: Any) -> jax.Array:
+    # Statistics of bfloat16/float16 activations lose too much: normalise in float32 (as Keras and Flax do).
+    x = jnp.asarray(x)
+    wide = jnp.issubdtype(x.dtype, jnp.floating) and jnp.finfo(x.dtype).bits >= 32
+    return x if wide else x.astype(jnp.float32)
 
 
 def _check_channels(kind: str, name: str, x: Any, channels: int) -> None:
@@ -111,6 +118,7 @@ def BatchNorm(
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         del key
         _check_channels(kind, name, x, state["mean"].shape[0])
+        in_dtype, x = jnp.result_type(x), _at_least_float32(x)
         shape = (1,) * (jnp.ndim(x) - 1) + (-1,)
         if train:
             axes = tuple(range(jnp.ndim(x) - 1))
@@ -121,8 +129,10 @@ def BatchNorm(
             }
         else:
             mean, var, new_state = state["mean"], state["var"], state
-        y = (x - mean.reshape(shape)) * jax.lax.rsqrt(var.reshape(shape) + epsilon)
-        return _affine(params, y), new_state
+        y = (x - mean.reshape(shape).astype(x.dtype)) * jax.lax.rsqrt(
+            var.reshape(shape).astype(x.dtype) + epsilon
+        )
+        return _affine(params, y).astype(in_dtype), new_state
 
     return make_layer(kind, name, init, apply)
 
@@ -149,7 +159,8 @@ def _normalise_layer(
         del train, key
         if params:
             _check_channels(kind, name, x, next(iter(params.values())).shape[0])
-        return _affine(params, normalise(name, jnp.asarray(x), epsilon)), state
+        y = _affine(params, normalise(name, _at_least_float32(x), epsilon))
+        return y.astype(jnp.result_type(x)), state
 
     return make_layer(kind, name, init, apply)
 

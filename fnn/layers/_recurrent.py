@@ -223,22 +223,37 @@ def _scan(
     Without it nothing per step is stacked, which saves memory in the backward pass.
     """
     xs = jnp.swapaxes(x, 0, 1)  # time-major for lax.scan
-    zeros = jnp.zeros((x.shape[0], cell.units), x.dtype)
     params = {**params, "w_xh": jnp.concatenate([params["w_x"], params["w_h"]], axis=0)}
+    if mask is None:  # no `last` in the carry: a smaller loop state is measurably faster on CPU
+        return _scan_unmasked(cell, params, xs, carry, reverse, sequences)
+    zeros = jnp.zeros((x.shape[0], cell.units), x.dtype)
 
     def body(state, inputs):
         carry, last = state
-        x_t, m_t = inputs if mask is not None else (inputs, None)
+        x_t, m_t = inputs
         new_carry, y = cell.step(params, carry, x_t)
-        if m_t is not None:
-            keep = m_t[:, None]
-            new_carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
-            y = jnp.where(keep, y, last)
+        keep = m_t[:, None]
+        new_carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
+        y = jnp.where(keep, y, last)
         return (new_carry, y), (y if sequences else None)
 
-    inputs = xs if mask is None else (xs, jnp.swapaxes(mask, 0, 1))
+    inputs = (xs, jnp.swapaxes(mask, 0, 1))
     (carry, last), ys = jax.lax.scan(body, (carry, zeros), inputs, reverse=reverse)
     return carry, last, (jnp.swapaxes(ys, 0, 1) if sequences else None)
+
+
+def _scan_unmasked(
+    cell: Cell, params: dict, xs: jax.Array, carry: Any, reverse: bool, sequences: bool
+) -> tuple[Any, jax.Array, jax.Array | None]:
+    """:func:`_scan` without a mask, ``xs`` time-major."""
+    if sequences:
+        carry, ys = jax.lax.scan(lambda c, x_t: cell.step(params, c, x_t), carry, xs, reverse=reverse)
+        return carry, ys[0] if reverse else ys[-1], jnp.swapaxes(ys, 0, 1)
+    # Scan all steps but the one processed last, then take that one outside the loop for its output.
+    body, final = (xs[1:], xs[0]) if reverse else (xs[:-1], xs[-1])
+    carry, _ = jax.lax.scan(lambda c, x_t: (cell.step(params, c, x_t)[0], None), carry, body, reverse=reverse)
+    carry, last = cell.step(params, carry, final)
+    return carry, last, None
 
 
 def RNN(

@@ -60,7 +60,6 @@ class Bench:
         sync: blocks until a value returned by ``step`` is computed.
         epochs: extra epoch runners, ``name -> run(x, y, batch, epochs) -> seconds per
             epoch``; every Bench also gets ``loop``: the host-shuffled Python loop.
-        channels_first: whether images are NCHW.
     """
 
     params: int
@@ -68,7 +67,6 @@ class Bench:
     put: Callable[[np.ndarray, np.ndarray], Any]
     sync: Callable[[Any], Any] = lambda value: value.block_until_ready()
     epochs: dict[str, Callable] = field(default_factory=dict)
-    channels_first: bool = False
 
     def loop_epochs(self, x, y, batch, epochs):
         """The usual hand-written epoch: permute on the host, feed each batch, sync at the end."""
@@ -442,7 +440,7 @@ def setup_equinox(model):
         cell[0], cell[1], loss = train_step(batch, cell[0], cell[1])
         return loss
 
-    return Bench(_count(eqx.filter(net, eqx.is_array)), step, _jax_put, channels_first=True)
+    return Bench(_count(eqx.filter(net, eqx.is_array)), step, _jax_put)  # images NCHW: run.CHANNELS_FIRST
 
 
 # --- Haiku -----------------------------------------------------------------------------
@@ -578,7 +576,6 @@ def setup_torch(model):
         step,
         lambda x, y: (torch.from_numpy(x), torch.from_numpy(y).long()),
         sync=lambda value: value.item(),
-        channels_first=True,
     )
 
 

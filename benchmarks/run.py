@@ -181,10 +181,7 @@ def median_of_sweeps(sweeps):
     merged = []
     for results in zip(*sweeps):
         ok = [r for r in results if "step_ms" in r]
-        if len(ok) < 1:
-            merged.append(results[0])
-            continue
-        merged.append(_median_tree(ok))
+        merged.append(_median_tree(ok) if ok else results[0])
     return merged
 
 
@@ -209,17 +206,10 @@ def report(results, peak, meta):
     models = list(dict.fromkeys(r["model"] for r in results))
     frameworks = list(dict.fromkeys(r["framework"] for r in results))
 
-    def cell(fw, model, figure, reference=None):
+    def missing(fw, model):
+        """What stands in a table cell for a pair with no figure."""
         r = by.get((fw, model), {})
-        if "skipped" in r:
-            return "skipped"
-        if "error" in r:
-            return "error"
-        value = figure(r)
-        if reference is None:
-            return value
-        ref = by.get(("jax", model), {})
-        return _ratio(*reference(r, ref)) if "step_ms" in ref else "—"
+        return "skipped" if "skipped" in r else "error" if "error" in r else "—"
 
     head = "| framework | " + " | ".join(models) + " |"
     rule = "|---|" + "---:|" * len(models)
@@ -236,7 +226,7 @@ def report(results, peak, meta):
                 ratio = f"{s['median'] / ref['median']:.2f} " if ref else ""
                 row.append(f"{ratio}({s['median']:.3f} ms, p10-p90 {s['p10']:.3f}-{s['p90']:.3f})")
             else:
-                row.append(cell(fw, m, None))
+                row.append(missing(fw, m))
         lines.append(f"| {FRAMEWORKS[fw][0]} | " + " | ".join(row) + " |")
 
     lines += ["", "## Time to first step, seconds (ratio to hand-written JAX)", "", head, rule]
@@ -247,7 +237,7 @@ def report(results, peak, meta):
             if "first_step_s" in r:
                 row.append(f"{r['first_step_s']:.2f} ({_ratio(r['first_step_s'], ref.get('first_step_s'))})")
             else:
-                row.append(cell(fw, m, None))
+                row.append(missing(fw, m))
         lines.append(f"| {FRAMEWORKS[fw][0]} | " + " | ".join(row) + " |")
 
     lines += [
@@ -267,7 +257,7 @@ def report(results, peak, meta):
                 r, ref = by.get((fw, m), {}), by.get(("jax", m), {})
                 sps = r.get("epoch_samples_per_s", {}).get(variant)
                 if sps is None:
-                    row.append(cell(fw, m, None) if "step_ms" not in r else "—")
+                    row.append(missing(fw, m))
                     continue
                 loop = ref.get("epoch_samples_per_s", {}).get("loop")
                 row.append(f"{sps:,.0f} ({_ratio(sps, loop)})")

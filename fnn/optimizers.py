@@ -278,15 +278,14 @@ def loss_scale(
         grads = jax.tree.map(lambda g: g / state.scale.astype(g.dtype), grads)
         finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
         updates, inner = tx.update(grads, state.inner_state, params)
-        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
-        updates = jax.tree.map(lambda u: jnp.where(finite, u, jnp.zeros_like(u)), updates)
+        # A non-finite step is skipped: no update, the inner state kept, the scale shrunk.
+        updates = jax.tree.map(lambda u: jnp.where(finite, u, 0), updates)
+        inner = jax.tree.map(lambda new, old: jnp.where(finite, new, old), inner, state.inner_state)
         good = jnp.where(finite, state.good_steps + 1, 0)
         grow = good >= growth_interval
         scale = jnp.where(grow, state.scale * factor, jnp.where(finite, state.scale, state.scale / factor))
         return updates, LossScaleState(
-            scale.astype(jnp.float32),
-            jnp.where(grow, 0, good).astype(jnp.int32),
-            jax.tree.map(keep, inner, state.inner_state),
+            scale.astype(jnp.float32), jnp.where(grow, 0, good).astype(jnp.int32), inner
         )
 
     return optax.GradientTransformation(init, update)

@@ -84,15 +84,13 @@ def make_train_step(
 
     def train_step(params: Any, state: Any, opt_state: Any, batch: Any, key: Any):
         scale = optimizers.current_loss_scale(opt_state)
-        if scale is None:
-            grads, (logs, new_state) = jax.grad(objective, has_aux=True)(params, state, batch, key, True)
-        else:  # float16: differentiate the scaled loss; the optimiser unscales (optimizers.loss_scale)
 
-            def scaled(*args):
-                value, aux = objective(*args)
-                return value * scale.astype(value.dtype), aux
+        def scaled(*args):  # float16: the scaled loss; the optimiser unscales (optimizers.loss_scale)
+            value, aux = objective(*args)
+            return value * scale.astype(value.dtype), aux
 
-            grads, (logs, new_state) = jax.grad(scaled, has_aux=True)(params, state, batch, key, True)
+        loss = objective if scale is None else scaled
+        grads, (logs, new_state) = jax.grad(loss, has_aux=True)(params, state, batch, key, True)
         updates, opt_state = tx.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), new_state, opt_state, logs
 

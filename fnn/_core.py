@@ -275,6 +275,83 @@ def check_positive_int(kind: str, name: str, arg: str, value: Any) -> int:
     return int(value)
 
 
+class _StaticShape:
+    """A normalised input shape as a jit static argument.
+
+    A :class:`Shape` hashes as a plain tuple, so two shapes that differ only in
+    dtype would share one compiled init; this compares the dtypes too.
+    """
+
+    def __init__(self, shape: Any):
+        self.shape = shape
+        self._token = _shape_token(shape)
+
+    def __hash__(self) -> int:
+        return hash(self._token)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _StaticShape) and self._token == other._token
+
+
+def _shape_token(shape: Any) -> Any:
+    if isinstance(shape, Shape):
+        return ("shape", tuple(shape), shape.dtype.str)
+    if isinstance(shape, tuple):
+        return ("tuple", *map(_shape_token, shape))
+    return ("dict", *((k, _shape_token(v)) for k, v in shape.items()))
+
+
+def _key_order(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {k: _key_order(v) for k, v in tree.items()}
+    if type(tree) in (list, tuple):
+        return type(tree)(map(_key_order, tree))
+    return None
+
+
+def _in_key_order(tree: Any, order: Any) -> Any:
+    # jit hands dicts back with sorted keys; params read in layer order.
+    if isinstance(tree, dict):
+        return {k: _in_key_order(tree[k], sub) for k, sub in order.items()}
+    if type(tree) in (list, tuple):
+        return type(tree)(_in_key_order(t, o) for t, o in zip(tree, order))
+    return tree
+
+
+def compiled_init(init: InitFn) -> InitFn:
+    """``init``, compiled as one program when it is called outside any trace.
+
+    Run eagerly, every random op of an init compiles on its own (two dozen small
+    compilations for an LSTM, and a QR for its orthogonal kernel), which made the
+    first step of a run twice as slow as hand-written JAX's. The values are
+    bitwise those of the eager init. Under a trace (``vmap``
+    over keys, ``eval_shape``, a combinator's init) it runs as written, so a model
+    compiles once, at its outermost layer.
+    """
+    # LLVM's level 1 compiles random bits a third as long as its default and runs
+    # them as fast; an init runs once, so compile time is what counts.
+    key_orders: dict[_StaticShape, Any] = {}
+
+    def traced(key: jax.Array, static: _StaticShape) -> tuple[Params, State]:
+        out = init(key, static.shape)
+        key_orders[static] = _key_order(out)
+        return out
+
+    jitted = jax.jit(traced, static_argnums=1, compiler_options={"xla_backend_optimization_level": 1})
+
+    def init_once(key: jax.Array, input_shape: Any) -> tuple[Params, State]:
+        if isinstance(key, jax.core.Tracer):
+            return init(key, input_shape)
+        try:
+            static = _StaticShape(as_shape(input_shape))
+        except TypeError:
+            return init(key, input_shape)  # the layer's own check names what is wrong
+        out = jitted(key, static)
+        return _in_key_order(out, key_orders[static])
+
+    return init_once
+
+
 def make_layer(
     kind: str,
     name: str,
@@ -282,7 +359,8 @@ def make_layer(
     apply: ApplyFn,
     children: ChildrenFn | None = None,
 ) -> Layer:
-    """Builds a :class:`Layer` whose ``apply`` first checks that ``train`` is a bool."""
+    """Builds a :class:`Layer` whose ``apply`` first checks that ``train`` is a bool
+    and whose ``init`` compiles once when called eagerly (see :func:`compiled_init`)."""
 
     def checked_apply(
         params: Params, state: State, x: Any, *, train: bool, key: jax.Array | None = None
@@ -290,7 +368,7 @@ def make_layer(
         check_train(kind, name, train)
         return apply(params, state, x, train=train, key=key)
 
-    return Layer(init, checked_apply, name, children)
+    return Layer(compiled_init(init), checked_apply, name, children)
 
 
 def default_name(kind: str) -> str:

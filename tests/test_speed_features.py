@@ -1,4 +1,4 @@
-"""Speed features: rematerialisation keeps gradients; fit never retraces across epochs."""
+"""Speed features: compiled init, rematerialisation keeps gradients, fit never retraces."""
 
 from __future__ import annotations
 
@@ -59,3 +59,42 @@ def test_fit_traces_the_model_a_fixed_number_of_times_whatever_the_epochs(steps_
     run(model=traced_model(few), data=digits(200), epochs=2, steps_per_execution=steps_per_execution)
     run(model=traced_model(many), data=digits(200), epochs=6, steps_per_execution=steps_per_execution)
     assert len(many) == len(few) > 0
+
+
+def lstm_model():
+    return fnn.Sequential([fnn.LSTM(8), fnn.Dropout(0.1), fnn.Dense(3, name="head")])
+
+
+def test_eager_init_compiles_once_and_gives_the_uncompiled_values_in_layer_order():
+    model, key = lstm_model(), jax.random.key(3)
+    with jax.disable_jit():  # the init as written, op by op
+        expected = model.init(key, (5, 2))
+    traces = []
+    counted = fnn.Sequential([fnn.Lambda(lambda x: traces.append(1) or x), model])
+    counted.init(key, (5, 2))
+    first = len(traces)
+    for _ in range(2):
+        params, state = model.init(key, (5, 2))
+        counted.init(key, (5, 2))
+    assert len(traces) == first > 0  # traced once, then run compiled
+    chex.assert_trees_all_equal((params, state), expected)
+    assert list(params) == ["lstm", "dropout", "head"]
+    # Traced callers (vmap over keys) run the init as written.
+    ensemble = jax.vmap(lambda k: model.init(k, (5, 2))[0])(jax.random.split(key, 2))
+    chex.assert_trees_all_equal(
+        jax.tree.map(lambda a: a[0], ensemble), model.init(jax.random.split(key, 2)[0], (5, 2))[0]
+    )
+
+
+def test_compiled_init_tells_input_dtypes_apart():
+    # Shapes hash as plain tuples; an int32 and a float32 (3,) must not share a compiled init.
+    seen = []
+    model = fnn.Sequential([fnn.Lambda(lambda x: seen.append(x.dtype) or x)])
+    model.init(jax.random.key(0), fnn.Shape((3,), jnp.int32))
+    model.init(jax.random.key(0), fnn.Shape((3,)))
+    assert set(seen) == {jnp.dtype("int32"), jnp.dtype("float32")}
+
+
+def test_init_with_a_bad_shape_still_names_it():
+    with pytest.raises(TypeError, match=r"input_shape must be a per-example shape .* got 'oops'"):
+        fnn.Sequential([fnn.Dense(2)]).init(jax.random.key(0), "oops")

@@ -50,6 +50,7 @@ import safetensors
 import safetensors.numpy
 
 from fnn._core import path_str, select_paths
+from fnn.parallel import barrier, is_primary
 
 __all__ = [
     "CheckpointError",
@@ -538,7 +539,10 @@ class CheckpointManager:
     Each checkpoint is a directory ``ckpt_000000123`` written by :func:`save`,
     so a crash while saving leaves the earlier ones untouched; leftover
     temporary directories are ignored and removed when a manager opens the
-    directory. One process should write to a directory at a time.
+    directory. One process should write to a directory at a time: in a
+    multi-process run (:mod:`fnn.parallel`) every process calls :meth:`save`,
+    which waits for all of them and lets process 0 write, so the directory
+    must be one all processes see if they are to resume from it.
 
     Args:
         directory: where the checkpoints live (created when missing).
@@ -589,9 +593,10 @@ class CheckpointManager:
         self.monitor = monitor
         self.mode = (better(monitor) if mode == "auto" else mode) if monitor else None
         self.directory.mkdir(parents=True, exist_ok=True)
-        for entry in self.directory.iterdir():
-            if _is_scratch(entry.name):
-                shutil.rmtree(entry, ignore_errors=True)
+        if is_primary():  # another process's scratch may be process 0's save in progress
+            for entry in self.directory.iterdir():
+                if _is_scratch(entry.name):
+                    shutil.rmtree(entry, ignore_errors=True)
 
     def path(self, step: int) -> Path:
         """The directory of the checkpoint for ``step``."""
@@ -662,6 +667,9 @@ class CheckpointManager:
             "step": step,
             "metrics": {k: float(v) for k, v in (metrics or {}).items()},
         }
+        barrier(f"fnn.checkpoint {self.directory.name} {step}")  # every process has reached this state
+        if not is_primary():
+            return self.path(step)
         path = save(self.path(step), tree, metadata=meta, overwrite=True)
         self._prune()
         return path
@@ -694,7 +702,9 @@ class CheckpointManager:
         return read_metadata(self._resolve(step))
 
     def clear(self) -> None:
-        """Deletes every checkpoint in the directory."""
+        """Deletes every checkpoint in the directory (process 0 does, in a multi-process run)."""
+        if not is_primary():
+            return
         for step in self.steps():
             _remove_dir(self.path(step))
 

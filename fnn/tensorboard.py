@@ -202,6 +202,8 @@ class TensorBoard(Callback):
         >>> board = TensorBoard(tempfile.mkdtemp(), histogram_freq=1, hparams={"lr": 1e-3})
     """
 
+    primary_only = True
+
     def __init__(
         self,
         logdir: str | os.PathLike,

@@ -42,6 +42,7 @@ def test_every_example_is_tested():
         "transfer_learning",
         "two_moons_boundary",
         "tensorboard_demo",
+        "data_parallel",
     }
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
@@ -59,6 +60,7 @@ def headline(name: str, label: str) -> float:
         ("diabetes_regression", "test R2", 0.40),
         ("breast_cancer", "test accuracy", 0.94),
         ("sequence_classification", "test accuracy", 0.9),
+        ("data_parallel", "test accuracy", 0.93),
     ],
 )
 def test_example_reaches_its_headline_figure(name, label, at_least):
@@ -162,3 +164,17 @@ def test_readme_example_runs():
     )
     assert done.returncode == 0, done.stderr
     assert float(re.search(r"test accuracy: ([0-9.]+)", done.stdout).group(1)) >= 0.95
+
+
+def test_data_parallel_benchmark_runs_on_simulated_devices(tmp_path):
+    path = EXAMPLES.parent / "benchmarks" / "data_parallel.py"
+    done = subprocess.run(
+        [sys.executable, str(path), "--devices", "2", "--models", "mlp", "--epochs", "1", "--samples", "512",
+         "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    results = json.loads((tmp_path / "data_parallel.json").read_text())["results"]
+    assert [(r["devices"], r["mesh"]) for r in results] == [(1, False), (2, True)]
+    assert all(r["samples_per_s"] > 0 for r in results)
+    assert "| mlp | 2 | yes |" in (tmp_path / "data_parallel.md").read_text()

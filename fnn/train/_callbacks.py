@@ -62,6 +62,8 @@ class Callback:
 
     #: ``fit`` guards steps against non-finite losses when any callback sets this.
     guards_nan: bool = False
+    #: In a multi-process run only process 0 runs it (it writes files or shows output).
+    primary_only: bool = False
     #: ``fit`` calls :meth:`on_steps_end` every this many steps of an epoch when set
     #: (and ends fused calls there, so it costs a host sync each time).
     step_interval: int | None = None
@@ -333,6 +335,8 @@ class CSVLogger(Callback):
         separator: the field separator.
         append: keep rows already in the file (e.g. when resuming).
     """
+
+    primary_only = True
 
     def __init__(self, path: str | os.PathLike, *, separator: str = ",", append: bool = False):
         self.path, self.separator, self.append = path, separator, append

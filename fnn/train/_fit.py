@@ -27,6 +27,7 @@ from fnn import losses as losses_lib
 from fnn import metrics as metrics_lib
 from fnn import optimizers
 from fnn._core import Layer, Shape
+from fnn.parallel import DataParallel, is_primary
 from fnn.train._callbacks import Callback, FitRun
 from fnn.train._checkpointing import BackupAndRestore
 from fnn.train._state import TrainState
@@ -107,7 +108,7 @@ def _advance(train_step: Callable, ts: TrainState, batch: Any) -> tuple[TrainSta
 
 
 def _make_step(
-    train_step: Callable, guard_nan: bool
+    train_step: Callable, guard_nan: bool, dp: DataParallel | None = None
 ) -> Callable[[tuple[TrainState, dict], Any], tuple[TrainState, dict]]:
     """One training step over ``(train_state, accumulator)``: the unit both modes run.
 
@@ -117,6 +118,8 @@ def _make_step(
 
     def step(carry: tuple[TrainState, dict], batch: Any) -> tuple[TrainState, dict]:
         ts, acc = carry
+        if dp is not None:  # a batch gathered on the devices stays split over them
+            batch = dp.constrain(batch)
         new, logs = _advance(train_step, ts, batch)
         weight = jnp.asarray(_batch_size_of(batch), jnp.float32)
         nan_step = acc["nan_step"]
@@ -136,7 +139,9 @@ def _make_step(
     return step
 
 
-def _accumulator_factory(train_step: Callable, ts: TrainState, batch_spec: Any) -> Callable[[], dict]:
+def _accumulator_factory(
+    train_step: Callable, ts: TrainState, batch_spec: Any, dp: DataParallel | None
+) -> Callable[[], dict]:
     """A compiled function returning a fresh, zeroed accumulator: one sum per log entry.
 
     One compiled call per epoch instead of a copy per buffer (the carry is donated).
@@ -153,8 +158,14 @@ def _accumulator_factory(train_step: Callable, ts: TrainState, batch_spec: Any) 
             "sums": {name: jnp.zeros((), jnp.float32) for name in names},
             "count": jnp.zeros((), jnp.float32),
             "nan_step": jnp.full((), -1, jnp.int32),
-        }
+        },
+        **_replicated_out(dp),
     )
+
+
+def _replicated_out(dp: DataParallel | None) -> dict[str, Any]:
+    """``jax.jit`` options: outputs replicated over the mesh, if there is one."""
+    return {} if dp is None else {"out_shardings": dp.replicated}
 
 
 class _Execution:
@@ -391,6 +402,7 @@ def fit(
     validation_batch_size: int = 256,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
+    mesh: Any = None,
 ) -> History:
     """Trains a model, Keras-style, and returns a :class:`History` with the trained state.
 
@@ -446,6 +458,16 @@ def fit(
             The backups are kept, so rerunning a finished run returns at once.
         checkpoint_every: with ``checkpoint_dir``, also back up every this many
             steps inside epochs.
+        mesh: train data-parallel over this ``jax.sharding.Mesh`` (see
+            :mod:`fnn.parallel`): batches are split along its ``"data"`` axis,
+            everything else is replicated, and XLA averages the gradients (and
+            BatchNorm's batch statistics) over the devices. ``batch_size`` is
+            the global batch; it and a last, smaller batch must divide by the
+            number of devices. In a multi-process run each process passes its
+            own, equally long shard of ``x`` and ``y`` (or its own batches),
+            the global batch is the processes' parts in process order, and
+            only process 0 shows progress or runs file-writing callbacks. The
+            returned state is replicated over the mesh.
 
     Returns:
         A :class:`History`.
@@ -477,14 +499,17 @@ def fit(
         if not isinstance(cb, Callback):
             raise TypeError(f"fit: callbacks must be fnn Callback instances, got {cb!r}")
     callbacks, backup = _with_backup(callbacks, checkpoint_dir, checkpoint_every)
+    dp = None if mesh is None else DataParallel(mesh)
+    if dp is not None and not is_primary():
+        verbose, callbacks = 0, [cb for cb in callbacks if not cb.primary_only]
     tx = optimizers.get(optimizer)
     guard_nan = any(cb.guards_nan for cb in callbacks)
     train_step = make_train_step(model, loss, tx, metrics)
-    step = _make_step(train_step, guard_nan)
+    step = _make_step(train_step, guard_nan, dp)
     key = jax.random.key(seed)
 
     source, val = _sources(
-        x, y, sample_weight, validation_split, validation_data, batch_size, shuffle, seed, steps_per_epoch
+        x, y, sample_weight, validation_split, validation_data, batch_size, shuffle, seed, steps_per_epoch, dp
     )
     first_batch = source.batch_spec()
     input_shape = _example_shapes(first_batch[0])
@@ -493,11 +518,12 @@ def fit(
     elif params is not None or state is not None:
         raise ValueError("fit: pass train_state or params/state, not both")
     # The steps donate their inputs; copy so the caller's arrays stay valid.
-    run = FitRun(model, epochs, _copy(train_state), input_shape)
-    run.gradients = functools.partial(_gradients, model, loss, first_batch, run)
+    place_state = _copy if dp is None else dp.replicate
+    run = FitRun(model, epochs, place_state(train_state), input_shape)
+    run.gradients = functools.partial(_gradients, model, loss, first_batch, run, dp)
 
     batch_spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), first_batch)
-    new_accumulator = _accumulator_factory(train_step, run.train_state, batch_spec)
+    new_accumulator = _accumulator_factory(train_step, run.train_state, batch_spec, dp)
     acc0 = new_accumulator()
     done: list[int] = []
     position, resumed_acc, resume = 0, None, None
@@ -505,7 +531,7 @@ def fit(
         template = {"train_state": run.train_state, "epoch_logs": acc0}
         resume = backup.start(template, source.fingerprint(seed), callbacks)
         if resume is not None:
-            run.train_state, resumed_acc = resume.train_state, resume.epoch_logs
+            run.train_state, resumed_acc = place_state((resume.train_state, resume.epoch_logs))
             initial_epoch, position = min(resume.epoch, epochs), resume.position
             run.history, done, run.stop_reason = resume.history, resume.epochs_done, resume.stop_reason
             run.stop_training = resume.stop_reason is not None
@@ -513,7 +539,7 @@ def fit(
     intervals = [*step_logs.intervals(), *([backup.every_steps] if backup and backup.every_steps else [])]
     every = math.gcd(*intervals) if intervals else None  # compiled calls end at every one of them
     execution = _Execution(
-        steps_per_execution if isinstance(source, _ArraySource) else _stream_steps(steps_per_execution),
+        steps_per_execution if source.fusable else _stream_steps(steps_per_execution),
         source.full_batches,
         epochs - initial_epoch,
         step,
@@ -537,6 +563,8 @@ def fit(
         for cb in callbacks:
             cb.on_epoch_begin(epoch, run)
         progress = _Progress(verbose, epoch, epochs, source.steps_in_epoch())
+        if dp is not None:  # callbacks may have put new, unplaced values in the state
+            run.train_state = dp.conform(run.train_state)
         carry = (run.train_state, resumed_acc if position else new_accumulator())
         step_logs.start(carry[1])
         run.train_state, acc = _train_epoch(
@@ -549,10 +577,13 @@ def fit(
         if acc["nan_step"] >= 0:
             run.nan_step = int(acc["nan_step"])
         if val is not None:
+            params_state = (run.train_state.params, run.train_state.state)
             val_logs = evaluate(
-                model, run.train_state.params, run.train_state.state, val[0], val[1],
+                model, *(params_state if dp is None else dp.local(params_state)), val[0], val[1],
                 loss=loss, metrics=metrics, sample_weight=val[2], batch_size=validation_batch_size,
             )  # fmt: skip
+            if dp is not None:  # each process holds its own validation data
+                val_logs = dp.mean_over_processes(val_logs, data_lib.num_examples(val[1]))
             logs.update({f"val_{k}": v for k, v in val_logs.items()})
         if rate is not None:
             logs["learning_rate"] = float(rate)
@@ -573,7 +604,7 @@ def fit(
 
 def _sources(
     x: Any, y: Any, sample_weight: Any, validation_split: Any, validation_data: Any,
-    batch_size: int, shuffle: bool, seed: int, steps_per_epoch: int | None,
+    batch_size: int, shuffle: bool, seed: int, steps_per_epoch: int | None, dp: DataParallel | None,
 ) -> tuple[_ArraySource | _StreamSource, tuple | None]:  # fmt: skip
     """The training data source and the validation data ``(x, y, sample_weight)``."""
     if y is None:
@@ -582,7 +613,7 @@ def _sources(
                 "fit: with an iterable of batches, pass validation_data (not validation_split) "
                 "and weights inside the batches"
             )
-        source: _ArraySource | _StreamSource = _StreamSource(x, steps_per_epoch)
+        source: _ArraySource | _StreamSource = _StreamSource(x, steps_per_epoch, dp)
     else:
         if validation_split is not None and validation_data is not None:
             raise ValueError("fit: pass validation_split or validation_data, not both")
@@ -592,7 +623,10 @@ def _sources(
             arrays, held_out = _split_validation(arrays, validation_split, n)
             validation_data = held_out if sample_weight is not None else (*held_out, None)
             n = data_lib.num_examples(arrays)
-        source = _ArraySource(arrays, n, _check_batch_size("fit", batch_size, n), shuffle, seed)
+        if dp is not None and dp.multi_process:
+            source = _ProcessShardSource(arrays, n, batch_size, shuffle, seed, dp)
+        else:
+            source = _ArraySource(arrays, n, _check_batch_size("fit", batch_size, n), shuffle, seed, dp)
     return source, None if validation_data is None else _unpack_validation(validation_data)
 
 
@@ -618,8 +652,10 @@ def _compiled_grad_fn(model: Layer, loss: Any) -> Callable:
     return jax.jit(make_grad_fn(model, loss))
 
 
-def _gradients(model: Layer, loss: Any, batch: Any, run: FitRun) -> Any:
+def _gradients(model: Layer, loss: Any, batch: Any, run: FitRun, dp: DataParallel | None) -> Any:
     ts = run.train_state
+    if dp is not None:  # on this process's first device, beside nothing else
+        ts, batch = dp.local((ts, batch))
     key = jax.random.fold_in(ts.key, ts.step)
     return _compiled_grad_fn(model, loss)(ts.params, ts.state, place(batch), key)  # placed only when asked
 
@@ -702,7 +738,8 @@ def _epoch_logs(acc: dict) -> dict[str, float]:
 def _stream_steps(requested: int | str) -> int | str:
     if requested not in ("auto", 1):
         raise ValueError(
-            "fit: steps_per_execution > 1 needs in-memory arrays (x and y), not an iterable of batches"
+            "fit: steps_per_execution > 1 needs in-memory arrays (x and y) in one process, not an "
+            "iterable of batches or a multi-process run"
         )
     return 1
 
@@ -725,11 +762,25 @@ def _calls(start: int, total: int, per_call: int, every: int | None) -> Iterable
 class _ArraySource:
     """In-memory arrays, placed on the device once; batches are gathered there."""
 
-    def __init__(self, arrays: tuple, n: int, batch_size: int, shuffle: bool, seed: int):
-        self.data = place(arrays)
-        self.n, self.batch_size, self.shuffle, self.seed = n, batch_size, shuffle, seed
+    fusable = True  # several steps can run in one compiled call
+
+    def __init__(
+        self, arrays: tuple, n: int, batch_size: int, shuffle: bool, seed: int, dp: DataParallel | None
+    ):
+        self.n, self.batch_size, self.shuffle, self.seed, self.dp = n, batch_size, shuffle, seed, dp
         self.full_batches = n // batch_size
         self.remainder = n % batch_size
+        if dp is None:
+            self.data, self.rows = place(arrays), jnp.asarray
+        else:  # the data on every device; each gathers its part of a batch
+            dp.check_batch_size("batch_size", batch_size)
+            if self.remainder:
+                dp.check_batch_size(
+                    f"the last batch ({n} examples in batches of {batch_size})",
+                    self.remainder,
+                    f"pick a batch_size that leaves a multiple of {dp.devices}, or trim the data",
+                )
+            self.data, self.rows = dp.replicate(arrays), dp.shard_rows
 
     def batch_spec(self) -> Any:
         return data_lib.take(self.data, slice(0, self.batch_size))
@@ -754,19 +805,24 @@ class _ArraySource:
         def many_steps(carry: Any, data: Any, rows: jax.Array) -> Any:
             return jax.lax.scan(lambda c, r: (step(c, data_lib.take(data, r)), None), carry, rows)[0]
 
-        one_jit, many_jit = jax.jit(one_step, donate_argnums=0), jax.jit(many_steps, donate_argnums=0)
+        out = _replicated_out(self.dp)
+        one_jit = jax.jit(one_step, donate_argnums=0, **out)
+        many_jit = jax.jit(many_steps, donate_argnums=0, **out)
         one, many, fused = one_jit, many_jit, execution.candidates[-1]
         if execution.measuring:  # compiled up front so that the timed epochs exclude compiling
-            rows_spec = jax.ShapeDtypeStruct((self.full_batches, self.batch_size), jnp.int32)
+            rows_sharding = None if self.dp is None else self.dp.rows_sharding
+            rows_spec = jax.ShapeDtypeStruct(
+                (self.full_batches, self.batch_size), jnp.int32, sharding=rows_sharding
+            )
             one = one_jit.lower(carry_spec, self.data, rows_spec, 0).compile()
-            chunk_spec = jax.ShapeDtypeStruct((fused, self.batch_size), jnp.int32)
+            chunk_spec = jax.ShapeDtypeStruct((fused, self.batch_size), jnp.int32, sharding=rows_sharding)
             many = many_jit.lower(carry_spec, self.data, chunk_spec).compile()
 
         def run_epoch(carry: Any, epoch: int, start: int = 0):
             order = data_lib.shuffle_indices(self.n, self.seed, epoch) if self.shuffle else np.arange(self.n)
             order = order.astype(np.int32)
             cut = self.full_batches * self.batch_size
-            rows = jnp.asarray(order[:cut].reshape(self.full_batches, self.batch_size))
+            rows = self.rows(order[:cut].reshape(self.full_batches, self.batch_size))
             per_call = execution.next()
             measure = execution.measuring and start == 0
             timed_from, start_time = (self.full_batches // 2 if per_call == 1 else 0), time.perf_counter()
@@ -786,7 +842,7 @@ class _ArraySource:
                     per_call, (time.perf_counter() - start_time) / (self.full_batches - timed_from)
                 )
             if self.remainder:  # the last, smaller batch: one more compile
-                carry = one_jit(carry, self.data, jnp.asarray(order[cut:])[None], 0)
+                carry = one_jit(carry, self.data, self.rows(order[cut:][None]), 0)
                 yield 1, carry
             yield None, carry
 
@@ -801,10 +857,64 @@ def _check_batch(batch: Any) -> tuple:
     return tuple(batch)
 
 
+class _ProcessShardSource(_ArraySource):
+    """This process's shard of the arrays in a multi-process run.
+
+    Each process cuts its part of every batch (``batch_size / processes`` rows,
+    shuffled by the same ``(seed, epoch)`` permutation of its shard) on the host,
+    and the parts form the global batch, one compiled step at a time.
+    """
+
+    fusable = False
+
+    def __init__(self, arrays: tuple, n: int, batch_size: int, shuffle: bool, seed: int, dp: DataParallel):
+        dp.check_batch_size("batch_size", _check_batch_size("fit", batch_size, batch_size))
+        sizes = dp.gather_ints(n)
+        if len(set(sizes)) > 1:
+            raise ValueError(
+                f"fit: every process must pass a shard of the same number of examples; got {sizes} "
+                "(process 0, 1, ...)"
+            )
+        part = batch_size // dp.processes
+        if part > n:
+            raise ValueError(
+                f"fit: batch_size {batch_size} needs {part} examples from each of {dp.processes} "
+                f"processes, but each shard holds {n}"
+            )
+        self.n, self.batch_size, self.shuffle, self.seed, self.dp = n, part, shuffle, seed, dp
+        self.full_batches, self.remainder = n // part, n % part
+        if self.remainder:
+            dp.check_batch_size(
+                f"the last batch ({dp.processes} shards of {n} examples in parts of {part})",
+                self.remainder * dp.processes,
+                f"pick a batch_size that leaves a multiple of {dp.devices}, or trim the data",
+            )
+        self.data = jax.tree.map(np.asarray, arrays)
+
+    def fingerprint(self, seed: int) -> dict[str, Any]:
+        return {**super().fingerprint(seed), "processes": self.dp.processes}
+
+    def runner(self, step: Callable, execution: _Execution, carry_spec: Any, every: int | None) -> Callable:
+        one = jax.jit(step, donate_argnums=0, **_replicated_out(self.dp))
+
+        def run_epoch(carry: Any, epoch: int, start: int = 0):
+            order = data_lib.shuffle_indices(self.n, self.seed, epoch) if self.shuffle else np.arange(self.n)
+            for begin in range(start * self.batch_size, self.n, self.batch_size):
+                part = data_lib.take(self.data, order[begin : begin + self.batch_size])
+                carry = one(carry, self.dp.global_batch(part))
+                yield 1, carry
+            yield None, carry
+
+        return run_epoch
+
+
 class _StreamSource:
     """An iterable of host batches, placed on the device one by one."""
 
-    def __init__(self, batches: Iterable, steps_per_epoch: int | None):
+    fusable = False
+
+    def __init__(self, batches: Iterable, steps_per_epoch: int | None, dp: DataParallel | None):
+        self.dp = dp
         if isinstance(batches, (np.ndarray, jax.Array, Mapping)):
             raise ValueError(
                 "fit: y is missing; pass x and y arrays, or x alone as an iterable of (x, y) batches"
@@ -842,14 +952,15 @@ class _StreamSource:
         return stream if self.steps_per_epoch is None else itertools.islice(stream, self.steps_per_epoch)
 
     def runner(self, step: Callable, execution: _Execution, carry_spec: Any, every: int | None) -> Callable:
-        one = jax.jit(step, donate_argnums=0)
+        one = jax.jit(step, donate_argnums=0, **_replicated_out(self.dp))
+        put = place if self.dp is None else self.dp.global_batch
 
         def run_epoch(carry: Any, epoch: int, start: int = 0):
             steps = 0
             # Resuming inside an epoch skips the batches already trained on; only a
             # re-iterable that yields the same batches each time continues exactly.
             for batch in itertools.islice(self._epoch_batches(epoch), start, None):
-                carry = one(carry, place(_check_batch(batch)))
+                carry = one(carry, put(_check_batch(batch)))
                 steps += 1
                 yield 1, carry
             if steps == 0 and start == 0:

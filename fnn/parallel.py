@@ -1,0 +1,252 @@
+"""Data-parallel training on JAX's own engine: device meshes, sharded batches, many hosts.
+
+One process with several devices (GPUs, or simulated CPU devices)::
+
+    history = fnn.fit(model, x, y, ..., mesh=fnn.parallel.data_mesh())
+
+Each batch is split along a ``"data"`` mesh axis; params, state and optimiser
+state are replicated; XLA's SPMD partitioner inserts the all-reduce that
+averages the gradients, and batch statistics (BatchNorm) are reduced over the
+whole global batch, so N devices train the same model as one (synchronised
+batch norm, with no extra code). Nothing here is home-made: ``jax.sharding``
+places the arrays, XLA runs the collectives.
+
+Several processes (hosts): run the same script in each, call
+:func:`initialize` before anything else touches JAX, and pass each process its
+own shard of the data; ``fit(..., mesh=data_mesh())`` assembles global batches
+with ``jax.make_array_from_process_local_data``. Every process ends with the
+same parameters; only process 0 writes checkpoints, logs and progress bars.
+
+A simulated multi-device CPU, for testing, must be set before JAX starts::
+
+    XLA_FLAGS=--xla_force_host_platform_device_count=8 python train.py
+
+Example:
+    >>> import jax, fnn
+    >>> mesh = fnn.parallel.data_mesh()
+    >>> mesh.axis_names, mesh.size == len(jax.devices())
+    (('data',), True)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import jax
+import numpy as np
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+__all__ = ["DATA_AXIS", "data_mesh", "initialize", "is_primary", "barrier"]
+
+DATA_AXIS = "data"
+
+_ADDRESS_RE = re.compile(r"^\[?[A-Za-z0-9_.:\-]+\]?:\d{1,5}$")
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"initialize: environment variable {name} must be an int, got {value!r}") from None
+
+
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    local_device_ids: int | Sequence[int] | None = None,
+    heartbeat_timeout_s: int = 100,
+    initialization_timeout_s: int = 300,
+    shutdown_timeout_s: int = 300,
+) -> None:
+    """Joins this process to a multi-process run: a checked ``jax.distributed.initialize``.
+
+    Call it first, before any other JAX call. Arguments left out come from the
+    environment variables ``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES`` and
+    ``JAX_PROCESS_ID``, and where those are unset from JAX's cluster detection
+    (SLURM, Open MPI, TPU pods).
+
+    Failure handling is JAX's: every process sends heartbeats to the coordinator;
+    when one stops (it crashed, was killed, or its host died) for
+    ``heartbeat_timeout_s``, the coordinator tells the others, which abort with
+    "The following tasks are unhealthy (stopped sending heartbeats)"; one that
+    was waiting in a collective with the dead peer usually fails sooner. A peer
+    that is alive but stuck outside JAX keeps sending heartbeats: bound that
+    case with the scheduler's time limit. See docs/parallel.md.
+
+    Args:
+        coordinator_address: ``"host:port"`` of process 0, which runs the
+            coordinator; all processes pass the same one.
+        num_processes: how many processes take part.
+        process_id: this process's index in ``[0, num_processes)``.
+        local_device_ids: restrict this process to these local devices.
+        heartbeat_timeout_s: seconds without heartbeats before a peer counts as dead.
+        initialization_timeout_s: seconds to wait for every process to join.
+        shutdown_timeout_s: seconds a finishing process waits for the others.
+
+    Raises:
+        ValueError: for an address, count or id that cannot work, naming it.
+    """
+    coordinator_address = coordinator_address or os.environ.get("JAX_COORDINATOR_ADDRESS")
+    num_processes = num_processes if num_processes is not None else _env_int("JAX_NUM_PROCESSES")
+    process_id = process_id if process_id is not None else _env_int("JAX_PROCESS_ID")
+    if coordinator_address is not None and not (
+        isinstance(coordinator_address, str) and _ADDRESS_RE.match(coordinator_address)
+    ):
+        raise ValueError(
+            f"initialize: coordinator_address must be 'host:port' (e.g. '10.0.0.1:1234'), "
+            f"got {coordinator_address!r}"
+        )
+    if num_processes is not None and (
+        isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1
+    ):
+        raise ValueError(f"initialize: num_processes must be a positive int, got {num_processes!r}")
+    if process_id is not None and (
+        isinstance(process_id, bool)
+        or not isinstance(process_id, int)
+        or not 0 <= process_id < (num_processes if num_processes is not None else process_id + 1)
+    ):
+        raise ValueError(
+            f"initialize: process_id must be an int in [0, num_processes={num_processes}), got {process_id!r}"
+        )
+    for arg, value in [
+        ("heartbeat_timeout_s", heartbeat_timeout_s),
+        ("initialization_timeout_s", initialization_timeout_s),
+        ("shutdown_timeout_s", shutdown_timeout_s),
+    ]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"initialize: {arg} must be a positive int of seconds, got {value!r}")
+    jax.distributed.initialize(
+        coordinator_address,
+        num_processes,
+        process_id,
+        local_device_ids=local_device_ids,
+        heartbeat_timeout_seconds=heartbeat_timeout_s,
+        initialization_timeout=initialization_timeout_s,
+        shutdown_timeout_seconds=shutdown_timeout_s,
+    )
+
+
+def data_mesh(devices: Sequence[jax.Device] | None = None, axis: str = DATA_AXIS) -> Mesh:
+    """A one-axis mesh over ``devices`` (all devices of all processes by default).
+
+    Example:
+        >>> import jax, fnn
+        >>> dict(fnn.parallel.data_mesh(jax.devices()[:1]).shape)
+        {'data': 1}
+    """
+    devices = jax.devices() if devices is None else list(devices)
+    if not devices:
+        raise ValueError("data_mesh: devices is empty; pass at least one device")
+    return Mesh(np.asarray(devices), (axis,))
+
+
+def is_primary() -> bool:
+    """Whether this is process 0, the one that writes files, logs and progress bars.
+
+    Example:
+        >>> import fnn
+        >>> fnn.parallel.is_primary()
+        True
+    """
+    # Outside a multi-process run this must not start JAX's backends: initialize()
+    # could no longer be called.
+    return not jax.distributed.is_initialized() or jax.process_index() == 0
+
+
+def barrier(name: str) -> None:
+    """Waits until every process reaches ``barrier(name)``; a no-op in a single process.
+
+    Every process must pass the same ``name`` (a mismatch is an error, not a hang).
+    """
+    if jax.distributed.is_initialized() and jax.process_count() > 1:
+        multihost_utils.sync_global_devices(name)
+
+
+class DataParallel:
+    """How ``fit`` places data and state on a mesh (internal to fnn).
+
+    Batches are sharded along ``axis``; everything else is replicated.
+    """
+
+    def __init__(self, mesh: Any, owner: str = "fit"):
+        if not isinstance(mesh, Mesh):
+            raise TypeError(
+                f"{owner}: mesh must be a jax.sharding.Mesh (see fnn.parallel.data_mesh), got {mesh!r}"
+            )
+        if DATA_AXIS not in mesh.axis_names:
+            raise ValueError(
+                f"{owner}: mesh must have a {DATA_AXIS!r} axis to split batches along, got axes {mesh.axis_names}"
+            )
+        self.mesh, self.owner = mesh, owner
+        self.devices = mesh.shape[DATA_AXIS]
+        self.replicated = NamedSharding(mesh, PartitionSpec())
+        self.batch_sharding = NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+        self.rows_sharding = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
+        self.processes = len({d.process_index for d in mesh.devices.flat})
+        self.multi_process = self.processes > 1
+
+    def check_batch_size(self, what: str, size: int, fix: str = "") -> None:
+        """Raises unless a global batch of ``size`` examples splits evenly over the devices."""
+        if size % self.devices:
+            raise ValueError(
+                f"{self.owner}: {what} has {size} examples, which do not split evenly over the mesh's "
+                f"{self.devices} devices along {DATA_AXIS!r}; {fix or f'use a multiple of {self.devices}'} "
+                "(nothing is padded or dropped silently)"
+            )
+
+    def replicate(self, tree: Any) -> Any:
+        """The same values on every device of the mesh (every process passes the same tree)."""
+        if self.multi_process:
+            return multihost_utils.host_local_array_to_global_array(tree, self.mesh, PartitionSpec())
+        return jax.device_put(tree, self.replicated)
+
+    def conform(self, tree: Any) -> Any:
+        """``tree`` with every leaf replicated: callbacks may put new single-device values in it."""
+        if all(getattr(a, "sharding", None) == self.replicated for a in jax.tree.leaves(tree)):
+            return tree
+        return self.replicate(self.local(tree))
+
+    def shard_rows(self, rows: Any) -> Any:
+        """Batch indices ``(steps, batch)`` split along the batch axis, for a gather on the devices."""
+        return jax.device_put(rows, self.rows_sharding)
+
+    def global_batch(self, local: Any) -> Any:
+        """A global batch from this process's part of it (the whole batch in one process)."""
+        rows = int(np.shape(jax.tree.leaves(local)[0])[0])
+        self.check_batch_size("a batch", rows * self.processes)
+        if self.multi_process:
+            return jax.tree.map(
+                lambda a: jax.make_array_from_process_local_data(self.batch_sharding, np.asarray(a)), local
+            )
+        return jax.device_put(local, self.batch_sharding)
+
+    def constrain(self, batch: Any) -> Any:
+        """Inside a compiled step: the batch stays split along the data axis."""
+        return jax.lax.with_sharding_constraint(batch, self.batch_sharding)
+
+    def local(self, tree: Any) -> Any:
+        """A replicated tree as single-device arrays on this process's first device."""
+        return jax.tree.map(lambda a: a.addressable_shards[0].data if isinstance(a, jax.Array) else a, tree)
+
+    def gather_ints(self, value: int) -> list[int]:
+        """``value`` from every process, in process order."""
+        if not self.multi_process:
+            return [value]
+        return [int(v) for v in multihost_utils.process_allgather(np.int32(value))]
+
+    def mean_over_processes(self, logs: dict[str, float], weight: int) -> dict[str, float]:
+        """Per-process logs averaged, weighted by each process's example count (so all agree)."""
+        if not self.multi_process:
+            return logs
+        table = np.asarray(multihost_utils.process_allgather(np.array([weight, *logs.values()], np.float32)))
+        weights = table[:, 0]
+        return {k: float(table[:, i + 1] @ weights / weights.sum()) for i, k in enumerate(logs)}

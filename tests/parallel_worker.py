@@ -1,0 +1,141 @@
+"""Subprocess side of tests/test_parallel.py: JAX's device count is fixed at start-up.
+
+python -m tests.parallel_worker devices          # one process, JAX_NUM_CPU_DEVICES devices
+python -m tests.parallel_worker train PID PORT DIR   # one of two processes on 127.0.0.1
+python -m tests.parallel_worker die PID PORT DIR     # as train; process 1 dies in epoch 2
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+
+PROCESSES, EXAMPLES, BATCH, EPOCHS = 2, 480, 48, 3
+
+
+def digits() -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    x, y = load_digits(return_X_y=True)
+    return (x[:EXAMPLES] / 16).astype(np.float32), y[:EXAMPLES].astype(np.int32)
+
+
+def shard(arrays: tuple, pid: int) -> tuple:
+    """Process ``pid``'s contiguous shard."""
+    size = EXAMPLES // PROCESSES
+    return tuple(a[pid * size : (pid + 1) * size] for a in arrays)
+
+
+def single_process_order(arrays: tuple) -> tuple:
+    """The data in the order one process sees the multi-process run's global batches (no shuffle).
+
+    Global batch k is every process's k-th part, in process order.
+    """
+    part = BATCH // PROCESSES
+    shards = [shard(arrays, p) for p in range(PROCESSES)]
+    steps = EXAMPLES // PROCESSES // part
+    return tuple(
+        np.concatenate([s[i][k * part : (k + 1) * part] for k in range(steps) for s in shards])
+        for i in range(len(arrays))
+    )
+
+
+def batchnorm_model():
+    import fnn
+
+    return fnn.Sequential([fnn.Dense(32), fnn.BatchNorm(), fnn.Activation("relu"), fnn.Dense(10)])
+
+
+def mlp_model():
+    import fnn
+
+    return fnn.Sequential([fnn.Dense(32, "relu"), fnn.Dense(10)])
+
+
+FIT = {"loss": "sparse_categorical_crossentropy", "epochs": EPOCHS, "batch_size": BATCH, "verbose": 0}
+
+
+def max_difference(a, b) -> float:
+    import jax
+
+    return max(
+        float(np.max(np.abs(np.asarray(u) - np.asarray(v))))
+        for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
+
+
+def bitwise_equal(a, b) -> bool:
+    import jax
+
+    return all(
+        np.array_equal(np.asarray(u), np.asarray(v)) for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
+
+
+def devices() -> dict:
+    import jax
+
+    import fnn
+
+    x, y = digits()
+    mesh = fnn.parallel.data_mesh()
+    report = {"devices": len(jax.devices())}
+    for name, model, optimizer in [
+        ("batchnorm_sgd", batchnorm_model, "sgd"),
+        ("mlp_adam", mlp_model, "adam"),
+    ]:
+        kw = {**FIT, "optimizer": optimizer, "metrics": ["accuracy"], "validation_split": 0.1}
+        one = fnn.fit(model(), x, y, **kw)
+        many = [fnn.fit(model(), x, y, mesh=mesh, steps_per_execution=s, **kw) for s in (1, "auto", 1)]
+        ts = [h.train_state for h in many]
+        report[name] = {
+            "max_difference": max_difference(
+                (one.train_state.params, one.train_state.state), (ts[0].params, ts[0].state)
+            ),
+            "repeat_bitwise": bitwise_equal(ts[0][:3], ts[2][:3]),  # params, state, opt_state
+            "fused_bitwise": bitwise_equal(ts[0][:3], ts[1][:3]),
+            "val_loss": [one.history["val_loss"][-1], many[0].history["val_loss"][-1]],
+            "replicated": all(a.sharding.is_fully_replicated for a in jax.tree.leaves(ts[0].params)),
+        }
+    try:
+        fnn.fit(mlp_model(), x, y, mesh=mesh, **{**FIT, "optimizer": "sgd", "batch_size": 36})
+    except ValueError as e:
+        report["indivisible_error"] = str(e)
+    return report
+
+
+def train(pid: int, port: str, directory: str, die: bool) -> None:
+    import jax
+
+    import fnn
+
+    fnn.parallel.initialize(f"127.0.0.1:{port}", PROCESSES, pid, heartbeat_timeout_s=5)
+
+    class DieInEpochTwo(fnn.Callback):
+        def on_epoch_end(self, epoch, logs, run):
+            if die and pid == 1 and epoch == 0:
+                os._exit(17)
+
+    x, y = shard(digits(), pid)
+    start = fnn.checkpoint.restore(os.path.join(directory, "start"))  # written by a single process
+    history = fnn.fit(
+        batchnorm_model(), x, y, optimizer="sgd", shuffle=False, mesh=fnn.parallel.data_mesh(),
+        params=start["params"], state=start["state"],
+        validation_data=shard(digits(), 1 - pid), checkpoint_dir=os.path.join(directory, "backup"),
+        callbacks=[DieInEpochTwo()], **FIT,
+    )  # fmt: skip
+    ts = jax.device_get(history.train_state)
+    leaves = {str(i): np.asarray(a) for i, a in enumerate(jax.tree.leaves((ts.params, ts.state)))}
+    np.savez(os.path.join(directory, f"result_{pid}.npz"), **leaves)
+    with open(os.path.join(directory, f"history_{pid}.json"), "w") as f:
+        json.dump(history.history, f)
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "devices":
+        print(json.dumps(devices()))
+    else:
+        train(int(sys.argv[2]), sys.argv[3], sys.argv[4], die=sys.argv[1] == "die")

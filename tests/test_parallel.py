@@ -1,0 +1,187 @@
+"""Data-parallel fit: simulated devices, two processes on loopback, a peer that dies.
+
+JAX fixes its device count and its distributed client when it starts, so those
+runs happen in subprocesses (tests/parallel_worker.py); the checks are here.
+
+Tolerance: a mesh splits each batch's sums (the gradient mean, BatchNorm's
+statistics) into per-device partial sums, so the float32 results differ from one
+device's in the last bits (observed: a few 1e-8 after 30 steps). The models are
+trained with SGD, or with Adam where no parameter's gradient is zero: Adam
+divides a zero gradient's rounding noise by its own size and turns it into
+full-size steps, which says nothing about data parallelism.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnn
+from tests import parallel_worker as worker
+
+pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
+
+ROOT = Path(__file__).resolve().parent.parent
+TOLERANCE = 1e-6  # max abs difference of params and state; float32 eps is 1.2e-7
+
+
+def run_worker(*args: str, devices: int, timeout: float = 300) -> subprocess.Popen:
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": str(devices), "JAX_PLATFORMS": "cpu"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.parallel_worker", *args],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+
+def free_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def test_fit_on_8_simulated_devices_matches_one_device_and_repeats_bitwise():
+    proc = run_worker("devices", devices=8)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 0, out[-3000:]
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["devices"] == 8
+    for name in ("batchnorm_sgd", "mlp_adam"):
+        result = report[name]
+        assert result["max_difference"] < TOLERANCE, (name, result)
+        assert result["repeat_bitwise"] and result["fused_bitwise"] and result["replicated"], (name, result)
+        np.testing.assert_allclose(*result["val_loss"], rtol=1e-5)
+    assert re.fullmatch(
+        r"fit: batch_size has 36 examples, which do not split evenly over the mesh's 8 devices along "
+        r"'data'; use a multiple of 8 \(nothing is padded or dropped silently\)",
+        report["indivisible_error"],
+    )
+
+
+def start_checkpoint(directory: Path) -> dict:
+    params, state = worker.batchnorm_model().init(jax.random.key(5), (64,))
+    fnn.checkpoint.save(directory / "start", {"params": params, "state": state})
+    return {"params": params, "state": state}
+
+
+def leaves(ts) -> list[np.ndarray]:
+    return [np.asarray(a) for a in jax.tree.leaves((ts.params, ts.state))]
+
+
+def test_two_processes_on_loopback_end_identical_and_match_one_process(tmp_path):
+    start = start_checkpoint(tmp_path)  # a single-process checkpoint both processes restore
+    port = free_port()
+    procs = [run_worker("train", str(pid), port, str(tmp_path), devices=2) for pid in (0, 1)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    for p, out in zip(procs, outs):
+        assert p.returncode == 0, out[-3000:]
+    results = [np.load(tmp_path / f"result_{pid}.npz") for pid in (0, 1)]
+    assert all(results[0][k].tobytes() == results[1][k].tobytes() for k in results[0].files)
+    multi = [results[0][str(i)] for i in range(len(results[0].files))]
+
+    x, y = worker.single_process_order(worker.digits())
+    single = fnn.fit(
+        worker.batchnorm_model(), x, y, optimizer="sgd", shuffle=False, validation_data=worker.digits(),
+        params=start["params"], state=start["state"], **worker.FIT,
+    )  # fmt: skip
+    for a, b in zip(multi, leaves(single.train_state), strict=True):
+        np.testing.assert_allclose(a, b, atol=TOLERANCE, rtol=0)
+    history = json.loads((tmp_path / "history_0.json").read_text())
+    np.testing.assert_allclose(history["loss"], single.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(
+        history["val_loss"], single.history["val_loss"], rtol=1e-5
+    )  # averaged over processes
+
+    # Process 0 alone wrote the backups; a single process restores them.
+    backup = fnn.checkpoint.CheckpointManager(tmp_path / "backup")
+    assert backup.latest() == worker.EPOCHS * (worker.EXAMPLES // worker.BATCH)
+    restored = backup.restore()["train_state"]
+    for a, b in zip(jax.tree.leaves((restored["params"], restored["state"])), multi, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_a_peer_that_dies_makes_the_survivor_fail_instead_of_hanging(tmp_path):
+    start_checkpoint(tmp_path)
+    port = free_port()
+    procs = [run_worker("die", str(pid), port, str(tmp_path), devices=1) for pid in (0, 1)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]  # a hang fails here
+    assert procs[1].returncode == 17, outs[1][-2000:]
+    assert procs[0].returncode != 0
+    assert re.search(r"heartbeat timeout|Connection reset by peer|another task died", outs[0]), outs[0][
+        -3000:
+    ]
+    assert not (tmp_path / "result_0.npz").exists()
+
+
+def test_a_one_device_mesh_trains_exactly_as_no_mesh():
+    x, y = worker.digits()
+    kw = {**worker.FIT, "optimizer": "adam", "metrics": ["accuracy"]}
+    plain = fnn.fit(worker.mlp_model(), x, y, **kw)
+    meshed = fnn.fit(worker.mlp_model(), x, y, mesh=fnn.parallel.data_mesh(jax.devices()[:1]), **kw)
+    for a, b in zip(leaves(plain.train_state), leaves(meshed.train_state)):
+        np.testing.assert_array_equal(a, b)
+    assert plain.history == meshed.history
+
+
+def test_fit_names_a_bad_mesh():
+    x, y = worker.digits()
+    with pytest.raises(TypeError, match=r"fit: mesh must be a jax.sharding.Mesh .* got 'data'"):
+        fnn.fit(worker.mlp_model(), x, y, loss="mse", mesh="data")
+    other = jax.sharding.Mesh(np.asarray(jax.devices()[:1]), ("batch",))
+    with pytest.raises(ValueError, match=r"fit: mesh must have a 'data' axis .* got axes \('batch',\)"):
+        fnn.fit(worker.mlp_model(), x, y, loss="mse", mesh=other)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"coordinator_address": "localhost"}, r"coordinator_address must be 'host:port' .* got 'localhost'"),
+        ({"num_processes": 0}, r"num_processes must be a positive int, got 0"),
+        (
+            {"num_processes": 2, "process_id": 2},
+            r"process_id must be an int in \[0, num_processes=2\), got 2",
+        ),
+        ({"heartbeat_timeout_s": 0}, r"heartbeat_timeout_s must be a positive int of seconds, got 0"),
+    ],
+)
+def test_initialize_checks_its_arguments_before_starting_anything(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fnn.parallel.initialize(**{"coordinator_address": "127.0.0.1:1234", **kwargs})
+
+
+def test_initialize_reads_counts_from_the_environment(monkeypatch):
+    monkeypatch.setenv("JAX_NUM_PROCESSES", "two")
+    with pytest.raises(ValueError, match=r"environment variable JAX_NUM_PROCESSES must be an int, got 'two'"):
+        fnn.parallel.initialize("127.0.0.1:1234")
+
+
+def test_single_process_helpers():
+    assert fnn.parallel.is_primary()
+    fnn.parallel.barrier("no-op in one process")
+    with pytest.raises(ValueError, match=r"data_mesh: devices is empty"):
+        fnn.parallel.data_mesh([])
+    mesh = fnn.parallel.data_mesh()
+    assert mesh.axis_names == ("data",) and mesh.size == jax.device_count()
+    assert jnp.ones(()).sharding.is_fully_replicated
+
+
+def test_fused_steps_need_arrays_in_one_process():
+    x, y = worker.digits()
+    with pytest.raises(
+        ValueError, match=r"steps_per_execution > 1 needs in-memory arrays \(x and y\) in one process"
+    ):
+        fnn.fit(
+            worker.mlp_model(),
+            [(x[:48], y[:48])],
+            loss="sparse_categorical_crossentropy",
+            steps_per_execution=2,
+        )

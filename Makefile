@@ -5,7 +5,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fnn-installed
 
-.PHONY: demo test lint bench clean
+DOCS_STAMP := $(VENV)/.fnn-docs-installed
+
+.PHONY: demo test docs lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +21,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -n 2 -q
 
+# The documentation site, warnings as errors (a broken reference fails the build).
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(VENV)/bin/mkdocs build --strict --quiet
+
 # The speed suite against the peers, in its own environment (the peers are large).
 bench:
 	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
@@ -30,4 +40,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check fnn tests benchmarks examples conftest.py
 
 clean:
-	rm -rf $(VENV) .venv-bench build *.egg-info
+	rm -rf $(VENV) .venv-bench build site *.egg-info

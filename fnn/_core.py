@@ -38,11 +38,10 @@ class Shape(tuple):
     index and slice it; combinators use the dtype to trace the next layer with
     the right input type (integer token ids, say).
 
-    Args:
-        dims: the per-example axis sizes.
-        dtype: the element type of the inputs; float32 by default.
+    ``Shape(dims, dtype=jnp.float32)``: ``dims`` are the per-example axis sizes,
+    ``dtype`` the element type of the inputs.
 
-    Example:
+    Examples:
         >>> s = Shape((28, 28, 1))
         >>> s, s[-1], s.dtype
         ((28, 28, 1), 1, dtype('float32'))
@@ -89,7 +88,7 @@ class Layer(NamedTuple):
             so that tools (summary, graphs, freezing) can walk the tree. ``None``
             for leaf layers; custom layers can leave it out.
 
-    Example:
+    Examples:
         A custom layer is two inner functions and a return:
 
         >>> def Scale(name="scale"):
@@ -129,7 +128,7 @@ def as_shape(input_shape: Any) -> Any:
     Raises:
         TypeError: for anything else, naming what was given.
 
-    Example:
+    Examples:
         >>> as_shape([4]), as_shape(((2,), (3, 1)))
         ((4,), ((2,), (3, 1)))
     """
@@ -209,7 +208,7 @@ def output_shape(layer: Layer, input_shape: Any) -> Any:
         The per-example output :class:`Shape` (a tuple of them for layers with
         several outputs).
 
-    Example:
+    Examples:
         >>> import fnn
         >>> fnn.output_shape(fnn.Dense(10), (784,))
         (10,)
@@ -524,7 +523,7 @@ def summary(model: Layer, input_shape: Any, *, frozen: str | Sequence[str] = ())
     Returns:
         A :class:`Summary`; ``print`` it for the table, or read its fields.
 
-    Example:
+    Examples:
         >>> import fnn
         >>> model = fnn.Sequential([fnn.Dense(8), fnn.Relu(), fnn.Dense(3)])
         >>> s = fnn.summary(model, (4,))

@@ -46,7 +46,8 @@ def export(
     Args:
         path: the directory to write (atomically, as a :mod:`fnn.checkpoint`).
         model: the model.
-        params, state: its trained weights.
+        params: its trained params.
+        state: its state.
         input_shape: the per-example input shape (no batch axis), e.g.
             ``(28, 28, 1)``, or :class:`fnn.Shape` with a dtype for integer
             inputs; pytrees of them for several inputs. The batch size is
@@ -58,7 +59,7 @@ def export(
     Returns:
         The directory written.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, tempfile, os, fnn
         >>> model = fnn.Sequential([fnn.Dense(4, "relu"), fnn.Dense(2)])
         >>> params, state = model.init(jax.random.key(0), (3,))

@@ -71,7 +71,7 @@ def get(activation: str | Activation | None) -> Activation:
         ValueError: for an unknown name, listing the known ones.
         TypeError: for anything that is neither a name nor callable.
 
-    Example:
+    Examples:
         >>> get("gelu") is jax.nn.gelu
         True
     """

@@ -177,7 +177,7 @@ def mixup(key: jax.Array, x: ArrayLike, y: ArrayLike, *, alpha: float = 0.2) -> 
     Returns:
         The mixed ``(x, y)``.
 
-    Example:
+    Examples:
         >>> x, y = jnp.ones((4, 3)), jax.nn.one_hot(jnp.arange(4) % 2, 2)
         >>> _, mixed = mixup(jax.random.key(0), x, y)
         >>> [round(float(s), 5) for s in mixed.sum(axis=1)]
@@ -273,7 +273,7 @@ def RandomTranslation(
 ) -> Layer:
     """:func:`random_translation` as a layer (training only).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> layer = RandomTranslation(0.1, 0.1)
         >>> x = jnp.ones((2, 8, 8, 1))

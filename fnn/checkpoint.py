@@ -556,7 +556,7 @@ class CheckpointManager:
 
     The newest checkpoint is never deleted.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp, tempfile
         >>> manager = CheckpointManager(tempfile.mkdtemp(), max_to_keep=2)
         >>> for step in range(1, 5):
@@ -769,7 +769,7 @@ def transfer(
             or a pattern or the prefix matches nothing.
         CheckpointError: for a corrupt checkpoint.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> old = {"features": {"w": jnp.ones(3)}, "head": {"w": jnp.ones(10)}}
         >>> new = {"features": {"w": jnp.zeros(3)}, "head": {"w": jnp.zeros(5)}}

@@ -126,14 +126,15 @@ def train_dev_test_split(
 
     Args:
         *arrays: arrays with the examples on the first axis.
-        dev_size, test_size: fractions in ``(0, 1)`` or numbers of examples.
+        dev_size: a fraction in ``(0, 1)`` or a number of examples.
+        test_size: the same, for the test part.
         seed: the split's seed.
         stratify: labels ``(n,)`` whose class proportions all three parts keep.
 
     Returns:
         ``[a_train, a_dev, a_test, b_train, b_dev, b_test, ...]``.
 
-    Example:
+    Examples:
         >>> import numpy as np
         >>> y = np.repeat([0, 1, 2], 20)
         >>> y_train, y_dev, y_test = train_dev_test_split(y, dev_size=0.2, test_size=0.2, stratify=y)
@@ -158,7 +159,7 @@ def num_examples(tree: Any, what: str = "data") -> int:
     Raises:
         ValueError: for an empty tree, scalars, or arrays of different lengths, naming them.
 
-    Example:
+    Examples:
         >>> num_examples({"image": np.zeros((5, 2)), "label": np.zeros(5)})
         5
     """
@@ -179,7 +180,7 @@ def num_examples(tree: Any, what: str = "data") -> int:
 def shuffle_indices(n: int, seed: int, epoch: int) -> np.ndarray:
     """The permutation of ``range(n)`` for ``(seed, epoch)``: the same on every machine.
 
-    Example:
+    Examples:
         >>> shuffle_indices(5, seed=0, epoch=1).tolist() == shuffle_indices(5, seed=0, epoch=1).tolist()
         True
     """
@@ -208,7 +209,7 @@ def batches(
         epoch: the epoch, so each epoch has its own deterministic order.
         drop_remainder: drop the last batch when it is smaller than ``batch_size``.
 
-    Example:
+    Examples:
         >>> x, y = np.arange(10.0), np.arange(10)
         >>> [len(bx) for bx, by in batches((x, y), 4)]
         [4, 4, 2]

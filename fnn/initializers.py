@@ -52,7 +52,7 @@ def get(initializer: str | Initializer) -> Initializer:
         ValueError: for an unknown name, listing the known ones.
         TypeError: for anything that is neither a name nor callable.
 
-    Example:
+    Examples:
         >>> w = get("he_normal")(jax.random.key(0), (3, 4), jax.numpy.float32)
         >>> w.shape
         (3, 4)

@@ -59,7 +59,7 @@ def mean_squared_error(
 ) -> jax.Array:
     """Mean of ``(y_pred - y_true)**2``; shapes ``(batch, ...)``, identical.
 
-    Example:
+    Examples:
         >>> float(mean_squared_error(jnp.zeros((2, 1)), jnp.ones((2, 1))))
         1.0
     """
@@ -73,7 +73,7 @@ def mean_absolute_error(
 ) -> jax.Array:
     """Mean of ``|y_pred - y_true|``; shapes ``(batch, ...)``, identical.
 
-    Example:
+    Examples:
         >>> float(mean_absolute_error(jnp.zeros(2), jnp.array([1.0, -3.0])))
         2.0
     """
@@ -92,7 +92,7 @@ def huber(
 ) -> jax.Array:
     """Huber loss: quadratic for ``|error| <= delta``, linear beyond (Keras's scale).
 
-    Example:
+    Examples:
         >>> float(huber(jnp.zeros(2), jnp.array([0.5, 3.0])))  # (0.125 + 2.5) / 2
         1.3125
     """
@@ -118,7 +118,7 @@ def binary_crossentropy(
         from_logits: whether ``y_pred`` holds logits.
         sample_weight: optional ``(batch,)`` weights.
 
-    Example:
+    Examples:
         >>> round(float(binary_crossentropy(jnp.ones(1), jnp.zeros(1))), 4)  # log 2
         0.6931
     """
@@ -151,7 +151,7 @@ def categorical_crossentropy(
         label_smoothing: in ``[0, 1)``; mixes targets with the uniform distribution.
         sample_weight: optional ``(batch,)`` weights.
 
-    Example:
+    Examples:
         >>> round(float(categorical_crossentropy(jnp.array([[0.0, 1.0]]), jnp.zeros((1, 2)))), 4)
         0.6931
     """
@@ -180,7 +180,7 @@ def sparse_categorical_crossentropy(
 
     Labels must lie in ``[0, classes)``; this cannot be checked under ``jit``.
 
-    Example:
+    Examples:
         >>> round(float(sparse_categorical_crossentropy(jnp.array([1]), jnp.zeros((1, 2)))), 4)
         0.6931
     """
@@ -215,7 +215,7 @@ def get(loss: str | Loss, **kwargs: Any) -> Loss:
     Raises:
         ValueError: for an unknown name, listing the known ones.
 
-    Example:
+    Examples:
         >>> get("mse") is mean_squared_error
         True
     """

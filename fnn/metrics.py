@@ -34,7 +34,7 @@ def _above(a: ArrayLike, threshold: float) -> jax.Array:
 def binary_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, threshold: float = 0.5) -> jax.Array:
     """Fraction of ``(y_pred > threshold) == (y_true > 0.5)``; identical shapes.
 
-    Example:
+    Examples:
         >>> float(binary_accuracy(jnp.array([1, 0]), jnp.array([0.9, 0.7])))
         0.5
     """
@@ -45,7 +45,7 @@ def binary_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, threshold: float = 
 def categorical_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     """Fraction of examples whose top score is the one-hot target's class.
 
-    Example:
+    Examples:
         >>> float(categorical_accuracy(jnp.eye(2), jnp.array([[0.9, 0.1], [0.8, 0.2]])))
         0.5
     """
@@ -69,7 +69,7 @@ def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     Raises:
         ValueError: for binary-looking inputs (one score per example).
 
-    Example:
+    Examples:
         >>> float(accuracy(jnp.array([1]), jnp.array([[0.2, 0.8]])))
         1.0
     """
@@ -87,7 +87,7 @@ def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
 def top_k_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, k: int = 5) -> jax.Array:
     """Fraction of integer labels among the ``k`` highest scores of ``(batch, classes)``.
 
-    Example:
+    Examples:
         >>> float(top_k_accuracy(jnp.array([2]), jnp.array([[0.5, 0.1, 0.4]]), k=2))
         1.0
     """
@@ -125,7 +125,7 @@ def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, *, num_classes: int) 
     Returns:
         An int32 array ``(C, C)``. Labels outside ``[0, C)`` are not counted.
 
-    Example:
+    Examples:
         >>> confusion_matrix(jnp.array([0, 1, 1]), jnp.array([0, 0, 1]), num_classes=2)
         Array([[1, 0],
                [1, 1]], dtype=int32)
@@ -166,7 +166,7 @@ def precision(
     labels or scores as for :func:`confusion_matrix`. Classes with no predicted
     example score 0.
 
-    Example:
+    Examples:
         >>> float(precision(jnp.array([1, 0, 1]), jnp.array([0.9, 0.8, 0.1])))
         0.5
     """
@@ -181,7 +181,7 @@ def recall(
 
     Arguments as for :func:`precision`.
 
-    Example:
+    Examples:
         >>> float(recall(jnp.array([1, 0, 1]), jnp.array([0.9, 0.8, 0.1])))
         0.5
     """
@@ -196,7 +196,7 @@ def f1_score(
 
     Arguments as for :func:`precision`.
 
-    Example:
+    Examples:
         >>> float(f1_score(jnp.array([1, 0, 1]), jnp.array([0.9, 0.8, 0.1])))
         0.5
     """
@@ -213,7 +213,7 @@ def _check_regression(metric: str, y_true: ArrayLike, y_pred: ArrayLike) -> tupl
 def mean_absolute_error(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     """Mean of ``|y_pred - y_true|``.
 
-    Example:
+    Examples:
         >>> float(mean_absolute_error(jnp.zeros(2), jnp.array([1.0, -3.0])))
         2.0
     """
@@ -224,7 +224,7 @@ def mean_absolute_error(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
 def root_mean_squared_error(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     """Square root of the mean of ``(y_pred - y_true)**2``.
 
-    Example:
+    Examples:
         >>> float(root_mean_squared_error(jnp.zeros(2), jnp.array([3.0, -3.0])))
         3.0
     """
@@ -238,7 +238,7 @@ def r2_score(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     Constant targets give 0 when predicted imperfectly and 1 when perfectly
     (scikit-learn's convention), never NaN.
 
-    Example:
+    Examples:
         >>> float(r2_score(jnp.array([1.0, 2.0, 3.0]), jnp.array([1.0, 2.0, 3.0])))
         1.0
     """
@@ -275,7 +275,7 @@ _HIGHER_IS_BETTER = ("acc", "accuracy", "precision", "recall", "f1", "f1_score",
 def better(name: str) -> str:
     """``"max"`` for log entries where higher is better (accuracy, F1, R², ...), else ``"min"``.
 
-    Example:
+    Examples:
         >>> better("val_accuracy"), better("val_loss")
         ('max', 'min')
     """
@@ -288,7 +288,7 @@ def get(metric: str | Metric) -> Metric:
     Raises:
         ValueError: for an unknown name, listing the known ones.
 
-    Example:
+    Examples:
         >>> get("rmse") is root_mean_squared_error
         True
     """
@@ -298,7 +298,7 @@ def get(metric: str | Metric) -> Metric:
 def resolve_all(metrics: Sequence[str | Metric] | Mapping[str, str | Metric] | None) -> dict[str, Metric]:
     """Turns a list of names/functions (or a dict of them) into ``{display name: fn}``.
 
-    Example:
+    Examples:
         >>> list(resolve_all(["accuracy", "mae"]))
         ['accuracy', 'mae']
     """

@@ -72,7 +72,7 @@ def get(
         ValueError: for an unknown name or a learning rate that is not positive.
         TypeError: for options given with an optax object, or unknown options.
 
-    Example:
+    Examples:
         >>> import optax
         >>> schedule = optax.exponential_decay(0.1, transition_steps=100, decay_rate=0.5)
         >>> opt = get("momentum", learning_rate=schedule)
@@ -127,7 +127,7 @@ def learning_rate(opt_state: Any) -> jax.Array | None:
     ``inject_hyperparams(...)(learning_rate=...)``. With a schedule it is the
     rate of the last step taken.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> opt = get("sgd", learning_rate=0.05)
         >>> float(learning_rate(opt.init({"w": jnp.zeros(2)})))
@@ -147,7 +147,7 @@ def set_learning_rate(opt_state: Any, value: float) -> Any:
         ValueError: when the state holds no learning rate, or the rate follows a
             schedule (it would be overwritten at the next step).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> opt = get("adam")
         >>> state = set_learning_rate(opt.init({"w": jnp.zeros(2)}), 1e-4)
@@ -195,7 +195,7 @@ def freeze(
     Returns:
         An optax transformation.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> params = {"features": {"w": jnp.ones(2)}, "head": {"w": jnp.ones(2)}}
         >>> opt = freeze("sgd", "features")
@@ -250,7 +250,7 @@ def loss_scale(
     Raises:
         ValueError: for a bad argument, naming it.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> opt = loss_scale("sgd", initial_scale=8.0)
         >>> params = {"w": jnp.ones(2)}
@@ -297,7 +297,7 @@ def current_loss_scale(opt_state: Any) -> jax.Array | None:
     Raises:
         ValueError: if the state holds more than one loss scale.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> float(current_loss_scale(loss_scale("adam").init({"w": jnp.ones(2)})))
         32768.0

@@ -138,7 +138,7 @@ def initialize(
 def data_mesh(devices: Sequence[jax.Device] | None = None, axis: str = DATA_AXIS) -> Mesh:
     """A one-axis mesh over ``devices`` (all devices of all processes by default).
 
-    Example:
+    Examples:
         >>> import jax, fnn
         >>> dict(fnn.parallel.data_mesh(jax.devices()[:1]).shape)
         {'data': 1}
@@ -152,7 +152,7 @@ def data_mesh(devices: Sequence[jax.Device] | None = None, axis: str = DATA_AXIS
 def is_primary() -> bool:
     """Whether this is process 0, the one that writes files, logs and progress bars.
 
-    Example:
+    Examples:
         >>> import fnn
         >>> fnn.parallel.is_primary()
         True
@@ -193,6 +193,24 @@ class DataParallel:
         self.rows_sharding = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
         self.processes = len({d.process_index for d in mesh.devices.flat})
         self.multi_process = self.processes > 1
+
+    def one_at_a_time(self, fn: Any) -> Any:
+        """``fn``, waiting for each call to finish when the mesh holds several local CPU devices.
+
+        XLA:CPU runs every device's part of a call on one shared thread pool. With
+        many calls in flight (async dispatch), parts waiting in an all-reduce can
+        hold every thread while their partners wait for one, and XLA aborts after
+        40 s ("Termination timeout for all reduce"). Simulated devices gain
+        nothing from running ahead anyway.
+        """
+        local = [d for d in self.mesh.devices.flat if d.process_index == jax.process_index()]
+        if len(local) < 2 or local[0].platform != "cpu":
+            return fn
+
+        def call(*args: Any) -> Any:
+            return jax.block_until_ready(fn(*args))
+
+        return call
 
     def check_batch_size(self, what: str, size: int, fix: str = "") -> None:
         """Raises unless a global batch of ``size`` examples splits evenly over the devices."""

@@ -149,7 +149,9 @@ def decision_boundary(
     on a ``resolution x resolution`` grid around the data.
 
     Args:
-        model, params, state: the classifier; its inputs are ``(n, 2)``.
+        model: the classifier; its inputs are ``(n, 2)``.
+        params: its params.
+        state: its state.
         x: the points ``(n, 2)``.
         y: their integer labels ``(n,)``.
         threshold: for a single output, class 1 where the output exceeds it

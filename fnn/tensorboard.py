@@ -197,7 +197,7 @@ class TensorBoard(Callback):
         write_images: write the first 2-D convolution's filters each epoch.
         hparams: hyper-parameters to record with the final metrics.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> board = TensorBoard(tempfile.mkdtemp(), histogram_freq=1, hparams={"lr": 1e-3})
     """

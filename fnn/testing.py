@@ -92,7 +92,8 @@ def check_grads(
             arrays it closes over should be float64 too.
         params: a pytree of arrays (cast to float64 for the check).
         eps: finite-difference step.
-        rtol, atol: tolerance ``|ad - fd| <= atol + rtol * max(|ad|, |fd|)``.
+        rtol: relative tolerance: ``|ad - fd| <= atol + rtol * max(|ad|, |fd|)``.
+        atol: absolute tolerance.
         num_directions: random directions per array.
         seed: seed of the directions.
         raise_on_failure: raise ``AssertionError`` (listing the worst paths)
@@ -161,15 +162,17 @@ def check_layer_grads(
 
     Args:
         layer: the layer.
-        params, state: its params and state (from ``init``).
+        params: its params (from ``init``).
+        state: its state (from ``init``).
         x: an input batch; floating arrays in it are differentiated too when
             ``wrt_input`` (under the path ``input``).
-        train, key: passed to ``apply`` (a fixed key makes dropout deterministic).
+        train: passed to ``apply``.
+        key: passed to ``apply`` (a fixed key makes dropout deterministic).
         wrt_input: also check the gradient with respect to ``x``.
         seed: seed of the cotangent and the directions.
         **kwargs: tolerances, as for :func:`check_grads`.
 
-    Example:
+    Examples:
         >>> import fnn
         >>> layer = fnn.Dense(2, "tanh")
         >>> params, state = layer.init(jax.random.key(0), (3,))
@@ -222,7 +225,7 @@ def _st() -> Any:
 def shapes(*, min_rank: int = 1, max_rank: int = 3, min_side: int = 1, max_side: int = 5) -> Any:
     """Strategy for per-example shapes: tuples of ``min_rank..max_rank`` sides.
 
-    Example:
+    Examples:
         >>> from hypothesis import given
         >>> @given(shapes(max_rank=2))
         ... def test_rank(shape):

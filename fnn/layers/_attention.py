@@ -81,7 +81,7 @@ def MultiHeadAttention(
     dim), "b": (heads, dim)}, "output": {"w": (heads, value_dim, output_dim), "b"}}``
     (Keras's EinsumDense layout).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> mha = MultiHeadAttention(2, causal=True)
         >>> params, state = mha.init(jax.random.key(0), (5, 8))
@@ -242,7 +242,7 @@ def TransformerEncoderBlock(
         epsilon: of the LayerNorms.
         name: layer name; ``"transformer_encoder_block"`` by default.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> block = TransformerEncoderBlock(2, 16)
         >>> params, state = block.init(jax.random.key(0), (6, 8))

@@ -36,7 +36,7 @@ def Lambda(fn: Callable[[Any], Any], *, name: str | None = None) -> Layer:
             axis and be traceable (no Python side effects).
         name: layer name; ``"lambda"`` by default.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> total = Lambda(lambda x: jnp.sum(x, axis=-1, keepdims=True), name="total")
         >>> total.apply({}, {}, jnp.ones((2, 3)), train=False)[0]
@@ -51,7 +51,7 @@ def Lambda(fn: Callable[[Any], Any], *, name: str | None = None) -> Layer:
 def Identity(*, name: str | None = None) -> Layer:
     """Returns its input unchanged.
 
-    Example:
+    Examples:
         >>> Identity().apply({}, {}, 1.0, train=False)
         (1.0, {})
     """
@@ -61,7 +61,7 @@ def Identity(*, name: str | None = None) -> Layer:
 def Flatten(*, name: str | None = None) -> Layer:
     """Flattens each example: ``(batch, d1, d2, ...)`` -> ``(batch, d1 * d2 * ...)``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> Flatten().apply({}, {}, jnp.ones((2, 3, 4)), train=False)[0].shape
         (2, 12)
@@ -87,7 +87,7 @@ def Reshape(target_shape: Sequence[int], *, name: str | None = None) -> Layer:
         ValueError: for a malformed target, or an input whose per-example size
             does not fit it, naming both shapes.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> Reshape((2, -1)).apply({}, {}, jnp.ones((5, 6)), train=False)[0].shape
         (5, 2, 3)
@@ -128,7 +128,7 @@ def Activation(activation: str | activations.Activation, *, name: str | None = N
     Raises:
         TypeError: for keyword arguments the function does not take.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> Activation("leaky_relu", negative_slope=0.5).apply(
         ...     {}, {}, jnp.array([[-2.0]]), train=False)[0]

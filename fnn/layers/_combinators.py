@@ -74,7 +74,7 @@ def Sequential(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
         A :class:`~fnn.Layer` whose params and state are dicts keyed by the
         children's unique names (``{"dense": ..., "relu": ..., "dense_1": ...}``).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import fnn
         >>> model = Sequential([fnn.Dense(8), fnn.Relu(), fnn.Dense(2)])
@@ -134,7 +134,7 @@ def Parallel(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
         layers: one layer per branch.
         name: layer name; ``"parallel"`` by default.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import fnn
         >>> branches = Sequential([FanOut(2), Parallel([fnn.Dense(3), fnn.Dense(5)]), FanInConcat()])
@@ -174,7 +174,7 @@ def Parallel(layers: Sequence[Layer], *, name: str | None = None) -> Layer:
 def FanOut(num: int, *, name: str | None = None) -> Layer:
     """Copies its input into a tuple of ``num`` branches.
 
-    Example:
+    Examples:
         >>> FanOut(2).apply({}, {}, 1.0, train=False)[0]
         (1.0, 1.0)
     """
@@ -203,7 +203,7 @@ def FanInConcat(axis: int = -1, *, name: str | None = None) -> Layer:
     Raises:
         ValueError: when the inputs' shapes differ off ``axis``, naming them.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> FanInConcat().apply({}, {}, (jnp.ones((2, 3)), jnp.ones((2, 1))), train=False)[0].shape
         (2, 4)
@@ -233,7 +233,7 @@ def FanInConcat(axis: int = -1, *, name: str | None = None) -> Layer:
 def FanInSum(*, name: str | None = None) -> Layer:
     """Adds a tuple of branch outputs of identical shape (nothing is broadcast).
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> FanInSum().apply({}, {}, (jnp.ones((1, 2)), jnp.ones((1, 2))), train=False)[0]
         Array([[2., 2.]], dtype=float32)
@@ -261,7 +261,7 @@ def Residual(layer: Layer, *, name: str | None = None) -> Layer:
     Raises:
         ValueError: when the branch changes the shape, naming both shapes.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> import fnn
         >>> block = Residual(fnn.Dense(4))
@@ -332,7 +332,7 @@ def Remat(layer: Layer, *, policy: str | Callable | None = None) -> Layer:
     Raises:
         ValueError: for an unknown policy name, listing the known ones.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, fnn
         >>> block = Remat(fnn.Sequential([fnn.Dense(8, "gelu"), fnn.Dense(8)]), policy="dots_saveable")
         >>> params, state = block.init(jax.random.key(0), (8,))
@@ -369,7 +369,7 @@ def InferenceMode(layer: Layer) -> Layer:
     Args:
         layer: any layer; name, params and state are unchanged.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, fnn
         >>> base = InferenceMode(fnn.Sequential([fnn.Dense(4), fnn.BatchNorm(), fnn.Dropout(0.5)]))
         >>> params, state = base.init(jax.random.key(0), (3,))

@@ -177,7 +177,8 @@ _CONV_DOC = """A {nd}D convolution over inputs ``{layout}`` (channels last).
             and ``filters`` must both divide by it.
         use_bias: add a bias per output channel.
         activation: applied to the output, by name or function.
-        kernel_init, bias_init: initialisers by name or function.
+        kernel_init: the kernel's initialiser, by name or function.
+        bias_init: the bias's initialiser, by name or function.
         dtype: parameter dtype.
         name: layer name; ``"{default}"`` by default.
 
@@ -222,7 +223,7 @@ def _conv_constructor(ndim: int) -> Any:
 
 Conv1D, Conv2D, Conv3D = (_conv_constructor(n) for n in (1, 2, 3))
 Conv2D.__doc__ += """
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> layer = Conv2D(6, 5, padding="same", activation="relu")
         >>> params, state = layer.init(jax.random.key(0), (28, 28, 1))
@@ -253,7 +254,7 @@ def DepthwiseConv2D(
     output channel ``c * depth_multiplier + m`` comes from input channel ``c``.
     Other arguments as for :func:`Conv2D`.
 
-    Example:
+    Examples:
         >>> import jax
         >>> layer = DepthwiseConv2D(3, depth_multiplier=2)
         >>> layer.init(jax.random.key(0), (8, 8, 3))[0]["w"].shape
@@ -289,7 +290,7 @@ def SeparableConv2D(
     "pointwise": {"w": (1, 1, channels * depth_multiplier, filters), "b": (filters,)}}``.
     Arguments as for :func:`Conv2D` and :func:`DepthwiseConv2D`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> layer = SeparableConv2D(4, 3, padding="same")
         >>> params, state = layer.init(jax.random.key(0), (8, 8, 3))
@@ -374,9 +375,15 @@ _TRANSPOSE_DOC = """A {nd}D transposed convolution (the gradient of :func:`Conv{
 
     Args:
         filters: output channels.
-        kernel_size, strides, dilation: an int or {nd} ints.
+        kernel_size: an int or {nd} ints.
+        strides: an int or {nd} ints.
+        dilation: an int or {nd} ints.
         padding: ``"same"`` or ``"valid"``.
-        use_bias, activation, kernel_init, bias_init, dtype: as for :func:`Conv{nd}D`.
+        use_bias: as for :func:`Conv{nd}D`.
+        activation: as for :func:`Conv{nd}D`.
+        kernel_init: as for :func:`Conv{nd}D`.
+        bias_init: as for :func:`Conv{nd}D`.
+        dtype: as for :func:`Conv{nd}D`.
         name: layer name; ``"{default}"`` by default.
 
     Returns:

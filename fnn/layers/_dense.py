@@ -41,7 +41,7 @@ def Dense(
         ValueError: for bad hyper-parameters, and in ``init``/``apply`` for an
             input whose last axis does not match, naming the layer and shapes.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> layer = Dense(3, "relu")
         >>> params, state = layer.init(jax.random.key(0), (4,))

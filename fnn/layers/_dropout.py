@@ -48,7 +48,7 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
     Raises:
         ValueError: for a rate outside ``[0, 1)``, or a missing key in training.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> layer = Dropout(0.5)
         >>> y, _ = layer.apply({}, {}, jnp.ones((1, 4)), train=True, key=jax.random.key(1))
@@ -64,7 +64,7 @@ def SpatialDropout(rate: float, *, name: str | None = None) -> Layer:
     For inputs ``(batch, *spatial, channels)`` of any spatial rank (Keras's
     SpatialDropout1D/2D/3D in one). Arguments as for :func:`Dropout`.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> y, _ = SpatialDropout(0.5).apply({}, {}, jnp.ones((1, 4, 4, 8)), train=True, key=jax.random.key(0))
         >>> bool(jnp.all((y == 0).all(axis=(1, 2)) | (y == 2).all(axis=(1, 2))))

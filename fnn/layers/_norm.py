@@ -88,7 +88,8 @@ def BatchNorm(
     Args:
         momentum: in ``[0, 1)``; how slowly the running statistics move.
         epsilon: added to the variance.
-        center, scale: learn an ``offset`` and a ``scale`` per channel.
+        center: learn an ``offset`` per channel.
+        scale: learn a ``scale`` per channel.
         dtype: dtype of params and statistics.
         name: layer name; ``"batch_norm"`` by default.
 
@@ -96,7 +97,7 @@ def BatchNorm(
         A :class:`~fnn.Layer` with params ``{"scale": (C,), "offset": (C,)}`` and
         state ``{"mean": (C,), "var": (C,)}``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> bn = BatchNorm()
         >>> params, state = bn.init(jax.random.key(0), (3,))
@@ -175,7 +176,7 @@ def LayerNorm(
 ) -> Layer:
     """Normalises each example over its last axis, then scales and offsets per channel.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> ln = LayerNorm()
         >>> params, state = ln.init(jax.random.key(0), (4,))

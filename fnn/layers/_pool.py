@@ -110,7 +110,7 @@ def _global(kind: str, default: str, reducer: Any, keepdims: bool, name: str | N
 def GlobalMaxPool(*, keepdims: bool = False, name: str | None = None) -> Layer:
     """The maximum over all spatial axes: ``(batch, *spatial, channels)`` -> ``(batch, channels)``.
 
-    Example:
+    Examples:
         >>> import jax.numpy as jnp
         >>> GlobalMaxPool().apply({}, {}, jnp.ones((2, 4, 4, 3)), train=False)[0].shape
         (2, 3)

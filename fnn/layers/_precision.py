@@ -72,7 +72,7 @@ def MixedPrecision(layer: Layer, compute_dtype: Any = "bfloat16") -> Layer:
     Raises:
         ValueError: if ``compute_dtype`` is not a floating dtype.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, fnn
         >>> model = MixedPrecision(fnn.Sequential([
         ...     fnn.Dense(8, "relu"),

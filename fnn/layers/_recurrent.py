@@ -283,7 +283,7 @@ def RNN(
         A :class:`~fnn.Layer` whose params are the cell's; no state (the
         recurrent state lives within one call).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> lstm = RNN(LSTMCell(8))
         >>> params, state = lstm.init(jax.random.key(0), (5, 3))
@@ -337,7 +337,7 @@ def LSTM(
 ) -> Layer:
     """``RNN(LSTMCell(units, ...))``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> layer = LSTM(4, return_sequences=True)
         >>> params, state = layer.init(jax.random.key(0), (6, 2))
@@ -429,7 +429,7 @@ def Embedding(
     Returns:
         A :class:`~fnn.Layer` with params ``{"table": (vocab_size, dim)}``.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp
         >>> emb = Embedding(10, 4, mask_index=0)
         >>> params, state = emb.init(jax.random.key(0), Shape((3,), jnp.int32))

@@ -136,7 +136,7 @@ class EarlyStopping(Callback):
         baseline: a value the monitored entry must beat for patience to reset.
         start_from_epoch: epochs to wait before watching (warm-up).
 
-    Example:
+    Examples:
         >>> stop = EarlyStopping("val_loss", patience=3, restore_best_weights=True)
     """
 
@@ -231,7 +231,7 @@ class ReduceLROnPlateau(Callback):
         cooldown: epochs to wait after a reduction before counting again.
         min_lr: the rate never goes below this.
 
-    Example:
+    Examples:
         >>> reduce = ReduceLROnPlateau("val_loss", factor=0.5, patience=2)
     """
 
@@ -289,7 +289,7 @@ class LearningRateScheduler(Callback):
     For per-step schedules, pass an optax schedule as the optimiser's
     ``learning_rate`` instead; ``fit`` logs the current rate either way.
 
-    Example:
+    Examples:
         >>> halve_every_10 = LearningRateScheduler(lambda epoch, rate: rate * 0.5 if epoch and epoch % 10 == 0 else rate)
     """
 

@@ -39,7 +39,7 @@ class ModelCheckpoint(Callback):
             the best by ``monitor`` is kept as well.
         every_epochs: save every this many epochs.
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> checkpoint = ModelCheckpoint(tempfile.mkdtemp(), monitor="val_accuracy", save_best_only=True)
         >>> # restore the best: fnn.checkpoint.CheckpointManager(dir).restore(step=manager.best())
@@ -120,7 +120,7 @@ class BackupAndRestore(Callback):
             rerun returns at once.
         max_to_keep: backups to keep (the newest are kept).
 
-    Example:
+    Examples:
         >>> import tempfile
         >>> backup = BackupAndRestore(tempfile.mkdtemp(), every_steps=100)
     """

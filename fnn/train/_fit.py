@@ -245,14 +245,15 @@ def predict(model: Layer, params: Any, state: Any, x: Any, *, batch_size: int = 
 
     Args:
         model: the model.
-        params, state: its params and state.
+        params: its params.
+        state: its state.
         x: inputs, an array or pytree of arrays with the examples on axis 0.
         batch_size: examples per compiled call.
 
     Returns:
         The outputs for all ``n`` examples, ``(n, ...)`` (a pytree for several outputs).
 
-    Example:
+    Examples:
         >>> import jax, numpy as np, fnn
         >>> model = fnn.Dense(2)
         >>> params, state = model.init(jax.random.key(0), (3,))
@@ -291,7 +292,7 @@ def evaluate(
     Returns:
         ``{"loss": ..., metric name: ...}`` as Python floats.
 
-    Example:
+    Examples:
         >>> import jax, numpy as np, fnn
         >>> model = fnn.Dense(1)
         >>> params, state = model.init(jax.random.key(0), (2,))
@@ -446,8 +447,9 @@ def fit(
             Fused and unfused runs give bitwise the same results on CPU;
             ``History.steps_per_execution`` says what was used last.
         steps_per_epoch: for iterables: batches per epoch.
-        params, state: start from these weights (transfer learning); a fresh
+        params: start from these params (transfer learning); a fresh
             optimiser state is made for them.
+        state: the model state to start from, with ``params``.
         train_state: continue a run exactly (params, state, optimiser state,
             step and key), e.g. from a previous ``History.train_state``.
         validation_batch_size: batch size of the validation forward passes.
@@ -475,7 +477,7 @@ def fit(
     Raises:
         ValueError: for inconsistent data, bad sizes or options, naming them.
 
-    Example:
+    Examples:
         >>> import numpy as np, fnn
         >>> x = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
         >>> y = (x.sum(axis=1) > 0).astype(np.int32)
@@ -817,6 +819,8 @@ class _ArraySource:
             one = one_jit.lower(carry_spec, self.data, rows_spec, 0).compile()
             chunk_spec = jax.ShapeDtypeStruct((fused, self.batch_size), jnp.int32, sharding=rows_sharding)
             many = many_jit.lower(carry_spec, self.data, chunk_spec).compile()
+        if self.dp is not None:
+            one, many, one_jit, many_jit = map(self.dp.one_at_a_time, (one, many, one_jit, many_jit))
 
         def run_epoch(carry: Any, epoch: int, start: int = 0):
             order = data_lib.shuffle_indices(self.n, self.seed, epoch) if self.shuffle else np.arange(self.n)
@@ -895,7 +899,7 @@ class _ProcessShardSource(_ArraySource):
         return {**super().fingerprint(seed), "processes": self.dp.processes}
 
     def runner(self, step: Callable, execution: _Execution, carry_spec: Any, every: int | None) -> Callable:
-        one = jax.jit(step, donate_argnums=0, **_replicated_out(self.dp))
+        one = self.dp.one_at_a_time(jax.jit(step, donate_argnums=0, **_replicated_out(self.dp)))
 
         def run_epoch(carry: Any, epoch: int, start: int = 0):
             order = data_lib.shuffle_indices(self.n, self.seed, epoch) if self.shuffle else np.arange(self.n)
@@ -953,7 +957,9 @@ class _StreamSource:
 
     def runner(self, step: Callable, execution: _Execution, carry_spec: Any, every: int | None) -> Callable:
         one = jax.jit(step, donate_argnums=0, **_replicated_out(self.dp))
-        put = place if self.dp is None else self.dp.global_batch
+        put = place
+        if self.dp is not None:
+            one, put = self.dp.one_at_a_time(one), self.dp.global_batch
 
         def run_epoch(carry: Any, epoch: int, start: int = 0):
             steps = 0

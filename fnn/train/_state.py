@@ -45,7 +45,7 @@ class TrainState(NamedTuple):
         ``key`` is split in two: one half initialises the model, the other drives
         the per-step randomness (dropout).
 
-        Example:
+        Examples:
             >>> import fnn
             >>> model = fnn.Dense(2)
             >>> ts = TrainState.create(model, fnn.optimizers.get("sgd"), (3,), jax.random.key(0))

@@ -68,7 +68,7 @@ def make_train_step(
         on the batch before the update. Pure: wrap it in ``jax.jit`` (donate
         params and opt_state for speed).
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, fnn
         >>> model = fnn.Dense(1)
         >>> params, state = model.init(jax.random.key(0), (2,))
@@ -103,7 +103,7 @@ def make_grad_fn(model: Layer, loss: str | losses_lib.Loss) -> Callable[..., Any
     The same gradients :func:`make_train_step` feeds the optimiser (``train=True``),
     e.g. to log their histograms or check them in a custom loop.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, fnn
         >>> model = fnn.Dense(1)
         >>> params, state = model.init(jax.random.key(0), (2,))
@@ -125,12 +125,14 @@ def make_eval_step(
     """Builds a pure evaluation step (``train=False``, no key, state unchanged).
 
     Args:
-        model, loss, metrics: as for :func:`make_train_step`.
+        model: as for :func:`make_train_step`.
+        loss: as for :func:`make_train_step`.
+        metrics: as for :func:`make_train_step`.
 
     Returns:
         ``eval_step(params, state, batch) -> logs`` with the loss and metrics of the batch.
 
-    Example:
+    Examples:
         >>> import jax, jax.numpy as jnp, fnn
         >>> model = fnn.Dense(2)
         >>> params, state = model.init(jax.random.key(0), (3,))

@@ -323,12 +323,11 @@ def compiled_init(init: InitFn) -> InitFn:
     Run eagerly, every random op of an init compiles on its own (two dozen small
     compilations for an LSTM, and a QR for its orthogonal kernel), which made the
     first step of a run twice as slow as hand-written JAX's. The values are
-    bitwise those of the eager init. Under a trace (``vmap``
-    over keys, ``eval_shape``, a combinator's init) it runs as written, so a model
-    compiles once, at its outermost layer.
+    bitwise those of the eager init. Under a trace (``vmap`` over keys,
+    ``eval_shape``, a combinator's init) it runs as written, so a model compiles
+    once, at its outermost layer.
     """
-    # LLVM's level 1 compiles random bits a third as long as its default and runs
-    # them as fast; an init runs once, so compile time is what counts.
+    # Filled while tracing, like jit's own cache: the key order of each shape's output.
     key_orders: dict[_StaticShape, Any] = {}
 
     def traced(key: jax.Array, static: _StaticShape) -> tuple[Params, State]:
@@ -336,6 +335,8 @@ def compiled_init(init: InitFn) -> InitFn:
         key_orders[static] = _key_order(out)
         return out
 
+    # LLVM's level 1 compiles random bits a third as long as its default and runs
+    # them as fast; an init runs once, so compile time is what counts.
     jitted = jax.jit(traced, static_argnums=1, compiler_options={"xla_backend_optimization_level": 1})
 
     def init_once(key: jax.Array, input_shape: Any) -> tuple[Params, State]:

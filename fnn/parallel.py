@@ -174,7 +174,7 @@ def barrier(name: str) -> None:
 class DataParallel:
     """How ``fit`` places data and state on a mesh (internal to fnn).
 
-    Batches are sharded along ``axis``; everything else is replicated.
+    Batches are split along the ``"data"`` axis; everything else is replicated.
     """
 
     def __init__(self, mesh: Any, owner: str = "fit"):

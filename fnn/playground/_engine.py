@@ -1,0 +1,230 @@
+"""The playground's training: a validated configuration and a session that trains it with fnn."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import fnn
+from fnn.playground._data import DATASETS, FEATURES, RANGE, feature_columns, make_dataset
+
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "linear")
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
+REGULARIZATIONS = ("none", "l1", "l2")
+PROBLEMS = ("classification", "regression")
+GRID = 40  # the decision surface is sampled on GRID x GRID points
+POINTS = 500
+
+
+class ConfigError(ValueError):
+    """A configuration value out of range; ``field`` names it."""
+
+    def __init__(self, field: str, expected: str, got: Any):
+        super().__init__(f"{field} must be {expected}, got {got!r}")
+        self.field = field
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """What the page's controls set. Ranges are checked by :func:`parse_config`."""
+
+    dataset: str = "circle"
+    noise: float = 0.0  # percent, 0-50
+    train_ratio: float = 0.5
+    batch_size: int = 10
+    features: tuple[str, ...] = ("x1", "x2")
+    hidden: tuple[int, ...] = (4, 2)
+    activation: str = "tanh"
+    learning_rate: float = 0.03
+    optimizer: str = "sgd"
+    regularization: str = "none"
+    regularization_rate: float = 0.0
+    problem: str = "classification"
+    seed: int = 0
+
+
+def _number(raw: Mapping, field: str, kind: type, low: float, high: float) -> Any:
+    value = raw[field]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (kind is int and value != int(value))
+    ):
+        raise ConfigError(field, f"{'an int' if kind is int else 'a number'} in [{low}, {high}]", value)
+    if not low <= value <= high:
+        raise ConfigError(field, f"in [{low}, {high}]", value)
+    return kind(value)
+
+
+def _choice(raw: Mapping, field: str, options: tuple[str, ...]) -> str:
+    if raw[field] not in options:
+        raise ConfigError(field, f"one of {list(options)}", raw[field])
+    return raw[field]
+
+
+def parse_config(raw: Any) -> Config:
+    """A :class:`Config` from JSON-like data; missing fields take their defaults.
+
+    Raises:
+        ConfigError: naming the first field out of range, with the expected and the actual value.
+
+    Examples:
+        >>> parse_config({"dataset": "spiral", "hidden": [8, 8]}).hidden
+        (8, 8)
+    """
+    if not isinstance(raw, Mapping):
+        raise ConfigError("configuration", "a JSON object", raw)
+    unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(Config)})
+    if unknown:
+        raise ConfigError("configuration", f"made of the fields of Config (unknown: {unknown})", dict(raw))
+    raw = {**dataclasses.asdict(Config()), **raw}
+    features = raw["features"]
+    if not isinstance(features, (list, tuple)) or not features or not set(features) <= set(FEATURES):
+        raise ConfigError("features", f"a non-empty list drawn from {list(FEATURES)}", features)
+    if len(set(features)) != len(features):
+        raise ConfigError("features", "a list without repeats", features)
+    hidden = raw["hidden"]
+    if not isinstance(hidden, (list, tuple)) or len(hidden) > 6:
+        raise ConfigError("hidden", "a list of at most 6 layer sizes", hidden)
+    for i, n in enumerate(hidden):
+        _number({f"hidden[{i}]": n}, f"hidden[{i}]", int, 1, 8)
+    return Config(
+        dataset=_choice(raw, "dataset", DATASETS),
+        noise=_number(raw, "noise", float, 0, 50),
+        train_ratio=_number(raw, "train_ratio", float, 0.1, 0.9),
+        batch_size=_number(raw, "batch_size", int, 1, 30),
+        features=tuple(f for f in FEATURES if f in features),  # the page's order, whatever was sent
+        hidden=tuple(int(n) for n in hidden),
+        activation=_choice(raw, "activation", ACTIVATIONS),
+        learning_rate=_number(raw, "learning_rate", float, 1e-5, 10),
+        optimizer=_choice(raw, "optimizer", OPTIMIZERS),
+        regularization=_choice(raw, "regularization", REGULARIZATIONS),
+        regularization_rate=_number(raw, "regularization_rate", float, 0, 10),
+        problem=_choice(raw, "problem", PROBLEMS),
+        seed=_number(raw, "seed", int, 0, 2**31 - 1),
+    )
+
+
+def build_model(config: Config) -> fnn.Layer:
+    """Hidden ``Dense`` layers with the chosen activation, then one output unit (a logit or a value)."""
+    activation = None if config.activation == "linear" else config.activation
+    return fnn.Sequential([fnn.Dense(n, activation) for n in config.hidden] + [fnn.Dense(1)])
+
+
+def build_optimizer(config: Config) -> optax.GradientTransformation:
+    return fnn.optimizers.get(config.optimizer, learning_rate=config.learning_rate)
+
+
+def make_loss(model: fnn.Layer, config: Config):
+    """``loss(params, state, x, y) -> (penalised loss, data loss)``: cross-entropy on logits or MSE, plus L1/L2."""
+
+    def loss(params: Any, state: Any, x: jax.Array, y: jax.Array) -> tuple[jax.Array, jax.Array]:
+        out = model.apply(params, state, x, train=False)[0][:, 0]
+        if config.problem == "classification":
+            data = jnp.mean(optax.sigmoid_binary_cross_entropy(out, y))
+        else:
+            data = jnp.mean((out - y) ** 2)
+        weights = [leaf for path, leaf in jax.tree_util.tree_leaves_with_path(params) if path[-1].key == "w"]
+        if config.regularization == "l1":
+            data_plus = data + config.regularization_rate * sum(jnp.sum(jnp.abs(w)) for w in weights)
+        elif config.regularization == "l2":
+            data_plus = data + config.regularization_rate * sum(0.5 * jnp.sum(w**2) for w in weights)
+        else:
+            data_plus = data
+        return data_plus, data
+
+    return loss
+
+
+class Session:
+    """One playground run: data, model, optimiser state and the loss curves so far.
+
+    ``train(epochs)`` runs whole epochs of minibatch steps in one compiled call
+    (a ``lax.scan`` over the epoch's batches, the state donated).
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+        x, y = make_dataset(config.dataset, POINTS, config.noise, config.seed)
+        cut = int(round(POINTS * config.train_ratio))
+        self.points = {"train": x[:cut], "test": x[cut:]}
+        self.targets = {"train": y[:cut], "test": y[cut:]}
+        self.inputs = {k: feature_columns(v, config.features) for k, v in self.points.items()}
+        self.model = build_model(config)
+        self.optimizer = build_optimizer(config)
+        self.loss = make_loss(self.model, config)
+        steps = max(cut // config.batch_size, 1)
+        self.batch_rows = steps * config.batch_size
+
+        def epoch(carry, x, y, order):
+            def step(carry, rows):
+                params, opt_state = carry
+                grads = jax.grad(lambda p: self.loss(p, self.state, x[rows], y[rows])[0])(params)
+                updates, opt_state = self.optimizer.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state), None
+
+            return jax.lax.scan(step, carry, order.reshape(steps, config.batch_size))[0]
+
+        self._epoch = jax.jit(epoch, donate_argnums=0)
+        self._losses = jax.jit(
+            lambda p: [
+                self.loss(p, self.state, self.inputs[k], self.targets[k])[1] for k in ("train", "test")
+            ]
+        )
+        grid = np.linspace(-RANGE, RANGE, GRID, dtype=np.float32)
+        mesh = np.stack(np.meshgrid(grid, grid), -1).reshape(-1, 2)  # row-major: y down the rows
+        self._surface_inputs = feature_columns(mesh, config.features)
+        self._surface = jax.jit(
+            lambda p: self.model.apply(p, self.state, self._surface_inputs, train=False)[0][:, 0]
+        )
+        self.reset()
+
+    def reset(self) -> None:
+        """Back to the seed's initial weights, epoch 0 and empty curves."""
+        params, self.state = self.model.init(jax.random.key(self.config.seed), (len(self.config.features),))
+        self.carry = (params, self.optimizer.init(params))
+        self.epoch = 0
+        self.history: dict[str, list[float]] = {"train": [], "test": []}
+        self._record()
+
+    def _record(self) -> None:
+        train, test = (float(v) for v in self._losses(self.carry[0]))
+        self.history["train"].append(train)
+        self.history["test"].append(test)
+
+    def train(self, epochs: int = 1) -> None:
+        """Runs ``epochs`` epochs, each over a fresh shuffle of the training points."""
+        for _ in range(epochs):
+            rng = np.random.default_rng([self.config.seed, self.epoch])
+            order = rng.permutation(len(self.targets["train"]))[: self.batch_rows].astype(np.int32)
+            self.carry = self._epoch(self.carry, self.inputs["train"], self.targets["train"], order)
+            self.epoch += 1
+            self._record()
+
+    def snapshot(self) -> dict[str, Any]:
+        """What the page draws, as JSON-ready data."""
+        params = self.carry[0]
+        surface = np.asarray(self._surface(params))
+        if self.config.problem == "classification":
+            surface = 2 / (1 + np.exp(-surface)) - 1  # probability of class 1, mapped to [-1, 1]
+        layers = [params[name] for name in params]  # in layer order
+        return {
+            "epoch": self.epoch,
+            "train_loss": self.history["train"][-1],
+            "test_loss": self.history["test"][-1],
+            "history": {k: list(v) for k, v in self.history.items()},  # a copy: training goes on
+            "grid": GRID,
+            "range": RANGE,
+            "surface": np.round(surface, 4).tolist(),
+            "weights": [np.round(np.asarray(p["w"]), 4).tolist() for p in layers],
+            "biases": [np.round(np.asarray(p["b"]), 4).tolist() for p in layers],
+            "points": {k: np.round(v, 3).tolist() for k, v in self.points.items()},
+            "targets": {k: np.round(v, 3).tolist() for k, v in self.targets.items()},
+            "features": list(self.config.features),
+        }

@@ -95,3 +95,82 @@ def test_show_code_reproduces_the_sessions_losses(tmp_path):
     assert done.returncode == 0, done.stderr
     test_loss = float(re.search(r"test loss: ([0-9.]+)", done.stdout.splitlines()[-1]).group(1))
     assert test_loss == pytest.approx(session.snapshot()["test_loss"], abs=1e-3)
+
+
+# --------------------------------------------------------------------------- the server
+
+
+@pytest.fixture(scope="module")
+def server():
+    import threading
+
+    from fnn.playground._server import make_server
+
+    srv = make_server()
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def request(url, method="GET", body=None, raw=None):
+    import urllib.error
+    import urllib.request
+
+    data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=60) as response:
+            return response.status, response.headers.get("Content-Type"), response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers.get("Content-Type"), e.read()
+
+
+def test_the_server_binds_loopback_and_serves_only_its_own_files(server):
+    assert server.startswith("http://127.0.0.1:")
+    status, kind, page = request(server + "/")
+    assert status == 200 and kind.startswith("text/html") and b"fnn Playground" in page
+    assert request(server + "/app.js")[0] == 200 and request(server + "/style.css")[0] == 200
+    for path in ("/../fnn/__init__.py", "/static/app.js", "/%2e%2e/etc/passwd", "/index.html/.."):
+        status, _, body = request(server + path)
+        assert status == 404 and b"no such page" in body
+
+
+def test_training_endpoints_step_reset_and_reject_bad_requests(server):
+    status, _, body = request(server + "/api/config", "POST", {"dataset": "xor", "hidden": [4], "seed": 1})
+    start = json.loads(body)
+    assert status == 200 and start["epoch"] == 0 and start["config"]["dataset"] == "xor"
+    stepped = json.loads(request(server + "/api/step", "POST", {})[2])
+    assert stepped["epoch"] == 1 and stepped["train_loss"] != start["train_loss"]
+    reset = json.loads(request(server + "/api/reset", "POST", {})[2])
+    assert reset["weights"] == start["weights"] and reset["train_loss"] == start["train_loss"]
+
+    status, _, body = request(server + "/api/config", "POST", {"learning_rate": 100})
+    assert status == 400 and json.loads(body) == {
+        "error": "learning_rate must be in [1e-05, 10], got 100",
+        "field": "learning_rate",
+    }
+    assert json.loads(request(server + "/api/state")[2])["config"]["dataset"] == "xor"  # unchanged
+    status, _, body = request(server + "/api/config", "POST", raw=b"{not json")
+    assert status == 400 and b"the body is not JSON" in body
+    assert request(server + "/api/train", "POST", {})[0] == 404
+    assert request(server + "/api/config", "POST", raw=b" " * (65 * 1024))[0] == 413
+
+
+def test_play_streams_frames_and_code_describes_the_run(server):
+    import urllib.request
+
+    request(server + "/api/config", "POST", {"dataset": "gauss", "hidden": [2]})
+    assert json.loads(request(server + "/api/play", "POST", {})[2])["playing"] is True
+    with urllib.request.urlopen(server + "/api/stream", timeout=60) as stream:
+        epochs = []
+        for line in stream:
+            if line.startswith(b"data: "):
+                epochs.append(json.loads(line[6:])["epoch"])
+                if len(epochs) == 2:
+                    break
+    assert epochs[1] > epochs[0]  # training goes on while playing
+    assert json.loads(request(server + "/api/pause", "POST", {})[2])["playing"] is False
+    status, kind, code = request(server + "/api/code")
+    assert status == 200 and kind.startswith("text/x-python") and b"make_dataset('gauss'" in code

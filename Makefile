@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(PY) examples/digits_cnn.py
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 --dist worksteal -q
+	$(PY) -m pytest -n 2 -q
 
 # The documentation site, warnings as errors (a broken reference fails the build).
 $(DOCS_STAMP): $(STAMP)

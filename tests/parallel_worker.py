@@ -13,7 +13,7 @@ import sys
 
 import numpy as np
 
-PROCESSES, EXAMPLES, BATCH, EPOCHS = 2, 480, 48, 2
+PROCESSES, EXAMPLES, BATCH, EPOCHS = 2, 240, 48, 2
 
 
 def digits() -> tuple[np.ndarray, np.ndarray]:

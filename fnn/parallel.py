@@ -212,6 +212,14 @@ class DataParallel:
 
         return call
 
+    def check_last_batch(self, what: str, size: int) -> None:
+        """Like :meth:`check_batch_size`, for an epoch's last, smaller batch."""
+        self.check_batch_size(
+            f"the last batch ({what})",
+            size,
+            f"pick a batch_size that leaves a multiple of {self.devices}, or trim the data",
+        )
+
     def check_batch_size(self, what: str, size: int, fix: str = "") -> None:
         """Raises unless a global batch of ``size`` examples splits evenly over the devices."""
         if size % self.devices:

@@ -104,6 +104,10 @@ def devices() -> dict:
         fnn.fit(mlp_model(), x, y, mesh=mesh, **{**FIT, "optimizer": "sgd", "batch_size": 36})
     except ValueError as e:
         report["indivisible_error"] = str(e)
+    try:
+        fnn.fit(mlp_model(), x[:100], y[:100], mesh=mesh, **{**FIT, "optimizer": "sgd", "batch_size": 32})
+    except ValueError as e:
+        report["last_batch_error"] = str(e)
     return report
 
 

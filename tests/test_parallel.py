@@ -65,6 +65,12 @@ def test_fit_on_8_simulated_devices_matches_one_device_and_repeats_bitwise():
         r"'data'; use a multiple of 8 \(nothing is padded or dropped silently\)",
         report["indivisible_error"],
     )
+    assert re.fullmatch(
+        r"fit: the last batch \(100 examples in batches of 32\) has 4 examples, which do not split evenly "
+        r"over the mesh's 8 devices along 'data'; pick a batch_size that leaves a multiple of 8, or trim the "
+        r"data \(nothing is padded or dropped silently\)",
+        report["last_batch_error"],
+    )
 
 
 def start_checkpoint(directory: Path) -> dict:

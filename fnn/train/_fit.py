@@ -777,11 +777,7 @@ class _ArraySource:
         else:  # the data on every device; each gathers its part of a batch
             dp.check_batch_size("batch_size", batch_size)
             if self.remainder:
-                dp.check_batch_size(
-                    f"the last batch ({n} examples in batches of {batch_size})",
-                    self.remainder,
-                    f"pick a batch_size that leaves a multiple of {dp.devices}, or trim the data",
-                )
+                dp.check_last_batch(f"{n} examples in batches of {batch_size}", self.remainder)
             self.data, self.rows = dp.replicate(arrays), dp.shard_rows
 
     def batch_spec(self) -> Any:
@@ -888,10 +884,8 @@ class _ProcessShardSource(_ArraySource):
         self.n, self.batch_size, self.shuffle, self.seed, self.dp = n, part, shuffle, seed, dp
         self.full_batches, self.remainder = n // part, n % part
         if self.remainder:
-            dp.check_batch_size(
-                f"the last batch ({dp.processes} shards of {n} examples in parts of {part})",
-                self.remainder * dp.processes,
-                f"pick a batch_size that leaves a multiple of {dp.devices}, or trim the data",
+            dp.check_last_batch(
+                f"{dp.processes} shards of {n} examples in parts of {part}", self.remainder * dp.processes
             )
         self.data = jax.tree.map(np.asarray, arrays)
 

@@ -1,6 +1,22 @@
 """Test configuration, also for the doctests in fnn/: strict promotion, deterministic hypothesis."""
 
-import jax
+import os
+import shutil
+import tempfile
+
+# One persistent compilation cache for the whole run, shared by the xdist workers and every
+# subprocess they start (examples, docs pages, resumed runs). Each fit builds fresh closures, so
+# the in-memory cache misses and XLA:CPU would compile the same step again for every test: a
+# few seconds each time. Set before jax is imported, since jax reads these variables then.
+# The size limit turns on jax's file lock, so that two processes never read a half-written entry.
+_OWN_CACHE = "JAX_COMPILATION_CACHE_DIR" not in os.environ
+if _OWN_CACHE:
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="fnn-tests-xla-cache-")
+    os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "1.0"
+    os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+    os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"] = str(4 * 2**30)
+
+import jax  # noqa: E402
 import pytest
 from hypothesis import settings
 
@@ -11,6 +27,11 @@ jax.config.update("jax_numpy_rank_promotion", "raise")
 # first calls compile and timing must never decide a test.
 settings.register_profile("fnn", max_examples=10, deadline=None, derandomize=True, database=None)
 settings.load_profile("fnn")
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE:  # the process that made the cache (the xdist controller) removes it
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 def pytest_configure(config):

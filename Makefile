@@ -7,7 +7,7 @@ STAMP := $(VENV)/.fnn-installed
 
 DOCS_STAMP := $(VENV)/.fnn-docs-installed
 
-.PHONY: demo test docs lint bench clean
+.PHONY: demo test chromium docs lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,16 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(PY) examples/digits_cnn.py
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest -n 2 -q
+
+# The playground's browser test drives Debian's chromium. Installed where we may (root with
+# apt-get); elsewhere that one test skips and says why.
+chromium:
+	@command -v chromium >/dev/null || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null && \
+	  { $(APT_CHROMIUM) || { apt-get update -q >/dev/null && $(APT_CHROMIUM); }; }; } || \
+	  echo "make: chromium not installed; the playground's browser test will skip"
+APT_CHROMIUM := DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
 
 # The documentation site, warnings as errors (a broken reference fails the build).
 $(DOCS_STAMP): $(STAMP)

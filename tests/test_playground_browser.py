@@ -1,0 +1,108 @@
+"""fnn Playground in a real browser: headless Chromium, driven by Playwright, trains the spiral.
+
+It needs Debian's chromium (``make test`` installs it where it can) and the Python
+package playwright (a dev extra), which drives the system browser: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+
+import pytest
+
+pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
+
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="the browser test needs `pip install playwright`"
+)
+CHROMIUM = os.environ.get("FNN_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+# As root in a sandbox with no network: no setuid sandbox, no GPU, no calls home.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+TEST_LOSS_GOAL = 0.25  # the spiral starts near 0.69 (chance); the drawn test loss must fall below this
+
+
+@pytest.fixture(scope="module")
+def page():
+    if CHROMIUM is None:
+        pytest.skip("no chromium on this machine (Debian: apt-get install chromium; or set FNN_CHROMIUM)")
+    from fnn.playground._server import make_server
+
+    server = make_server()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1300, "height": 900})
+        page.set_default_timeout(60_000)
+        page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
+        page.wait_for_function("document.getElementById('test_loss').textContent !== '-'")
+        yield page
+        browser.close()
+    server.shutdown()
+    server.server_close()
+
+
+def change(page, selector: str, action) -> None:
+    """Works a control and waits for the server's answer to the configuration it sends."""
+    with page.expect_response(lambda r: r.url.endswith("/api/config")):
+        action(page.locator(selector))
+
+
+def text(page, selector: str) -> str:
+    return page.locator(selector).text_content()
+
+
+# The surface canvas's pixels, kept in the page so that only a number crosses over.
+KEEP_SURFACE = (
+    "window.before = document.getElementById('surface').getContext('2d').getImageData(0, 0, 320, 320).data"
+)
+CHANGED_SHARE = """() => {
+  const now = document.getElementById('surface').getContext('2d').getImageData(0, 0, 320, 320).data;
+  let changed = 0;
+  for (let i = 0; i < now.length; i += 4) {
+    if (Math.abs(now[i] - window.before[i]) + Math.abs(now[i + 2] - window.before[i + 2]) > 30) changed++;
+  }
+  return changed / (now.length / 4);
+}"""
+
+
+def test_the_page_trains_the_spiral_until_the_test_loss_is_low(page, tmp_path):
+    change(page, "#dataset", lambda c: c.select_option("spiral"))
+    for feature in ("sin(x1)", "sin(x2)"):
+        change(page, f'[id="feature_{feature}"]', lambda c: c.check())
+    change(page, "#optimizer", lambda c: c.select_option("adam"))
+    for layer in range(2):
+        change(page, f"#neurons input >> nth={layer}", lambda c: (c.fill("8"), c.press("Tab")))
+    assert text(page, "#epoch") == "0" and text(page, "#layer_count") == "2 layer(s)"
+    assert page.locator("#drawing line.weight").count() == 4 * 8 + 8 * 8 + 8  # inputs, 8, 8, 1
+    start = float(text(page, "#test_loss"))
+    assert start > 0.6  # an untrained net guesses
+    page.evaluate(KEEP_SURFACE)
+
+    page.click("#play")
+    page.wait_for_function(
+        f"parseFloat(document.getElementById('test_loss').textContent) < {TEST_LOSS_GOAL}", timeout=120_000
+    )
+    page.click("#play")  # pause
+    page.wait_for_function("document.getElementById('play').textContent.includes('Play')")
+    shot = page.screenshot(path=tmp_path / "playground.png", full_page=True)
+
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int(text(page, "#epoch")) > 0 and page.locator("#error").is_hidden()
+    assert page.evaluate(CHANGED_SHARE) > 0.2  # the learnt spiral recolours much of the surface
+
+
+def test_a_bad_value_shows_the_servers_error_and_the_page_keeps_the_running_config(page):
+    running = page.locator("#learning_rate").input_value()
+    with page.expect_response(lambda r: r.url.endswith("/api/config") and r.status == 400):
+        page.locator("#learning_rate").fill("100")
+        page.locator("#learning_rate").press("Tab")
+    page.wait_for_function("!document.getElementById('error').hidden")
+    assert text(page, "#error") == "400: learning_rate must be in [1e-05, 10], got 100"
+    assert page.locator("#learning_rate").input_value() == running
+    page.click("#show_code")
+    page.wait_for_function("!document.getElementById('code').hidden")
+    dataset = page.locator("#dataset").input_value()
+    assert f"make_dataset('{dataset}'" in text(page, "#code")

@@ -43,8 +43,9 @@ def test_outputs_match_float32_within_bfloat16_precision_and_gradients_are_float
     y16, _ = mixed.apply(params, state, x, train=False)
     np.testing.assert_allclose(y16, y32, rtol=0.05, atol=0.05)
     batch = (x, jnp.zeros(8, jnp.int32))
-    g32 = fnn.make_grad_fn(plain, "sparse_categorical_crossentropy")(params, state, batch)
-    g16 = fnn.make_grad_fn(mixed, "sparse_categorical_crossentropy")(params, state, batch)
+    # Compiled: eagerly, every primitive of the backward pass would compile on its own.
+    g32 = jax.jit(fnn.make_grad_fn(plain, "sparse_categorical_crossentropy"))(params, state, batch)
+    g16 = jax.jit(fnn.make_grad_fn(mixed, "sparse_categorical_crossentropy"))(params, state, batch)
     assert {a.dtype for a in jax.tree.leaves(g16)} == {jnp.dtype(jnp.float32)}
     chex.assert_trees_all_close(g16, g32, rtol=0.1, atol=0.02)
 

@@ -133,7 +133,7 @@ def test_float64_gradients_match_finite_differences(case, train):
     # Each check compiles anew, so one batch size and seed per mode keeps the suite fast.
     batch, seed = (1, 0) if not train else (4, 17)
     layer, params, state, x = setup(case, seed=seed, batch=batch)
-    key = jax.random.key(7) if train else None
+    key = dict(train_modes(case))[train]
     fnn.testing.check_layer_grads(layer, params, state, x, train=train, key=key, seed=seed)
 
 

@@ -44,9 +44,9 @@ def page():
     server.server_close()
 
 
-def change(page, selector: str, action) -> None:
-    """Works a control and waits for the server's answer to the configuration it sends."""
-    with page.expect_response(lambda r: r.url.endswith("/api/config")):
+def change(page, selector: str, action, status: int = 200) -> None:
+    """Works a control and waits for the server's answer (of that status) to the configuration it sends."""
+    with page.expect_response(lambda r: r.url.endswith("/api/config") and r.status == status):
         action(page.locator(selector))
 
 
@@ -55,17 +55,18 @@ def text(page, selector: str) -> str:
 
 
 # The surface canvas's pixels, kept in the page so that only a number crosses over.
-KEEP_SURFACE = (
-    "window.before = document.getElementById('surface').getContext('2d').getImageData(0, 0, 320, 320).data"
+SURFACE_PIXELS = (
+    "(c => c.getContext('2d').getImageData(0, 0, c.width, c.height).data)(document.getElementById('surface'))"
 )
-CHANGED_SHARE = """() => {
-  const now = document.getElementById('surface').getContext('2d').getImageData(0, 0, 320, 320).data;
+KEEP_SURFACE = f"window.before = {SURFACE_PIXELS}"
+CHANGED_SHARE = f"""() => {{
+  const now = {SURFACE_PIXELS};
   let changed = 0;
-  for (let i = 0; i < now.length; i += 4) {
+  for (let i = 0; i < now.length; i += 4) {{
     if (Math.abs(now[i] - window.before[i]) + Math.abs(now[i + 2] - window.before[i + 2]) > 30) changed++;
-  }
+  }}
   return changed / (now.length / 4);
-}"""
+}}"""
 
 
 def test_the_page_trains_the_spiral_until_the_test_loss_is_low(page, tmp_path):
@@ -96,9 +97,7 @@ def test_the_page_trains_the_spiral_until_the_test_loss_is_low(page, tmp_path):
 
 def test_a_bad_value_shows_the_servers_error_and_the_page_keeps_the_running_config(page):
     running = page.locator("#learning_rate").input_value()
-    with page.expect_response(lambda r: r.url.endswith("/api/config") and r.status == 400):
-        page.locator("#learning_rate").fill("100")
-        page.locator("#learning_rate").press("Tab")
+    change(page, "#learning_rate", lambda c: (c.fill("100"), c.press("Tab")), status=400)
     page.wait_for_function("!document.getElementById('error').hidden")
     assert text(page, "#error") == "400: learning_rate must be in [1e-05, 10], got 100"
     assert page.locator("#learning_rate").input_value() == running

@@ -1,18 +1,17 @@
 # `make demo` and `make test` work on a fresh machine with only Python 3.11+:
-# each creates .venv when missing and installs fnn with the extras it needs.
+# each creates .venv when missing and installs fnn with the extras it needs (the suite's: dev,
+# examples and docs, since it builds the documentation site).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fnn-installed
-
-DOCS_STAMP := $(VENV)/.fnn-docs-installed
 
 .PHONY: demo test chromium docs lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,examples]'
+	$(PY) -m pip install --quiet -e '.[dev,examples,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,12 +28,9 @@ chromium:
 	  echo "make: chromium not installed; the playground's browser test will skip"
 APT_CHROMIUM := DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
 
-# The documentation site, warnings as errors (a broken reference fails the build).
-$(DOCS_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet -e '.[docs]'
-	touch $(DOCS_STAMP)
-
-docs: $(DOCS_STAMP)
+# The documentation site, warnings as errors (a broken reference fails the build). The suite
+# builds it too (tests/test_site.py), so `make test` installs the docs extra.
+docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 # The speed suite against the peers, in its own environment (the peers are large).

@@ -20,6 +20,7 @@ import fnn
 if "JAX_NUM_CPU_DEVICES" not in os.environ:  # GPUs, where there are some, are used as they are
     jax.config.update("jax_num_cpu_devices", 8)  # before JAX starts its backends
 
+SEED = int(os.environ.get("FNN_EXAMPLE_SEED", 0))  # the training seed; the data split stays fixed
 images, labels = load_digits(return_X_y=True)
 x_train, x_test, y_train, y_test = fnn.data.train_test_split(
     (images / 16.0).astype(np.float32), labels.astype(np.int32), test_size=0.2, seed=0, stratify=labels
@@ -31,7 +32,7 @@ model = fnn.Sequential([fnn.Dense(128), fnn.BatchNorm(), fnn.Activation("relu"),
 loss = "sparse_categorical_crossentropy"  # from logits
 history = fnn.fit(
     model, x_train[:1432], y_train[:1432],  # 1,432 = 22 batches of 64 and a last one of 24: all split by 8
-    loss=loss, optimizer="adam", metrics=["accuracy"], epochs=15, batch_size=64, seed=0, verbose=2, mesh=mesh,
+    loss=loss, optimizer="adam", metrics=["accuracy"], epochs=15, batch_size=64, seed=SEED, verbose=2, mesh=mesh,
 )  # fmt: skip
 params = history.train_state.params
 print(

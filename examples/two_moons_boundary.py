@@ -16,6 +16,7 @@ from sklearn.datasets import make_moons
 import fnn
 from fnn import plot
 
+SEED = int(os.environ.get("FNN_EXAMPLE_SEED", 0))  # the training seed; the data split stays fixed
 x, y = make_moons(n_samples=1000, noise=0.2, random_state=0)
 x_train, x_test, y_train, y_test = fnn.data.train_test_split(
     x.astype(np.float32), y.astype(np.int32), test_size=0.3, seed=0
@@ -25,7 +26,7 @@ model = fnn.Sequential([fnn.Dense(16, "tanh"), fnn.Dense(16, "tanh"), fnn.Dense(
 loss = "binary_crossentropy"  # from logits
 history = fnn.fit(
     model, x_train, y_train[:, None].astype(np.float32), loss=loss, optimizer="adam",
-    epochs=100, batch_size=32, seed=0, verbose=0,
+    epochs=100, batch_size=32, seed=SEED, verbose=0,
 )  # fmt: skip
 
 out = Path(os.environ.get("FNN_EXAMPLE_OUT", ".")) / "two_moons_boundary.png"

@@ -157,10 +157,7 @@ def categorical_crossentropy(
     """
     check_same_shape("categorical_crossentropy", y_true, y_pred)
     check_float("categorical_crossentropy", "y_pred", y_pred)
-    if not 0 <= label_smoothing < 1:
-        raise ValueError(
-            f"categorical_crossentropy: label_smoothing must be in [0, 1), got {label_smoothing!r}"
-        )
+    _check_label_smoothing("categorical_crossentropy", label_smoothing)
     y_pred = jnp.asarray(y_pred)
     y_true = jnp.asarray(y_true, y_pred.dtype)
     if label_smoothing:
@@ -174,11 +171,21 @@ def sparse_categorical_crossentropy(
     y_pred: ArrayLike,
     *,
     from_logits: bool = True,
+    label_smoothing: float = 0.0,
     sample_weight: ArrayLike | None = None,
 ) -> jax.Array:
     """Cross-entropy of integer class labels ``(batch, ...)`` against ``(batch, ..., classes)``.
 
     Labels must lie in ``[0, classes)``; this cannot be checked under ``jit``.
+
+    Args:
+        y_true: integer class indices, ``y_pred.shape[:-1]``.
+        y_pred: logits (default) or probabilities with ``from_logits=False``.
+        from_logits: whether ``y_pred`` holds logits.
+        label_smoothing: in ``[0, 1)``; the one-hot target of each label is mixed
+            with the uniform distribution, as in :func:`categorical_crossentropy`
+            (and PyTorch's ``CrossEntropyLoss(label_smoothing=...)``).
+        sample_weight: optional ``(batch,)`` weights.
 
     Examples:
         >>> round(float(sparse_categorical_crossentropy(jnp.array([1]), jnp.zeros((1, 2)))), 4)
@@ -187,10 +194,21 @@ def sparse_categorical_crossentropy(
     loss = "sparse_categorical_crossentropy"
     check_float(loss, "y_pred", y_pred)
     check_class_labels(loss, y_true, y_pred)
-    per_example = optax.softmax_cross_entropy_with_integer_labels(
-        _as_logits(y_pred, from_logits), jnp.asarray(y_true)
-    )
+    _check_label_smoothing(loss, label_smoothing)
+    logits = _as_logits(y_pred, from_logits)
+    if label_smoothing:
+        targets = optax.smooth_labels(
+            jax.nn.one_hot(y_true, logits.shape[-1], dtype=logits.dtype), label_smoothing
+        )
+        per_example = optax.softmax_cross_entropy(logits, targets)
+    else:
+        per_example = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(y_true))
     return _weighted_mean(loss, per_example, sample_weight)
+
+
+def _check_label_smoothing(loss: str, label_smoothing: float) -> None:
+    if not 0 <= label_smoothing < 1:
+        raise ValueError(f"{loss}: label_smoothing must be in [0, 1), got {label_smoothing!r}")
 
 
 LOSSES: dict[str, Loss] = {

@@ -52,11 +52,15 @@ def headline(name: str, label: str) -> float:
     return float(re.fullmatch(rf"{label}: ([-0-9.]+)", last).group(1))
 
 
+# Each bar sits below the lowest figure measured over training seeds 0-4 and two CPU code paths
+# (benchmarks/results/example_seeds.md; `python benchmarks/example_seeds.py --seeds 5 --isa AVX2`).
+# XLA compiles different float code for different CPUs, so another machine is another draw, and
+# seed 0's figure here is only one of them.
 @pytest.mark.parametrize(
     "name, label, at_least",
     [
-        ("iris", "test accuracy", 0.93),
-        ("digits_mlp", "test accuracy", 0.95),
+        ("iris", "test accuracy", 0.9),  # 30 test flowers: 0.933 is two errors
+        ("digits_mlp", "test accuracy", 0.94),
         ("diabetes_regression", "test R2", 0.40),
         ("breast_cancer", "test accuracy", 0.94),
         ("sequence_classification", "test accuracy", 0.9),
@@ -76,6 +80,21 @@ def test_example_saves_its_plot_and_reaches_its_accuracy(tmp_path, name, at_leas
     assert float(re.fullmatch(r"test accuracy: ([0-9.]+)", lines[-1]).group(1)) >= at_least
     assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == [png]
+
+
+def test_flagship_clears_its_bar_on_other_seeds_too(tmp_path):
+    # Regression (issue 19): seed 0 sat exactly on 0.98 and failed on another CPU. Other seeds
+    # stand in for other machines; their mean must clear the bar with margin.
+    env = {"FNN_EXAMPLE_OUT": str(tmp_path)}
+    accuracies = [
+        float(
+            re.fullmatch(r"test accuracy: ([0-9.]+)", run("digits_cnn", {**env, "FNN_EXAMPLE_SEED": s})[-1])[
+                1
+            ]
+        )
+        for s in ("1", "2", "3")
+    ]
+    assert sum(accuracies) / 3 >= 0.975, accuracies
 
 
 def test_tensorboard_demo_writes_event_files_and_the_graph(tmp_path):

@@ -98,6 +98,17 @@ def test_label_smoothing_mixes_with_uniform():
     )
 
 
+def test_sparse_label_smoothing_matches_numpy():
+    rng = np.random.default_rng(0)
+    labels, logits = rng.integers(0, 4, size=6), rng.standard_normal((6, 4)).astype(np.float32)
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    targets = np.full((6, 4), 0.2 / 4)
+    targets[np.arange(6), labels] += 0.8
+    expected = -(targets * log_p).sum(-1).mean()
+    got = losses.sparse_categorical_crossentropy(jnp.asarray(labels, jnp.int32), logits, label_smoothing=0.2)
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
 def test_losses_are_differentiable_and_jittable():
     t = jnp.array([0, 2], jnp.int32)
     z = jnp.ones((2, 3))
@@ -124,6 +135,8 @@ def test_losses_are_differentiable_and_jittable():
         (lambda: losses.get("crossentropy"), ValueError, r"unknown loss 'crossentropy'; known: .*mse"),
         (lambda: losses.categorical_crossentropy(jnp.ones((1, 2)), jnp.ones((1, 2)), label_smoothing=1.0), ValueError,
          r"label_smoothing must be in \[0, 1\), got 1.0"),
+        (lambda: losses.sparse_categorical_crossentropy(jnp.ones(1, jnp.int32), jnp.ones((1, 2)), label_smoothing=-0.1),
+         ValueError, r"sparse_categorical_crossentropy: label_smoothing must be in \[0, 1\), got -0.1"),
     ],
 )  # fmt: skip
 def test_loss_errors(call, error, match):

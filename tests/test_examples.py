@@ -84,16 +84,11 @@ def test_example_saves_its_plot_and_reaches_its_accuracy(tmp_path, name, at_leas
 
 def test_flagship_clears_its_bar_on_other_seeds_too(tmp_path):
     # Regression (issue 19): seed 0 sat exactly on 0.98 and failed on another CPU. Other seeds
-    # stand in for other machines; their mean must clear the bar with margin.
-    env = {"FNN_EXAMPLE_OUT": str(tmp_path)}
-    accuracies = [
-        float(
-            re.fullmatch(r"test accuracy: ([0-9.]+)", run("digits_cnn", {**env, "FNN_EXAMPLE_SEED": s})[-1])[
-                1
-            ]
-        )
-        for s in ("1", "2", "3")
-    ]
+    # stand in for other machines; in a 15-epoch run (0.986-0.994 over seeds 1-6) their mean must
+    # clear 0.975. The full 40-epoch run is checked above, on seed 0.
+    env = {"FNN_EXAMPLE_OUT": str(tmp_path), "FNN_EXAMPLE_EPOCHS": "15"}
+    lines = [run("digits_cnn", {**env, "FNN_EXAMPLE_SEED": seed})[-1] for seed in ("1", "2", "3")]
+    accuracies = [float(re.fullmatch(r"test accuracy: ([0-9.]+)", line)[1]) for line in lines]
     assert sum(accuracies) / 3 >= 0.975, accuracies
 
 

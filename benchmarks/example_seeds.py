@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import os
 import re
 import statistics
@@ -24,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from _common import write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 # The examples whose test checks a figure, and the label of the figure each prints last.
@@ -84,23 +85,20 @@ def main() -> None:
             row[isa or "native"] = [figures[(name, s, isa)] for s in range(args.seeds)]
         row.update(summary([v for isa in code_paths for v in row[isa or "native"]]))
         results.append(row)
-        print(json.dumps(row), flush=True)
 
-    args.out.mkdir(parents=True, exist_ok=True)
     meta = {"seeds": args.seeds, "code_paths": [isa or "native" for isa in code_paths], "cpu": cpu_name()}
-    (args.out / "example_seeds.json").write_text(json.dumps({**meta, "results": results}, indent=2) + "\n")
-    lines = [
+    table = [
         f"# Example figures over seeds 0-{args.seeds - 1} ({', '.join(meta['code_paths'])} code; {meta['cpu']})",
         "",
         "| example | figure | min | median | mean | max | seed 0 |",
         "|---|---|---|---|---|---|---|",
     ]
-    for row in results:
-        lines.append(
-            f"| {row['example']} | {row['figure']} | {row['min']:.3f} | {row['median']:.3f} | "
-            f"{row['mean']:.3f} | {row['max']:.3f} | {row['native'][0]:.3f} |"
-        )
-    (args.out / "example_seeds.md").write_text("\n".join(lines) + "\n")
+    table += [
+        f"| {r['example']} | {r['figure']} | {r['min']:.3f} | {r['median']:.3f} | {r['mean']:.3f} | "
+        f"{r['max']:.3f} | {r['native'][0]:.3f} |"
+        for r in results
+    ]
+    write_report(args.out, "example_seeds", {**meta, "results": results}, table)
 
 
 def cpu_name() -> str:

@@ -375,6 +375,53 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
+# Operations that only move or re-type values, looked through to find what made an output.
+_MOVES = {
+    "reshape",
+    "convert_element_type",
+    "squeeze",
+    "expand_dims",
+    "broadcast_in_dim",
+    "copy",
+    "transpose",
+}
+
+
+def probability_output(g: Graph) -> str | None:
+    """``"softmax"`` or ``"sigmoid"`` when ``g``'s one output is made by one of them, else ``None``.
+
+    Softmax is recognised by its shape in the graph, ``exp(z) / sum(exp(z))``,
+    however it was written (``jax.nn.softmax``, a ``Dense(..., "softmax")``, a Lambda).
+
+    Examples:
+        >>> import fnn
+        >>> probability_output(graph(fnn.Dense(3, "softmax"), (4,))), probability_output(graph(fnn.Dense(3), (4,)))
+        ('softmax', None)
+    """
+    if len(g.outputs) != 1:
+        return None
+    nodes = {node.id: node for node in g.nodes}
+
+    def maker(edge: int) -> Node:
+        node = nodes[g.edges[edge].source]
+        while node.op in _MOVES and node.inputs:
+            node = nodes[g.edges[node.inputs[0]].source]
+        return node
+
+    last = maker(g.outputs[0].id)
+    if last.op == "logistic":
+        return "sigmoid"
+    if last.op == "div" and len(last.inputs) == 2:
+        numerator, denominator = maker(last.inputs[0]), maker(last.inputs[1])
+        if (
+            numerator.op == "exp"
+            and denominator.op == "reduce_sum"
+            and maker(denominator.inputs[0]).id == numerator.id
+        ):
+            return "softmax"
+    return None
+
+
 def graph(fn: Callable | Layer, *example_args: Any, backward: bool = False, train: bool = False) -> Graph:
     """Traces ``fn`` on example arguments into a :class:`Graph`.
 

@@ -176,7 +176,10 @@ def sparse_categorical_crossentropy(
 ) -> jax.Array:
     """Cross-entropy of integer class labels ``(batch, ...)`` against ``(batch, ..., classes)``.
 
-    Labels must lie in ``[0, classes)``; this cannot be checked under ``jit``.
+    Labels must lie in ``[0, classes)``. Under ``jit`` that cannot raise, so an
+    example whose label is outside (``-1``, or ``classes`` for 1-based labels)
+    makes the loss NaN, never the loss of another class; :func:`fnn.fit` and
+    :func:`fnn.evaluate` check the labels on the host first and name the bad one.
 
     Args:
         y_true: integer class indices, ``y_pred.shape[:-1]``.
@@ -196,14 +199,17 @@ def sparse_categorical_crossentropy(
     check_class_labels(loss, y_true, y_pred)
     _check_label_smoothing(loss, label_smoothing)
     logits = _as_logits(y_pred, from_logits)
+    y_true = jnp.asarray(y_true)
     if label_smoothing:
         targets = optax.smooth_labels(
             jax.nn.one_hot(y_true, logits.shape[-1], dtype=logits.dtype), label_smoothing
         )
         per_example = optax.softmax_cross_entropy(logits, targets)
     else:
-        per_example = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(y_true))
-    return _weighted_mean(loss, per_example, sample_weight)
+        per_example = optax.softmax_cross_entropy_with_integer_labels(logits, y_true)
+    # A label outside [0, classes) is NaN, never another class's loss (-1 would index the last).
+    in_range = (y_true >= 0) & (y_true < logits.shape[-1])
+    return _weighted_mean(loss, jnp.where(in_range, per_example, jnp.nan), sample_weight)
 
 
 def _check_label_smoothing(loss: str, label_smoothing: float) -> None:
@@ -221,6 +227,37 @@ LOSSES: dict[str, Loss] = {
     "categorical_crossentropy": categorical_crossentropy,
     "sparse_categorical_crossentropy": sparse_categorical_crossentropy,
 }
+
+
+def _unwrapped(loss: str | Loss) -> tuple[Any, dict[str, Any]]:
+    """The function under a name or a :func:`get` partial, and its bound options."""
+    if isinstance(loss, str):
+        loss = LOSSES.get(loss, loss)
+    if isinstance(loss, functools.partial):
+        return loss.func, dict(loss.keywords)
+    return loss, {}
+
+
+def takes_logits(loss: str | Loss) -> bool:
+    """Whether ``loss`` is one of fnn's cross-entropies reading logits (``from_logits=True``).
+
+    Examples:
+        >>> takes_logits("binary_crossentropy"), takes_logits(get("categorical_crossentropy", from_logits=False))
+        (True, False)
+    """
+    fn, options = _unwrapped(loss)
+    crossentropies = (binary_crossentropy, categorical_crossentropy, sparse_categorical_crossentropy)
+    return fn in crossentropies and options.get("from_logits", True)
+
+
+def takes_class_labels(loss: str | Loss) -> bool:
+    """Whether ``loss`` reads integer class labels in ``[0, classes)`` (sparse cross-entropy).
+
+    Examples:
+        >>> takes_class_labels("sparse_categorical_crossentropy"), takes_class_labels("mse")
+        (True, False)
+    """
+    return _unwrapped(loss)[0] is sparse_categorical_crossentropy
 
 
 def get(loss: str | Loss, **kwargs: Any) -> Loss:

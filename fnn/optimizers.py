@@ -19,11 +19,13 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from fnn._checks import lookup
@@ -89,11 +91,15 @@ def get(
         raise TypeError(f"optimizer must be a name or an optax GradientTransformation, got {optimizer!r}")
     build, default_rate, fixed = lookup("optimizer", OPTIMIZERS, optimizer)
     rate = default_rate if learning_rate is None else learning_rate
-    if not callable(rate) and (isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0):
+    if not callable(rate) and not _is_positive_number(rate):
         raise ValueError(
-            f"optimizer {optimizer!r}: learning_rate must be a positive float or an optax "
+            f"optimizer {optimizer!r}: learning_rate must be a positive, finite float or an optax "
             f"schedule, got {rate!r}"
         )
+    for name, value in kwargs.items():
+        # A NaN momentum or decay would turn every parameter into NaN at the first step.
+        if isinstance(value, (float, jax.Array, np.ndarray, np.floating)) and not np.all(np.isfinite(value)):
+            raise ValueError(f"optimizer {optimizer!r}: {name} must be finite, got {value!r}")
     try:
         # Every optax optimiser here ends in scale_by_learning_rate; building it with
         # rate 1 (a sign flip) and scaling by an injected rate afterwards gives the same
@@ -140,6 +146,15 @@ def learning_rate(opt_state: Any) -> jax.Array | None:
     return params["learning_rate"] if "learning_rate" in params else params["step_size"]
 
 
+def _is_positive_number(value: Any) -> bool:
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
 def set_learning_rate(opt_state: Any, value: float) -> Any:
     """A copy of ``opt_state`` with a new learning rate (nothing is mutated).
 
@@ -154,6 +169,8 @@ def set_learning_rate(opt_state: Any, value: float) -> Any:
         >>> round(float(learning_rate(state)), 6)
         0.0001
     """
+    if not _is_positive_number(value):
+        raise ValueError(f"set_learning_rate: value must be a positive, finite float, got {value!r}")
     holder = _rate_holder(opt_state)
     if holder is None:
         raise ValueError(

@@ -240,7 +240,7 @@ def test_terminate_on_nan_stops_and_keeps_the_last_finite_parameters():
         data=(poisoned, y), epochs=5, shuffle=False, steps_per_execution=1, callbacks=[fnn.TerminateOnNaN()]
     )
     assert history.stop_reason == (
-        "TerminateOnNaN: the loss was not finite at step 3 (epoch 0); params are those from before that step"
+        "TerminateOnNaN: the loss or the update was not finite at step 3 (epoch 0); params are those from before that step"
     )
     clean = run(data=(x[:96], y[:96]), epochs=1, shuffle=False)
     chex.assert_trees_all_equal(history.params, clean.params)
@@ -249,6 +249,79 @@ def test_terminate_on_nan_stops_and_keeps_the_last_finite_parameters():
         data=(poisoned, y), epochs=5, shuffle=False, steps_per_execution=5, callbacks=[fnn.TerminateOnNaN()]
     )
     chex.assert_trees_all_equal(fused.params, clean.params)
+
+
+@pytest.mark.parametrize("bad_update", ["nan_learning_rate", "nan_gradient_at_a_finite_loss"])
+def test_terminate_on_nan_keeps_the_params_when_the_update_is_nan_but_the_loss_is_finite(bad_update):
+    x = np.ones((8, 2), np.float32)
+    model = fnn.Dense(1, kernel_init="zeros")
+    if bad_update == "nan_learning_rate":  # an optax object passes through fnn's rate check
+        options = {"loss": "mse", "optimizer": optax.sgd(float("nan"))}
+    else:  # RMSE at zero error: the loss is 0, its gradient 0 * inf = NaN
+        options = {"loss": lambda y, p: jnp.sqrt(fnn.losses.mean_squared_error(y, p)), "optimizer": "sgd"}
+    history = fnn.fit(
+        model, x, np.zeros((8, 1), np.float32), **options, epochs=3, batch_size=4, verbose=0,
+        callbacks=[fnn.TerminateOnNaN()],
+    )  # fmt: skip
+    assert history.stop_reason.startswith("TerminateOnNaN: the loss or the update was not finite at step 0")
+    chex.assert_trees_all_equal(history.params, model.init(jax.random.split(jax.random.key(0))[0], (2,))[0])
+
+
+def test_fit_and_evaluate_name_an_out_of_range_label_before_compiling():
+    x, y = digits(64)
+    negative, one_based = y.copy(), y + 1
+    negative[5] = -1
+    with pytest.raises(ValueError, match=r"fit: y holds label -1 at index \(5,\) \(1 out of range in all\); "
+                       r"the model's 10 outputs need class labels in \[0, 10\)$"):  # fmt: skip
+        run(data=(x, negative), epochs=1)
+    with pytest.raises(
+        ValueError, match=r"fit: y holds label 10 .* in \[0, 10\) \(they look 1-based: pass y - 1\)"
+    ):
+        run(data=(x, one_based), epochs=1)
+    with pytest.raises(ValueError, match=r"fit: validation_data's y holds label -1 at index \(5,\)"):
+        run(data=(x, y), validation_data=(x, negative), epochs=1)
+    params, state = mlp().init(jax.random.key(0), (64,))
+    with pytest.raises(ValueError, match=r"evaluate: y holds label 10 at index \(\d+,\)"):
+        fnn.evaluate(mlp(), params, state, x, one_based, loss=LOSS)
+
+
+@pytest.mark.parametrize(
+    "head, loss, kind",
+    [
+        ([fnn.Dense(10, "softmax")], LOSS, "softmax"),
+        ([fnn.Dense(10), fnn.Lambda(jax.nn.softmax)], "categorical_crossentropy", "softmax"),
+        ([fnn.Dense(1, "sigmoid")], "binary_crossentropy", "sigmoid"),
+    ],
+)
+def test_a_keras_softmax_or_sigmoid_head_is_refused_by_a_loss_that_takes_logits(head, loss, kind):
+    model = fnn.Sequential([fnn.Dense(16, "relu"), *head])
+    fix = rf"or pass loss=fnn.losses.get\('{loss}', from_logits=False\)"
+    message = rf"{loss}: model 'sequential' ends in a {kind}, but the loss takes logits .*{fix}"
+    x = np.ones((4, 3), np.float32)
+    y = {LOSS: np.zeros(4, np.int32), "binary_crossentropy": np.ones((4, 1), np.float32)}.get(
+        loss, np.ones((4, 10), np.float32)
+    )
+    params, state = model.init(jax.random.key(0), (3,))
+    step = fnn.make_train_step(model, loss, "sgd")
+    with pytest.raises(ValueError, match=message):
+        step(params, state, fnn.optimizers.get("sgd").init(params), (x, y), None)
+    with pytest.raises(ValueError, match=message):
+        fnn.evaluate(model, params, state, x, y, loss=loss)
+    with pytest.raises(ValueError, match=message):
+        fnn.fit(model, x, y, loss=loss, epochs=1, verbose=0)
+    probabilities = fnn.losses.get(loss, from_logits=False)
+    assert np.isfinite(fnn.fit(model, x, y, loss=probabilities, epochs=1, verbose=0).history["loss"][0])
+
+
+def test_a_log_softmax_head_is_valid_logits_and_accepted():
+    model = fnn.Sequential([fnn.Dense(10), fnn.Lambda(jax.nn.log_softmax)])
+    x, y = digits(32)
+    assert np.isfinite(fnn.fit(model, x, y, loss=LOSS, epochs=1, verbose=0).history["loss"][0])
+
+
+def test_a_batch_size_above_the_data_trains_one_batch_of_everything():
+    history = run(data=digits(20), batch_size=64, epochs=2, steps_per_execution=1)
+    assert int(history.train_state.step) == 2
 
 
 def test_csv_logger_writes_one_row_per_epoch_atomically(tmp_path):
@@ -292,6 +365,11 @@ def test_verbosity(capsys):
          r"all arrays in \(x, y, sample_weight\) must have the same number of examples, got \{'\[0\]': 5, '\[1\]': 4\}"),
         ({"metrics": {"cm": lambda t, p: fnn.metrics.confusion_matrix(t, p, num_classes=10)}}, ValueError,
          r"fit: metric 'cm' returned shape \(10, 10\); fit's metrics must be scalars"),
+        ({"seed": -1}, ValueError, r"fit: seed must be an int in \[0, 2\*\*63\), got -1"),
+        ({"seed": 1.5}, ValueError, r"fit: seed must be an int in \[0, 2\*\*63\), got 1.5"),
+        ({"shuffle": "no"}, TypeError, r"fit: shuffle must be True or False, got 'no'"),
+        ({"data": (np.ones((0, 64), np.float32), np.ones(0, np.int32))}, ValueError,
+         r"fit: the data holds 0 examples; there is nothing to run on"),
     ],
 )  # fmt: skip
 def test_fit_errors(kwargs, error, match):

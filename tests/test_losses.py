@@ -147,3 +147,20 @@ def test_loss_errors(call, error, match):
 def test_get_binds_options():
     loss = losses.get("binary_crossentropy", from_logits=False)
     np.testing.assert_allclose(loss(jnp.ones(1), jnp.full(1, 0.5)), np.log(2), rtol=1e-6)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_out_of_range_labels_give_nan_under_jit_never_another_class(label_smoothing):
+    loss = jax.jit(lambda y, p: losses.sparse_categorical_crossentropy(y, p, label_smoothing=label_smoothing))
+    logits = jnp.log(jnp.array([[0.2, 0.3, 0.5]] * 2))
+    assert np.isfinite(float(loss(jnp.array([2, 0]), logits)))
+    for bad in (-1, 3, -4):  # -1 would be the last class's loss, -4 the second-to-last with wrapping
+        assert np.isnan(float(loss(jnp.array([bad, 0]), logits))), bad
+
+
+def test_takes_logits_and_takes_class_labels_see_through_names_and_options():
+    assert losses.takes_logits(losses.get("sparse_categorical_crossentropy", label_smoothing=0.1))
+    assert not losses.takes_logits(losses.get("binary_crossentropy", from_logits=False))
+    assert not losses.takes_logits("mse") and not losses.takes_logits(lambda y, p: p)
+    assert losses.takes_class_labels(losses.get("sparse_categorical_crossentropy", from_logits=False))
+    assert not losses.takes_class_labels("categorical_crossentropy")

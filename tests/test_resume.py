@@ -202,11 +202,41 @@ def test_with_terminate_on_nan_the_newest_checkpoint_is_the_last_finite_one(tmp_
     assert all(bool(np.isfinite(a).all()) for a in jax.tree.leaves(saved.params))
     chex.assert_trees_all_equal(saved.params, history.params)
     unguarded = tmp_path / "unguarded"
-    fnn.fit(
-        mlp(), x, y, loss=LOSS, epochs=2, batch_size=32, verbose=0, shuffle=False,
-        callbacks=[fnn.ModelCheckpoint(unguarded, monitor="loss")],
-    )  # fmt: skip
+    with pytest.warns(
+        UserWarning, match=r"ModelCheckpoint: the params or state are not finite at epoch 0; not saved"
+    ):
+        fnn.fit(
+            mlp(), x, y, loss=LOSS, epochs=2, batch_size=32, verbose=0, shuffle=False,
+            callbacks=[fnn.ModelCheckpoint(unguarded, monitor="loss")],
+        )  # fmt: skip
     assert CheckpointManager(unguarded).steps() == []  # NaN params are never saved
+
+
+def test_save_best_only_warns_when_its_monitor_is_never_finite(tmp_path):
+    x, y = digits(64)
+    x[0] = np.nan
+    with pytest.warns(
+        UserWarning, match=r"ModelCheckpoint: loss is nan at epoch 0 and has never been finite"
+    ):
+        fnn.fit(
+            mlp(), x, y, loss=LOSS, epochs=1, batch_size=32, verbose=0, shuffle=False,
+            callbacks=[fnn.ModelCheckpoint(tmp_path, monitor="loss", save_best_only=True)],
+        )  # fmt: skip
+    assert CheckpointManager(tmp_path).steps() == []
+
+
+def test_backups_never_replace_the_last_finite_state_with_nan(tmp_path):
+    x, y = digits(200)
+    x[100] = np.nan  # step 3 of epoch 0 poisons the params; nothing stops the run
+    options = dict(loss=LOSS, epochs=3, batch_size=32, verbose=0, shuffle=False, checkpoint_every=2)
+    with pytest.warns(UserWarning, match=r"BackupAndRestore: the run's state is not finite .* at step 4, epoch 0; "
+                      r"the backup of step 2 is kept instead"):  # fmt: skip
+        fnn.fit(mlp(), x, y, checkpoint_dir=tmp_path, **options)
+    manager = CheckpointManager(tmp_path)
+    assert manager.steps() == [2]
+    saved = manager.restore()["train_state"]["params"]
+    clean = fnn.fit(mlp(), x[:64], y[:64], loss=LOSS, epochs=1, batch_size=32, verbose=0, shuffle=False)
+    chex.assert_trees_all_equal(saved, clean.params)  # what a rerun resumes from: the finite state
 
 
 # ------------------------------------------------------------------ freezing

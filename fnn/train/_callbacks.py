@@ -308,12 +308,14 @@ class LearningRateScheduler(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stops at the first step whose loss is NaN or infinite, keeping the last finite state.
+    """Stops at the first step whose loss or update is NaN or infinite, keeping the last finite state.
 
-    With it, every step checks its loss on the device: a non-finite step (and
-    any after it) leaves params, state and optimiser state unchanged, so the
-    run ends with the parameters from just before the bad step, and the
-    History's ``stop_reason`` names that step.
+    With it, every step checks on the device its loss *and* the params, state
+    and optimiser state it computed (a NaN learning rate, or a gradient that is
+    NaN at a finite loss, such as RMSE at zero error, leaves the loss finite):
+    a non-finite step (and any after it) leaves them all unchanged, so the run
+    ends with the parameters from just before the bad step, and the History's
+    ``stop_reason`` names that step.
     """
 
     guards_nan = True
@@ -322,7 +324,8 @@ class TerminateOnNaN(Callback):
         if run.nan_step is not None:
             run.stop_training = True
             run.stop_reason = (
-                f"TerminateOnNaN: the loss was not finite at step {run.nan_step} (epoch {epoch}); "
+                f"TerminateOnNaN: the loss or the update was not finite at step {run.nan_step} "
+                f"(epoch {epoch}); "
                 "params are those from before that step"
             )
 

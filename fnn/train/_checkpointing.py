@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-import jax
-import jax.numpy as jnp
-
 from fnn.checkpoint import CheckpointManager
 from fnn.train._callbacks import Callback, FitRun, Logs, _Monitor
-from fnn.train._state import TrainState
-
-
-def _all_finite(tree: Any) -> bool:
-    leaves = [a for a in jax.tree.leaves(tree) if jnp.issubdtype(a.dtype, jnp.inexact)]
-    return all(bool(jnp.all(jnp.isfinite(a))) for a in leaves)
+from fnn.train._state import TrainState, all_finite
 
 
 class ModelCheckpoint(Callback):
@@ -24,8 +17,10 @@ class ModelCheckpoint(Callback):
 
     Checkpoints go to ``directory/ckpt_<epochs completed>`` through a
     :class:`fnn.checkpoint.CheckpointManager` (atomic, verified). A state with
-    non-finite parameters is never saved, so with :class:`TerminateOnNaN` the
-    newest checkpoint on disk is the last finite one.
+    non-finite parameters is never saved (a warning says so), so the newest
+    checkpoint on disk is the last finite one. With ``save_best_only``, a
+    monitored value that has never been finite (NaN every epoch) warns
+    instead of saving nothing silently. Each warning comes once a run.
 
     Args:
         directory: where to write.
@@ -64,6 +59,12 @@ class ModelCheckpoint(Callback):
 
     def on_train_begin(self, run: FitRun) -> None:
         self._monitor.best = None
+        self._warned: set[str] = set()  # each warning once a run
+
+    def _warn_once(self, kind: str, message: str) -> None:
+        if kind not in self._warned:
+            self._warned.add(kind)
+            warnings.warn(message, stacklevel=3)
 
     def get_state(self) -> dict[str, Any]:
         return {"best": self._monitor.best}
@@ -76,8 +77,21 @@ class ModelCheckpoint(Callback):
         improved = self._monitor.is_improvement(value, self._monitor.best)
         if improved:
             self._monitor.best = value
+        elif self.save_best_only and self._monitor.best is None:
+            self._warn_once(
+                "monitor",
+                f"ModelCheckpoint: {self._monitor.monitor} is {value} at epoch {epoch} and has never been "
+                "finite, so nothing has been saved yet",
+            )
         ts = run.train_state
-        if (self.save_best_only and not improved) or not _all_finite((ts.params, ts.state)):
+        if self.save_best_only and not improved:
+            return
+        if not bool(all_finite((ts.params, ts.state))):
+            self._warn_once(
+                "state",
+                f"ModelCheckpoint: the params or state are not finite at epoch {epoch}; not saved, "
+                f"the newest checkpoint in {self.manager.directory} stays the last finite one",
+            )
             return
         tree = {"params": ts.params, "state": ts.state} if self.save_weights_only else ts
         self.manager.save(
@@ -110,6 +124,9 @@ class BackupAndRestore(Callback):
     callbacks' progress (:meth:`Callback.get_state`: patience counters, best
     values, CSV rows) is kept too, so the rerun needs the same callbacks;
     :class:`EarlyStopping` keeps its best value but not its best weights.
+    A state that is not finite (NaN or Inf params, state or optimiser state)
+    is never backed up: the newest backup stays the last finite state, and a
+    warning says so, so a rerun never resumes from NaN.
 
     Args:
         directory: where the backups live.
@@ -147,6 +164,7 @@ class BackupAndRestore(Callback):
     ) -> Resume | None:
         """Binds the backup to a run; returns the newest backup fitted into ``template``, or ``None``."""
         self.fingerprint, self.callbacks = dict(fingerprint), list(callbacks)
+        self.kept_finite = False  # whether a non-finite state was refused (and said so) this run
         if self.manager.latest() is None:
             return None
         saved = self.manager.metadata()["fit"]
@@ -180,8 +198,20 @@ class BackupAndRestore(Callback):
         )
 
     def save(self, carry: tuple, epoch: int, position: int, run: FitRun, done: list) -> None:
-        """Backs up the run: ``position`` steps of ``epoch`` are done."""
+        """Backs up the run: ``position`` steps of ``epoch`` are done; never a non-finite state."""
         train_state, epoch_logs = carry
+        if not bool(all_finite(train_state._replace(key=None))):
+            if not self.kept_finite:
+                kept = self.manager.latest()
+                warnings.warn(
+                    f"BackupAndRestore: the run's state is not finite (NaN or Inf) at step "
+                    f"{int(train_state.step)}, epoch {epoch}; "
+                    + ("no backup is written" if kept is None else f"the backup of step {kept} is kept")
+                    + " instead (TerminateOnNaN stops the run at the first such step)",
+                    stacklevel=2,
+                )
+            self.kept_finite = True
+            return
         self.manager.save(
             int(train_state.step),
             {"train_state": train_state, "epoch_logs": epoch_logs},

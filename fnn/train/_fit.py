@@ -26,12 +26,12 @@ from fnn import data as data_lib
 from fnn import losses as losses_lib
 from fnn import metrics as metrics_lib
 from fnn import optimizers
-from fnn._core import Layer, Shape
+from fnn._core import Layer, Shape, apply_shape
 from fnn.parallel import DataParallel, is_primary
 from fnn.train._callbacks import Callback, FitRun
 from fnn.train._checkpointing import BackupAndRestore
-from fnn.train._state import TrainState
-from fnn.train._step import MetricsArg, make_grad_fn, make_train_step
+from fnn.train._state import TrainState, all_finite
+from fnn.train._step import MetricsArg, check_output_activation, make_grad_fn, make_train_step
 
 # On CPU, "auto" times an unfused and a fused epoch and keeps the faster (see
 # _Execution); a single-epoch run cannot compare, and fuses when its step has
@@ -113,7 +113,7 @@ def _make_step(
     """One training step over ``(train_state, accumulator)``: the unit both modes run.
 
     The accumulator holds the running sums of the batch logs (weighted by batch
-    size), their count, and the first step whose loss was not finite (-1: none).
+    size), their count, and the first step whose loss or update was not finite (-1: none).
     """
 
     def step(carry: tuple[TrainState, dict], batch: Any) -> tuple[TrainState, dict]:
@@ -124,9 +124,10 @@ def _make_step(
         weight = jnp.asarray(_batch_size_of(batch), jnp.float32)
         nan_step = acc["nan_step"]
         if guard_nan:
-            # Once a loss is not finite, this and every later step leave the state as it
+            # Once a loss or an updated value is not finite (a NaN learning rate, or a NaN
+            # gradient at a finite loss), this and every later step leave the state as it
             # was (the key never changes, and typed keys do not go through jnp.where).
-            ok = jnp.isfinite(logs["loss"]) & (nan_step < 0)
+            ok = jnp.isfinite(logs["loss"]) & all_finite(new._replace(key=None)) & (nan_step < 0)
             nan_step = jnp.where(~ok & (nan_step < 0), ts.step, nan_step)
             kept = jax.tree.map(
                 lambda a, b: jnp.where(ok, a, b), new._replace(key=None), ts._replace(key=None)
@@ -304,8 +305,10 @@ def evaluate(
     n_x, n_y = data_lib.num_examples(x, "x"), data_lib.num_examples(y, "y")
     if n_x != n_y:
         raise ValueError(f"evaluate: x has {n_x} examples but y has {n_y}")
-    y_pred = predict(model, params, state, x, batch_size=batch_size)
     loss_fn = losses_lib.get(loss)
+    check_output_activation(model, loss_fn, params, state, x)
+    check_labels("evaluate", loss_fn, {"y": y}, model, params, state, _example_shapes(x))
+    y_pred = predict(model, params, state, x, batch_size=batch_size)
     y = jax.tree.map(jnp.asarray, y)
     value = (
         loss_fn(y, y_pred)
@@ -318,9 +321,36 @@ def evaluate(
     return logs
 
 
+def check_labels(
+    owner: str, loss: Any, labels: Mapping[str, Any], model: Layer, params: Any, state: Any, input_shape: Any
+) -> None:
+    """Class labels must lie in ``[0, classes)``: checked once on the host, before anything compiles.
+
+    Under ``jit`` a bad label can only turn the loss into NaN; here it is named.
+    """
+    if not losses_lib.takes_class_labels(loss):
+        return
+    classes = apply_shape(model, params, state, input_shape)[-1]
+    for name, y in labels.items():
+        y = np.asarray(y)
+        if not np.issubdtype(y.dtype, np.integer) or y.size == 0:
+            continue  # the loss names a wrong dtype itself
+        bad = np.flatnonzero((y < 0) | (y >= classes))
+        if bad.size:
+            where = np.unravel_index(bad[0], y.shape)
+            hint = " (they look 1-based: pass y - 1)" if y.min() == 1 and y.max() == classes else ""
+            raise ValueError(
+                f"{owner}: {name} holds label {y[where]} at index {tuple(int(i) for i in where)} "
+                f"({bad.size} out of range in all); the model's {classes} outputs need class labels "
+                f"in [0, {classes}){hint}"
+            )
+
+
 def _check_batch_size(owner: str, batch_size: Any, n: int) -> int:
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"{owner}: batch_size must be a positive int, got {batch_size!r}")
+    if n == 0:
+        raise ValueError(f"{owner}: the data holds 0 examples; there is nothing to run on")
     return int(min(batch_size, n))
 
 
@@ -430,14 +460,15 @@ def fit(
         initial_epoch: the epoch to start from; with ``train_state`` from an
             earlier run this continues it exactly (same shuffles, same keys).
         batch_size: examples per step. A last, smaller batch is trained too (it
-            costs one extra compile).
+            costs one extra compile). A ``batch_size`` above the number of
+            examples trains on all of them in one batch, as Keras does.
         validation_split: the fraction of the arrays, taken from the end before
             shuffling (as Keras does), held out for validation.
         validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, sample_weight)``.
         sample_weight: per-example weights ``(n,)`` for the training loss.
         shuffle: reshuffle the training arrays every epoch.
-        seed: seeds initialisation, dropout and shuffling; the same seed gives
-            bitwise the same run on the same machine.
+        seed: an int in ``[0, 2**63)``; seeds initialisation, dropout and
+            shuffling; the same seed gives bitwise the same run on the same machine.
         callbacks: :class:`Callback` s (early stopping, LR changes, logging ...).
         verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         steps_per_execution: steps fused into one compiled ``lax.scan`` call, or
@@ -497,6 +528,10 @@ def fit(
         raise ValueError(f"fit: initial_epoch must be an int in [0, epochs={epochs}], got {initial_epoch!r}")
     if verbose not in (0, 1, 2):
         raise ValueError(f"fit: verbose must be 0, 1 or 2, got {verbose!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**63:
+        raise ValueError(f"fit: seed must be an int in [0, 2**63), got {seed!r}")
+    if not isinstance(shuffle, (bool, np.bool_)):
+        raise TypeError(f"fit: shuffle must be True or False, got {shuffle!r}")
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"fit: callbacks must be fnn Callback instances, got {cb!r}")
@@ -519,6 +554,9 @@ def fit(
         train_state = TrainState.create(model, tx, input_shape, key, params=params, state=state)
     elif params is not None or state is not None:
         raise ValueError("fit: pass train_state or params/state, not both")
+    if y is not None:
+        labels = {"y": y, **({"validation_data's y": val[1]} if validation_data is not None else {})}
+        check_labels("fit", loss, labels, model, train_state.params, train_state.state, input_shape)
     # The steps donate their inputs; copy so the caller's arrays stay valid.
     place_state = _copy if dp is None else dp.replicate
     run = FitRun(model, epochs, place_state(train_state), input_shape)

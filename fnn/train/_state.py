@@ -11,6 +11,21 @@ import optax
 from fnn._core import Layer
 
 
+def all_finite(tree: Any) -> jax.Array:
+    """A bool scalar: whether every float leaf of ``tree`` is finite (integer leaves pass).
+
+    One reduction, so it costs a single device-to-host transfer when read, and works under ``jit``.
+
+    Examples:
+        >>> bool(all_finite({"w": jnp.ones(2), "count": jnp.zeros((), jnp.int32)}))
+        True
+        >>> bool(all_finite([jnp.array([1.0, jnp.nan])]))
+        False
+    """
+    checks = [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree) if jnp.issubdtype(a.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
+
+
 class TrainState(NamedTuple):
     """What a run carries: the step maps it, a fused scan carries it, checkpoints save it.
 

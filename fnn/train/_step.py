@@ -6,12 +6,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from fnn import losses as losses_lib
 from fnn import metrics as metrics_lib
 from fnn import optimizers
 from fnn._core import Layer
+from fnn._graph import graph, probability_output
 
 Batch = tuple[Any, Any] | tuple[Any, Any, Any]
 Logs = dict[str, jax.Array]
@@ -27,14 +29,49 @@ def _unpack(batch: Any) -> tuple[Any, Any, Any]:
     )
 
 
+def check_output_activation(
+    model: Layer, loss: str | losses_lib.Loss, params: Any, state: Any, x: Any
+) -> None:
+    """Raises when a model ending in softmax or sigmoid meets a loss that reads logits.
+
+    Keras's losses take probabilities, fnn's take logits: a Keras model moved
+    over as it is would apply the activation twice and train on the wrong loss
+    without a sign. The check traces the forward pass once (shapes only).
+
+    Raises:
+        ValueError: naming the loss, the activation and both fixes.
+    """
+    loss = losses_lib.get(loss)
+    if not losses_lib.takes_logits(loss):
+        return
+    structs = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(jnp.shape(a), jnp.result_type(a)), (params, state, x)
+    )
+    kind = probability_output(graph(lambda p, s, x: model.apply(p, s, x, train=False)[0], *structs))
+    if kind is not None:
+        name = getattr(loss, "func", loss).__name__
+        raise ValueError(
+            f"{name}: model '{model.name}' ends in a {kind}, but the loss takes logits "
+            "(from_logits=True, fnn's default, unlike Keras), so it would apply the "
+            f"{kind} twice and train on the wrong loss. End the model without the activation "
+            f"(e.g. Dense(10) instead of Dense(10, '{kind}')) and apply jax.nn.{kind} to its "
+            f"predictions, or pass loss=fnn.losses.get('{name}', from_logits=False)"
+        )
+
+
 def _make_objective(
     model: Layer, loss: str | losses_lib.Loss, metrics: MetricsArg
 ) -> Callable[..., tuple[jax.Array, tuple[Logs, Any]]]:
     loss_fn = losses_lib.get(loss)
     metric_fns = metrics_lib.resolve_all(metrics)
+    checked = False  # the model's output activation, at the first trace only
 
     def objective(params: Any, state: Any, batch: Any, key: Any, train: bool):
+        nonlocal checked
         x, y, weight = _unpack(batch)
+        if not checked:
+            check_output_activation(model, loss_fn, params, state, x)
+            checked = True
         y_pred, new_state = model.apply(params, state, x, train=train, key=key)
         value = loss_fn(y, y_pred) if weight is None else loss_fn(y, y_pred, sample_weight=weight)
         logs = {"loss": value, **{n: fn(y, y_pred) for n, fn in metric_fns.items()}}

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import re
+import socket
 import subprocess
 import sys
+import threading
+import urllib.error
+import urllib.request
 
 import numpy as np
 import pytest
@@ -32,6 +38,11 @@ pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
         ({"batch_size": True}, r"batch_size must be an int in \[1, 30\], got True"),
         ({"speed": 3}, r"configuration must be made of the fields of Config \(unknown: \['speed'\]\)"),
         ([1, 2], r"configuration must be a JSON object, got \[1, 2\]"),
+        ({"seed": float("nan")}, r"seed must be an int in \[0, 2147483647\], got nan"),
+        ({"batch_size": float("inf")}, r"batch_size must be an int in \[1, 30\], got inf"),
+        ({"hidden": [float("-inf")]}, r"hidden\[0\] must be an int in \[1, 8\], got -inf"),
+        ({"features": [["x1"]]}, r"features must be a non-empty list drawn from .*, got \[\['x1'\]\]"),
+        ({"features": [{"x1": 1}]}, r"features must be a non-empty list drawn from"),
     ],
 )
 def test_bad_configurations_name_the_field_and_both_values(raw, message):
@@ -100,31 +111,59 @@ def test_show_code_reproduces_the_sessions_losses(tmp_path):
 # --------------------------------------------------------------------------- the server
 
 
-@pytest.fixture(scope="module")
-def server():
-    import threading
-
+@contextlib.contextmanager
+def serving(**options):
+    """A playground server on a free loopback port, serving in a thread until the block ends."""
     from fnn.playground._server import make_server
 
-    srv = make_server()
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}"
-    srv.shutdown()
-    srv.server_close()
+    srv = make_server(**options)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
-def request(url, method="GET", body=None, raw=None):
-    import urllib.error
-    import urllib.request
+@pytest.fixture(scope="module")
+def served():
+    with serving(heartbeat=0.05) as srv:  # an idle stream says ": unchanged" at once
+        yield srv
 
+
+@pytest.fixture
+def server(served):
+    return f"http://127.0.0.1:{served.server_address[1]}"
+
+
+def strict_json(data: bytes):
+    """``json.loads`` as a browser's ``JSON.parse``: no NaN, no Infinity."""
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    return json.loads(data, parse_constant=refuse)
+
+
+def request(url, method="GET", body=None, raw=None, headers=None):
     data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json", **(headers or {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=60) as response:
             return response.status, response.headers.get("Content-Type"), response.read()
     except urllib.error.HTTPError as e:
         return e.code, e.headers.get("Content-Type"), e.read()
+
+
+def send_raw(srv, head: str, body: bytes = b"", timeout: float = 30) -> tuple[int, dict]:
+    """Sends ``head`` (lines, ``{port}`` filled in) and ``body`` as they are; the status and JSON answer."""
+    port = srv.server_address[1]
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head.format(port=port).replace("\n", "\r\n").encode() + b"\r\n\r\n" + body)
+        answer = b"".join(iter(lambda: sock.recv(1 << 16), b""))
+    status, _, content = answer.partition(b"\r\n\r\n")
+    return int(status.split()[1]), strict_json(content)
 
 
 def test_the_server_binds_loopback_and_serves_only_its_own_files(server):
@@ -158,9 +197,144 @@ def test_training_endpoints_step_reset_and_reject_bad_requests(server):
     assert request(server + "/api/config", "POST", raw=b" " * (65 * 1024))[0] == 413
 
 
-def test_play_streams_frames_and_code_describes_the_run(server):
-    import urllib.request
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"seed": NaN}', "seed"),
+        (b'{"batch_size": Infinity}', "batch_size"),
+        (b'{"batch_size": 1e400}', "batch_size"),  # valid JSON, read as inf
+        (b'{"hidden": [4, -Infinity]}', "hidden[1]"),
+        (b'{"features": [["x1"]]}', "features"),  # unhashable where strings belong
+        (b'{"features": [{"x1": 1}]}', "features"),
+        (b"[" * 60_000, None),  # nested deeper than the parser goes
+        (b'{"seed": 1' + b"0" * 5000 + b"}", None),  # more digits than Python reads
+    ],
+)
+def test_server_answers_400_naming_the_field_for_bad_numbers_shapes_and_nesting(server, body, field):
+    status, kind, answer = request(server + "/api/config", "POST", raw=body)
+    assert status == 400 and kind == "application/json" and strict_json(answer)["field"] == field
 
+
+def test_server_answers_500_json_when_a_handler_fails_and_json_for_unknown_methods(
+    served, server, monkeypatch
+):
+    def broken():
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(served.RequestHandlerClass.playground, "state", broken)
+    status, kind, answer = request(server + "/api/state")
+    assert status == 500 and kind == "application/json"
+    assert strict_json(answer) == {"error": "the server failed: RuntimeError: a bug", "field": None}
+    status, kind, answer = request(server + "/api/state", "PUT", {})
+    assert status == 501 and kind == "application/json" and "PUT" in strict_json(answer)["error"]
+
+
+def test_a_diverging_run_is_sent_as_valid_json_flagged_diverged_and_stops_playing(server):
+    diverging = {"dataset": "plane", "problem": "regression", "learning_rate": 10, "hidden": [8, 8]}
+    assert request(server + "/api/config", "POST", diverging)[0] == 200  # every value in its range
+    status, _, body = request(server + "/api/step", "POST", {})
+    frame = strict_json(body)
+    assert status == 200 and frame["diverged"] is True and frame["test_loss"] is None
+    assert frame["history"]["test"][-1] is None and None in frame["surface"]
+
+    request(server + "/api/config", "POST", diverging)
+    request(server + "/api/play", "POST", {})
+    with urllib.request.urlopen(server + "/api/stream", timeout=60) as stream:
+        line = next(line for line in stream if line.startswith(b"data: "))
+    frame = strict_json(line[6:])
+    assert frame["diverged"] is True and frame["playing"] is False  # NaN does not get better: paused
+
+
+def test_server_answers_100_concurrent_clients_without_resets(served):
+    port, clients = served.server_address[1], 100
+    everyone = threading.Barrier(clients)
+    answers = [None] * clients
+
+    def client(i):
+        everyone.wait()
+        try:  # a connection the listen backlog drops waits 1 s for the SYN's retry: that fails here
+            with socket.create_connection(("127.0.0.1", port), timeout=0.9) as sock:
+                sock.settimeout(60)
+                sock.sendall(f"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
+                answers[i] = b"".join(iter(lambda: sock.recv(1 << 16), b""))[:12]
+        except OSError as e:
+            answers[i] = repr(e)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert answers == [b"HTTP/1.0 200"] * clients
+
+
+@pytest.mark.parametrize(
+    ("headers", "field"),
+    [
+        ({"Host": "evil.example:{port}"}, "Host"),  # DNS rebinding: evil.example now resolves to 127.0.0.1
+        ({"Host": "127.0.0.1:1"}, "Host"),
+        ({"Origin": "http://evil.example"}, "Origin"),  # another site's page posting here
+        ({"Origin": "null"}, "Origin"),
+    ],
+)
+def test_server_answers_403_for_a_foreign_host_or_origin(served, server, headers, field):
+    port = served.server_address[1]
+    headers = {k: v.format(port=port) for k, v in headers.items()}
+    for method, path in (("GET", "/api/state"), ("POST", "/api/step")):
+        status, _, answer = request(server + path, method, None if method == "GET" else {}, headers=headers)
+        assert status == 403 and strict_json(answer)["field"] == field
+    for own in ({"Host": f"localhost:{port}"}, {"Origin": f"http://127.0.0.1:{port}"}):
+        assert request(server + "/api/step", "POST", {}, headers=own)[0] == 200
+
+
+def test_server_answers_415_for_a_post_that_is_not_json(server):
+    # text/plain is what a cross-site form or fetch may send without asking first (no CORS preflight)
+    status, _, answer = request(server + "/api/play", "POST", {}, headers={"Content-Type": "text/plain"})
+    assert status == 415 and strict_json(answer)["field"] == "Content-Type"
+    assert strict_json(request(server + "/api/state")[2])["playing"] is False
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "field"),
+    [
+        ("Transfer-Encoding: chunked", b'14\r\n{"dataset": "spiral"}\r\n0\r\n\r\n', "Transfer-Encoding"),
+        ("X-Nothing: 1", b"", "Content-Length"),  # no Content-Length at all
+        ("Content-Length: -1", b"", "Content-Length"),
+    ],
+)
+def test_server_answers_411_for_chunked_or_unsized_bodies(served, head, body, field):
+    status, answer = send_raw(
+        served,
+        f"POST /api/config HTTP/1.1\nHost: 127.0.0.1:{{port}}\nContent-Type: application/json\n{head}",
+        body,
+    )
+    assert status == 411 and answer["field"] == field
+
+
+def test_server_answers_408_when_a_body_stops_short_of_its_content_length():
+    with serving(timeout=0.2) as srv:  # the handler's socket timeout: no thread waits forever
+        head = "POST /api/config HTTP/1.1\nHost: 127.0.0.1:{port}\nContent-Type: application/json"
+        status, answer = send_raw(srv, head + "\nContent-Length: 100", b"{}", timeout=30)
+    assert status == 408 and "did not arrive" in answer["error"]
+
+
+def test_a_paused_stream_sends_each_frame_once(served, server):
+    version = strict_json(request(server + "/api/pause", "POST", {})[2])["version"]
+    connection = http.client.HTTPConnection("127.0.0.1", served.server_address[1], timeout=60)
+    connection.request("GET", "/api/stream", headers={"Last-Event-ID": str(version)})
+    stream = connection.getresponse()
+    assert stream.readline() == b": unchanged\n"  # not the ~60 KB frame the page already has
+    stepped = strict_json(request(server + "/api/step", "POST", {})[2])
+    lines = iter(stream.readline, b"")
+    assert next(line for line in lines if not line.startswith(b":") and line != b"\n") == (
+        f"id: {version + 1}\n".encode()
+    )
+    frame = strict_json(next(lines)[6:])
+    assert frame["version"] == stepped["version"] == version + 1 and frame["epoch"] == stepped["epoch"]
+    connection.close()
+
+
+def test_play_streams_frames_and_code_describes_the_run(server):
     request(server + "/api/config", "POST", {"dataset": "gauss", "hidden": [2]})
     assert json.loads(request(server + "/api/play", "POST", {})[2])["playing"] is True
     with urllib.request.urlopen(server + "/api/stream", timeout=60) as stream:

@@ -105,3 +105,17 @@ def test_a_bad_value_shows_the_servers_error_and_the_page_keeps_the_running_conf
     page.wait_for_function("!document.getElementById('code').hidden")
     dataset = page.locator("#dataset").input_value()
     assert f"make_dataset('{dataset}'" in text(page, "#code")
+
+
+def test_a_diverging_run_shows_a_message_and_the_page_goes_on(page):
+    for selector, value in (("#dataset", "plane"), ("#problem", "regression"), ("#optimizer", "sgd")):
+        change(page, selector, lambda c, value=value: c.select_option(value))
+    change(page, "#learning_rate", lambda c: (c.fill("10"), c.press("Tab")))  # in range, and far too large
+    assert page.locator("#diverged").is_hidden()
+    page.click("#step")
+    page.wait_for_function("!document.getElementById('diverged').hidden")
+    assert "diverged" in text(page, "#diverged") and text(page, "#test_loss") == "not finite"
+    assert text(page, "#epoch") == "1" and page.locator("#error").is_hidden()
+    change(page, "#learning_rate", lambda c: (c.fill("0.03"), c.press("Tab")))
+    page.wait_for_function("document.getElementById('diverged').hidden")
+    assert text(page, "#test_loss") != "not finite"

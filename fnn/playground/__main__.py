@@ -9,7 +9,11 @@ from fnn.playground._server import make_server
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m fnn.playground", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback by default)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (loopback by default); open the page at it, or at localhost",
+    )
     parser.add_argument("--port", type=int, default=8765, help="port (0: any free one)")
     args = parser.parse_args()
     server = make_server(args.host, args.port)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -54,6 +55,7 @@ def _number(raw: Mapping, field: str, kind: type, low: float, high: float) -> An
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
+        or not math.isfinite(value)  # NaN and infinities: no int() of them, no range holds them
         or (kind is int and value != int(value))
     ):
         raise ConfigError(field, f"{'an int' if kind is int else 'a number'} in [{low}, {high}]", value)
@@ -85,7 +87,12 @@ def parse_config(raw: Any) -> Config:
         raise ConfigError("configuration", f"made of the fields of Config (unknown: {unknown})", dict(raw))
     raw = {**dataclasses.asdict(Config()), **raw}
     features = raw["features"]
-    if not isinstance(features, (list, tuple)) or not features or not set(features) <= set(FEATURES):
+    if (
+        not isinstance(features, (list, tuple))
+        or not features
+        or not all(isinstance(f, str) for f in features)  # a list of lists would not even hash
+        or not set(features) <= set(FEATURES)
+    ):
         raise ConfigError("features", f"a non-empty list drawn from {list(FEATURES)}", features)
     if len(set(features)) != len(features):
         raise ConfigError("features", "a list without repeats", features)
@@ -207,8 +214,13 @@ class Session:
             self.epoch += 1
             self._record()
 
+    @property
+    def diverged(self) -> bool:
+        """Whether the latest losses are NaN or infinite: training blew up, and no epoch will mend it."""
+        return not all(math.isfinite(self.history[k][-1]) for k in ("train", "test"))
+
     def snapshot(self) -> dict[str, Any]:
-        """What the page draws, as JSON-ready data."""
+        """What the page draws, as JSON-ready data: NaN and infinities as ``None``, flagged ``diverged``."""
         params = self.carry[0]
         surface = np.asarray(self._surface(params))
         if self.config.problem == "classification":
@@ -216,15 +228,27 @@ class Session:
         layers = [params[name] for name in params]  # in layer order
         return {
             "epoch": self.epoch,
-            "train_loss": self.history["train"][-1],
-            "test_loss": self.history["test"][-1],
-            "history": {k: list(v) for k, v in self.history.items()},  # a copy: training goes on
+            "diverged": self.diverged,
+            "train_loss": _json_numbers(self.history["train"][-1]),
+            "test_loss": _json_numbers(self.history["test"][-1]),
+            "history": {k: _json_numbers(v) for k, v in self.history.items()},  # a copy: training goes on
             "grid": GRID,
             "range": RANGE,
-            "surface": np.round(surface, 4).tolist(),
-            "weights": [np.round(np.asarray(p["w"]), 4).tolist() for p in layers],
-            "biases": [np.round(np.asarray(p["b"]), 4).tolist() for p in layers],
-            "points": {k: np.round(v, 3).tolist() for k, v in self.points.items()},
-            "targets": {k: np.round(v, 3).tolist() for k, v in self.targets.items()},
+            "surface": _json_numbers(surface, 4),
+            "weights": [_json_numbers(p["w"], 4) for p in layers],
+            "biases": [_json_numbers(p["b"], 4) for p in layers],
+            "points": {k: _json_numbers(v, 3) for k, v in self.points.items()},
+            "targets": {k: _json_numbers(v, 3) for k, v in self.targets.items()},
             "features": list(self.config.features),
         }
+
+
+def _json_numbers(values: Any, decimals: int | None = None) -> Any:
+    """``values`` (a number or an array) as JSON-ready floats or nested lists, NaN and infinities as ``None``.
+
+    JSON has no NaN, and a diverged run has plenty: ``None`` reaches the page as ``null``.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if decimals is not None:
+        array = np.round(array, decimals)
+    return np.where(np.isfinite(array), array, None).tolist()

@@ -3,24 +3,33 @@
 Standard library only (``http.server``). One session per server: the page is a
 local tool for one student. Training runs here, with fnn; the page shows what
 the API returns, and ``/api/stream`` pushes a frame (server-sent events) after
-every few epochs while playing.
+every few epochs while playing, and after every change while paused.
 
-API (JSON in and out; a bad request gets a 4xx with ``{"error", "field"}``):
+API (JSON in and out; a refused request gets a 4xx with ``{"error", "field"}``):
 
 - ``GET /api/state``: the configuration and the current frame.
 - ``POST /api/config``: a new configuration (validated), a fresh session.
 - ``POST /api/step``: one epoch. ``POST /api/reset``: back to the seed's start.
 - ``POST /api/play`` / ``POST /api/pause``: start or stop streaming training.
 - ``GET /api/code``: the fnn script that reproduces the run (text/x-python).
-- ``GET /api/stream``: server-sent events, one frame each.
+- ``GET /api/stream``: server-sent events, one frame each, sent once: a frame's
+  ``id`` is its ``version``, and a client that sends ``Last-Event-ID`` gets only
+  newer frames (a ``: unchanged`` comment now and then meanwhile).
+
+Every request must name this server in ``Host`` (and in ``Origin`` when it sends
+one), so that no other site can script it (DNS rebinding, cross-site POSTs). A POST
+carries ``Content-Type: application/json`` and a ``Content-Length`` of at most
+:data:`MAX_BODY` bytes of strict JSON: no ``NaN`` or ``Infinity``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import threading
 import time
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -37,61 +46,117 @@ EPOCHS_PER_FRAME = 5
 
 
 class Playground:
-    """The state behind the API: one session, and whether it is playing. Thread-safe."""
+    """The state behind the API: one session, whether it is playing, and a count of changes. Thread-safe."""
 
     def __init__(self, config: Config | None = None):
-        self.lock = threading.Lock()
+        self.changed = threading.Condition()  # the lock around all of it; notified at every change
         self.session = Session(config or Config())
         self.playing = False
+        self.version = 0  # one more at every change: a frame's id
 
     def state(self) -> dict[str, Any]:
-        with self.lock:
+        with self.changed:
             return self._state()
 
     def _state(self) -> dict[str, Any]:
         return {
             "config": dataclasses.asdict(self.session.config),
             "playing": self.playing,
+            "version": self.version,
             **self.session.snapshot(),
         }
+
+    def _change(self) -> dict[str, Any]:
+        self.version += 1
+        self.changed.notify_all()
+        return self._state()
 
     def configure(self, raw: Any) -> dict[str, Any]:
         config = parse_config(raw)  # raises ConfigError before anything changes
         session = Session(config)
-        with self.lock:
+        with self.changed:
             self.session, self.playing = session, False
-            return self._state()
+            return self._change()
 
     def step(self, epochs: int = 1) -> dict[str, Any]:
-        with self.lock:
+        with self.changed:
             self.session.train(epochs)
-            return self._state()
+            return self._change()
 
     def reset(self) -> dict[str, Any]:
-        with self.lock:
+        with self.changed:
             self.session.reset()
             self.playing = False
-            return self._state()
+            return self._change()
 
     def set_playing(self, playing: bool) -> dict[str, Any]:
-        with self.lock:
+        with self.changed:
             self.playing = playing
-            return self._state()
+            return self._change()
 
-    def frame(self) -> dict[str, Any]:
-        """Trains a few epochs when playing, then returns the frame to stream."""
-        with self.lock:
+    def frame(self, since: int | None = None, wait: float = 0.0) -> dict[str, Any] | None:
+        """The next frame to stream to a client that has version ``since``.
+
+        While playing, trains a few epochs first (and pauses once training has
+        diverged: NaN does not get better).
+
+        Args:
+            since: the version the client has; ``None`` for a client that has none.
+            wait: seconds to wait, while paused, for a change.
+
+        Returns:
+            The state, or ``None`` when nothing changed since ``since`` within ``wait`` seconds.
+        """
+        with self.changed:
             if self.playing:
                 self.session.train(EPOCHS_PER_FRAME)
-            return self._state()
+                self.playing = not self.session.diverged
+                return self._change()
+            if self.changed.wait_for(lambda: self.version != since, wait):
+                return self._state()
+            return None
 
     def code(self) -> str:
-        with self.lock:
+        with self.changed:
             return script(self.session.config, self.session.epoch)
+
+
+class Refused(Exception):
+    """A request the server refuses, with the status and the JSON error it answers."""
+
+    def __init__(self, status: int, message: str, field: str | None = None):
+        super().__init__(message)
+        self.status, self.field = status, field
+
+
+def non_finite(data: Any) -> tuple[str, float] | None:
+    """The path (``learning_rate``, ``hidden[1]``) and value of a NaN or infinite number in parsed JSON.
+
+    Python's JSON reads ``NaN``, ``Infinity`` and ``1e400`` as floats; JSON itself has no such numbers.
+
+    Examples:
+        >>> non_finite({"hidden": [4, float("nan")]})
+        ('hidden[1]', nan)
+        >>> non_finite({"hidden": [4, 4]}) is None
+        True
+    """
+    todo = [("body", data)]  # a loop, not recursion: nesting is bounded only by the parser
+    while todo:
+        path, value = todo.pop()
+        if isinstance(value, float) and not math.isfinite(value):
+            return path.removeprefix("body."), value
+        if isinstance(value, dict):
+            todo += [(f"{path}.{k}", v) for k, v in value.items()]
+        elif isinstance(value, list):
+            todo += [(f"{path}[{i}]", v) for i, v in enumerate(value)]
+    return None
 
 
 class _Handler(BaseHTTPRequestHandler):
     playground: Playground
+    hosts: frozenset[str]  # the Host headers this server answers: its address by number, or localhost
+    heartbeat: float  # seconds between ": unchanged" comments on an idle stream
+    timeout: float  # seconds a connection may stall (the base class puts it on the socket)
     server_version = "fnn-playground"
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet: the terminal shows the address only
@@ -106,12 +171,53 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def _json(self, status: int, data: Any) -> None:
-        self._send(status, json.dumps(data).encode(), "application/json")
+        self._send(status, json.dumps(data, allow_nan=False).encode(), "application/json")
 
     def _error(self, status: int, message: str, field: str | None = None) -> None:
+        self.close_connection = True  # a refused body may be unread: the connection cannot go on
         self._json(status, {"error": message, "field": field})
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """The base class's own refusals (a bad request line, an unknown method), as JSON too."""
+        self._error(code, message or HTTPStatus(code).phrase)
+
     def do_GET(self) -> None:
+        self._answer(self._get)
+
+    def do_POST(self) -> None:
+        self._answer(self._post)
+
+    def _answer(self, route: Callable[[], None]) -> None:
+        """Runs ``route`` so that every request gets an answer: a JSON error when it is refused or fails."""
+        self._headers_sent = False
+        try:
+            self._check_origin()
+            route()
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the client went away or stalled while we answered
+        except Refused as e:
+            self._error(e.status, str(e), e.field)
+        except ConfigError as e:
+            self._error(HTTPStatus.BAD_REQUEST, str(e), e.field)
+        except Exception as e:  # a bug of ours: say so, never drop the connection
+            if self._headers_sent:
+                self.close_connection = True
+            else:
+                self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"the server failed: {type(e).__name__}: {e}")
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._headers_sent = True
+        super().send_response(code, message)
+
+    def _check_origin(self) -> None:
+        """Refuses (403) a request for another host name, or from a page of another origin."""
+        if self.headers.get("Host") not in self.hosts:
+            raise Refused(HTTPStatus.FORBIDDEN, f"this server answers only to {sorted(self.hosts)}", "Host")
+        origin = self.headers.get("Origin")
+        if origin is not None and origin not in {f"http://{host}" for host in self.hosts}:
+            raise Refused(HTTPStatus.FORBIDDEN, "requests from other sites are refused", "Origin")
+
+    def _get(self) -> None:
         path = self.path.split("?", 1)[0]
         if path in FILES:
             name = FILES[path]
@@ -123,9 +229,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/api/stream":
             self._stream()
         else:
-            self._error(HTTPStatus.NOT_FOUND, f"no such page: {path}")
+            raise Refused(HTTPStatus.NOT_FOUND, f"no such page: {path}")
 
-    def do_POST(self) -> None:
+    def _post(self) -> None:
         routes = {
             "/api/config": lambda body: self.playground.configure(body),
             "/api/step": lambda body: self.playground.step(),
@@ -134,40 +240,94 @@ class _Handler(BaseHTTPRequestHandler):
             "/api/pause": lambda body: self.playground.set_playing(False),
         }
         if self.path not in routes:
-            return self._error(HTTPStatus.NOT_FOUND, f"no such endpoint: {self.path}")
-        length = self.headers.get("Content-Length", "0")
-        if not length.isdigit() or int(length) > MAX_BODY:
-            return self._error(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body must be at most {MAX_BODY} bytes"
+            raise Refused(HTTPStatus.NOT_FOUND, f"no such endpoint: {self.path}")
+        self._json(HTTPStatus.OK, routes[self.path](self._body()))
+
+    def _body(self) -> Any:
+        """The POST's body: JSON of a declared, bounded length, with finite numbers only.
+
+        Raises:
+            Refused: 415 for another Content-Type, 411 for a chunked body or none declared, 413 for too
+                long, 408 for a body that does not arrive, 400 for anything but strict JSON.
+        """
+        if self.headers.get_content_type() != "application/json":
+            raise Refused(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "a POST sends application/json", "Content-Type")
+        if "Transfer-Encoding" in self.headers:
+            raise Refused(
+                HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length", "Transfer-Encoding"
             )
-        raw = self.rfile.read(int(length))
+        length = self.headers.get("Content-Length")
+        if length is None or not length.isdigit():
+            raise Refused(HTTPStatus.LENGTH_REQUIRED, "a POST needs a Content-Length", "Content-Length")
+        if int(length) > MAX_BODY:
+            raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body must be at most {MAX_BODY} bytes")
+        try:
+            raw = self.rfile.read(int(length))
+        except TimeoutError:
+            raise Refused(
+                HTTPStatus.REQUEST_TIMEOUT, f"the body did not arrive within {self.timeout} s"
+            ) from None
+        if len(raw) < int(length):
+            raise Refused(HTTPStatus.BAD_REQUEST, "the body is shorter than its Content-Length")
         try:
             body = json.loads(raw) if raw else {}
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            return self._error(HTTPStatus.BAD_REQUEST, f"the body is not JSON: {e}")
-        try:
-            self._json(HTTPStatus.OK, routes[self.path](body))
-        except ConfigError as e:
-            self._error(HTTPStatus.BAD_REQUEST, str(e), e.field)
+        except RecursionError:
+            raise Refused(HTTPStatus.BAD_REQUEST, "the body is not JSON: it is nested too deeply") from None
+        except ValueError as e:  # a JSONDecodeError, bad UTF-8, an integer of over 4300 digits
+            raise Refused(HTTPStatus.BAD_REQUEST, f"the body is not JSON: {e}") from None
+        bad = non_finite(body)
+        if bad is not None:
+            raise Refused(HTTPStatus.BAD_REQUEST, f"{bad[0]} must be a finite number, got {bad[1]}", bad[0])
+        return body
 
     def _stream(self) -> None:
+        since = self.headers.get("Last-Event-ID", "")
+        version = int(since) if since.isdigit() else None
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")
         self.end_headers()
-        try:
-            while True:
-                frame = self.playground.frame()
-                self.wfile.write(f"data: {json.dumps(frame)}\n\n".encode())
-                self.wfile.flush()
-                time.sleep(0.03 if frame["playing"] else 0.25)  # pacing of a live view, not of training
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the page went away
+        while True:
+            frame = self.playground.frame(version, self.heartbeat)
+            if frame is None:
+                self.wfile.write(b": unchanged\n\n")  # a comment: tells a closed page from an open one
+            else:
+                version = frame["version"]
+                self.wfile.write(f"id: {version}\ndata: {json.dumps(frame, allow_nan=False)}\n\n".encode())
+                if frame["playing"]:
+                    time.sleep(0.03)  # pacing of a live view, not of training
+            self.wfile.flush()
 
 
-def make_server(host: str = "127.0.0.1", port: int = 0, config: Config | None = None) -> ThreadingHTTPServer:
-    """A server for the playground bound to ``host:port`` (port 0: any free one); not yet serving."""
-    handler = type("Handler", (_Handler,), {"playground": Playground(config)})
-    server = ThreadingHTTPServer((host, port), handler)
-    server.daemon_threads = True
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 128  # the listen backlog: at the default 5, a burst of connections is dropped
+
+
+def make_server(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    config: Config | None = None,
+    *,
+    timeout: float = 10.0,
+    heartbeat: float = 15.0,
+) -> ThreadingHTTPServer:
+    """A server for the playground bound to ``host:port``; not yet serving.
+
+    Args:
+        host: the address to bind; the page must be opened at it, or at ``localhost`` or ``127.0.0.1``.
+        port: the port; 0 for any free one.
+        config: the first configuration; :class:`Config`'s defaults if ``None``.
+        timeout: seconds a connection may stall before the server gives up on it.
+        heartbeat: seconds between ``: unchanged`` comments on a stream with nothing new.
+
+    Returns:
+        The server; ``server.server_address`` has the port it got.
+    """
+    server = _Server((host, port), _Handler)
+    port = server.server_address[1]
+    names = {host, "127.0.0.1", "localhost"}
+    hosts = {f"{name}:{port}" for name in names} | (names if port == 80 else set())
+    attributes = {"playground": Playground(config), "hosts": frozenset(hosts), "timeout": timeout}
+    server.RequestHandlerClass = type("Handler", (_Handler,), {**attributes, "heartbeat": heartbeat})
     return server

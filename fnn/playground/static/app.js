@@ -14,10 +14,11 @@ function showError(message) {
 }
 
 async function call(method, path, body) {
+  const post = method === "POST"; // every POST sends JSON, the only body the server takes
   const response = await fetch(path, {
     method,
-    headers: body ? { "Content-Type": "application/json" } : {},
-    body: body ? JSON.stringify(body) : undefined,
+    headers: post ? { "Content-Type": "application/json" } : {},
+    body: post ? JSON.stringify(body || {}) : undefined,
   });
   if (!response.ok) {
     const problem = await response.json().catch(() => ({ error: response.statusText }));
@@ -85,13 +86,16 @@ function colour(value) { // -1: orange, 0: white, 1: blue, as in TensorFlow Play
 function draw(state) {
   frame = state;
   $("epoch").textContent = state.epoch;
-  $("test_loss").textContent = state.test_loss.toFixed(3);
-  $("train_loss").textContent = state.train_loss.toFixed(3);
+  $("test_loss").textContent = loss(state.test_loss);
+  $("train_loss").textContent = loss(state.train_loss);
+  $("diverged").hidden = !state.diverged;
   $("play").innerHTML = state.playing ? "&#10074;&#10074; Pause" : "&#9654; Play";
   drawSurface(state);
   drawCurves(state.history);
   drawNetwork(state);
 }
+
+const loss = (value) => (value === null ? "not finite" : value.toFixed(3)); // null: NaN or infinity
 
 function drawSurface(state) {
   const canvas = $("surface"), ctx = canvas.getContext("2d");
@@ -122,15 +126,17 @@ function drawSurface(state) {
 function drawCurves(history) {
   const canvas = $("curves"), ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
-  const all = history.train.concat(history.test);
+  const all = history.train.concat(history.test).filter((v) => v !== null);
   const top = Math.max(...all, 1e-6);
   for (const [part, style] of [["train", "#999"], ["test", "#222"]]) {
     const values = history[part];
     ctx.beginPath();
+    let drawing = false; // a null (diverged) epoch breaks the curve
     values.forEach((v, i) => {
       const x = values.length < 2 ? 0 : (i / (values.length - 1)) * canvas.width;
       const y = canvas.height - (v / top) * (canvas.height - 4) - 2;
-      i ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
+      if (v !== null) drawing ? ctx.lineTo(x, y) : ctx.moveTo(x, y);
+      drawing = v !== null;
     });
     ctx.strokeStyle = style;
     ctx.lineWidth = 1.5;

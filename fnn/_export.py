@@ -118,15 +118,35 @@ def load_exported(path: str | os.PathLike, *, verify: bool = True) -> ExportedMo
     """Loads what :func:`export` wrote; no model code is needed.
 
     The file holds a StableHLO computation that XLA compiles and runs; nothing
-    is unpickled and no Python code from the file is executed.
+    is unpickled and no Python code from the file is executed. It is
+    deserialised completely (the StableHLO module included) here, so a bad
+    file is reported now rather than at the first call.
+
+    Args:
+        path: a directory written by :func:`export`.
+        verify: check the SHA-256 digests of the function and the weights.
+
+    Returns:
+        The loaded model.
 
     Raises:
-        fnn.checkpoint.CheckpointError: for a missing or corrupted export.
+        fnn.checkpoint.CheckpointError: for a missing, corrupted or malformed
+            export, naming the file.
     """
-    exported = jax_export.deserialize(bytearray(checkpoint.read_file(path, FUNCTION_FILE, verify=verify)))
-    weight_structs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in _arguments(exported)[0]]
+    file = Path(path) / FUNCTION_FILE
+    data = checkpoint.read_file(path, FUNCTION_FILE, verify=verify)
+    try:
+        exported = jax_export.deserialize(bytearray(data))
+        weight_avals, _ = _arguments(exported)
+        weight_structs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in weight_avals]
+        exported.mlir_module()  # parses the StableHLO bytecode
+    except Exception as e:  # a malformed file fails anywhere in the decoder, with any error type
+        raise checkpoint.CheckpointError(
+            f"{file}: not a valid exported function ({type(e).__name__}: {e})"
+        ) from None
     weights = checkpoint.restore(path, {"weights": weight_structs}, verify=verify)["weights"]
-    return ExportedModel(exported, weights, checkpoint.read_metadata(path).get("model", "model"))
+    name = checkpoint.read_metadata(path, verify=verify).get("model", "model")
+    return ExportedModel(exported, weights, name if isinstance(name, str) else "model")
 
 
 def _arguments(exported: jax_export.Exported) -> tuple[list, Any]:

@@ -5,17 +5,31 @@ A checkpoint is a directory holding two files:
 - ``tensors.safetensors``: every array of the pytree, keyed by its path
   (``params/dense_1/w``); typed PRNG keys are stored as their key data.
 - ``manifest.json``, written last: the tree's structure as data, each
-  tensor's dtype, shape and SHA-256 digest, plain metadata (step, epoch,
-  config ...) and the fnn and jax versions.
+  tensor's dtype, shape and SHA-256 digest, the tensors file's size, plain
+  metadata (step, epoch, config ...), the fnn and jax versions, and
+  ``manifest_sha256``: the SHA-256 of the manifest's canonical JSON without
+  that field (``json.dumps(manifest, sort_keys=True, separators=(",", ":"))``),
+  so that a change anywhere in the manifest, its digest included, is detected.
 
 Writes go to a hidden temporary directory that is fsynced and then renamed, so
-a crash at any point leaves either the complete new checkpoint or none.
-Loading checks the digests (safetensors has none of its own) and the header
-against the manifest, and raises one :class:`CheckpointError` naming the file
-and the parameter path for any corruption. Nothing is unpickled, evaluated or
-imported by a name read from a file: containers are rebuilt from a fixed set
-(dict, list, tuple; NamedTuples and other pytree nodes come back as dicts
-unless a ``target`` gives the structure), dtypes from a fixed table.
+a crash at any point leaves either the complete new checkpoint or none; an
+overwrite that dies between moving the old copy aside and the new one in
+leaves the old copy, which is put back (see :func:`save`).
+
+Loading reads only regular files, bounded before they are read (the manifest
+at most 64 MiB, the other files exactly the sizes it declares), so a FIFO, a
+device or a huge file is refused, never waited on. It checks the manifest's
+digest before using anything in it, then the tensors' digests (safetensors
+has none of its own) and the header against the manifest, and raises one
+:class:`CheckpointError` naming the file and the parameter path for any
+corruption. Nothing is unpickled, evaluated or imported by a name read from
+a file: containers are rebuilt from a fixed set (dict, list, tuple;
+NamedTuples and other pytree nodes come back as dicts unless a ``target``
+gives the structure), dtypes from a fixed table.
+
+Checkpoints of format version 1 (written by fnn before the manifest had a
+digest) cannot be verified, so they are refused unless loaded with
+``verify=False``; save what that returns to upgrade them.
 
 Example:
     >>> import jax, jax.numpy as jnp, tempfile, os, fnn
@@ -30,7 +44,6 @@ Example:
 from __future__ import annotations
 
 import functools
-import glob
 import hashlib
 import json
 import math
@@ -50,6 +63,7 @@ import safetensors
 import safetensors.numpy
 
 from fnn._core import path_str, select_paths
+from fnn._io import read_regular_file
 from fnn.parallel import barrier, is_primary
 
 __all__ = [
@@ -64,9 +78,12 @@ __all__ = [
 ]
 
 FORMAT = "fnn.checkpoint"
-VERSION = 1
+VERSION = 2  # 2: the manifest carries its own digest and the tensors file's size
 MANIFEST = "manifest.json"
 TENSORS = "tensors.safetensors"
+MANIFEST_DIGEST = "manifest_sha256"
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_DEPTH = 100  # levels of nesting a saved tree may have
 
 # numpy dtype name -> (safetensors code, numpy dtype). The only dtypes a file can name.
 _DTYPES: dict[str, tuple[str, np.dtype]] = {
@@ -93,6 +110,7 @@ _DTYPES: dict[str, tuple[str, np.dtype]] = {
 _KEY_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 _SCALARS = (bool, int, float, str)
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_SCRATCH = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old|del)-\w*")  # .<name>.<kind>-<uuid> of a save
 
 
 class CheckpointError(Exception):
@@ -113,6 +131,8 @@ def _is_array(x: Any) -> bool:
 def _describe(node: Any, path: tuple, tensors: dict[str, Any]) -> Any:
     """The structure of ``node`` as JSON data; array leaves go into ``tensors`` by path."""
     name = path_str(path) or "value"
+    if len(path) > MAX_DEPTH:
+        raise CheckpointError(f"cannot save a tree nested deeper than {MAX_DEPTH} levels (at {name!r})")
     if node is None:
         return None
     if _is_array(node):
@@ -154,6 +174,12 @@ def _to_numpy(leaf: Any) -> tuple[np.ndarray, dict]:
 
 def _digest(data: Any) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _manifest_digest(manifest: Mapping[str, Any]) -> str:
+    """The SHA-256 of a manifest's canonical JSON, without its own digest field."""
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    return _digest(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
 
 
 def _rebuild(node: Any, arrays: Mapping[str, Any], where: str) -> Any:
@@ -211,8 +237,23 @@ def _remove_dir(path: Path) -> None:
     shutil.rmtree(trash, ignore_errors=True)
 
 
-def _is_scratch(name: str) -> bool:
-    return name.startswith(".") and (".tmp-" in name or ".del-" in name or ".old-" in name)
+def _clean_scratch(directory: Path, name: str | None = None) -> None:
+    """Clears what crashed saves left in ``directory`` (for checkpoint ``name`` only, if given).
+
+    A temporary or half-deleted directory is removed. An old copy moved aside
+    by an overwrite is removed when its checkpoint exists, and otherwise (the
+    overwrite died between its two renames) renamed back: it is the checkpoint.
+    """
+    for entry in sorted(directory.iterdir()):
+        match = _SCRATCH.fullmatch(entry.name)
+        if not match or name not in (None, match["name"]):
+            continue
+        checkpoint = directory / match["name"]
+        if match["kind"] == "old" and not os.path.lexists(checkpoint):
+            os.rename(entry, checkpoint)
+            _fsync_dir(directory)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 def save(
@@ -234,9 +275,12 @@ def save(
         files: other files to store beside the tensors, ``{name: bytes}``, with
             digests in the manifest; read them back with :func:`read_file`.
         overwrite: replace an existing checkpoint at ``path``. Without it an
-            existing path is an error. (Replacing is two renames, so a crash
-            between them can leave neither; :class:`CheckpointManager` never
-            overwrites, it writes a new directory per step.)
+            existing path is an error. The new copy is written completely
+            first; then the old one is renamed aside, the new one renamed in,
+            and the old one deleted. A crash between the renames leaves the old
+            copy aside, and the next :func:`save` of ``path`` or
+            :class:`CheckpointManager` opening its directory renames it back, so
+            ``path`` always ends up with the old or the new checkpoint.
 
     Returns:
         The checkpoint's path.
@@ -252,6 +296,8 @@ def save(
         meta_text = json.dumps(dict(metadata or {}))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"metadata must be plain JSON data: {e}") from None
+    if path.parent.is_dir():
+        _clean_scratch(path.parent, path.name)  # from a crashed save: may put back an overwritten copy
     if path.exists() and not overwrite:
         raise CheckpointError(f"{path} exists; pass overwrite=True to replace it")
     files = dict(files or {})
@@ -275,9 +321,6 @@ def save(
         "files": {name: {"sha256": _digest(data), "bytes": len(data)} for name, data in files.items()},
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    for leftover in path.parent.glob(f".{glob.escape(path.name)}.*-*"):  # from a crashed save
-        if _is_scratch(leftover.name):
-            shutil.rmtree(leftover, ignore_errors=True)
     tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
     tmp.mkdir()
     try:
@@ -285,18 +328,23 @@ def save(
         _fsync_file(tmp / TENSORS)
         for name, data in files.items():
             _write_file(tmp / name, bytes(data))
+        manifest["tensors_bytes"] = (tmp / TENSORS).stat().st_size
+        manifest = json.loads(json.dumps(manifest))  # the digest covers exactly what a reader parses
+        manifest[MANIFEST_DIGEST] = _manifest_digest(manifest)
         _write_file(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())  # last: it marks completion
         _fsync_dir(tmp)
         if path.exists():
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex}"
-            os.rename(path, old)
+            os.rename(path, old)  # from here until the next rename, only `old` holds the checkpoint
             os.rename(tmp, path)
+            _fsync_dir(path.parent)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, path)
-        _fsync_dir(path.parent)
+            _fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        _clean_scratch(path.parent, path.name)  # puts the old copy back if it was moved aside
         raise
     return path
 
@@ -307,35 +355,91 @@ def _fnn_version() -> str:
     return __version__
 
 
-def _read_manifest(path: Path) -> dict:
+def _read(file: Path, max_bytes: int | None, *, exact: bool = False) -> bytes:
+    """A regular file's bytes, at most ``max_bytes`` (exactly, with ``exact``), or a CheckpointError."""
+    try:
+        data = read_regular_file(file, max_bytes)
+    except FileNotFoundError:
+        raise CheckpointError(f"{file}: missing") from None
+    except OSError as e:
+        raise CheckpointError(f"{file}: cannot be read ({e.strerror or e})") from None
+    except ValueError as e:
+        raise CheckpointError(f"{file}: {e}") from None
+    if exact and len(data) != max_bytes:
+        raise CheckpointError(f"{file}: {len(data)} bytes, but the manifest declares {max_bytes} (truncated)")
+    return data
+
+
+def _read_manifest(path: Path, verify: bool = True) -> dict:
+    """The manifest of the checkpoint at ``path``, its digest and consistency checked first."""
     file = path / MANIFEST
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such checkpoint directory")
+    if not os.path.lexists(file):
+        raise CheckpointError(f"{file}: missing; {path} is not a complete fnn checkpoint")
+    data = _read(file, MAX_MANIFEST_BYTES)
     try:
-        manifest = json.loads(file.read_bytes())
-    except FileNotFoundError:
-        raise CheckpointError(f"{file}: missing; {path} is not a complete fnn checkpoint") from None
+        return _parse_manifest(file, data, verify)
+    except RecursionError:
+        raise CheckpointError(f"{file}: nested too deeply") from None
+
+
+def _is_size(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _parse_manifest(file: Path, data: bytes, verify: bool) -> dict:
+    try:
+        manifest = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{file}: not valid JSON ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{file}: not an fnn checkpoint manifest")
-    if manifest.get("version") != VERSION:
-        raise CheckpointError(f"{file}: format version {manifest.get('version')!r}; this fnn reads {VERSION}")
+    version = manifest.get("version")
+    if version == 1 and verify:
+        raise CheckpointError(
+            f"{file}: format version 1 (fnn before the manifest had a digest) cannot be verified; "
+            "load it with verify=False and save it again to upgrade it"
+        )
+    if version not in (1, VERSION):
+        raise CheckpointError(f"{file}: format version {version!r}; this fnn reads {VERSION} (and 1)")
+    if version == VERSION and manifest.get(MANIFEST_DIGEST) != _manifest_digest(manifest):
+        raise CheckpointError(
+            f"{file}: its content does not match its {MANIFEST_DIGEST} (corrupted or edited)"
+        )
     manifest.setdefault("files", {})
+    manifest.setdefault("tensors_bytes", None)  # format 1 declares no sizes
     for field, kind in [("tensors", dict), ("metadata", dict), ("files", dict)]:
         if not isinstance(manifest.get(field), kind):
             raise CheckpointError(f"{file}: field {field!r} is missing or malformed")
+    if version == VERSION and not _is_size(manifest["tensors_bytes"]):
+        raise CheckpointError(f"{file}: field 'tensors_bytes' is missing or malformed")
+    for name, entry in manifest["files"].items():
+        if not (
+            isinstance(entry, dict)
+            and isinstance(entry.get("sha256"), str)
+            and (_is_size(entry.get("bytes")) or version == 1)
+        ):
+            raise CheckpointError(f"{file}: malformed entry for file {name!r}: {entry!r}")
     for name, entry in manifest["tensors"].items():
         if not (
             isinstance(entry, dict)
-            and entry.get("dtype") in _DTYPES
+            and isinstance(entry.get("dtype"), str)
+            and entry["dtype"] in _DTYPES
             and isinstance(entry.get("shape"), list)
-            and all(isinstance(d, int) and d >= 0 for d in entry["shape"])
+            and all(_is_size(d) for d in entry["shape"])
             and isinstance(entry.get("sha256"), str)
             and entry.get("key_impl", "threefry2x32") in _KEY_IMPLS
         ):
             raise CheckpointError(f"{file}: malformed entry for tensor {name!r}: {entry!r}")
-    named = _tensor_refs(manifest.get("tree"))
+        if "key_impl" in entry:
+            data_shape = _key_data_shape(entry["key_impl"])
+            if entry["dtype"] != "uint32" or entry["shape"][-len(data_shape) :] != data_shape:
+                raise CheckpointError(
+                    f"{file}: tensor {name!r}: {entry['key_impl']} keys are uint32 data ending in "
+                    f"{data_shape}, the manifest has {entry['dtype']}{entry['shape']}"
+                )
+    named = _tensor_refs(manifest.get("tree"), file)
     if sorted(named) != sorted(manifest["tensors"]):
         raise CheckpointError(
             f"{file}: inconsistent: the tree names tensors {sorted(set(named) - set(manifest['tensors']))} "
@@ -344,10 +448,15 @@ def _read_manifest(path: Path) -> dict:
     return manifest
 
 
-def _tensor_refs(node: Any) -> list[str]:
+def _tensor_refs(node: Any, file: Path, depth: int = 0) -> list[str]:
+    """The tensors a tree names, checking that it is nested at most ``MAX_DEPTH`` levels."""
+    if depth > MAX_DEPTH:
+        raise CheckpointError(f"{file}: the tree is nested deeper than {MAX_DEPTH} levels")
     if not isinstance(node, dict):
         return []
     if "tensor" in node:
+        if not isinstance(node["tensor"], str):
+            raise CheckpointError(f"{file}: malformed tree node {node!r}")
         return [node["tensor"]]
     children = node.get("dict", {})
     children = list(children.values()) if isinstance(children, dict) else []
@@ -355,17 +464,21 @@ def _tensor_refs(node: Any) -> list[str]:
     return [
         ref
         for child in children + (sequence if isinstance(sequence, list) else [])
-        for ref in _tensor_refs(child)
+        for ref in _tensor_refs(child, file, depth + 1)
     ]
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    """The metadata saved with a checkpoint (reads the manifest only).
+def read_metadata(path: str | os.PathLike, *, verify: bool = True) -> dict:
+    """The metadata saved with a checkpoint (reads the manifest only, checking its digest).
+
+    Args:
+        path: a directory written by :func:`save`.
+        verify: off, a format 1 checkpoint (which has no manifest digest) is read too.
 
     Raises:
-        CheckpointError: when the manifest is missing or malformed.
+        CheckpointError: when the manifest is missing, malformed or corrupted.
     """
-    return _read_manifest(Path(path))["metadata"]
+    return _read_manifest(Path(path), verify)["metadata"]
 
 
 @functools.cache
@@ -373,21 +486,29 @@ def _key_dtype(impl: str) -> str:
     return str(jax.eval_shape(lambda: jax.random.key(0, impl=impl)).dtype)  # e.g. key<fry>
 
 
+@functools.cache
+def _key_data_shape(impl: str) -> list[int]:
+    return list(jax.eval_shape(lambda: jax.random.key_data(jax.random.key(0, impl=impl))).shape)
+
+
 def read_file(path: str | os.PathLike, name: str, *, verify: bool = True) -> bytes:
-    """A file stored with :func:`save`'s ``files``, checked against its digest.
+    """A file stored with :func:`save`'s ``files``, checked against its size and digest.
+
+    Args:
+        path: a directory written by :func:`save`.
+        name: the file's name.
+        verify: check its SHA-256 digest (on by default).
 
     Raises:
         CheckpointError: when the file is not listed, missing, or corrupted.
     """
     path = Path(path)
-    entry = _read_manifest(path)["files"].get(name)
+    entry = _read_manifest(path, verify)["files"].get(name)
     if not isinstance(entry, dict) or not _FILE_NAME.fullmatch(name):
         raise CheckpointError(f"{path / MANIFEST}: lists no file {name!r}")
-    try:
-        data = (path / name).read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{path / name}: missing") from None
-    if verify and _digest(data) != entry.get("sha256"):
+    size = entry.get("bytes")  # None only in format 1
+    data = _read(path / name, size, exact=size is not None)
+    if verify and _digest(data) != entry["sha256"]:
         raise CheckpointError(f"{path / name}: its bytes do not match the manifest's sha256 (corrupted)")
     return data
 
@@ -402,10 +523,10 @@ def _spec(entry: Mapping) -> str:
 def _read_tensors(path: Path, manifest: dict, names: Iterable[str], verify: bool) -> dict[str, Any]:
     """The named tensors as device arrays (typed keys rewrapped), checked against the manifest."""
     file = path / TENSORS
+    size = manifest["tensors_bytes"]  # None only in format 1
+    data = _read(file, size, exact=size is not None)
     try:
-        stored = dict(safetensors.deserialize(file.read_bytes()))
-    except FileNotFoundError:
-        raise CheckpointError(f"{file}: missing") from None
+        stored = dict(safetensors.deserialize(data))
     except Exception as e:  # safetensors raises its own error type for any malformed file
         raise CheckpointError(f"{file}: not a valid safetensors file ({e})") from None
     entries = manifest["tensors"]
@@ -495,7 +616,9 @@ def restore(path: str | os.PathLike, target: Any = None, *, verify: bool = True)
             Leaves that are sharded arrays are placed with the same sharding.
             Without a target, the tree is rebuilt from the manifest with plain
             dicts, lists and tuples (NamedTuples come back as dicts).
-        verify: check each tensor's SHA-256 digest (on by default).
+        verify: check each tensor's SHA-256 digest (on by default). The
+            manifest's own digest is always checked; off, a format 1
+            checkpoint (which has none) is loaded too.
 
     Returns:
         The restored pytree.
@@ -506,7 +629,7 @@ def restore(path: str | os.PathLike, target: Any = None, *, verify: bool = True)
             that does not fit ``target`` (listing every mismatch).
     """
     path = Path(path)
-    manifest = _read_manifest(path)
+    manifest = _read_manifest(path, verify)
     if target is None:
         arrays = _read_tensors(path, manifest, manifest["tensors"], verify)
         return _rebuild(manifest.get("tree"), arrays, str(path / MANIFEST))
@@ -537,9 +660,11 @@ class CheckpointManager:
     """Numbered checkpoints in one directory: save every N, keep the last k and the best.
 
     Each checkpoint is a directory ``ckpt_000000123`` written by :func:`save`,
-    so a crash while saving leaves the earlier ones untouched; leftover
-    temporary directories are ignored and removed when a manager opens the
-    directory. One process should write to a directory at a time: in a
+    so a crash while saving leaves the earlier ones untouched, and one while
+    saving a step again (which overwrites it) leaves its old or its new copy;
+    leftover temporary directories are ignored and cleared when a manager
+    opens the directory (an old copy moved aside by an overwrite is put
+    back). One process should write to a directory at a time: in a
     multi-process run (:mod:`fnn.parallel`) every process calls :meth:`save`,
     which waits for all of them and lets process 0 write, so the directory
     must be one all processes see if they are to resume from it.
@@ -594,9 +719,7 @@ class CheckpointManager:
         self.mode = (better(monitor) if mode == "auto" else mode) if monitor else None
         self.directory.mkdir(parents=True, exist_ok=True)
         if is_primary():  # another process's scratch may be process 0's save in progress
-            for entry in self.directory.iterdir():
-                if _is_scratch(entry.name):
-                    shutil.rmtree(entry, ignore_errors=True)
+            _clean_scratch(self.directory)
 
     def path(self, step: int) -> Path:
         """The directory of the checkpoint for ``step``."""
@@ -630,9 +753,10 @@ class CheckpointManager:
         scores = {}
         for step in self.steps():
             try:
-                value = read_metadata(self.path(step)).get("metrics", {}).get(self.monitor)
+                metrics = read_metadata(self.path(step)).get("metrics")
             except CheckpointError:
                 continue
+            value = metrics.get(self.monitor) if isinstance(metrics, dict) else None
             if isinstance(value, (int, float)) and math.isfinite(value):
                 scores[step] = float(value)
         return scores
@@ -697,9 +821,9 @@ class CheckpointManager:
         """The checkpoint of ``step`` (the newest by default); see :func:`restore`."""
         return restore(self._resolve(step), target, verify=verify)
 
-    def metadata(self, step: int | None = None) -> dict:
-        """The metadata of the checkpoint of ``step`` (the newest by default)."""
-        return read_metadata(self._resolve(step))
+    def metadata(self, step: int | None = None, *, verify: bool = True) -> dict:
+        """The metadata of the checkpoint of ``step`` (the newest by default); see :func:`read_metadata`."""
+        return read_metadata(self._resolve(step), verify=verify)
 
     def clear(self) -> None:
         """Deletes every checkpoint in the directory (process 0 does, in a multi-process run)."""

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
+import hashlib
 import importlib
 import json
 import os
 import pickle
+import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +28,16 @@ import optax
 import pytest
 
 import fnn
-from fnn.checkpoint import MANIFEST, TENSORS, CheckpointError, CheckpointManager, restore, save, transfer
+from fnn.checkpoint import (
+    MANIFEST,
+    MANIFEST_DIGEST,
+    TENSORS,
+    CheckpointError,
+    CheckpointManager,
+    restore,
+    save,
+    transfer,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,6 +185,19 @@ def write_header(path, raw, n, new):
     path.write_bytes(raw[:8] + text.ljust(n) + raw[8 + n :])
 
 
+def reseal(path, edit):
+    """Edits a checkpoint's manifest and writes it with a matching digest, as a buggy writer would.
+
+    The digest is computed here from the file format's definition, not by fnn.
+    """
+    manifest = json.loads((path / MANIFEST).read_text())
+    edit(manifest)
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    manifest[MANIFEST_DIGEST] = hashlib.sha256(canonical).hexdigest()
+    (path / MANIFEST).write_text(json.dumps(manifest))
+
+
 def corrupt(path, how):
     file = path / TENSORS
     raw, n, head = header(file)
@@ -191,6 +217,10 @@ def corrupt(path, how):
         file.write_bytes(b"")
     elif how == "foreign file":
         file.write_bytes(np.random.default_rng(0).bytes(4096))
+    elif how == "foreign file of the declared size":
+        file.write_bytes(np.random.default_rng(0).bytes(len(raw)))
+    elif how == "append a byte":
+        file.write_bytes(raw + b"\0")
     elif how.startswith("truncate"):
         file.write_bytes(raw[: int(how.split()[-1]) if how[-1].isdigit() else len(raw) - 1])
     elif how == "remove tensors":
@@ -199,18 +229,31 @@ def corrupt(path, how):
         (path / MANIFEST).unlink()
     elif how == "manifest not JSON":
         (path / MANIFEST).write_text("{")
+    elif how == "manifest edited":
+        (path / MANIFEST).write_text((path / MANIFEST).read_text().replace('"epoch": 3', '"epoch": 4'))
     elif how == "manifest drops a tensor":
-        manifest = json.loads((path / MANIFEST).read_text())
-        del manifest["tensors"]["bools"]
-        (path / MANIFEST).write_text(json.dumps(manifest))
+        reseal(path, lambda m: m["tensors"].pop("bools"))
     elif how == "manifest digest edited":
-        manifest = json.loads((path / MANIFEST).read_text())
-        manifest["tensors"]["f32"]["sha256"] = "0" * 64
-        (path / MANIFEST).write_text(json.dumps(manifest))
+        reseal(path, lambda m: m["tensors"]["f32"].update(sha256="0" * 64))
     elif how == "manifest dtype unknown":
-        manifest = json.loads((path / MANIFEST).read_text())
-        manifest["tensors"]["f32"]["dtype"] = "object"
-        (path / MANIFEST).write_text(json.dumps(manifest))
+        reseal(path, lambda m: m["tensors"]["f32"].update(dtype="object"))
+    elif how == "manifest dtype not a string":
+        reseal(path, lambda m: m["tensors"]["f32"].update(dtype={"F32": 1}))
+    elif how == "manifest names a tensor by a number":
+        reseal(path, lambda m: m["tree"]["dict"]["bf16"].update(tensor=1.5))
+    elif how == "manifest key_impl edited":
+        reseal(path, lambda m: m["tensors"]["keys/0"].update(key_impl="rbg"))
+    elif how == "manifest declares another size":
+        reseal(path, lambda m: m.update(tensors_bytes=m["tensors_bytes"] + 1))
+    elif how == "manifest is a directory":
+        (path / MANIFEST).unlink()
+        (path / MANIFEST).mkdir()
+    elif how == "tensors is a directory":
+        file.unlink()
+        file.mkdir()
+    elif how == "manifest is too large":
+        with open(path / MANIFEST, "r+b") as f:
+            f.truncate(fnn.checkpoint.MAX_MANIFEST_BYTES + 1)  # sparse: takes no disk space
 
 
 CORRUPTIONS = {
@@ -218,18 +261,28 @@ CORRUPTIONS = {
     "change a dtype": r"tensor 'f32': the file's header says I32\[2, 3\], the manifest F32\[2, 3\]",
     "change a shape": r"tensor 'f32': the file's header says F32\[3, 2\]",
     "rename a key": r"tensor 'f33' is in the file but not in the manifest; tensor 'f32' is in the manifest",
-    "empty file": r"tensors.safetensors: not a valid safetensors file",
-    "foreign file": r"tensors.safetensors: not a valid safetensors file",
-    "truncate 0": r"not a valid safetensors file",
-    "truncate 7": r"not a valid safetensors file",
-    "truncate 100": r"not a valid safetensors file",
-    "truncate last byte": r"not a valid safetensors file",
+    "empty file": r"tensors.safetensors: 0 bytes, but the manifest declares \d+ \(truncated\)",
+    "foreign file": r"tensors.safetensors: 4096 bytes, more than the \d+ expected",
+    "foreign file of the declared size": r"tensors.safetensors: not a valid safetensors file",
+    "append a byte": r"tensors.safetensors: \d+ bytes, more than the \d+ expected",
+    "truncate 0": r"0 bytes, but the manifest declares",
+    "truncate 7": r"7 bytes, but the manifest declares",
+    "truncate 100": r"100 bytes, but the manifest declares",
+    "truncate last byte": r"tensors.safetensors: \d+ bytes, but the manifest declares \d+ \(truncated\)",
     "remove tensors": r"tensors.safetensors: missing",
     "remove manifest": r"manifest.json: missing; .* is not a complete fnn checkpoint",
     "manifest not JSON": r"manifest.json: not valid JSON",
+    "manifest edited": r"manifest.json: its content does not match its manifest_sha256",
     "manifest drops a tensor": r"manifest.json: inconsistent: the tree names tensors \['bools'\] that are not listed",
     "manifest digest edited": r"tensor 'f32': its bytes do not match",
     "manifest dtype unknown": r"manifest.json: malformed entry for tensor 'f32'",
+    "manifest dtype not a string": r"manifest.json: malformed entry for tensor 'f32'",
+    "manifest names a tensor by a number": r"manifest.json: malformed tree node \{'tensor': 1.5\}",
+    "manifest key_impl edited": r"manifest.json: tensor 'keys/0': rbg keys are uint32 data ending in \[4\]",
+    "manifest declares another size": r"tensors.safetensors: \d+ bytes, but the manifest declares",
+    "manifest is a directory": r"manifest.json: not a regular file but a directory",
+    "tensors is a directory": r"tensors.safetensors: not a regular file but a directory",
+    "manifest is too large": r"manifest.json: 67108865 bytes, more than the 67108864 expected",
 }
 
 
@@ -247,6 +300,124 @@ def test_verify_false_skips_digests_only(ckpt):
     corrupt(ckpt, "change a dtype")
     with pytest.raises(CheckpointError, match="header says I32"):
         restore(ckpt, verify=False)
+
+
+def test_the_manifest_digest_is_the_sha256_of_its_canonical_json(ckpt):
+    digest = json.loads((ckpt / MANIFEST).read_text())[MANIFEST_DIGEST]
+    reseal(ckpt, lambda manifest: None)  # computes it from the definition, and writes compact JSON
+    assert json.loads((ckpt / MANIFEST).read_text())[MANIFEST_DIGEST] == digest
+    same(restore(ckpt, tree()), tree())  # whitespace is not covered: it carries no value
+
+
+def test_a_flipped_bit_anywhere_in_the_manifest_is_an_error_never_a_different_value(tmp_path):
+    """Issue 20: a flip in the metadata's epoch or position made a resumed run train another run."""
+    saved = {"w": jnp.arange(3.0), "key": jax.random.key(0), "step": 5, "name": "run", "rate": 0.001}
+    metadata = {"epoch": 3, "position": 17, "history": {"loss": [0.5, 0.25]}, "callbacks": [{"wait": 1}]}
+    path = save(tmp_path / "c", saved, metadata=metadata)
+    raw = (path / MANIFEST).read_bytes()
+    numbers = [raw.index(b'"epoch": 3') + 9, raw.index(b'"position": 17') + 12, raw.index(b"0.25") + 3]
+    flips = [(i, i % 8) for i in range(len(raw))] + [(i, bit) for i in numbers for bit in range(8)]
+    for i, bit in flips:
+        (path / MANIFEST).write_bytes(raw[:i] + bytes([raw[i] ^ 1 << bit]) + raw[i + 1 :])
+        for load, expected in [(fnn.checkpoint.read_metadata, metadata), (restore, saved)]:
+            try:
+                back = load(path)
+            except CheckpointError:
+                continue
+            same(back, expected)
+
+
+class MustNotBlock(BaseException):
+    pass
+
+
+@contextlib.contextmanager
+def must_not_block(seconds=30):
+    """Fails what blocks for ``seconds`` (with a BaseException no loader catches)."""
+
+    def fail(signum, frame):
+        raise MustNotBlock(f"blocked for {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def memory_capped(extra_bytes=2 << 30):
+    """Fails what allocates more than ``extra_bytes`` with a MemoryError, not the machine."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    in_use = int(Path("/proc/self/statm").read_text().split()[0]) * resource.getpagesize()
+    resource.setrlimit(resource.RLIMIT_AS, (in_use + extra_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+@pytest.mark.parametrize("name", [MANIFEST, TENSORS])
+def test_a_fifo_in_place_of_either_file_is_refused_without_waiting(ckpt, name):
+    (ckpt / name).unlink()
+    os.mkfifo(ckpt / name)
+    for load in (restore, fnn.checkpoint.read_metadata)[: 2 if name == MANIFEST else 1]:
+        with (
+            must_not_block(),
+            pytest.raises(CheckpointError, match=rf"{name}: not a regular file but a FIFO"),
+        ):
+            load(ckpt)
+
+
+@pytest.mark.skipif(not (Path("/dev/zero").exists() and Path("/proc/self/statm").exists()), reason="Linux")
+@pytest.mark.parametrize("name", [MANIFEST, TENSORS])
+def test_a_symlink_to_dev_zero_is_refused_before_reading(ckpt, name):
+    restore(ckpt)  # JAX's lazy set-up happens outside the memory cap
+    (ckpt / name).unlink()
+    os.symlink("/dev/zero", ckpt / name)
+    with (
+        memory_capped(),
+        pytest.raises(CheckpointError, match=rf"{name}: not a regular file but a character"),
+    ):
+        restore(ckpt)
+
+
+def test_deeply_nested_manifests_are_refused_not_recursion_errors(ckpt, tmp_path):
+    (ckpt / MANIFEST).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CheckpointError, match=r"manifest.json: nested too deeply"):
+        restore(ckpt)
+
+    def nest(manifest):
+        for _ in range(300):
+            manifest["tree"] = {"list": [manifest["tree"]]}
+
+    path = save(tmp_path / "c", {"w": jnp.ones(1)})
+    reseal(path, nest)
+    with pytest.raises(CheckpointError, match=r"manifest.json: the tree is nested deeper than 100 levels"):
+        restore(path)
+    deepest = jnp.ones(1)
+    for _ in range(fnn.checkpoint.MAX_DEPTH):
+        deepest = [deepest]
+    save(tmp_path / "deepest", deepest)
+    same(restore(tmp_path / "deepest"), deepest)
+    with pytest.raises(CheckpointError, match=r"cannot save a tree nested deeper than 100 levels"):
+        save(tmp_path / "deeper", [deepest])
+
+
+def test_a_format_1_checkpoint_loads_only_with_verify_false(ckpt, tmp_path):
+    manifest = json.loads((ckpt / MANIFEST).read_text())
+    del manifest[MANIFEST_DIGEST], manifest["tensors_bytes"]
+    (ckpt / MANIFEST).write_text(json.dumps({**manifest, "version": 1}))
+    for load in (restore, fnn.checkpoint.read_metadata):
+        with pytest.raises(
+            CheckpointError, match=r"format version 1 .* cannot be verified; load it with verify"
+        ):
+            load(ckpt)
+    assert fnn.checkpoint.read_metadata(ckpt, verify=False)["epoch"] == 3
+    save(tmp_path / "upgraded", restore(ckpt, tree(), verify=False))
+    same(restore(tmp_path / "upgraded", tree()), tree())
 
 
 class Payload:
@@ -303,7 +474,7 @@ CRASH_SCRIPT = textwrap.dedent(
     import jax.numpy as jnp
     import fnn.checkpoint as ck
 
-    directory, kill_at = sys.argv[1], int(sys.argv[2])
+    directory, kill_at, steps = sys.argv[1], int(sys.argv[2]), [int(s) for s in sys.argv[3].split(",")]
     manager = ck.CheckpointManager(directory, max_to_keep=1)
     calls = [0]
 
@@ -321,34 +492,90 @@ CRASH_SCRIPT = textwrap.dedent(
     ck._write_file = tripwire(ck._write_file, partial_write=True)
     for module, name in [(os, "fsync"), (os, "rename"), (os, "mkdir"), (shutil, "rmtree")]:
         setattr(module, name, tripwire(getattr(module, name)))
-    for step in (1, 2):
-        manager.save(step, {"w": jnp.full((1000,), step, jnp.float32)})
-    print("calls", calls[0])
+    counts = []
+    for i, step in enumerate(steps):  # the i-th save writes the value i + 1
+        manager.save(step, {"w": jnp.full((1000,), i + 1, jnp.float32)})
+        counts.append(calls[0])
+    print("calls after each save", *counts)
     """
 )
 
 
-def test_a_save_killed_at_any_point_leaves_the_previous_checkpoint_loadable(tmp_path):
+def kill_the_last_save_at_every_point(tmp_path, steps):
+    """Runs the saves of ``steps`` once for each call the last one makes, killed at that call.
+
+    Yields ``(kill_at, manager)``: the run's directory opened by a new manager, as a rerun would.
+    """
     script = tmp_path / "crash.py"
     script.write_text(CRASH_SCRIPT)
     # Without the suite's compilation cache: its file writes would shift the counted calls.
     inherited = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     env = {**inherited, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    total = subprocess.run(
-        [sys.executable, script, tmp_path / "probe", "0"], env=env, capture_output=True, text=True, check=True
-    )
-    n_calls = int(total.stdout.split()[-1])
-    first_save_calls = n_calls // 2
-    assert n_calls >= 10
-    for kill_at in range(first_save_calls + 1, n_calls + 1):  # every point of the second save
+    run = lambda directory, kill_at: subprocess.run(
+        [sys.executable, script, directory, str(kill_at), ",".join(map(str, steps))],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    probe = run(tmp_path / "probe", 0)
+    assert probe.returncode == 0, probe.stderr
+    *_, before_last, total = map(int, probe.stdout.split()[-len(steps) :])
+    assert total - before_last >= 8
+    for kill_at in range(before_last + 1, total + 1):  # every point of the last save
         directory = tmp_path / f"run{kill_at}"
-        proc = subprocess.run([sys.executable, script, directory, str(kill_at)], env=env, capture_output=True)
+        proc = run(directory, kill_at)
         assert proc.returncode == -signal.SIGKILL, proc.stderr
-        manager = CheckpointManager(directory)  # also removes leftover temporary directories
+        manager = CheckpointManager(directory)  # also clears what the killed save left
+        yield kill_at, manager
+        assert all(not p.name.startswith(".") for p in directory.iterdir()), kill_at
+
+
+def test_a_save_killed_at_any_point_leaves_the_previous_checkpoint_loadable(tmp_path):
+    for kill_at, manager in kill_the_last_save_at_every_point(tmp_path, [1, 2]):
         latest = manager.latest()
         assert latest in (1, 2), kill_at
         assert manager.restore()["w"][0] == latest
-        assert all(not p.name.startswith(".") for p in directory.iterdir())
+
+
+def test_overwrite_killed_at_any_point_keeps_the_old_or_the_new_copy(tmp_path):
+    """Issue 20: a kill between the two renames of an overwrite left only scratch, then deleted it."""
+    for kill_at, manager in kill_the_last_save_at_every_point(tmp_path, [1, 2, 2]):
+        assert manager.steps() == [2], kill_at
+        assert manager.restore()["w"][0] in (2, 3), kill_at  # the old copy of step 2, or the new one
+
+
+def test_an_overwrite_that_fails_between_its_renames_puts_the_old_copy_back(tmp_path, monkeypatch):
+    save(tmp_path / "c", {"w": jnp.zeros(2)})
+    real_rename, calls = os.rename, []
+
+    def failing_rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the old copy is aside, the new one not yet in
+            raise OSError("the disk went away")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing_rename)
+    with pytest.raises(OSError, match="the disk went away"):
+        save(tmp_path / "c", {"w": jnp.ones(2)}, overwrite=True)
+    assert restore(tmp_path / "c")["w"].tolist() == [0.0, 0.0]
+    assert [p.name for p in tmp_path.iterdir()] == ["c"]
+
+
+def test_a_lone_old_copy_is_put_back_never_deleted(tmp_path):
+    manager = CheckpointManager(tmp_path)
+    for step in (1, 2):
+        manager.save(step, {"w": jnp.full(1, step)})
+    # An overwrite of step 2 killed between its renames; and a finished one of step 1 killed before
+    # deleting the old copy; and a prune of a step 3 killed before deleting it.
+    os.rename(manager.path(2), tmp_path / ".ckpt_000000002.old-0a1b")
+    (tmp_path / ".ckpt_000000002.tmp-2c3d").mkdir()
+    shutil.copytree(manager.path(1), tmp_path / ".ckpt_000000001.old-4e5f")
+    shutil.copytree(manager.path(1), tmp_path / ".ckpt_000000003.del-6a7b")
+    manager = CheckpointManager(tmp_path)
+    assert manager.steps() == [1, 2] and manager.restore()["w"].tolist() == [2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_000000001", "ckpt_000000002"]
+    os.rename(manager.path(2), tmp_path / ".ckpt_000000002.old-0a1b")
+    with pytest.raises(CheckpointError, match="exists"):  # save puts it back first
+        save(manager.path(2), {"w": jnp.full(1, 5)})
+    assert manager.restore()["w"].tolist() == [2]
 
 
 # ------------------------------------------------------------------ manager

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -14,7 +16,8 @@ import numpy as np
 import pytest
 
 import fnn
-from fnn.checkpoint import CheckpointError
+from fnn._export import FUNCTION_FILE
+from fnn.checkpoint import MANIFEST, MANIFEST_DIGEST, CheckpointError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -97,3 +100,41 @@ def test_corrupted_or_mismatched_exports_are_refused(exported, tmp_path):
     loaded = fnn.load_exported(path)
     with pytest.raises(Exception, match=r"shape"):
         loaded(jnp.ones((2, 8, 8, 3)))
+
+
+def replace_function(path, data):
+    """Writes ``data`` as the exported function with its size and digests recomputed as the format
+    defines them, so that only the deserialiser can tell it is not a valid function."""
+    (path / FUNCTION_FILE).write_bytes(data)
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest["files"][FUNCTION_FILE] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+    body = {k: v for k, v in manifest.items() if k != MANIFEST_DIGEST}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    manifest[MANIFEST_DIGEST] = hashlib.sha256(canonical).hexdigest()
+    (path / MANIFEST).write_text(json.dumps(manifest))
+
+
+def flip(data, position):
+    return data[:position] + bytes([data[position] ^ 0x41]) + data[position + 1 :]
+
+
+MALFORMED = {
+    "garbage": lambda data: np.random.default_rng(0).bytes(len(data)),
+    "empty": lambda data: b"",
+    "the first half": lambda data: data[: len(data) // 2],
+    "a flipped byte in the root offset": lambda data: flip(data, 2),
+    "a flipped byte in the StableHLO": lambda data: flip(data, data.index(b"ML\xefR") + 4),
+}
+
+
+@pytest.mark.parametrize("how", list(MALFORMED))
+def test_a_malformed_function_with_valid_digests_is_a_checkpoint_error_naming_the_file(
+    exported, tmp_path, how
+):
+    """Issue 20: garbage with a recomputed digest raised a raw struct.error from load_exported."""
+    path, model, params, state = exported
+    copy = tmp_path / "copy"
+    fnn.export(copy, model, params, state, (8, 8, 1))
+    replace_function(copy, MALFORMED[how]((copy / FUNCTION_FILE).read_bytes()))
+    with pytest.raises(CheckpointError, match=rf"{FUNCTION_FILE}: not a valid exported function \("):
+        fnn.load_exported(copy)

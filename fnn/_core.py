@@ -274,6 +274,61 @@ def check_positive_int(kind: str, name: str, arg: str, value: Any) -> int:
     return int(value)
 
 
+def input_dtype(x: Any) -> np.dtype:
+    """The dtype JAX computes ``x`` in (numpy's float64 is float32 unless x64 is on)."""
+    dtype = getattr(x, "dtype", None)
+    return jnp.dtype(jax.dtypes.canonicalize_dtype(np.asarray(x).dtype if dtype is None else dtype))
+
+
+def check_input_dtype(kind: str, name: str, x: Any, expected: Any) -> None:
+    """Raises a TypeError naming the layer unless the input ``x`` has the dtype it computes in.
+
+    Dtypes are static, so this check runs at trace time under ``jit`` too. fnn
+    never casts an input silently: an integer image into a ``Conv2D``, or a
+    float64 batch into float32 params, is an error that says how to cast.
+
+    Args:
+        kind: the layer's kind, e.g. ``"Dense"``.
+        name: the layer's name.
+        x: the input array (or a tracer).
+        expected: ``jnp.floating`` (any floating dtype, for layers without
+            params), ``jnp.integer`` (ids, for ``Embedding``), or the concrete
+            dtype of the layer's params, which a floating input must match.
+
+    Raises:
+        TypeError: naming the layer, the expected and the actual dtype, and the fix.
+
+    Examples:
+        >>> check_input_dtype("Dense", "dense", jnp.ones((2, 3), jnp.int32), jnp.float32)
+        Traceback (most recent call last):
+        ...
+        TypeError: Dense 'dense' expects float32 inputs (the dtype of its params), got int32 of shape (2, 3); ...
+    """
+    got = input_dtype(x)
+    if expected is jnp.integer:
+        if not jnp.issubdtype(got, jnp.integer):
+            raise TypeError(
+                f"{kind} '{name}' expects integer inputs (token ids), got {got} of shape {tuple(jnp.shape(x))}; "
+                "fnn never casts inputs silently: cast them first, e.g. x.astype(jnp.int32)"
+            )
+        return
+    any_float = expected is jnp.floating
+    want = jnp.dtype(jnp.float32 if any_float else expected)
+    if jnp.issubdtype(got, jnp.floating) and (any_float or got == want):
+        return
+    fix = f"x.astype(jnp.{want.name})"
+    if jnp.issubdtype(got, jnp.floating):  # another precision: casting may not be what the user wants
+        fix += (
+            f", or compute in {got.name} by building the layer with dtype=jnp.{got.name} "
+            f"or wrapping the model in fnn.MixedPrecision(model, '{got.name}')"
+        )
+    what = "floating-point inputs" if any_float else f"{want.name} inputs (the dtype of its params)"
+    raise TypeError(
+        f"{kind} '{name}' expects {what}, got {got} of shape {tuple(jnp.shape(x))}; "
+        f"fnn never casts inputs silently: cast them first, e.g. {fix}"
+    )
+
+
 class _StaticShape:
     """A normalised input shape as a jit static argument.
 

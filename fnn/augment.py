@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from fnn._core import Layer, check_name, default_name, make_layer, require_key
+from fnn._core import Layer, check_input_dtype, check_name, default_name, make_layer, require_key
 
 
 def _images(fn: str, images: ArrayLike) -> jax.Array:
@@ -249,6 +249,7 @@ def _augment_layer(kind: str, name: str | None, transform: Callable[[jax.Array, 
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         del params
+        check_input_dtype(kind, name, x, jnp.floating)  # in eval too: a model takes one dtype
         if not train:
             return x, state
         return transform(require_key(kind, name, key), x), state

@@ -24,6 +24,9 @@ class Case:
     # match it and XLA's fusions may round differently under jit (test_precision checks
     # it against float32 instead).
     bfloat16: bool = False
+    # The inputs apply takes: "float" (int and bool are a TypeError naming the layer), "int"
+    # (token ids: floats are the error) or "any" (shape-only layers).
+    takes: str = "float"
 
 
 def tokens(time, vocab, pad=True):
@@ -64,10 +67,10 @@ CASES = [
     Case("dense", lambda: fnn.Dense(4), (3,)),
     Case("dense_tanh_nobias", lambda: fnn.Dense(2, "tanh", use_bias=False), (5,)),
     Case("dense_rank3", lambda: fnn.Dense(3, "sigmoid"), (4, 2)),
-    Case("lambda", lambda: fnn.Lambda(lambda x: jnp.sin(x) * 2.0), (3,)),
-    Case("identity", lambda: fnn.Identity(), (2, 3)),
-    Case("flatten", lambda: fnn.Flatten(), (2, 3, 2)),
-    Case("reshape", lambda: fnn.Reshape((3, -1)), (6,)),
+    Case("lambda", lambda: fnn.Lambda(lambda x: jnp.sin(x) * 2.0), (3,), takes="any"),
+    Case("identity", lambda: fnn.Identity(), (2, 3), takes="any"),
+    Case("flatten", lambda: fnn.Flatten(), (2, 3, 2), takes="any"),
+    Case("reshape", lambda: fnn.Reshape((3, -1)), (6,), takes="any"),
     Case("dropout", lambda: fnn.Dropout(0.3), (8,), needs_key=True),
     Case("activation_kwargs", lambda: fnn.Activation("leaky_relu", negative_slope=0.2), (4,)),
     *[Case(f"activation_{ctor.__name__}", ctor, (4,)) for ctor in fnn.layers.ACTIVATION_LAYERS],
@@ -79,7 +82,7 @@ CASES = [
     ),
     Case("sequential_nested", lambda: fnn.Sequential([fnn.Sequential([fnn.Dense(3)]), fnn.Dense(3)]), (2,)),
     Case("branches", _branchy, (4,)),
-    Case("fan_in_sum", lambda: fnn.Sequential([fnn.FanOut(3), fnn.FanInSum()]), (2,)),
+    Case("fan_in_sum", lambda: fnn.Sequential([fnn.FanOut(3), fnn.FanInSum()]), (2,), takes="any"),
     Case("residual", lambda: fnn.Residual(fnn.Sequential([fnn.Dense(3, "tanh"), fnn.Dense(3)])), (3,)),
     Case(
         "remat_with_batchnorm_and_dropout",
@@ -140,12 +143,14 @@ CASES = [
         lambda: fnn.Embedding(7, 3),
         fnn.Shape((4,), jnp.int32),
         make_input=tokens(4, 7, pad=False),
+        takes="int",
     ),
     Case(
         "embedding_masked",
         lambda: fnn.Embedding(7, 3, mask_index=0),
         fnn.Shape((5,), jnp.int32),
         make_input=tokens(5, 7),
+        takes="int",
     ),
     Case("simple_rnn", lambda: fnn.SimpleRNN(3), (4, 2)),
     Case("lstm_sequences", lambda: fnn.LSTM(3, return_sequences=True), (4, 2)),
@@ -165,6 +170,7 @@ CASES = [
         ),
         fnn.Shape((6,), jnp.int32),
         make_input=tokens(6, 9),
+        takes="int",
     ),
     Case("attention", lambda: fnn.MultiHeadAttention(2), (4, 6)),
     Case(

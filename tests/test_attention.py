@@ -117,8 +117,49 @@ def test_transformer_block_masks_padding_and_is_causal_when_asked(norm_first):
         (lambda: fnn.MultiHeadAttention(2).apply(fnn.MultiHeadAttention(2).init(jax.random.key(0), (5, 6))[0], {}, jnp.ones((5, 6)), train=False),
          r"expects inputs of shape \(batch, time, features\), got \(5, 6\)"),
         (lambda: fnn.TransformerEncoderBlock(2, 8, dropout=1.0), r"TransformerEncoderBlock 'transformer_encoder_block': dropout must be in \[0, 1\), got 1.0"),
+        (lambda: fnn.TransformerEncoderBlock(2, 8).apply(fnn.TransformerEncoderBlock(2, 8).init(jax.random.key(0), (5, 4))[0], {}, jnp.ones((1, 5, 6)), train=False),
+         r"TransformerEncoderBlock 'transformer_encoder_block' expects inputs of shape \(batch, time, 4\), got \(1, 5, 6\)"),
     ],
 )  # fmt: skip
 def test_attention_errors(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+@pytest.mark.parametrize("arg", ["key_dim", "value_dim", "output_dim"])
+@pytest.mark.parametrize("value", [0, -2, 2.5])
+def test_attention_sizes_must_be_positive_ints(arg, value):
+    # key_dim=0 silently fell back to features // num_heads; a float or negative one reached XLA.
+    with pytest.raises(
+        ValueError, match=rf"MultiHeadAttention 'mha': {arg} must be a positive int, got {value}"
+    ):
+        fnn.MultiHeadAttention(2, name="mha", **{arg: value})
+
+
+@pytest.mark.standard_promotion  # as users run it: strict promotion would hide a silent cast
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: fnn.MultiHeadAttention(2), r"MultiHeadAttention 'multi_head_attention' expects float32 inputs"),
+        (lambda: fnn.TransformerEncoderBlock(2, 8), r"TransformerEncoderBlock 'transformer_encoder_block' expects float32"),
+        (lambda: fnn.LearnedPositionalEmbedding(8), r"LearnedPositionalEmbedding 'learned_positional_embedding' expects float32"),
+        (lambda: fnn.SinusoidalPositionalEmbedding(), r"SinusoidalPositionalEmbedding '.+' expects floating-point inputs"),
+    ],
+)  # fmt: skip
+def test_attention_layers_reject_integer_sequences_naming_the_layer(make, match):
+    layer = make()
+    params, state = layer.init(jax.random.key(0), (5, 4))
+    with pytest.raises(TypeError, match=match + r".* got int32 of shape \(2, 5, 4\)"):
+        layer.apply(params, state, jnp.ones((2, 5, 4), jnp.int32), train=False)
+
+
+def test_transformer_block_keeps_all_its_params_in_its_dtype():
+    # Its feed-forward params used the default float dtype (float64 under x64) whatever its attention's.
+    block = fnn.TransformerEncoderBlock(2, 8, dtype=jnp.bfloat16)
+    params, state = block.init(jax.random.key(0), (5, 4))
+    assert {a.dtype for a in jax.tree.leaves(params)} == {jnp.dtype(jnp.bfloat16)}
+    y, _ = block.apply(params, state, jnp.ones((2, 5, 4), jnp.bfloat16), train=False)
+    assert y.dtype == jnp.bfloat16
+    with jax.enable_x64(True):
+        params64, _ = fnn.TransformerEncoderBlock(2, 8).init(jax.random.key(0), (5, 4))
+    assert {a.dtype for a in jax.tree.leaves(params64)} == {jnp.dtype(jnp.float32)}

@@ -204,3 +204,71 @@ def test_jitted_gradients_equal_eager_gradients(case):
     compiled = jax.jit(jax.grad(loss, argnums=argnums))(params, x)
     tol = 2**-6
     chex.assert_trees_all_close(compiled, eager, rtol=tol, atol=tol)
+
+
+# Input dtypes (issue 20), under JAX's standard promotion as users run it: the suite's strict
+# promotion would turn a silent cast into a TypePromotionError and so hide it. Tracing suffices,
+# since dtypes are static and the checks run when apply is traced.
+
+
+def with_float_leaves_as(x: Any, dtype: Any) -> Any:
+    """``x`` with its floating arrays cast to ``dtype`` (masks and token ids stay)."""
+    return jax.tree.map(lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a, x)
+
+
+def trace_eval(case: Case, x: Any) -> Any:
+    layer, params, state = built(case)[:3]
+    return jax.eval_shape(functools.partial(layer.apply, train=False), params, state, x)
+
+
+def cases_taking(kind: str) -> list:
+    return [pytest.param(c, id=c.id) for c in CASES if c.takes == kind]
+
+
+@pytest.mark.standard_promotion
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.bool_], ids=["int32", "bool"])
+@pytest.mark.parametrize("case", cases_taking("float"))
+def test_every_layer_rejects_integer_and_bool_inputs_naming_the_layer(case, dtype):
+    bad = with_float_leaves_as(built(case).x, dtype)
+    with pytest.raises(
+        TypeError,
+        match=rf"^\w+ '[^']+' expects (float32|floating-point) inputs.* got {jnp.dtype(dtype)} of shape .*"
+        r"fnn never casts inputs silently: cast them first, e.g. x.astype\(jnp.float32\)",
+    ):
+        trace_eval(case, bad)
+
+
+@pytest.mark.standard_promotion
+@pytest.mark.parametrize("case", cases_taking("int"))
+def test_token_layers_reject_float_ids_naming_the_layer(case):
+    ids = built(case).x
+    with pytest.raises(
+        TypeError, match=r"^Embedding '[^']+' expects integer inputs \(token ids\), got float32 of shape"
+    ):
+        trace_eval(case, ids.astype(jnp.float32))
+
+
+@pytest.mark.standard_promotion
+@pytest.mark.parametrize("case", cases_taking("any"))
+def test_shape_only_layers_take_integer_inputs(case):
+    trace_eval(case, with_float_leaves_as(built(case).x, jnp.int32))
+
+
+@pytest.mark.standard_promotion
+@pytest.mark.parametrize("case", cases_taking("float"))
+def test_another_float_precision_is_an_error_or_kept_never_promoted(case):
+    # Layers with float32 params reject bfloat16 inputs rather than compute them in float32;
+    # those without params compute in the input's precision. MixedPrecision casts at its
+    # boundary, on purpose: its output comes back in the input's dtype.
+    layer, params, state, x = built(case)[:4]
+    has_params = any(jnp.issubdtype(a.dtype, jnp.floating) for a in jax.tree.leaves(params))
+    half = with_float_leaves_as(x, jnp.bfloat16)
+    if has_params and not case.bfloat16:
+        with pytest.raises(TypeError, match=r"^\w+ '[^']+' expects float32 inputs .*got bfloat16"):
+            trace_eval(case, half)
+        return
+    for train, key in train_modes(case):
+        y, _ = jax.eval_shape(functools.partial(layer.apply, train=train, key=key), params, state, half)
+        assert {a.dtype for a in jax.tree.leaves(y) if jnp.issubdtype(a.dtype, jnp.floating)} == {
+            jnp.dtype(jnp.bfloat16)
+        }

@@ -109,6 +109,61 @@ def test_dense_rejects_wrong_input_size_and_rank():
         layer.init(jax.random.key(0), ())
 
 
+# -------------------------------------------------------------------- input dtypes
+
+
+@pytest.mark.standard_promotion  # as users run it: strict promotion would hide a silent cast
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.bool_, jnp.uint8])
+def test_dense_rejects_integer_and_bool_inputs_instead_of_casting_them(dtype):
+    # Issue 20: Dense cast int32 and bool inputs to float32 without a word.
+    layer = fnn.Dense(3, name="head")
+    params, state = layer.init(jax.random.key(0), (4,))
+    x = jnp.ones((2, 4), dtype)
+    match = (
+        rf"Dense 'head' expects float32 inputs \(the dtype of its params\), got {jnp.dtype(dtype)} of shape "
+        r"\(2, 4\); fnn never casts inputs silently: cast them first, e.g. x.astype\(jnp.float32\)"
+    )
+    with pytest.raises(TypeError, match=match):
+        layer.apply(params, state, x, train=False)
+    with pytest.raises(TypeError, match=match):  # dtypes are static: the check holds under jit
+        jax.jit(lambda p, x: layer.apply(p, state, x, train=False))(params, x)
+
+
+@pytest.mark.standard_promotion
+def test_float_inputs_of_another_precision_than_the_params_are_an_error_not_a_promotion():
+    # JAX's standard promotion would silently compute a bfloat16 batch in float32 (or a float64
+    # one in float64); fnn says so and names the two ways to get the precision asked for.
+    layer = fnn.Dense(3)
+    params, state = layer.init(jax.random.key(0), (4,))
+    with pytest.raises(
+        TypeError,
+        match=r"Dense 'dense' expects float32 inputs \(the dtype of its params\), got bfloat16 .*"
+        r"x.astype\(jnp.float32\), or compute in bfloat16 by building the layer with dtype=jnp.bfloat16 "
+        r"or wrapping the model in fnn.MixedPrecision\(model, 'bfloat16'\)",
+    ):
+        layer.apply(params, state, jnp.ones((2, 4), jnp.bfloat16), train=False)
+    with jax.enable_x64(True):
+        with pytest.raises(TypeError, match=r"expects float32 inputs .*got float64"):
+            layer.apply(params, state, jnp.ones((2, 4), jnp.float64), train=False)
+    y, _ = fnn.MixedPrecision(layer).apply(params, state, jnp.ones((2, 4), jnp.bfloat16), train=False)
+    assert y.dtype == jnp.bfloat16
+    half = fnn.Dense(3, dtype=jnp.bfloat16)
+    y, _ = half.apply(*half.init(jax.random.key(0), (4,)), jnp.ones((2, 4), jnp.bfloat16), train=False)
+    assert y.dtype == jnp.bfloat16
+    # NumPy's float64 is float32 to JAX unless x64 is on, so plain NumPy batches stay welcome.
+    assert layer.apply(params, state, np.ones((2, 4)), train=False)[0].dtype == jnp.float32
+
+
+@pytest.mark.standard_promotion
+def test_parameter_free_layers_that_compute_reject_integers_and_shape_only_layers_take_any_dtype():
+    ints = jnp.arange(12, dtype=jnp.int32).reshape(2, 6)
+    for layer in [fnn.Relu(), fnn.Activation("tanh"), fnn.Dropout(0.5)]:
+        with pytest.raises(TypeError, match=rf"'{layer.name}' expects floating-point inputs, got int32"):
+            layer.apply({}, {}, ints, train=False)
+    for layer in [fnn.Identity(), fnn.Flatten(), fnn.Reshape((3, 2))]:
+        assert layer.apply({}, {}, ints, train=False)[0].dtype == jnp.int32
+
+
 # ------------------------------------------------------------------- simple layers
 
 
@@ -129,9 +184,11 @@ def test_reshape_errors():
         fnn.Reshape((5, 2)).apply({}, {}, jnp.ones((2, 3, 4)), train=False)
     with pytest.raises(
         ValueError,
-        match=r"Reshape 'r': target_shape must hold positive ints and at most one -1, got \(-1, -1\)",
+        match=r"Reshape 'r': target_shape must be a tuple of positive ints with at most one -1, got \(-1, -1\)",
     ):
         fnn.Reshape((-1, -1), name="r")
+    with pytest.raises(ValueError, match=r"Reshape 'reshape': target_shape must be a tuple .*got 6"):
+        fnn.Reshape(6)  # was "'int' object is not iterable"
     with pytest.raises(
         ValueError, match=r"cannot reshape per-example shape \(5,\) \(5 elements\) to \(2, -1\)"
     ):
@@ -321,6 +378,8 @@ def test_parallel_and_fan_in_errors():
         fnn.FanInSum().apply({}, {}, (jnp.ones((2, 3)), jnp.ones((2, 1))), train=False)
     with pytest.raises(ValueError, match=r"FanInSum 'fan_in_sum' expects a non-empty tuple of arrays"):
         fnn.FanInSum().apply({}, {}, jnp.ones((2, 3)), train=False)
+    with pytest.raises(TypeError, match=r"FanInConcat 'fan_in_concat': axis must be an int .*got 'x'"):
+        fnn.FanInConcat("x")  # was "'>=' not supported between instances of 'str' and 'int'" in apply
 
 
 def test_residual_adds_its_branch_and_checks_shape():

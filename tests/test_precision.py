@@ -81,6 +81,25 @@ def test_integer_inputs_give_float32_outputs():
     assert y.dtype == jnp.float32
 
 
+@pytest.mark.standard_promotion  # as users run it: strict promotion would hide a silent cast
+def test_bfloat16_data_needs_mixed_precision_and_goes_through_it_from_init_to_apply():
+    # Issue 20: a float32 model computed bfloat16 data in float32 without a word. Now that is an
+    # error that points to MixedPrecision, which takes the same data from init (the shape walk of
+    # its Sequential) to apply, and its summary.
+    data = jax.ShapeDtypeStruct((5,), BF16)
+    x = jax.random.normal(jax.random.key(1), (8, 5), BF16)
+    with pytest.raises(
+        TypeError, match=r"Dense 'dense' expects float32 inputs .*got bfloat16.*fnn.MixedPrecision"
+    ):
+        mlp().init(jax.random.key(0), data)
+    model = fnn.MixedPrecision(fnn.Sequential([fnn.MixedPrecision(fnn.BatchNorm(), "float32"), mlp()]))
+    params, state = model.init(jax.random.key(0), data)
+    assert {a.dtype for a in jax.tree.leaves(params)} == {jnp.dtype(jnp.float32)}
+    y, _ = model.apply(params, state, x, train=True)
+    assert y.dtype == BF16 and y.shape == (8, 3)
+    assert fnn.summary(model, data).params == fnn.summary(model, (5,)).params
+
+
 @pytest.mark.parametrize("bad", ["int8", "nope", jnp.int32])
 def test_non_floating_compute_dtype_is_an_error(bad):
     with pytest.raises(

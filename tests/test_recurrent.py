@@ -103,16 +103,50 @@ def test_padding_changes_neither_outputs_nor_final_state(kind, reverse):
 def test_bidirectional_merges_a_forward_and_a_backward_pass():
     x, mask, lengths = padded_batch(seed=1)
     bi = fnn.Bidirectional(fnn.GRUCell(2), return_sequences=True)
-    params, _ = bi.init(jax.random.key(0), (7, 3))
-    (y, _), _ = bi.apply(params, {}, (x, mask), train=False)
+    params, state = bi.init(jax.random.key(0), (7, 3))
+    (y, _), _ = bi.apply(params, state, (x, mask), train=False)
     forward, backward = fnn.GRU(2, return_sequences=True), fnn.GRU(2, return_sequences=True, reverse=True)
     for b, n in enumerate(lengths):
         f, _ = forward.apply(params["forward"], {}, x[b : b + 1, :n], train=False)
         r, _ = backward.apply(params["backward"], {}, x[b : b + 1, :n], train=False)
         np.testing.assert_allclose(y[b, :n], np.concatenate([f[0], r[0]], axis=-1), rtol=1e-5, atol=1e-6)
     summed = fnn.Bidirectional(fnn.GRUCell(2), merge_mode="sum")
-    y_sum, _ = summed.apply(params, {}, x[:, :4], train=False)
+    y_sum, _ = summed.apply(params, state, x[:, :4], train=False)
     assert y_sum.shape == (4, 2)
+
+
+@pytest.mark.parametrize("sequences", [False, True])
+def test_bidirectional_wraps_a_layer_as_in_keras(sequences):
+    # Issue 20: Bidirectional(fnn.LSTM(8)), the Keras idiom, raised "object of type 'int' has no len()".
+    x, mask, lengths = padded_batch(seed=2)
+    bi = fnn.Bidirectional(fnn.LSTM(3, return_sequences=sequences), merge_mode="concat")
+    params, state = bi.init(jax.random.key(0), (7, 3))
+    assert jax.tree.map(jnp.shape, params) == {
+        "forward": {"b": (12,), "w_h": (3, 12), "w_x": (3, 12)},
+        "backward": {"b": (12,), "w_h": (3, 12), "w_x": (3, 12)},
+    }
+    y, _ = bi.apply(params, state, (x, lengths), train=False)  # lengths, as a mask
+    # The same as the cell form, and as a forward and a reversed LSTM on each unpadded example.
+    y_cell, _ = fnn.Bidirectional(fnn.LSTMCell(3), return_sequences=sequences).apply(
+        params, state, (x, mask), train=False
+    )
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6), y, y_cell)
+    if sequences:
+        y, out_mask = y
+        np.testing.assert_array_equal(out_mask, mask)
+    forward = fnn.LSTM(3, return_sequences=sequences)
+    backward = fnn.LSTM(3, return_sequences=sequences, reverse=True)
+    for b, n in enumerate(lengths):
+        f, _ = forward.apply(params["forward"], {}, x[b : b + 1, :n], train=False)
+        r, _ = backward.apply(params["backward"], {}, x[b : b + 1, :n], train=False)
+        expected = np.concatenate([f[0], r[0]], axis=-1)
+        np.testing.assert_allclose(y[b, :n] if sequences else y[b], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_bidirectional_summary_lists_both_directions():
+    s = fnn.summary(fnn.Bidirectional(fnn.GRU(2)), (5, 3))
+    assert [r.path for r in s.rows] == ["bidirectional", "bidirectional/forward", "bidirectional/backward"]
+    assert s.rows[0].output_shape == (4,) and s.params == 2 * (3 * 6 + 2 * 6 + 2 * 6)
 
 
 def test_initial_state_continues_a_sequence():
@@ -124,6 +158,50 @@ def test_initial_state_continues_a_sequence():
     (rest, end_state), _ = layer.apply(params, {}, {"x": x[:, 5:], "initial_state": mid_state}, train=False)
     np.testing.assert_allclose(np.concatenate([first, rest], axis=1), full, rtol=1e-5, atol=1e-6)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), end_state, full_state)
+
+
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "jit"])
+def test_embedding_gives_nan_for_negative_and_too_large_ids_never_another_row(compiled):
+    # Issue 20: id -1 gave the last row (jnp.take's "fill" mode counts negative ids from the end).
+    emb = fnn.Embedding(5, 3)
+    params, state = emb.init(jax.random.key(0), fnn.Shape((5,), jnp.int32))
+    ids = jnp.array([[-1, 5, -5, 2, 1000]], jnp.int32)
+
+    def lookup(p, ids):
+        return emb.apply(p, state, ids, train=False)[0]
+
+    vectors = np.asarray((jax.jit(lookup) if compiled else lookup)(params, ids))
+    assert np.all(np.isnan(vectors[0, [0, 1, 2, 4]]))
+    np.testing.assert_array_equal(vectors[0, 3], params["table"][2])
+
+
+@pytest.mark.standard_promotion
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bool_])
+def test_embedding_rejects_float_and_bool_ids(dtype):
+    emb = fnn.Embedding(5, 3)
+    params, state = emb.init(jax.random.key(0), fnn.Shape((2,), jnp.int32))
+    with pytest.raises(
+        TypeError,
+        match=rf"Embedding 'embedding' expects integer inputs \(token ids\), got {jnp.dtype(dtype)} of shape "
+        r"\(1, 2\); .*x.astype\(jnp.int32\)",
+    ):
+        emb.apply(params, state, jnp.ones((1, 2), dtype), train=False)
+
+
+@pytest.mark.standard_promotion
+@pytest.mark.parametrize("make", [fnn.SimpleRNN, fnn.LSTM, fnn.GRU])
+def test_recurrent_layers_check_the_feature_size_and_dtype_of_their_inputs(make):
+    # Issue 20: a wrong feature size reached XLA's dot_general; an int32 sequence was cast silently.
+    layer = make(4, name="rnn")
+    params, state = layer.init(jax.random.key(0), (6, 3))
+    with pytest.raises(
+        ValueError,
+        match=r"RNN 'rnn' expects inputs of shape \(batch, time, 3\) \(its params were built for 3 features\), "
+        r"got \(2, 6, 5\)",
+    ):
+        layer.apply(params, state, jnp.ones((2, 6, 5)), train=False)
+    with pytest.raises(TypeError, match=r"RNN 'rnn' expects float32 inputs .*got int32 of shape \(2, 6, 3\)"):
+        layer.apply(params, state, jnp.ones((2, 6, 3), jnp.int32), train=False)
 
 
 def test_embedding_looks_up_rows_and_masks_padding():
@@ -150,10 +228,23 @@ def test_embedding_looks_up_rows_and_masks_padding():
          r"RNN 'lstm' expects a per-example input_shape \(time, features\), got \(4,\)"),
         (lambda: fnn.Bidirectional(fnn.GRUCell(2), merge_mode="max"), ValueError,
          r"Bidirectional 'bidirectional': merge_mode must be one of \['ave', 'concat', 'mul', 'sum'\], got 'max'"),
-        (lambda: fnn.Embedding(5, 3).apply({"table": jnp.zeros((5, 3))}, {}, jnp.ones((1, 2)), train=False), TypeError,
-         r"Embedding 'embedding' expects integer token ids, got float32 of shape \(1, 2\)"),
         (lambda: fnn.Embedding(5, 3, mask_index=5), ValueError, r"Embedding 'embedding': mask_index must be in \[0, 5\), got 5"),
+        (lambda: fnn.Embedding(5, 3, mask_index=0.5), ValueError, r"Embedding 'embedding': mask_index must be in \[0, 5\), got 0.5"),
+        (lambda: fnn.Bidirectional(fnn.LSTM(3), return_sequences=True), ValueError,
+         r"Bidirectional 'bidirectional': return_sequences belongs to the wrapped layer 'lstm': build it with it, "
+         r"e.g. Bidirectional\(LSTM\(8, return_sequences=True\)\)"),
+        (lambda: fnn.Bidirectional(8), TypeError,
+         r"Bidirectional 'bidirectional' expects a recurrent layer such as LSTM\(8\) or a Cell such as LSTMCell\(8\), got int"),
+        (lambda: fnn.Bidirectional(fnn.RNN(fnn.GRUCell(2), return_state=True)).apply(
+            *fnn.Bidirectional(fnn.GRU(2)).init(jax.random.key(0), (4, 3)), jnp.ones((1, 4, 3)), train=False), TypeError,
+         r"Bidirectional 'bidirectional' merges outputs \(batch, units\) or \(batch, time, units\), optionally with their "
+         r"mask; its layer 'gru' returned .* \(build it without return_state\)"),
+        (lambda: fnn.RNN(fnn.LSTM(3)), TypeError,
+         r"RNN expects a Cell such as LSTMCell\(8\), got the Layer 'lstm'; a layer such as LSTM\(8\) already is "
+         r"RNN\(LSTMCell\(8\)\): use it as it is"),
         (lambda: fnn.LSTMCell(0), ValueError, r"LSTMCell 'lstm_cell': units must be a positive int, got 0"),
+        (lambda: fnn.GRU(3).apply(fnn.GRU(3).init(jax.random.key(0), (4, 2))[0], {}, {"x": jnp.ones((2, 4, 2)), "initial_state": jnp.ones((2, 5))}, train=False),
+         ValueError, r"RNN 'gru': initial_state must be shaped like the cell's carry for this batch, float32\(2, 3\), got float32\(2, 5\)"),
     ],
 )  # fmt: skip
 def test_recurrent_errors(call, error, match):

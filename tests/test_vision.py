@@ -281,8 +281,10 @@ def test_spatial_dropout_drops_whole_channels():
          r"Conv2D 'conv2d': the dilated kernel \(5, 5\) is larger than the padded input \(4, 4\)"),
         (lambda: fnn.Conv1D(4, 3, dilation=3), lambda l: l.init(jax.random.key(0), (6, 1)), ValueError,
          r"Conv1D 'conv1d': the dilated kernel \(7,\) is larger than the padded input \(6,\)"),
-        (lambda: fnn.Conv2D(4, (3, 3, 3)), None, ValueError, r"Conv2D 'conv2d': kernel_size must be an int or 2 ints, got \(3, 3, 3\)"),
-        (lambda: fnn.Conv2D(4, 3, padding="full"), None, ValueError, r"padding must be 'same', 'valid' or explicit sizes, got 'full'"),
+        (lambda: fnn.Conv2D(4, (3, 3, 3)), None, ValueError,
+         r"Conv2D 'conv2d': kernel_size must be a positive int or a tuple of 2 positive ints, got \(3, 3, 3\)"),
+        (lambda: fnn.Conv2D(4, 3, padding="full"), None, ValueError,
+         r"padding must be 'same', 'valid', a non-negative int, or 2 non-negative ints or \(low, high\) pairs, got 'full'"),
         (lambda: fnn.Conv2D(0, 3), None, ValueError, r"Conv2D 'conv2d': filters must be a positive int, got 0"),
         (lambda: fnn.MaxPool2D(3), lambda l: l.apply({}, {}, jnp.ones((1, 2, 2, 1)), train=False), ValueError,
          r"MaxPool2D 'max_pool2d': the pool window \(3, 3\) is larger than the padded input \(2, 2\)"),
@@ -303,3 +305,66 @@ def test_vision_errors_name_the_layer_and_shapes(make, call, error, match):
     with pytest.raises(error, match=match):
         layer = make()
         call(layer)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: fnn.Conv2D(2, 2.5), r"Conv2D 'conv2d': kernel_size must be a positive int or a tuple of 2 positive ints, got 2.5"),
+        (lambda: fnn.Conv2D(2, (3, 2.5)), r"kernel_size must be a positive int or a tuple of 2 positive ints, got \(3, 2.5\)"),
+        (lambda: fnn.Conv1D(2, 3, strides=0), r"Conv1D 'conv1d': strides must be a positive int or a tuple of 1 positive int, got 0"),
+        (lambda: fnn.Conv3D(2, 3, dilation="2"), r"Conv3D 'conv3d': dilation must be a positive int or a tuple of 3 positive ints, got '2'"),
+        (lambda: fnn.Conv2D(2, 3, padding=1.5), r"Conv2D 'conv2d': padding must be 'same', 'valid', a non-negative int, .*got 1.5"),
+        (lambda: fnn.Conv2D(2, 3, padding=(1, (0, -1))), r"padding must be .*\(low, high\) pairs, got \(1, \(0, -1\)\)"),
+        (lambda: fnn.Conv2DTranspose(2, True), r"Conv2DTranspose 'conv2d_transpose': kernel_size must be a positive int .*got True"),
+        (lambda: fnn.DepthwiseConv2D(None), r"DepthwiseConv2D 'depthwise_conv2d': kernel_size must be .*got None"),
+        (lambda: fnn.MaxPool2D(2.0), r"MaxPool2D 'max_pool2d': pool_size must be a positive int or a tuple of 2 positive ints, got 2.0"),
+        (lambda: fnn.AvgPool1D(2, strides=[1, 1]), r"AvgPool1D 'avg_pool1d': strides must be a positive int or a tuple of 1 positive int, got \[1, 1\]"),
+        (lambda: fnn.MaxPool3D(2, padding="full"), r"MaxPool3D 'max_pool3d': padding must be 'same', 'valid', .*got 'full'"),
+    ],
+)  # fmt: skip
+def test_window_arguments_must_be_positive_ints_or_tuples_of_them(make, match):
+    # Issue 20: Conv2D(2, 2.5) raised "'float' object is not iterable".
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+@pytest.mark.parametrize(
+    "make, built_for, given, match",
+    [
+        (lambda: fnn.Conv2D(6, 3), (8, 8, 1), (2, 8, 8, 3),
+         r"Conv2D 'conv2d' expects inputs of shape \(batch, height, width, 1\) \(its params were built for 1 input "
+         r"channels\), got shape \(2, 8, 8, 3\)"),
+        (lambda: fnn.Conv2D(4, 3, groups=2), (8, 8, 4), (2, 8, 8, 8), r"expects inputs of shape \(batch, height, width, 4\)"),
+        (lambda: fnn.Conv1D(4, 3), (8, 2), (2, 8, 4), r"Conv1D 'conv1d' expects inputs of shape \(batch, length, 2\)"),
+        # A depthwise kernel built for 2 channels once ran on 4 as a different convolution.
+        (lambda: fnn.DepthwiseConv2D(3, depth_multiplier=2), (8, 8, 2), (2, 8, 8, 4),
+         r"DepthwiseConv2D 'depthwise_conv2d' expects inputs of shape \(batch, height, width, 2\)"),
+    ],
+)  # fmt: skip
+def test_convolutions_reject_channels_their_params_were_not_built_for(make, built_for, given, match):
+    # Issue 20: a Conv2D built for 1 channel, given 3, failed in XLA on feature_group_count.
+    layer = make()
+    params, state = layer.init(jax.random.key(0), built_for)
+    with pytest.raises(ValueError, match=match):
+        layer.apply(params, state, jnp.ones(given), train=False)
+
+
+@pytest.mark.standard_promotion  # as users run it: strict promotion would hide a silent cast
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: fnn.Conv2D(2, 3), r"Conv2D 'conv2d' expects float32 inputs \(the dtype of its params\), got uint8"),
+        (lambda: fnn.Conv2DTranspose(2, 3), r"Conv2DTranspose 'conv2d_transpose' expects float32 inputs .*got uint8"),
+        (lambda: fnn.MaxPool2D(2), r"MaxPool2D 'max_pool2d' expects floating-point inputs, got uint8"),
+        (lambda: fnn.GlobalAvgPool(), r"GlobalAvgPool 'global_avg_pool' expects floating-point inputs, got uint8"),
+        (lambda: fnn.BatchNorm(), r"BatchNorm 'batch_norm' expects float32 inputs .*got uint8"),
+        (lambda: fnn.LayerNorm(center=False, scale=False), r"LayerNorm 'layer_norm' expects floating-point inputs, got uint8"),
+    ],
+)  # fmt: skip
+def test_vision_layers_reject_integer_images_naming_the_layer(make, match):
+    # Issue 20: Conv2D gave a raw JAX error for integer images; pooling cast them silently.
+    layer = make()
+    params, state = layer.init(jax.random.key(0), (6, 6, 3))
+    with pytest.raises(TypeError, match=match + r" of shape \(2, 6, 6, 3\); .*x.astype\(jnp.float32\)"):
+        layer.apply(params, state, jnp.ones((2, 6, 6, 3), jnp.uint8), train=False)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from fnn import activations, initializers
-from fnn._core import Layer, check_name, check_positive_int, make_layer, require_key
+from fnn._core import Layer, check_input_dtype, check_name, check_positive_int, make_layer, require_key
 from fnn.layers._norm import LayerNorm
 
 
@@ -91,6 +91,11 @@ def MultiHeadAttention(
     kind = "MultiHeadAttention"
     name = check_name(kind, name or "multi_head_attention")
     num_heads = check_positive_int(kind, name, "num_heads", num_heads)
+    # Optional sizes: None means "derived from the input", never a silent fallback from 0.
+    key_dim, value_dim, output_dim = (
+        None if v is None else check_positive_int(kind, name, arg, v)
+        for arg, v in (("key_dim", key_dim), ("value_dim", value_dim), ("output_dim", output_dim))
+    )
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"{kind} '{name}': dropout must be in [0, 1), got {dropout!r}")
     w_init = initializers.get(kernel_init)
@@ -126,6 +131,7 @@ def MultiHeadAttention(
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         seqs, mask = _unpack(kind, name, x)
+        check_input_dtype(kind, name, seqs, params["query"]["w"].dtype)
         features = params["query"]["w"].shape[0]
         if seqs.shape[-1] != features:
             raise ValueError(
@@ -179,6 +185,7 @@ def SinusoidalPositionalEmbedding(*, name: str | None = None) -> Layer:
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         del params, train, key
         seqs, mask = _unpack(kind, name, x)
+        check_input_dtype(kind, name, seqs, jnp.floating)
         table = sinusoidal_positions(seqs.shape[1], seqs.shape[2], seqs.dtype)
         return _repack(seqs + table[None], mask), state
 
@@ -204,6 +211,7 @@ def LearnedPositionalEmbedding(
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         del train, key
         seqs, mask = _unpack(kind, name, x)
+        check_input_dtype(kind, name, seqs, params["table"].dtype)
         if seqs.shape[1] > max_length or seqs.shape[2] != params["table"].shape[1]:
             raise ValueError(
                 f"{kind} '{name}' holds positions for (time <= {max_length}, features {params['table'].shape[1]}), "
@@ -223,6 +231,7 @@ def TransformerEncoderBlock(
     causal: bool = False,
     activation: Any = "relu",
     epsilon: float = 1e-5,
+    dtype: Any = jnp.float32,
     name: str | None = None,
 ) -> Layer:
     """Self-attention and a feed-forward network, each in a residual branch with LayerNorm.
@@ -240,6 +249,7 @@ def TransformerEncoderBlock(
         causal: causal self-attention (for language models).
         activation: of the feed-forward network.
         epsilon: of the LayerNorms.
+        dtype: dtype of all its params.
         name: layer name; ``"transformer_encoder_block"`` by default.
 
     Examples:
@@ -254,8 +264,8 @@ def TransformerEncoderBlock(
     ff_dim = check_positive_int(kind, name, "ff_dim", ff_dim)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         raise ValueError(f"{kind} '{name}': dropout must be in [0, 1), got {dropout!r}")
-    attention = MultiHeadAttention(num_heads, causal=causal, name="attention")
-    norms = {"norm_attention": LayerNorm(epsilon=epsilon), "norm_ff": LayerNorm(epsilon=epsilon)}
+    attention = MultiHeadAttention(num_heads, causal=causal, dtype=dtype, name="attention")
+    norms = {k: LayerNorm(epsilon=epsilon, dtype=dtype) for k in ("norm_attention", "norm_ff")}
     act = activations.get(activation)
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
@@ -265,13 +275,19 @@ def TransformerEncoderBlock(
         params = {
             "attention": attention.init(keys[0], input_shape)[0],
             **{k: norm.init(key, (features,))[0] for k, norm in norms.items()},
-            "ff_in": {"w": glorot(keys[1], (features, ff_dim)), "b": jnp.zeros((ff_dim,))},
-            "ff_out": {"w": glorot(keys[2], (ff_dim, features)), "b": jnp.zeros((features,))},
+            "ff_in": {"w": glorot(keys[1], (features, ff_dim), dtype), "b": jnp.zeros((ff_dim,), dtype)},
+            "ff_out": {"w": glorot(keys[2], (ff_dim, features), dtype), "b": jnp.zeros((features,), dtype)},
         }
         return params, {}
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         seqs, mask = _unpack(kind, name, x)
+        check_input_dtype(kind, name, seqs, params["ff_in"]["w"].dtype)
+        features = params["ff_in"]["w"].shape[0]
+        if seqs.shape[-1] != features:
+            raise ValueError(
+                f"{kind} '{name}' expects inputs of shape (batch, time, {features}), got {seqs.shape}"
+            )
         keys = [None, None, None] if key is None else list(jax.random.split(key, 3))
         if train and dropout > 0 and key is None:
             require_key(kind, name, key)

@@ -11,11 +11,15 @@ import jax
 import jax.numpy as jnp
 
 from fnn import activations
-from fnn._core import Layer, check_name, default_name, make_layer
+from fnn._core import Layer, check_input_dtype, check_name, default_name, make_layer
 
 
-def stateless(kind: str, name: str, fn: Callable[[Any], Any]) -> Layer:
-    """A layer without params or state that maps a batch ``x`` to ``fn(x)``."""
+def stateless(kind: str, name: str, fn: Callable[[Any], Any], *, floating: bool = False) -> Layer:
+    """A layer without params or state that maps a batch ``x`` to ``fn(x)``.
+
+    With ``floating``, ``apply`` first checks that ``x`` is floating point (layers
+    that compute: activations, pooling); shape-only layers take any dtype.
+    """
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
         del key, input_shape
@@ -23,6 +27,8 @@ def stateless(kind: str, name: str, fn: Callable[[Any], Any]) -> Layer:
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         del params, train, key
+        if floating:
+            check_input_dtype(kind, name, x, jnp.floating)
         return fn(x), state
 
     return make_layer(kind, name, init, apply)
@@ -93,14 +99,15 @@ def Reshape(target_shape: Sequence[int], *, name: str | None = None) -> Layer:
         (5, 2, 3)
     """
     name = check_name("Reshape", name or "reshape")
-    target = tuple(target_shape)
+    target = tuple(target_shape) if isinstance(target_shape, (tuple, list)) else (None,)
     if (
         not all(isinstance(d, int) and not isinstance(d, bool) for d in target)
         or any(d < -1 or d == 0 for d in target)
         or target.count(-1) > 1
     ):
         raise ValueError(
-            f"Reshape '{name}': target_shape must hold positive ints and at most one -1, got {target_shape!r}"
+            f"Reshape '{name}': target_shape must be a tuple of positive ints with at most one -1, "
+            f"got {target_shape!r}"
         )
     known = math.prod(d for d in target if d != -1)
 
@@ -145,7 +152,7 @@ def Activation(activation: str | activations.Activation, *, name: str | None = N
                 f"Activation '{name}': {label} does not take {sorted(kwargs)} ({e}); "
                 f"its signature is {inspect.signature(fn)}"
             ) from None
-    return stateless("Activation", name, lambda x: fn(x, **kwargs))
+    return stateless("Activation", name, lambda x: fn(x, **kwargs), floating=True)
 
 
 def _activation_layer(fn_name: str) -> Callable[..., Layer]:

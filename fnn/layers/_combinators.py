@@ -210,6 +210,8 @@ def FanInConcat(axis: int = -1, *, name: str | None = None) -> Layer:
     """
     kind = "FanInConcat"
     name = check_name(kind, name or default_name(kind))
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise TypeError(f"{kind} '{name}': axis must be an int (a per-example axis), got {axis!r}")
 
     def concat(xs: Any) -> jax.Array:
         xs = _check_tuple_of_arrays(kind, name, xs)

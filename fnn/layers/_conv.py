@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnn import activations, initializers
-from fnn._core import Layer, check_name, check_positive_int, make_layer
+from fnn._core import Layer, check_input_dtype, check_name, check_positive_int, make_layer
 from fnn.layers._combinators import Sequential
 
 Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
@@ -24,32 +24,44 @@ def input_layout(ndim: int) -> str:
     return f"(batch, {_AXES[ndim]}, channels)"
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
 def as_tuple(kind: str, name: str, arg: str, value: Any, ndim: int) -> tuple[int, ...]:
-    """An int or a sequence of ``ndim`` positive ints, as a tuple."""
-    values = (value,) * ndim if isinstance(value, (int, np.integer)) else tuple(value)
-    if len(values) != ndim:
-        raise ValueError(f"{kind} '{name}': {arg} must be an int or {ndim} ints, got {value!r}")
-    return tuple(check_positive_int(kind, name, arg, v) for v in values)
+    """A positive int or a tuple of ``ndim`` positive ints, as a tuple of ``ndim`` ints."""
+    values = (value,) * ndim if _is_int(value) else tuple(value) if isinstance(value, (tuple, list)) else ()
+    if len(values) != ndim or not all(_is_int(v) and v > 0 for v in values):
+        raise ValueError(
+            f"{kind} '{name}': {arg} must be a positive int or a tuple of {ndim} positive "
+            f"int{'s' if ndim > 1 else ''}, got {value!r}"
+        )
+    return tuple(int(v) for v in values)
+
+
+def _padding_pairs(padding: Any, ndim: int) -> tuple[tuple[int, int], ...] | None:
+    """Explicit padding as ``ndim`` ``(low, high)`` pairs of non-negative ints; None if malformed."""
+    items = (padding,) * ndim if _is_int(padding) else padding if isinstance(padding, (tuple, list)) else ()
+    pairs = []
+    for p in items:
+        pair = (p, p) if _is_int(p) else tuple(p) if isinstance(p, (tuple, list)) else ()
+        if len(pair) != 2 or not all(_is_int(v) and v >= 0 for v in pair):
+            return None
+        pairs.append((int(pair[0]), int(pair[1])))
+    return tuple(pairs) if len(pairs) == ndim else None
 
 
 def as_padding(kind: str, name: str, padding: Padding, ndim: int) -> str | tuple[tuple[int, int], ...]:
     """``"SAME"``/``"VALID"``, or explicit ``(low, high)`` pairs per spatial axis."""
-    if isinstance(padding, str):
-        if padding.lower() not in ("same", "valid"):
-            raise ValueError(
-                f"{kind} '{name}': padding must be 'same', 'valid' or explicit sizes, got {padding!r}"
-            )
+    if isinstance(padding, str) and padding.lower() in ("same", "valid"):
         return padding.upper()
-    if isinstance(padding, (int, np.integer)):
-        pairs = ((int(padding), int(padding)),) * ndim
-    else:
-        items = tuple(padding)
-        pairs = tuple((p, p) if isinstance(p, (int, np.integer)) else tuple(p) for p in items)
-    if len(pairs) != ndim or any(len(p) != 2 or min(p) < 0 for p in pairs):
+    pairs = None if isinstance(padding, str) else _padding_pairs(padding, ndim)
+    if pairs is None:
         raise ValueError(
-            f"{kind} '{name}': explicit padding needs {ndim} non-negative sizes or (low, high) pairs, got {padding!r}"
+            f"{kind} '{name}': padding must be 'same', 'valid', a non-negative int, or {ndim} non-negative "
+            f"ints or (low, high) pairs, got {padding!r}"
         )
-    return tuple((int(lo), int(hi)) for lo, hi in pairs)
+    return pairs
 
 
 def check_rank(kind: str, name: str, shape: Sequence[int], ndim: int, per_example: bool) -> None:
@@ -140,12 +152,15 @@ def _conv(
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         del train, key
         w = params["w"]
+        check_input_dtype(kind, name, x, w.dtype)
         check_rank(kind, name, jnp.shape(x), ndim, per_example=False)
-        channels, in_per_group = jnp.shape(x)[-1], w.shape[-2]
-        if channels % in_per_group:
+        # The channels the params were built for: a depthwise kernel has one group per channel.
+        depthwise = depth_multiplier is not None
+        channels = w.shape[-1] // depth_multiplier if depthwise else w.shape[-2] * groups
+        if jnp.shape(x)[-1] != channels:
             raise ValueError(
-                f"{kind} '{name}' expects inputs whose channels are a multiple of {in_per_group}, "
-                f"got shape {tuple(jnp.shape(x))}"
+                f"{kind} '{name}' expects inputs of shape {input_layout(ndim).replace('channels', str(channels))} "
+                f"(its params were built for {channels} input channels), got shape {tuple(jnp.shape(x))}"
             )
         check_window_fits(kind, name, "dilated kernel", jnp.shape(x)[1:-1], _dilated(kernel, dilation), pad)
         y = jax.lax.conv_general_dilated(
@@ -155,7 +170,7 @@ def _conv(
             padding=pad,
             rhs_dilation=dilation,
             dimension_numbers=_SPEC[ndim],
-            feature_group_count=channels // in_per_group,
+            feature_group_count=channels if depthwise else groups,
         )
         if use_bias:
             y = y + params["b"].reshape((1,) * (ndim + 1) + (-1,))
@@ -188,7 +203,9 @@ _CONV_DOC = """A {nd}D convolution over inputs ``{layout}`` (channels last).
 
     Raises:
         ValueError: for bad hyper-parameters, inputs of the wrong rank, channels
-            that do not divide into groups, or a kernel larger than the padded input.
+            that do not divide into groups or differ from those the params were
+            built for, or a kernel larger than the padded input.
+        TypeError: in ``apply``, for inputs whose dtype is not the params' ``dtype``.
 """
 
 
@@ -352,6 +369,7 @@ def _conv_transpose(
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         del train, key
         w = params["w"]
+        check_input_dtype(kind, name, x, w.dtype)
         check_rank(kind, name, jnp.shape(x), ndim, per_example=False)
         if jnp.shape(x)[-1] != w.shape[-1]:
             raise ValueError(
@@ -389,6 +407,10 @@ _TRANSPOSE_DOC = """A {nd}D transposed convolution (the gradient of :func:`Conv{
     Returns:
         A :class:`~fnn.Layer` with params ``{{"w": (*kernel_size, filters, in_channels),
         "b": (filters,)}}`` (Keras's layout).
+
+    Raises:
+        ValueError: for bad hyper-parameters, inputs of the wrong rank or channels.
+        TypeError: in ``apply``, for inputs whose dtype is not the params' ``dtype``.
 """
 
 

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from fnn import activations, initializers
-from fnn._core import Layer, check_name, check_positive_int, default_name, make_layer
+from fnn._core import Layer, check_input_dtype, check_name, check_positive_int, default_name, make_layer
 
 
 def Dense(
@@ -40,6 +40,8 @@ def Dense(
     Raises:
         ValueError: for bad hyper-parameters, and in ``init``/``apply`` for an
             input whose last axis does not match, naming the layer and shapes.
+        TypeError: in ``apply``, for inputs whose dtype is not the params' ``dtype``
+            (integers included: fnn never casts them silently).
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -70,6 +72,7 @@ def Dense(
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         del train, key
+        check_input_dtype("Dense", name, x, params["w"].dtype)
         in_features = params["w"].shape[0]
         if jnp.ndim(x) < 2 or jnp.shape(x)[-1] != in_features:
             raise ValueError(

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fnn._core import Layer, check_name, default_name, make_layer, require_key
+from fnn._core import Layer, check_input_dtype, check_name, default_name, make_layer, require_key
 
 
 def _dropout(kind: str, rate: float, name: str | None, mask_shape: Callable[[tuple], tuple]) -> Layer:
@@ -22,6 +22,7 @@ def _dropout(kind: str, rate: float, name: str | None, mask_shape: Callable[[tup
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         del params
+        check_input_dtype(kind, name, x, jnp.floating)  # in eval too, so a wrong dtype shows at once
         if not train or rate == 0:
             return x, state
         keep = jax.random.bernoulli(require_key(kind, name, key), 1.0 - rate, mask_shape(jnp.shape(x)))
@@ -47,6 +48,7 @@ def Dropout(rate: float, *, name: str | None = None) -> Layer:
 
     Raises:
         ValueError: for a rate outside ``[0, 1)``, or a missing key in training.
+        TypeError: in ``apply``, for inputs that are not floating point.
 
     Examples:
         >>> import jax, jax.numpy as jnp

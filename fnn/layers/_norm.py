@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fnn._core import Layer, check_name, check_positive_int, make_layer
+from fnn._core import Layer, check_input_dtype, check_name, check_positive_int, make_layer
 
 
 def _check_unit_interval(kind: str, name: str, arg: str, value: Any, *, closed: bool = False) -> float:
@@ -61,8 +61,10 @@ def _at_least_float32(x: Any) -> jax.Array:
     return x if wide else x.astype(jnp.float32)
 
 
-def _check_channels(kind: str, name: str, x: Any, channels: int) -> None:
-    if jnp.ndim(x) < 2 or jnp.shape(x)[-1] != channels:
+def _check_input(kind: str, name: str, x: Any, params: dict, channels: int | None) -> None:
+    """Floating inputs in the params' dtype (if any) with ``channels`` on the last axis."""
+    check_input_dtype(kind, name, x, next(iter(params.values())).dtype if params else jnp.floating)
+    if channels is not None and (jnp.ndim(x) < 2 or jnp.shape(x)[-1] != channels):
         raise ValueError(
             f"{kind} '{name}' expects inputs of shape (batch, ..., {channels}), got shape {tuple(jnp.shape(x))}"
         )
@@ -118,7 +120,7 @@ def BatchNorm(
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         del key
-        _check_channels(kind, name, x, state["mean"].shape[0])
+        _check_input(kind, name, x, params, state["mean"].shape[0])
         in_dtype, x = jnp.result_type(x), _at_least_float32(x)
         shape = (1,) * (jnp.ndim(x) - 1) + (-1,)
         if train:
@@ -158,8 +160,7 @@ def _normalise_layer(
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         del train, key
-        if params:
-            _check_channels(kind, name, x, next(iter(params.values())).shape[0])
+        _check_input(kind, name, x, params, next(iter(params.values())).shape[0] if params else None)
         y = _affine(params, normalise(name, _at_least_float32(x), epsilon))
         return y.astype(jnp.result_type(x)), state
 

@@ -47,7 +47,7 @@ def _pool(
         ones = jnp.ones((1, *jnp.shape(x)[1:-1], 1), x.dtype)
         return total / reduce(ones, 0.0, jax.lax.add)
 
-    return stateless(kind, name, pool)
+    return stateless(kind, name, pool, floating=True)
 
 
 _POOL_DOC = """{what} pooling over {nd} spatial axes of inputs ``{layout}``.
@@ -59,7 +59,9 @@ _POOL_DOC = """{what} pooling over {nd} spatial axes of inputs ``{layout}``.
         name: layer name; ``"{default}"`` by default.
 
     Raises:
-        ValueError: for inputs of the wrong rank or a window larger than the padded input.
+        ValueError: for bad hyper-parameters, inputs of the wrong rank, or a window
+            larger than the padded input.
+        TypeError: in ``apply``, for inputs that are not floating point.
 """
 
 
@@ -104,7 +106,7 @@ def _global(kind: str, default: str, reducer: Any, keepdims: bool, name: str | N
             )
         return reducer(x, axis=tuple(range(1, jnp.ndim(x) - 1)), keepdims=keepdims)
 
-    return stateless(kind, name, pool)
+    return stateless(kind, name, pool, floating=True)
 
 
 def GlobalMaxPool(*, keepdims: bool = False, name: str | None = None) -> Layer:

@@ -7,7 +7,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fnn._core import Layer, make_layer
+from fnn._core import Layer, Shape, _map_shapes, as_shape, make_layer
 from fnn.layers._combinators import _check_layers
 
 # Keras's policy names, and the plain dtype names.
@@ -27,6 +27,22 @@ def _is_float(leaf: Any) -> bool:
 
 def _cast(tree: Any, dtype: Any) -> Any:
     return jax.tree.map(lambda a: a.astype(dtype) if _is_float(a) else a, tree)
+
+
+def _as_built(input_shape: Any) -> Any:
+    """Per-example input shapes with narrow floats (bfloat16, float16) as float32.
+
+    A model is built in float32 (or wider) and fnn's layers take inputs of
+    their params' dtype only, so MixedPrecision traces the model it wraps (its
+    init, its children for summaries, the walk for nested exceptions) with
+    narrow inputs widened: it casts them at its boundary when it runs.
+    """
+
+    def widen(shape: Shape) -> Shape:
+        narrow = jnp.issubdtype(shape.dtype, jnp.floating) and jnp.finfo(shape.dtype).bits < 32
+        return Shape(shape, jnp.float32) if narrow else shape
+
+    return _map_shapes(widen, as_shape(input_shape))
 
 
 def _pinned(layer: Layer, input_shape: Any, prefix: tuple = ()) -> list[tuple]:
@@ -55,7 +71,11 @@ def MixedPrecision(layer: Layer, compute_dtype: Any = "bfloat16") -> Layer:
     ``MixedPrecision(model, "bfloat16")`` gives Keras's ``mixed_bfloat16``
     policy: bfloat16 matmuls and activations, float32 params, optimiser state,
     gradients and loss. Normalisation layers compute their statistics in
-    float32 whatever their inputs, as in Keras and Flax.
+    float32 whatever their inputs, as in Keras and Flax. It is the one place
+    fnn casts inputs: its model's own layers reject a dtype other than their
+    params' (see "Input dtypes" in the layers' API page), while a MixedPrecision
+    model takes inputs in its compute dtype or its params' dtype alike, so
+    bfloat16 data can be fed as it is, from ``init`` to ``apply``.
 
     Exceptions by layer nest: a ``MixedPrecision(sublayer, "float32")`` inside
     the model keeps its params float32 (the outer wrapper leaves them alone),
@@ -101,7 +121,9 @@ def MixedPrecision(layer: Layer, compute_dtype: Any = "bfloat16") -> Layer:
         floats = [a.dtype for a in jax.tree.leaves(x) if _is_float(a)]
         out_dtype = jnp.result_type(*floats) if floats else jnp.dtype(jnp.float32)
         with jax.ensure_compile_time_eval():  # shapes only: keep the walk out of the traced program
-            pinned = _pinned(layer, jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), x))
+            pinned = _pinned(
+                layer, _as_built(jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape[1:], a.dtype), x))
+            )
         params = jax.tree_util.tree_map_with_path(
             lambda path, a: a.astype(dtype) if _is_float(a) and not _under(path, pinned) else a, params
         )
@@ -111,6 +133,10 @@ def MixedPrecision(layer: Layer, compute_dtype: Any = "bfloat16") -> Layer:
         )
         return _cast(y, out_dtype), new_state
 
-    built = make_layer("MixedPrecision", layer.name, layer.init, apply, layer.children)
+    def init(key: jax.Array, input_shape: Any) -> tuple[Any, Any]:
+        return layer.init(key, _as_built(input_shape))
+
+    children = None if layer.children is None else lambda input_shape: layer.children(_as_built(input_shape))
+    built = make_layer("MixedPrecision", layer.name, init, apply, children)
     built.apply.compute_dtype = dtype  # how an outer MixedPrecision recognises this one
     return built

@@ -20,9 +20,19 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fnn import activations, initializers
-from fnn._core import Layer, Shape, check_name, check_positive_int, make_layer  # noqa: F401 (Shape: doctest)
+from fnn._core import (  # noqa: F401 (Shape: doctest)
+    Layer,
+    Shape,
+    check_input_dtype,
+    check_name,
+    check_positive_int,
+    input_dtype,
+    make_layer,
+)
+from fnn.layers._combinators import _check_children, _child, _child_key
 
 
 class Cell(NamedTuple):
@@ -214,6 +224,11 @@ def _features_of(kind: str, name: str, input_shape: Any) -> Any:
     return shape
 
 
+def _described(tree: Any) -> Any:
+    """A carry's structure as ``{"h": "float32(2, 8)", ...}``, to compare and to show."""
+    return jax.tree.map(lambda a: f"{input_dtype(a)}{tuple(jnp.shape(a))}", tree)
+
+
 def _scan(
     cell: Cell, params: dict, x: jax.Array, mask: Any, carry: Any, reverse: bool, sequences: bool
 ) -> tuple[Any, jax.Array, jax.Array | None]:
@@ -283,6 +298,13 @@ def RNN(
         A :class:`~fnn.Layer` whose params are the cell's; no state (the
         recurrent state lives within one call).
 
+    Raises:
+        TypeError: for a ``cell`` that is not a :class:`Cell`, and in ``apply``
+            for inputs whose dtype is not the params' dtype.
+        ValueError: in ``init``/``apply``, for inputs that are not ``(batch,
+            time, features)`` with the features the params were built for, a bad
+            mask, or an ``initial_state`` unlike the cell's carry.
+
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> lstm = RNN(LSTMCell(8))
@@ -291,6 +313,12 @@ def RNN(
         (2, 8)
     """
     kind = "RNN"
+    if not isinstance(cell, Cell):
+        got = f"the Layer '{cell.name}'" if isinstance(cell, Layer) else type(cell).__name__
+        raise TypeError(
+            f"{kind} expects a Cell such as LSTMCell(8), got {got}; a layer such as LSTM(8) already "
+            "is RNN(LSTMCell(8)): use it as it is"
+        )
     name = check_name(kind, name or cell.name.removesuffix("_cell"))
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
@@ -299,10 +327,23 @@ def RNN(
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         del train, key
         seqs, mask, carry = _split_input(kind, name, x)
+        check_input_dtype(kind, name, seqs, params["w_x"].dtype)
         mask = _check_sequences(kind, name, seqs, mask)
         seqs = jnp.asarray(seqs)
+        features = params["w_x"].shape[0]
+        if seqs.shape[-1] != features:
+            raise ValueError(
+                f"{kind} '{name}' expects inputs of shape (batch, time, {features}) (its params were built "
+                f"for {features} features), got {seqs.shape}"
+            )
+        zeros = jax.eval_shape(lambda: cell.carry(seqs.shape[0], seqs.dtype))
         if carry is None:
             carry = cell.carry(seqs.shape[0], seqs.dtype)
+        elif _described(carry) != _described(zeros):
+            raise ValueError(
+                f"{kind} '{name}': initial_state must be shaped like the cell's carry for this batch, "
+                f"{_described(zeros)}, got {_described(carry)}"
+            )
         carry, last, ys = _scan(cell, params, seqs, mask, carry, reverse, return_sequences)
         if return_sequences:
             out = ys if mask is None else (ys, mask)
@@ -367,42 +408,123 @@ _MERGES = {
 }
 
 
-def Bidirectional(
-    cell: Cell, *, return_sequences: bool = False, merge_mode: str = "concat", name: str | None = None
-) -> Layer:
-    """Runs a cell forwards and backwards over the sequence and merges the outputs.
+def _flip_time(a: jax.Array | None, flip: bool) -> jax.Array | None:
+    return jnp.flip(a, axis=1) if flip and a is not None else a
 
-    Both directions have their own params (``{"forward": ..., "backward": ...}``)
-    and honour the mask, so right-padding is skipped in both directions.
+
+def _join_input(seqs: jax.Array, mask: jax.Array | None, carry: Any) -> Any:
+    """The inverse of :func:`_split_input`."""
+    if carry is None:
+        return seqs if mask is None else (seqs, mask)
+    return {"x": seqs, "initial_state": carry, **({} if mask is None else {"mask": mask})}
+
+
+def _merged_output(kind: str, name: str, layer: Layer, y: Any) -> tuple[jax.Array, jax.Array | None]:
+    """A direction's output ``y`` or ``(y, mask)`` -> ``(y, mask or None)``."""
+    if isinstance(y, tuple) and len(y) == 2 and getattr(y[1], "dtype", None) == jnp.bool_:
+        return y
+    if hasattr(y, "ndim") and y.ndim >= 2:
+        return y, None
+    raise TypeError(
+        f"{kind} '{name}' merges outputs (batch, units) or (batch, time, units), optionally with their mask; "
+        f"its layer '{layer.name}' returned {jax.tree.map(jnp.shape, y)} (build it without return_state)"
+    )
+
+
+def Bidirectional(
+    layer: Layer | Cell,
+    *,
+    return_sequences: bool | None = None,
+    merge_mode: str = "concat",
+    name: str | None = None,
+) -> Layer:
+    """Runs a recurrent layer forwards and a copy of it backwards over the sequence; merges the outputs.
+
+    As in Keras, ``Bidirectional(LSTM(8))`` wraps a layer: its backward copy has
+    params of its own and reads the sequence in reverse, and its sequence
+    outputs are flipped back into time order, so step ``t`` of both directions
+    lines up. A cell works too: ``Bidirectional(LSTMCell(8))`` is
+    ``Bidirectional(RNN(LSTMCell(8)))``. Both directions honour the mask, so
+    right-padding is skipped in both.
 
     Args:
-        cell: the cell, used for both directions.
-        return_sequences: as for :func:`RNN`.
+        layer: a sequence layer that returns ``(batch, units)`` or ``(batch, time,
+            units)`` (with the mask passed on, if any), such as ``LSTM(8)``; or a
+            :class:`Cell`.
+        return_sequences: for a cell only, as for :func:`RNN` (``False`` by
+            default); a layer has its own (``LSTM(8, return_sequences=True)``).
         merge_mode: ``"concat"``, ``"sum"``, ``"mul"`` or ``"ave"``.
         name: layer name; ``"bidirectional"`` by default.
+
+    Returns:
+        A :class:`~fnn.Layer` with params and state ``{"forward": ...,
+        "backward": ...}``, each of the wrapped layer's structure.
+
+    Raises:
+        TypeError: for anything but a layer or a cell, and in ``apply`` for a
+            layer whose output is not a sequence or last output (``return_state``).
+        ValueError: for an unknown ``merge_mode``, ``return_sequences`` given with
+            a layer, or inputs that are not ``(batch, time, features)``.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> import fnn
+        >>> bi = Bidirectional(fnn.LSTM(4, return_sequences=True))
+        >>> params, state = bi.init(jax.random.key(0), (6, 3))
+        >>> sorted(params)
+        ['backward', 'forward']
+        >>> bi.apply(params, state, jnp.ones((2, 6, 3)), train=False)[0].shape
+        (2, 6, 8)
     """
     kind = "Bidirectional"
     name = check_name(kind, name or "bidirectional")
     if merge_mode not in _MERGES:
         raise ValueError(f"{kind} '{name}': merge_mode must be one of {sorted(_MERGES)}, got {merge_mode!r}")
-    forward = RNN(cell, return_sequences=return_sequences, name="forward")
-    backward = RNN(cell, return_sequences=return_sequences, reverse=True, name="backward")
+    if isinstance(layer, Cell):
+        layer = RNN(layer, return_sequences=bool(return_sequences))
+    elif not isinstance(layer, Layer):
+        raise TypeError(
+            f"{kind} '{name}' expects a recurrent layer such as LSTM(8) or a Cell such as LSTMCell(8), "
+            f"got {type(layer).__name__}"
+        )
+    elif return_sequences is not None:
+        raise ValueError(
+            f"{kind} '{name}': return_sequences belongs to the wrapped layer '{layer.name}': build it with "
+            f"it, e.g. Bidirectional(LSTM(8, return_sequences={return_sequences!r})), got it on Bidirectional"
+        )
+    keys = ("forward", "backward")
+
+    def children(input_shape: Any) -> list[tuple[str, Layer, Any]]:
+        return [(k, layer, input_shape) for k in keys]
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
-        k_f, k_b = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-        return {
-            "forward": forward.init(k_f, input_shape)[0],
-            "backward": backward.init(k_b, input_shape)[0],
-        }, {}
+        params, state = {}, {}
+        for i, k in enumerate(keys):
+            with _child(kind, name, i, k, input_shape):
+                params[k], state[k] = layer.init(jax.random.fold_in(key, i), input_shape)
+        return params, state
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
-        y_f, _ = forward.apply(params["forward"], {}, x, train=train)
-        y_b, _ = backward.apply(params["backward"], {}, x, train=train)
-        if isinstance(y_f, tuple):  # (sequences, mask)
-            return (_MERGES[merge_mode](y_f[0], y_b[0]), y_f[1]), state
-        return _MERGES[merge_mode](y_f, y_b), state
+        _check_children(kind, name, "params", keys, params)
+        _check_children(kind, name, "state", keys, state)
+        seqs, mask, carry = _split_input(kind, name, x)
+        mask = _check_sequences(kind, name, seqs, mask)  # int lengths become a bool mask, which flips
+        seqs = jnp.asarray(seqs)
+        outputs, new_state = [], {}
+        for i, k in enumerate(keys):
+            backward = k == "backward"
+            inputs = _join_input(*(_flip_time(a, backward) for a in (seqs, mask)), carry)
+            with _child(kind, name, i, k, tuple(seqs.shape[1:])):
+                y, new_state[k] = layer.apply(
+                    params[k], state[k], inputs, train=train, key=_child_key(key, i)
+                )
+            y, y_mask = _merged_output(kind, name, layer, y)
+            outputs.append((_flip_time(y, backward and y.ndim >= 3), y_mask))  # sequences in time order
+        (y_f, mask_f), (y_b, _) = outputs
+        merged = _MERGES[merge_mode](y_f, y_b)
+        return (merged if mask_f is None else (merged, mask_f)), new_state
 
-    return make_layer(kind, name, init, apply)
+    return make_layer(kind, name, init, apply, children)
 
 
 def Embedding(
@@ -417,8 +539,9 @@ def Embedding(
     """Looks up a ``dim``-vector per integer token: ``(batch, ...)`` -> ``(batch, ..., dim)``.
 
     Args:
-        vocab_size: number of tokens; ids must lie in ``[0, vocab_size)`` (ids
-            outside give NaN rows, since they cannot be checked under ``jit``).
+        vocab_size: number of tokens; ids must lie in ``[0, vocab_size)``. Ids
+            outside, negative ones included, give NaN rows (never another
+            row), since their values cannot be checked under ``jit``.
         dim: embedding size.
         mask_index: a padding id: the layer then returns ``(embeddings, mask)``
             with ``mask = ids != mask_index``, which RNNs and attention use.
@@ -428,6 +551,10 @@ def Embedding(
 
     Returns:
         A :class:`~fnn.Layer` with params ``{"table": (vocab_size, dim)}``.
+
+    Raises:
+        ValueError: for bad hyper-parameters.
+        TypeError: in ``apply``, for ids that are not integers (floats and bools included).
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -441,7 +568,11 @@ def Embedding(
     name = check_name(kind, name or "embedding")
     vocab_size = check_positive_int(kind, name, "vocab_size", vocab_size)
     dim = check_positive_int(kind, name, "dim", dim)
-    if mask_index is not None and not 0 <= mask_index < vocab_size:
+    if mask_index is not None and (
+        isinstance(mask_index, bool)
+        or not isinstance(mask_index, (int, np.integer))
+        or not 0 <= mask_index < vocab_size
+    ):
         raise ValueError(f"{kind} '{name}': mask_index must be in [0, {vocab_size}), got {mask_index!r}")
     table_init = (
         jax.nn.initializers.uniform(0.1) if embeddings_init is None else initializers.get(embeddings_init)
@@ -456,12 +587,11 @@ def Embedding(
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         del train, key
+        check_input_dtype(kind, name, x, jnp.integer)
         ids = jnp.asarray(x)
-        if not jnp.issubdtype(ids.dtype, jnp.integer):
-            raise TypeError(
-                f"{kind} '{name}' expects integer token ids, got {ids.dtype} of shape {ids.shape}"
-            )
         vectors = jnp.take(params["table"], ids, axis=0, mode="fill", fill_value=jnp.nan)
+        # take's "fill" counts negative ids from the end (-1 is the last row): make them NaN too.
+        vectors = jnp.where((ids >= 0)[..., None], vectors, jnp.asarray(jnp.nan, vectors.dtype))
         return (vectors if mask_index is None else (vectors, ids != mask_index)), state
 
     return make_layer(kind, name, init, apply)

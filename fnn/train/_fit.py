@@ -308,6 +308,14 @@ def evaluate(
     loss_fn = losses_lib.get(loss)
     check_output_activation(model, loss_fn, params, state, x)
     check_labels("evaluate", loss_fn, {"y": y}, model, params, state, _example_shapes(x))
+    return _evaluate(model, params, state, x, y, loss_fn, metrics, sample_weight, batch_size)
+
+
+def _evaluate(
+    model: Layer, params: Any, state: Any, x: Any, y: Any, loss_fn: losses_lib.Loss,
+    metrics: MetricsArg, sample_weight: Any, batch_size: int,
+) -> dict[str, float]:  # fmt: skip
+    """:func:`evaluate` without its checks, which ``fit`` makes once rather than every epoch."""
     y_pred = predict(model, params, state, x, batch_size=batch_size)
     y = jax.tree.map(jnp.asarray, y)
     value = (
@@ -618,9 +626,9 @@ def fit(
             run.nan_step = int(acc["nan_step"])
         if val is not None:
             params_state = (run.train_state.params, run.train_state.state)
-            val_logs = evaluate(
-                model, *(params_state if dp is None else dp.local(params_state)), val[0], val[1],
-                loss=loss, metrics=metrics, sample_weight=val[2], batch_size=validation_batch_size,
+            val_logs = _evaluate(
+                model, *(params_state if dp is None else dp.local(params_state)), *val[:2],
+                losses_lib.get(loss), metrics, val[2], validation_batch_size,
             )  # fmt: skip
             if dp is not None:  # each process holds its own validation data
                 val_logs = dp.mean_over_processes(val_logs, data_lib.num_examples(val[1]))

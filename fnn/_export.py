@@ -145,7 +145,7 @@ def load_exported(path: str | os.PathLike, *, verify: bool = True) -> ExportedMo
             f"{file}: not a valid exported function ({type(e).__name__}: {e})"
         ) from None
     weights = checkpoint.restore(path, {"weights": weight_structs}, verify=verify)["weights"]
-    name = checkpoint.read_metadata(path, verify=verify).get("model", "model")
+    name = checkpoint.read_metadata(path).get("model", "model")
     return ExportedModel(exported, weights, name if isinstance(name, str) else "model")
 
 

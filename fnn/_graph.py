@@ -56,6 +56,7 @@ _CALLS = {
     "custom_jvp_call",
     "custom_vjp_call",
     "remat",
+    "remat2",  # jax.checkpoint's name since JAX 0.4
     "checkpoint",
 }
 _TRANSFORM = re.compile(r"^(\w+)\((.*)\)$")
@@ -390,8 +391,9 @@ _MOVES = {
 def probability_output(g: Graph) -> str | None:
     """``"softmax"`` or ``"sigmoid"`` when ``g``'s one output is made by one of them, else ``None``.
 
-    Softmax is recognised by its shape in the graph, ``exp(z) / sum(exp(z))``,
-    however it was written (``jax.nn.softmax``, a ``Dense(..., "softmax")``, a Lambda).
+    Softmax is recognised by its shape in the graph, ``exp(z) / sum(exp(z))``
+    (``jax.nn.softmax``, a ``Dense(..., "softmax")``, or the formula written out
+    in a Lambda), also inside ``Remat`` and other calls, which the graph inlines.
 
     Examples:
         >>> import fnn
@@ -413,10 +415,13 @@ def probability_output(g: Graph) -> str | None:
         return "sigmoid"
     if last.op == "div" and len(last.inputs) == 2:
         numerator, denominator = maker(last.inputs[0]), maker(last.inputs[1])
+        summed = maker(denominator.inputs[0]) if denominator.op == "reduce_sum" else None
+        # the same exp, or exp of the same tensor written twice: exp(z) / exp(z).sum(-1)
         if (
             numerator.op == "exp"
-            and denominator.op == "reduce_sum"
-            and maker(denominator.inputs[0]).id == numerator.id
+            and summed is not None
+            and summed.op == "exp"
+            and summed.inputs == numerator.inputs
         ):
             return "softmax"
     return None

@@ -28,8 +28,9 @@ NamedTuples and other pytree nodes come back as dicts unless a ``target``
 gives the structure), dtypes from a fixed table.
 
 Checkpoints of format version 1 (written by fnn before the manifest had a
-digest) cannot be verified, so they are refused unless loaded with
-``verify=False``; save what that returns to upgrade them.
+digest) still load, so a run resumes and a manager keeps its best after an
+upgrade, with a warning: their tensors are verified, their manifest cannot
+be. Save what :func:`restore` returns to upgrade one.
 
 Example:
     >>> import jax, jax.numpy as jnp, tempfile, os, fnn
@@ -51,6 +52,7 @@ import os
 import re
 import shutil
 import uuid
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -110,7 +112,7 @@ _DTYPES: dict[str, tuple[str, np.dtype]] = {
 _KEY_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 _SCALARS = (bool, int, float, str)
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
-_SCRATCH = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old|del)-\w*")  # .<name>.<kind>-<uuid> of a save
+_SCRATCH = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old|del)-[0-9a-f]{32}")  # .<name>.<kind>-<uuid hex>
 
 
 class CheckpointError(Exception):
@@ -246,8 +248,8 @@ def _clean_scratch(directory: Path, name: str | None = None) -> None:
     """
     for entry in sorted(directory.iterdir()):
         match = _SCRATCH.fullmatch(entry.name)
-        if not match or name not in (None, match["name"]):
-            continue
+        if not match or name not in (None, match["name"]) or entry.is_symlink() or not entry.is_dir():
+            continue  # only the directories a save makes
         checkpoint = directory / match["name"]
         if match["kind"] == "old" and not os.path.lexists(checkpoint):
             os.rename(entry, checkpoint)
@@ -370,7 +372,7 @@ def _read(file: Path, max_bytes: int | None, *, exact: bool = False) -> bytes:
     return data
 
 
-def _read_manifest(path: Path, verify: bool = True) -> dict:
+def _read_manifest(path: Path) -> dict:
     """The manifest of the checkpoint at ``path``, its digest and consistency checked first."""
     file = path / MANIFEST
     if not path.is_dir():
@@ -379,7 +381,7 @@ def _read_manifest(path: Path, verify: bool = True) -> dict:
         raise CheckpointError(f"{file}: missing; {path} is not a complete fnn checkpoint")
     data = _read(file, MAX_MANIFEST_BYTES)
     try:
-        return _parse_manifest(file, data, verify)
+        return _parse_manifest(file, data)
     except RecursionError:
         raise CheckpointError(f"{file}: nested too deeply") from None
 
@@ -388,7 +390,7 @@ def _is_size(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool) and x >= 0
 
 
-def _parse_manifest(file: Path, data: bytes, verify: bool) -> dict:
+def _parse_manifest(file: Path, data: bytes) -> dict:
     try:
         manifest = json.loads(data)
     except (ValueError, UnicodeDecodeError) as e:
@@ -396,10 +398,13 @@ def _parse_manifest(file: Path, data: bytes, verify: bool) -> dict:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise CheckpointError(f"{file}: not an fnn checkpoint manifest")
     version = manifest.get("version")
-    if version == 1 and verify:
-        raise CheckpointError(
-            f"{file}: format version 1 (fnn before the manifest had a digest) cannot be verified; "
-            "load it with verify=False and save it again to upgrade it"
+    if version == 1:
+        if MANIFEST_DIGEST in manifest or "tensors_bytes" in manifest:  # a version edited down
+            raise CheckpointError(f"{file}: says format version 1 but holds format 2's fields (edited)")
+        warnings.warn(
+            f"{file}: format version 1 (fnn before the manifest had a digest): its tensors are "
+            "verified but an edit of its manifest cannot be detected; save it again to upgrade it",
+            stacklevel=4,
         )
     if version not in (1, VERSION):
         raise CheckpointError(f"{file}: format version {version!r}; this fnn reads {VERSION} (and 1)")
@@ -468,17 +473,16 @@ def _tensor_refs(node: Any, file: Path, depth: int = 0) -> list[str]:
     ]
 
 
-def read_metadata(path: str | os.PathLike, *, verify: bool = True) -> dict:
+def read_metadata(path: str | os.PathLike) -> dict:
     """The metadata saved with a checkpoint (reads the manifest only, checking its digest).
 
     Args:
         path: a directory written by :func:`save`.
-        verify: off, a format 1 checkpoint (which has no manifest digest) is read too.
 
     Raises:
         CheckpointError: when the manifest is missing, malformed or corrupted.
     """
-    return _read_manifest(Path(path), verify)["metadata"]
+    return _read_manifest(Path(path))["metadata"]
 
 
 @functools.cache
@@ -503,7 +507,7 @@ def read_file(path: str | os.PathLike, name: str, *, verify: bool = True) -> byt
         CheckpointError: when the file is not listed, missing, or corrupted.
     """
     path = Path(path)
-    entry = _read_manifest(path, verify)["files"].get(name)
+    entry = _read_manifest(path)["files"].get(name)
     if not isinstance(entry, dict) or not _FILE_NAME.fullmatch(name):
         raise CheckpointError(f"{path / MANIFEST}: lists no file {name!r}")
     size = entry.get("bytes")  # None only in format 1
@@ -617,8 +621,8 @@ def restore(path: str | os.PathLike, target: Any = None, *, verify: bool = True)
             Without a target, the tree is rebuilt from the manifest with plain
             dicts, lists and tuples (NamedTuples come back as dicts).
         verify: check each tensor's SHA-256 digest (on by default). The
-            manifest's own digest is always checked; off, a format 1
-            checkpoint (which has none) is loaded too.
+            manifest's own digest is always checked (format 1 has none: it
+            loads with a warning).
 
     Returns:
         The restored pytree.
@@ -629,7 +633,7 @@ def restore(path: str | os.PathLike, target: Any = None, *, verify: bool = True)
             that does not fit ``target`` (listing every mismatch).
     """
     path = Path(path)
-    manifest = _read_manifest(path, verify)
+    manifest = _read_manifest(path)
     if target is None:
         arrays = _read_tensors(path, manifest, manifest["tensors"], verify)
         return _rebuild(manifest.get("tree"), arrays, str(path / MANIFEST))
@@ -667,7 +671,10 @@ class CheckpointManager:
     back). One process should write to a directory at a time: in a
     multi-process run (:mod:`fnn.parallel`) every process calls :meth:`save`,
     which waits for all of them and lets process 0 write, so the directory
-    must be one all processes see if they are to resume from it.
+    must be one all processes see if they are to resume from it. Opening a
+    manager clears scratch, so a program that only watches a directory
+    another one writes (an evaluator, say) reads with :func:`restore` and
+    :func:`read_metadata` on its ``ckpt_*`` directories instead.
 
     Args:
         directory: where the checkpoints live (created when missing).
@@ -821,9 +828,9 @@ class CheckpointManager:
         """The checkpoint of ``step`` (the newest by default); see :func:`restore`."""
         return restore(self._resolve(step), target, verify=verify)
 
-    def metadata(self, step: int | None = None, *, verify: bool = True) -> dict:
+    def metadata(self, step: int | None = None) -> dict:
         """The metadata of the checkpoint of ``step`` (the newest by default); see :func:`read_metadata`."""
-        return read_metadata(self._resolve(step), verify=verify)
+        return read_metadata(self._resolve(step))
 
     def clear(self) -> None:
         """Deletes every checkpoint in the directory (process 0 does, in a multi-process run)."""

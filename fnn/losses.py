@@ -178,8 +178,10 @@ def sparse_categorical_crossentropy(
 
     Labels must lie in ``[0, classes)``. Under ``jit`` that cannot raise, so an
     example whose label is outside (``-1``, or ``classes`` for 1-based labels)
-    makes the loss NaN, never the loss of another class; :func:`fnn.fit` and
-    :func:`fnn.evaluate` check the labels on the host first and name the bad one.
+    makes the loss NaN, never the loss of another class, unless its
+    ``sample_weight`` is 0 (padding may carry any label, e.g. ``-1``);
+    :func:`fnn.fit` and :func:`fnn.evaluate` check the labels on the host first
+    and name the bad one.
 
     Args:
         y_true: integer class indices, ``y_pred.shape[:-1]``.
@@ -207,9 +209,14 @@ def sparse_categorical_crossentropy(
         per_example = optax.softmax_cross_entropy(logits, targets)
     else:
         per_example = optax.softmax_cross_entropy_with_integer_labels(logits, y_true)
-    # A label outside [0, classes) is NaN, never another class's loss (-1 would index the last).
-    in_range = (y_true >= 0) & (y_true < logits.shape[-1])
-    return _weighted_mean(loss, jnp.where(in_range, per_example, jnp.nan), sample_weight)
+    # A label outside [0, classes) is NaN, never another class's loss (-1 would index the last),
+    # unless its example weighs 0: padding marked by weight 0 may carry any label (e.g. -1).
+    valid = (y_true >= 0) & (y_true < logits.shape[-1])
+    if sample_weight is not None and shape(sample_weight) == shape(y_true)[:1]:
+        ignored = jnp.asarray(sample_weight).reshape((-1,) + (1,) * (y_true.ndim - 1)) == 0
+        valid = valid | jnp.broadcast_to(ignored, y_true.shape)
+    per_example = jnp.where(valid, per_example, jnp.nan)
+    return _weighted_mean(loss, per_example, sample_weight)
 
 
 def _check_label_smoothing(loss: str, label_smoothing: float) -> None:

@@ -169,7 +169,8 @@ def set_learning_rate(opt_state: Any, value: float) -> Any:
         >>> round(float(learning_rate(state)), 6)
         0.0001
     """
-    if not _is_positive_number(value):
+    concrete = not isinstance(value, jax.core.Tracer)  # a traced rate is checked where it is made
+    if concrete and not _is_positive_number(value.item() if hasattr(value, "item") else value):
         raise ValueError(f"set_learning_rate: value must be a positive, finite float, got {value!r}")
     holder = _rate_holder(opt_state)
     if holder is None:

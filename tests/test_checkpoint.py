@@ -16,6 +16,7 @@ import subprocess
 import sys
 import textwrap
 import tokenize
+import uuid
 from pathlib import Path
 from typing import NamedTuple
 
@@ -137,10 +138,11 @@ def test_unsaveable_trees_are_errors(tmp_path):
 
 
 def test_save_removes_what_a_crashed_save_of_the_same_path_left(tmp_path):
-    (tmp_path / ".c.tmp-0123").mkdir()
-    (tmp_path / ".other.tmp-0123").mkdir()
+    token = uuid.uuid4().hex
+    (tmp_path / f".c.tmp-{token}").mkdir()
+    (tmp_path / f".other.tmp-{token}").mkdir()
     save(tmp_path / "c", {"a": jnp.ones(1)})
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.tmp-0123", "c"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f".other.tmp-{token}", "c"]
 
 
 # ------------------------------------------------------------------ mismatches
@@ -406,17 +408,20 @@ def test_deeply_nested_manifests_are_refused_not_recursion_errors(ckpt, tmp_path
         save(tmp_path / "deeper", [deepest])
 
 
-def test_a_format_1_checkpoint_loads_only_with_verify_false(ckpt, tmp_path):
+def test_a_format_1_checkpoint_loads_with_a_warning_and_upgrades_by_saving(ckpt, tmp_path):
     manifest = json.loads((ckpt / MANIFEST).read_text())
+    (ckpt / MANIFEST).write_text(json.dumps({**manifest, "version": 1}))
+    with pytest.raises(
+        CheckpointError, match=r"says format version 1 but holds format 2's fields \(edited\)"
+    ):
+        restore(ckpt)  # a digest check cannot be skipped by editing the version down
     del manifest[MANIFEST_DIGEST], manifest["tensors_bytes"]
     (ckpt / MANIFEST).write_text(json.dumps({**manifest, "version": 1}))
-    for load in (restore, fnn.checkpoint.read_metadata):
-        with pytest.raises(
-            CheckpointError, match=r"format version 1 .* cannot be verified; load it with verify"
-        ):
-            load(ckpt)
-    assert fnn.checkpoint.read_metadata(ckpt, verify=False)["epoch"] == 3
-    save(tmp_path / "upgraded", restore(ckpt, tree(), verify=False))
+    warning = r"format version 1 .* an edit of its manifest cannot be detected; save it again to upgrade it"
+    with pytest.warns(UserWarning, match=warning):
+        assert fnn.checkpoint.read_metadata(ckpt)["epoch"] == 3
+    with pytest.warns(UserWarning, match=warning):
+        save(tmp_path / "upgraded", restore(ckpt, tree()))
     same(restore(tmp_path / "upgraded", tree()), tree())
 
 
@@ -565,14 +570,16 @@ def test_a_lone_old_copy_is_put_back_never_deleted(tmp_path):
         manager.save(step, {"w": jnp.full(1, step)})
     # An overwrite of step 2 killed between its renames; and a finished one of step 1 killed before
     # deleting the old copy; and a prune of a step 3 killed before deleting it.
-    os.rename(manager.path(2), tmp_path / ".ckpt_000000002.old-0a1b")
-    (tmp_path / ".ckpt_000000002.tmp-2c3d").mkdir()
-    shutil.copytree(manager.path(1), tmp_path / ".ckpt_000000001.old-4e5f")
-    shutil.copytree(manager.path(1), tmp_path / ".ckpt_000000003.del-6a7b")
+    scratch = {kind: f"{kind}-{uuid.uuid4().hex}" for kind in ("old", "tmp", "del")}
+    os.rename(manager.path(2), tmp_path / f".ckpt_000000002.{scratch['old']}")
+    (tmp_path / f".ckpt_000000002.{scratch['tmp']}").mkdir()
+    shutil.copytree(manager.path(1), tmp_path / f".ckpt_000000001.{scratch['old']}")
+    shutil.copytree(manager.path(1), tmp_path / f".ckpt_000000003.{scratch['del']}")
+    (tmp_path / ".notes.old-v1").write_text("a user's file, not a save's scratch")
     manager = CheckpointManager(tmp_path)
     assert manager.steps() == [1, 2] and manager.restore()["w"].tolist() == [2]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt_000000001", "ckpt_000000002"]
-    os.rename(manager.path(2), tmp_path / ".ckpt_000000002.old-0a1b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".notes.old-v1", "ckpt_000000001", "ckpt_000000002"]
+    os.rename(manager.path(2), tmp_path / f".ckpt_000000002.{scratch['old']}")
     with pytest.raises(CheckpointError, match="exists"):  # save puts it back first
         save(manager.path(2), {"w": jnp.full(1, 5)})
     assert manager.restore()["w"].tolist() == [2]
@@ -603,9 +610,10 @@ def test_manager_ignores_incomplete_directories_and_cleans_scratch(tmp_path):
         manager.restore()
     manager.save(1, {"w": jnp.ones(1)})
     (tmp_path / "ckpt_000000009").mkdir()  # no manifest: an interrupted foreign copy
-    (tmp_path / ".ckpt_000000005.tmp-abc").mkdir()
+    scratch = tmp_path / f".ckpt_000000005.tmp-{uuid.uuid4().hex}"
+    scratch.mkdir()
     assert CheckpointManager(tmp_path).latest() == 1
-    assert not (tmp_path / ".ckpt_000000005.tmp-abc").exists()
+    assert not scratch.exists()
 
 
 def test_manager_never_deletes_the_newest(tmp_path):

@@ -267,6 +267,15 @@ def test_terminate_on_nan_keeps_the_params_when_the_update_is_nan_but_the_loss_i
     chex.assert_trees_all_equal(history.params, model.init(jax.random.split(jax.random.key(0))[0], (2,))[0])
 
 
+def test_terminate_on_nan_lets_values_that_are_infinite_by_design_stay_so():
+    keeps_inf = optax.GradientTransformation(
+        lambda params: {"best": jnp.asarray(jnp.inf)}, lambda updates, state, params=None: (updates, state)
+    )
+    history = run(data=digits(64), epochs=2, optimizer=optax.chain(optax.sgd(0.1), keeps_inf),
+                  callbacks=[fnn.TerminateOnNaN()])  # fmt: skip
+    assert history.stop_reason is None and int(history.train_state.step) == 4
+
+
 def test_fit_and_evaluate_name_an_out_of_range_label_before_compiling():
     x, y = digits(64)
     negative, one_based = y.copy(), y + 1
@@ -283,6 +292,11 @@ def test_fit_and_evaluate_name_an_out_of_range_label_before_compiling():
     params, state = mlp().init(jax.random.key(0), (64,))
     with pytest.raises(ValueError, match=r"evaluate: y holds label 10 at index \(\d+,\)"):
         fnn.evaluate(mlp(), params, state, x, one_based, loss=LOSS)
+    with pytest.raises(ValueError, match=r"evaluate: the data holds 0 examples"):
+        fnn.evaluate(mlp(), params, state, x[:0], y[:0], loss=LOSS)
+    padding = np.ones(64, np.float32)
+    padding[5] = 0.0  # weight 0 marks padding, whose label may be anything
+    assert np.isfinite(run(data=(x, negative), sample_weight=padding, epochs=1).history["loss"][0])
 
 
 @pytest.mark.parametrize(
@@ -290,6 +304,12 @@ def test_fit_and_evaluate_name_an_out_of_range_label_before_compiling():
     [
         ([fnn.Dense(10, "softmax")], LOSS, "softmax"),
         ([fnn.Dense(10), fnn.Lambda(jax.nn.softmax)], "categorical_crossentropy", "softmax"),
+        (
+            [fnn.Dense(10), fnn.Lambda(lambda z: jnp.exp(z) / jnp.exp(z).sum(-1, keepdims=True))],
+            LOSS,
+            "softmax",
+        ),
+        ([fnn.Remat(fnn.Dense(10, "softmax"))], LOSS, "softmax"),
         ([fnn.Dense(1, "sigmoid")], "binary_crossentropy", "sigmoid"),
     ],
 )

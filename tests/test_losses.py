@@ -158,6 +158,14 @@ def test_out_of_range_labels_give_nan_under_jit_never_another_class(label_smooth
         assert np.isnan(float(loss(jnp.array([bad, 0]), logits))), bad
 
 
+def test_padding_of_weight_zero_may_carry_any_label():
+    logits = jnp.zeros((2, 3))
+    padded = losses.sparse_categorical_crossentropy(
+        jnp.array([0, -1]), logits, sample_weight=jnp.array([1.0, 0.0])
+    )
+    np.testing.assert_allclose(padded, np.log(3) / 2, rtol=1e-6)  # the padding adds 0, as a valid label would
+
+
 def test_takes_logits_and_takes_class_labels_see_through_names_and_options():
     assert losses.takes_logits(losses.get("sparse_categorical_crossentropy", label_smoothing=0.1))
     assert not losses.takes_logits(losses.get("binary_crossentropy", from_logits=False))

@@ -99,3 +99,12 @@ def test_learning_rate_lives_in_the_state_and_can_be_replaced():
     assert optimizers.learning_rate(optax.adam(0.1).init(PARAMS)) is None
     with pytest.raises(ValueError, match=r"the optimiser state holds no learning rate to change"):
         optimizers.set_learning_rate(optax.adam(0.1).init(PARAMS), 0.2)
+
+
+def test_set_learning_rate_takes_arrays_and_works_under_jit():
+    state = optimizers.get("sgd").init({"w": jnp.zeros(1)})
+    assert float(optimizers.learning_rate(optimizers.set_learning_rate(state, jnp.asarray(0.5)))) == 0.5
+    traced = jax.jit(optimizers.set_learning_rate)(state, 0.25)
+    assert float(optimizers.learning_rate(traced)) == 0.25
+    with pytest.raises(ValueError, match=r"set_learning_rate: value must be a positive, finite float"):
+        optimizers.set_learning_rate(state, jnp.asarray(jnp.inf))

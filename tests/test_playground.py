@@ -160,7 +160,7 @@ def send_raw(srv, head: str, body: bytes = b"", timeout: float = 30) -> tuple[in
     """Sends ``head`` (lines, ``{port}`` filled in) and ``body`` as they are; the status and JSON answer."""
     port = srv.server_address[1]
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        sock.sendall(head.format(port=port).replace("\n", "\r\n").encode() + b"\r\n\r\n" + body)
+        sock.sendall(head.format(port=port).replace("\n", "\r\n").encode("latin-1") + b"\r\n\r\n" + body)
         answer = b"".join(iter(lambda: sock.recv(1 << 16), b""))
     status, _, content = answer.partition(b"\r\n\r\n")
     return int(status.split()[1]), strict_json(content)
@@ -247,13 +247,16 @@ def test_a_diverging_run_is_sent_as_valid_json_flagged_diverged_and_stops_playin
 
 def test_server_answers_100_concurrent_clients_without_resets(served):
     port, clients = served.server_address[1], 100
+    # A connection the listen backlog drops is retried by the kernel (slow) or reset: the backlog
+    # must hold them all. No timing is asserted: every client just has to get its answer.
+    assert served.request_queue_size >= clients
     everyone = threading.Barrier(clients)
     answers = [None] * clients
 
     def client(i):
         everyone.wait()
-        try:  # a connection the listen backlog drops waits 1 s for the SYN's retry: that fails here
-            with socket.create_connection(("127.0.0.1", port), timeout=0.9) as sock:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
                 sock.settimeout(60)
                 sock.sendall(f"GET /api/state HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
                 answers[i] = b"".join(iter(lambda: sock.recv(1 << 16), b""))[:12]
@@ -300,6 +303,7 @@ def test_server_answers_415_for_a_post_that_is_not_json(server):
         ("Transfer-Encoding: chunked", b'14\r\n{"dataset": "spiral"}\r\n0\r\n\r\n', "Transfer-Encoding"),
         ("X-Nothing: 1", b"", "Content-Length"),  # no Content-Length at all
         ("Content-Length: -1", b"", "Content-Length"),
+        ("Content-Length: \u00b2", b"", "Content-Length"),  # a digit to str.isdigit, not to int()
     ],
 )
 def test_server_answers_411_for_chunked_or_unsized_bodies(served, head, body, field):

@@ -229,7 +229,7 @@ def test_backups_never_replace_the_last_finite_state_with_nan(tmp_path):
     x, y = digits(200)
     x[100] = np.nan  # step 3 of epoch 0 poisons the params; nothing stops the run
     options = dict(loss=LOSS, epochs=3, batch_size=32, verbose=0, shuffle=False, checkpoint_every=2)
-    with pytest.warns(UserWarning, match=r"BackupAndRestore: the run's state is not finite .* at step 4, epoch 0; "
+    with pytest.warns(UserWarning, match=r"BackupAndRestore: the run's params or state are not finite .* at step 4, epoch 0; "
                       r"the backup of step 2 is kept instead"):  # fmt: skip
         fnn.fit(mlp(), x, y, checkpoint_dir=tmp_path, **options)
     manager = CheckpointManager(tmp_path)

@@ -12,7 +12,8 @@ def main() -> None:
     parser.add_argument(
         "--host",
         default="127.0.0.1",
-        help="address to bind (loopback by default); open the page at it, or at localhost",
+        help="address to bind (loopback by default); open the page at it, or at localhost "
+        "(it answers only to those names: bound to 0.0.0.0, it refuses the machine's LAN address)",
     )
     parser.add_argument("--port", type=int, default=8765, help="port (0: any free one)")
     args = parser.parse_args()

@@ -257,7 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
                 HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length", "Transfer-Encoding"
             )
         length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
+        if length is None or not (length.isascii() and length.isdigit()):
             raise Refused(HTTPStatus.LENGTH_REQUIRED, "a POST needs a Content-Length", "Content-Length")
         if int(length) > MAX_BODY:
             raise Refused(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body must be at most {MAX_BODY} bytes")
@@ -282,7 +282,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self) -> None:
         since = self.headers.get("Last-Event-ID", "")
-        version = int(since) if since.isdigit() else None
+        version = int(since) if since.isascii() and since.isdigit() else None
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-store")

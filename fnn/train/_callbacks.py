@@ -313,7 +313,9 @@ class TerminateOnNaN(Callback):
     With it, every step checks on the device its loss *and* the params, state
     and optimiser state it computed (a NaN learning rate, or a gradient that is
     NaN at a finite loss, such as RMSE at zero error, leaves the loss finite):
-    a non-finite step (and any after it) leaves them all unchanged, so the run
+    a step that makes a finite value NaN or infinite (values infinite by design,
+    such as a best-so-far that starts at ``inf``, may stay so) and any step
+    after it leave them all unchanged, so the run
     ends with the parameters from just before the bad step, and the History's
     ``stop_reason`` names that step.
     """

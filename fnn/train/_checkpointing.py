@@ -124,8 +124,8 @@ class BackupAndRestore(Callback):
     callbacks' progress (:meth:`Callback.get_state`: patience counters, best
     values, CSV rows) is kept too, so the rerun needs the same callbacks;
     :class:`EarlyStopping` keeps its best value but not its best weights.
-    A state that is not finite (NaN or Inf params, state or optimiser state)
-    is never backed up: the newest backup stays the last finite state, and a
+    A run whose params or model state are not finite (NaN or Inf) is never
+    backed up: the newest backup stays the last finite state, and a
     warning says so, so a rerun never resumes from NaN.
 
     Args:
@@ -200,11 +200,11 @@ class BackupAndRestore(Callback):
     def save(self, carry: tuple, epoch: int, position: int, run: FitRun, done: list) -> None:
         """Backs up the run: ``position`` steps of ``epoch`` are done; never a non-finite state."""
         train_state, epoch_logs = carry
-        if not bool(all_finite(train_state._replace(key=None))):
+        if not bool(all_finite((train_state.params, train_state.state))):
             if not self.kept_finite:
                 kept = self.manager.latest()
                 warnings.warn(
-                    f"BackupAndRestore: the run's state is not finite (NaN or Inf) at step "
+                    f"BackupAndRestore: the run's params or state are not finite (NaN or Inf) at step "
                     f"{int(train_state.step)}, epoch {epoch}; "
                     + ("no backup is written" if kept is None else f"the backup of step {kept} is kept")
                     + " instead (TerminateOnNaN stops the run at the first such step)",

@@ -30,7 +30,7 @@ from fnn._core import Layer, Shape, apply_shape
 from fnn.parallel import DataParallel, is_primary
 from fnn.train._callbacks import Callback, FitRun
 from fnn.train._checkpointing import BackupAndRestore
-from fnn.train._state import TrainState, all_finite
+from fnn.train._state import TrainState, turned_non_finite
 from fnn.train._step import MetricsArg, check_output_activation, make_grad_fn, make_train_step
 
 # On CPU, "auto" times an unfused and a fused epoch and keeps the faster (see
@@ -127,7 +127,8 @@ def _make_step(
             # Once a loss or an updated value is not finite (a NaN learning rate, or a NaN
             # gradient at a finite loss), this and every later step leave the state as it
             # was (the key never changes, and typed keys do not go through jnp.where).
-            ok = jnp.isfinite(logs["loss"]) & all_finite(new._replace(key=None)) & (nan_step < 0)
+            went_bad = turned_non_finite(ts._replace(key=None), new._replace(key=None))
+            ok = jnp.isfinite(logs["loss"]) & ~went_bad & (nan_step < 0)
             nan_step = jnp.where(~ok & (nan_step < 0), ts.step, nan_step)
             kept = jax.tree.map(
                 lambda a, b: jnp.where(ok, a, b), new._replace(key=None), ts._replace(key=None)
@@ -305,9 +306,10 @@ def evaluate(
     n_x, n_y = data_lib.num_examples(x, "x"), data_lib.num_examples(y, "y")
     if n_x != n_y:
         raise ValueError(f"evaluate: x has {n_x} examples but y has {n_y}")
+    _check_batch_size("evaluate", batch_size, n_x)
     loss_fn = losses_lib.get(loss)
     check_output_activation(model, loss_fn, params, state, x)
-    check_labels("evaluate", loss_fn, {"y": y}, model, params, state, _example_shapes(x))
+    check_labels("evaluate", loss_fn, {"y": (y, sample_weight)}, model, params, state, _example_shapes(x))
     return _evaluate(model, params, state, x, y, loss_fn, metrics, sample_weight, batch_size)
 
 
@@ -335,15 +337,20 @@ def check_labels(
     """Class labels must lie in ``[0, classes)``: checked once on the host, before anything compiles.
 
     Under ``jit`` a bad label can only turn the loss into NaN; here it is named.
+    ``labels`` maps a name to ``(y, sample_weight or None)``: an example of weight
+    0 is padding, whose label may be anything (as the loss allows).
     """
     if not losses_lib.takes_class_labels(loss):
         return
     classes = apply_shape(model, params, state, input_shape)[-1]
-    for name, y in labels.items():
+    for name, (y, weight) in labels.items():
         y = np.asarray(y)
         if not np.issubdtype(y.dtype, np.integer) or y.size == 0:
             continue  # the loss names a wrong dtype itself
-        bad = np.flatnonzero((y < 0) | (y >= classes))
+        out = (y < 0) | (y >= classes)
+        if weight is not None and np.shape(weight) == y.shape[:1]:
+            out &= (np.asarray(weight) != 0).reshape((-1,) + (1,) * (y.ndim - 1))
+        bad = np.flatnonzero(out)
         if bad.size:
             where = np.unravel_index(bad[0], y.shape)
             hint = " (they look 1-based: pass y - 1)" if y.min() == 1 and y.max() == classes else ""
@@ -563,7 +570,9 @@ def fit(
     elif params is not None or state is not None:
         raise ValueError("fit: pass train_state or params/state, not both")
     if y is not None:
-        labels = {"y": y, **({"validation_data's y": val[1]} if validation_data is not None else {})}
+        labels = {"y": (y, sample_weight)}
+        if validation_data is not None:
+            labels["validation_data's y"] = (val[1], val[2])
         check_labels("fit", loss, labels, model, train_state.params, train_state.state, input_shape)
     # The steps donate their inputs; copy so the caller's arrays stay valid.
     place_state = _copy if dp is None else dp.replicate

@@ -26,6 +26,27 @@ def all_finite(tree: Any) -> jax.Array:
     return jnp.all(jnp.stack(checks)) if checks else jnp.asarray(True)
 
 
+def turned_non_finite(old: Any, new: Any) -> jax.Array:
+    """A bool scalar: whether any float element of ``new`` is NaN or infinite where ``old``'s was finite.
+
+    Values that are infinite by design (an optimiser's ``best_value=inf``, a
+    running maximum from ``-inf``) stay so without counting; one reduction, ``jit``-safe.
+
+    Examples:
+        >>> state = {"best": jnp.asarray(jnp.inf), "w": jnp.ones(2)}
+        >>> bool(turned_non_finite(state, state))
+        False
+        >>> bool(turned_non_finite([jnp.ones(2)], [jnp.array([1.0, jnp.nan])]))
+        True
+    """
+    checks = [
+        jnp.any(jnp.isfinite(a) & ~jnp.isfinite(b))
+        for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(new))
+        if jnp.issubdtype(b.dtype, jnp.inexact)
+    ]
+    return jnp.any(jnp.stack(checks)) if checks else jnp.asarray(False)
+
+
 class TrainState(NamedTuple):
     """What a run carries: the step maps it, a fused scan carries it, checkpoints save it.
 

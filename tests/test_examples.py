@@ -88,8 +88,8 @@ def test_flagship_clears_its_bar_on_other_seeds_too(tmp_path):
     # stand in for other machines; in a 15-epoch run (0.986-0.994 over seeds 1-6) their mean must
     # clear 0.975. The full 40-epoch run is checked above, on seed 0.
     env = {"FNN_EXAMPLE_OUT": str(tmp_path), "FNN_EXAMPLE_EPOCHS": "15"}
-    accuracies = [headline("digits_cnn", env={**env, "FNN_EXAMPLE_SEED": seed}) for seed in "123"]
-    assert sum(accuracies) / 3 >= 0.975, accuracies
+    accuracies = [headline("digits_cnn", env={**env, "FNN_EXAMPLE_SEED": seed}) for seed in "12"]
+    assert sum(accuracies) / 2 >= 0.975, accuracies
 
 
 def test_tensorboard_demo_writes_event_files_and_the_graph(tmp_path):

@@ -444,6 +444,31 @@ def test_step_callbacks_see_the_mean_logs_of_their_steps():
     assert_same_run(history, run(epochs=2, data=digits(240)))  # observing steps changes nothing
 
 
+@pytest.mark.parametrize("steps_per_execution", [1, 8])
+def test_step_callbacks_see_the_live_state_and_their_changes_go_on(steps_per_execution):
+    # Regression (issue 21): the epoch's carry is donated to every compiled call, and
+    # run.train_state used to be the one from before the epoch: "Array has been deleted".
+    class Live(fnn.Callback):
+        step_interval = 3
+
+        def on_train_begin(self, run):
+            self.steps, self.norms = [], []
+
+        def on_steps_end(self, step, logs, run):
+            snapshot = run.snapshot()
+            self.steps.append(int(run.train_state.step))
+            self.norms.append(float(sum(jnp.sum(g**2) for g in jax.tree.leaves(run.gradients()))))
+            assert int(snapshot.step) == step
+            run.train_state = run.train_state._replace(
+                opt_state=fnn.optimizers.set_learning_rate(run.train_state.opt_state, 1e-4)
+            )
+
+    live = Live()
+    history = run(epochs=2, data=digits(240), callbacks=[live], steps_per_execution=steps_per_execution)
+    assert live.steps == [3, 6, 11, 14] and all(np.isfinite(live.norms))
+    assert history.history["learning_rate"] == pytest.approx([1e-4, 1e-4])  # set mid-epoch, kept
+
+
 def test_callbacks_can_ask_for_the_gradients_on_the_first_batch():
     class Grab(fnn.Callback):
         def on_train_begin(self, run):

@@ -29,8 +29,11 @@ class FitRun:
     Attributes:
         model: the model being trained.
         epochs: the number of epochs asked for.
-        train_state: the current :class:`TrainState`. Its buffers are donated
-            to the next step, so keep a copy (:meth:`snapshot`), not a reference.
+        train_state: the current :class:`TrainState`, in every hook (in
+            :meth:`Callback.on_steps_end` too, mid-epoch); replace it to change
+            the run (e.g. its learning rate), and the next step goes on from the
+            new one. Its buffers are donated to the next step, so keep a copy
+            (:meth:`snapshot`), not a reference.
         history: per-epoch logs so far, ``{"loss": [...], "val_loss": [...], ...}``.
         stop_training: set to ``True`` to stop after the current epoch.
         stop_reason: why the run stopped early, for the History.

@@ -606,10 +606,15 @@ def fit(
     )
     runner = source.runner(step, execution, (run.train_state, acc0), every)
 
-    def at_boundary(position: int, carry: Any, epoch: int) -> None:
+    def at_boundary(position: int, carry: Any, epoch: int) -> Any:
+        run.train_state = carry[0]  # live: the callbacks read it before the next call donates it
         if backup is not None and backup.due(position, source.steps_in_epoch()):
             backup.save(carry, epoch, position, run, done)
         step_logs(position, carry, run)
+        if run.train_state is carry[0]:
+            return carry
+        changed = run.train_state if dp is None else dp.conform(run.train_state)
+        return changed, carry[1]
 
     for cb in callbacks:
         cb.on_train_begin(run)
@@ -764,26 +769,28 @@ def _train_epoch(
     progress: _Progress,
     guard_nan: bool,
     start: int,
-    at_boundary: Callable[[int, Any], None],
+    at_boundary: Callable[[int, Any], Any],
 ) -> Any:
     """Runs one epoch's compiled calls from step ``start``, updating the bar.
 
-    ``at_boundary(position, carry)`` runs after each call (backups, step logs);
-    the epoch ends early after a NaN step.
+    ``at_boundary(position, carry)`` runs after each call (backups, step logs)
+    and returns the carry to go on with; the epoch ends early after a NaN step.
     """
-    latest = carry
     position = start
     progress.update(start)
-    for steps_done, latest in runner(carry, epoch, start):
-        if steps_done is not None:
-            position += steps_done
-            at_boundary(position, latest)
-        if progress.due() or steps_done is None:
-            progress.update(steps_done or 0, latest[1])
+    calls = runner(carry, epoch, start)
+    steps_done, latest = next(calls)
+    while steps_done is not None:
+        position += steps_done
+        latest = at_boundary(position, latest)
+        if progress.due():
+            progress.update(steps_done, latest[1])
             if guard_nan and int(latest[1]["nan_step"]) >= 0:
-                break  # the remaining steps would leave the state unchanged anyway
+                return latest  # the remaining steps would leave the state unchanged anyway
         else:
             progress.update(steps_done)
+        steps_done, latest = calls.send(latest)
+    progress.update(0, latest[1])
     return latest
 
 
@@ -848,6 +855,9 @@ class _ArraySource:
     def runner(self, step: Callable, execution: _Execution, carry_spec: Any, every: int | None) -> Callable:
         """``run_epoch(carry, epoch, start)``: yields ``(steps, carry)`` per compiled call, then ``(None, carry)``.
 
+        Each ``(steps, carry)`` is answered with ``send(carry)``: the carry to go on
+        with, which callbacks may have changed.
+
         Calls run at most ``execution.next()`` steps and end at multiples of ``every``.
         """
 
@@ -890,7 +900,7 @@ class _ArraySource:
                 else:  # other chunk lengths (a shorter last one) compile once more
                     chunk = rows if length == self.full_batches else rows[begin : begin + length]
                     carry = (many if length == fused else many_jit)(carry, self.data, chunk)
-                yield length, carry
+                carry = yield length, carry
             if measure:
                 jax.block_until_ready(carry)
                 execution.record(
@@ -898,7 +908,7 @@ class _ArraySource:
                 )
             if self.remainder:  # the last, smaller batch: one more compile
                 carry = one_jit(carry, self.data, self.rows(order[cut:][None]), 0)
-                yield 1, carry
+                carry = yield 1, carry
             yield None, carry
 
         return run_epoch
@@ -955,7 +965,7 @@ class _ProcessShardSource(_ArraySource):
             for begin in range(start * self.batch_size, self.n, self.batch_size):
                 part = data_lib.take(self.data, order[begin : begin + self.batch_size])
                 carry = one(carry, self.dp.global_batch(part))
-                yield 1, carry
+                carry = yield 1, carry
             yield None, carry
 
         return run_epoch
@@ -1017,7 +1027,7 @@ class _StreamSource:
             for batch in itertools.islice(self._epoch_batches(epoch), start, None):
                 carry = one(carry, put(_check_batch(batch)))
                 steps += 1
-                yield 1, carry
+                carry = yield 1, carry
             if steps == 0 and start == 0:
                 raise ValueError(
                     f"fit: the iterator of batches was exhausted before epoch {epoch}; pass "

@@ -89,7 +89,7 @@ def test_a_run_killed_mid_epoch_resumes_in_a_new_process_bitwise(tmp_path):
 
 
 def test_backups_change_nothing_and_a_longer_rerun_continues_exactly(tmp_path):
-    # "auto" times an unfused and a fused epoch, both cut at the backup points.
+    # "auto" times an unfused epoch (and a fused one where fusing may pay), cut at the backup points.
     reference = run(validation_split=0.2)
     options = dict(validation_split=0.2, checkpoint_every=2, steps_per_execution="auto")
     assert_same_run(run(checkpoint_dir=tmp_path / "a", **options), reference)

@@ -61,6 +61,37 @@ def test_fit_traces_the_model_a_fixed_number_of_times_whatever_the_epochs(steps_
     assert len(many) == len(few) > 0
 
 
+def test_a_short_auto_run_compiles_no_fused_epoch_it_would_not_use():
+    # Regression (issue 21): "auto" compiled a fused epoch up front and then often ran unfused.
+    def traces(steps_per_execution):
+        counter = []
+
+        def count(x):
+            counter.append(1)  # runs only while tracing
+            return x
+
+        model = fnn.Sequential([fnn.Lambda(count), fnn.Dense(16, "relu"), fnn.Dense(10)])
+        history = run(model=model, data=digits(200), epochs=3, steps_per_execution=steps_per_execution)
+        return len(counter), history.steps_per_execution
+
+    assert traces("auto") == traces(1)
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU policy")
+def test_auto_fuses_only_where_the_saving_beats_the_compile_time():
+    def after_one_epoch(call_seconds, compile_seconds, epochs=10):
+        execution = fnn.train._fit._Execution("auto", 100, epochs, step=None, carry=None, batch_spec=None)
+        assert execution.next() == 1 and execution.measuring  # the first epoch runs unfused, timed
+        execution.record(1, 1e-3, steps=100)
+        execution.drop_fusing_unless_it_pays(call_seconds, compile_seconds)
+        return execution.next()
+
+    # 900 steps left, each saving at most 0.1 ms of call overhead: 0.09 s
+    assert after_one_epoch(call_seconds=1e-4, compile_seconds=5.0) == 1  # a heavy step: never fused
+    assert after_one_epoch(call_seconds=1e-4, compile_seconds=0.01) == 100  # tried, then timed
+    assert after_one_epoch(call_seconds=1e-4, compile_seconds=0.5, epochs=1000) == 100  # a long run
+
+
 def small_model():
     # Orthogonal init (a QR) and a combinator whose key order is not sorted.
     return fnn.Sequential(

@@ -38,6 +38,10 @@ from fnn.train._step import MetricsArg, check_output_activation, make_grad_fn, m
 # fewer FLOPs than this (XLA's cost analysis), where dispatch overhead dominates.
 CPU_FUSE_MAX_FLOPS = 2e7
 
+# Compiling a fused epoch (the step inside a lax.scan) takes about this many times as long
+# as compiling the step alone; "auto" fuses only where the saving beats that.
+FUSED_COMPILE_RATIO = 1.5
+
 # Progress bars fetch running metrics from the device at most this often, so a
 # bar never forces a host sync per step.
 _PROGRESS_INTERVAL_S = 0.25
@@ -174,10 +178,14 @@ class _Execution:
     """How many steps each compiled call runs, possibly chosen by measurement.
 
     An int is used as given. ``"auto"`` fuses whole epochs on accelerators. On
-    CPU it times one epoch unfused and one fused (both compiled beforehand, so
-    compiling is not timed) and keeps the faster; a single epoch is fused or
-    not by XLA's cost analysis of the step. Both modes give bitwise the same
-    results, so the choice affects speed only.
+    CPU it runs the first epoch unfused and times it, and times a call that
+    does nothing. Fusing can save at most that per-call cost on each step
+    left, and compiling the fused epoch costs about what compiling one step
+    did; only when the saving is larger is the fused epoch compiled and timed,
+    and the faster kept. So a fused program is never compiled where it cannot
+    pay (a short run, or a heavy step such as a convolution's). A single epoch
+    is fused or not by XLA's cost analysis of the step. Both modes give
+    bitwise the same results, so the choice affects speed only.
     """
 
     def __init__(
@@ -195,6 +203,7 @@ class _Execution:
         ):
             raise ValueError(f"fit: steps_per_execution must be 'auto' or a positive int, got {requested!r}")
         self.timings: dict[int, float] = {}
+        self.steps_left = epochs * full_batches  # fusing can pay off only over these
         if requested != "auto":
             self.candidates = [min(requested, max(full_batches, 1))]
         elif full_batches < 2:
@@ -216,8 +225,23 @@ class _Execution:
         untried = [c for c in self.candidates if c not in self.timings]
         return untried[0] if untried else min(self.timings, key=self.timings.__getitem__)
 
-    def record(self, steps_per_call: int, seconds_per_step: float) -> None:
+    def record(self, steps_per_call: int, seconds_per_step: float, steps: int) -> None:
         self.timings.setdefault(steps_per_call, seconds_per_step)
+        self.steps_left -= steps
+
+    def drop_fusing_unless_it_pays(self, call_seconds: float, compile_seconds: float) -> None:
+        """Keeps the fused candidates only if their saving can beat their compile time.
+
+        Args:
+            call_seconds: the cost of one compiled call that does nothing: what fusing saves per step.
+            compile_seconds: what compiling the one-step program took, about what a fused one takes.
+        """
+        self.candidates = [
+            c
+            for c in self.candidates
+            if c == 1 or call_seconds * (1 - 1 / c) * self.steps_left > FUSED_COMPILE_RATIO * compile_seconds
+        ]
+        self.measuring = len(self.candidates) > 1
 
 
 # ------------------------------------------------------------------------ predict
@@ -487,8 +511,10 @@ def fit(
         callbacks: :class:`Callback` s (early stopping, LR changes, logging ...).
         verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         steps_per_execution: steps fused into one compiled ``lax.scan`` call, or
-            ``"auto"``: a whole epoch on accelerators; on CPU, the faster of 1 and
-            a whole epoch, timed on the first two epochs (a single-epoch run
+            ``"auto"``: a whole epoch on accelerators; on CPU, 1 unless fusing
+            can save more than compiling the fused epoch costs (judged after
+            the first epoch from the measured call overhead and compile time),
+            in which case the faster of the two is kept (a single-epoch run
             fuses steps under ``CPU_FUSE_MAX_FLOPS`` by XLA's cost analysis).
             Fused and unfused runs give bitwise the same results on CPU;
             ``History.steps_per_execution`` says what was used last.
@@ -871,25 +897,33 @@ class _ArraySource:
         out = _replicated_out(self.dp)
         one_jit = jax.jit(one_step, donate_argnums=0, **out)
         many_jit = jax.jit(many_steps, donate_argnums=0, **out)
-        one, many, fused = one_jit, many_jit, execution.candidates[-1]
-        if execution.measuring:  # compiled up front so that the timed epochs exclude compiling
-            rows_sharding = None if self.dp is None else self.dp.rows_sharding
-            rows_spec = jax.ShapeDtypeStruct(
-                (self.full_batches, self.batch_size), jnp.int32, sharding=rows_sharding
-            )
-            one = one_jit.lower(carry_spec, self.data, rows_spec, 0).compile()
-            chunk_spec = jax.ShapeDtypeStruct((fused, self.batch_size), jnp.int32, sharding=rows_sharding)
-            many = many_jit.lower(carry_spec, self.data, chunk_spec).compile()
-        if self.dp is not None:
-            one, many, one_jit, many_jit = map(self.dp.one_at_a_time, (one, many, one_jit, many_jit))
+        wrap = (lambda f: f) if self.dp is None else self.dp.one_at_a_time
+        any_rows, any_chunk = wrap(one_jit), wrap(many_jit)  # compiled for each new shape
+        one, many, fused = any_rows, any_chunk, execution.candidates[-1]
+        rows_sharding = None if self.dp is None else self.dp.rows_sharding
+
+        def rows_spec(length: int) -> jax.ShapeDtypeStruct:
+            return jax.ShapeDtypeStruct((length, self.batch_size), jnp.int32, sharding=rows_sharding)
+
+        if execution.measuring:  # compiled up front, so that the timed epoch excludes compiling
+            started = time.perf_counter()
+            one = wrap(one_jit.lower(carry_spec, self.data, rows_spec(self.full_batches), 0).compile())
+            compile_seconds = time.perf_counter() - started
+            nothing = jax.jit(lambda carry, data, rows, i: carry, donate_argnums=0, **out)
+            nothing = wrap(nothing.lower(carry_spec, self.data, rows_spec(self.full_batches), 0).compile())
 
         def run_epoch(carry: Any, epoch: int, start: int = 0):
+            nonlocal many
             order = data_lib.shuffle_indices(self.n, self.seed, epoch) if self.shuffle else np.arange(self.n)
             order = order.astype(np.int32)
             cut = self.full_batches * self.batch_size
             rows = self.rows(order[:cut].reshape(self.full_batches, self.batch_size))
             per_call = execution.next()
             measure = execution.measuring and start == 0
+            if measure and per_call == 1:  # what a call costs that does nothing: all fusing saves
+                carry, call_seconds = _time_calls(nothing, carry, self.data, rows)
+            if measure and per_call > 1:  # compiled only now that it may pay, and before the timing
+                many = wrap(many_jit.lower(carry_spec, self.data, rows_spec(fused)).compile())
             timed_from, start_time = (self.full_batches // 2 if per_call == 1 else 0), time.perf_counter()
             for begin, length in _calls(start, self.full_batches, per_call, every):
                 if measure and begin == timed_from and begin > 0:
@@ -899,19 +933,30 @@ class _ArraySource:
                     carry = one(carry, self.data, rows, begin)
                 else:  # other chunk lengths (a shorter last one) compile once more
                     chunk = rows if length == self.full_batches else rows[begin : begin + length]
-                    carry = (many if length == fused else many_jit)(carry, self.data, chunk)
+                    carry = (many if length == fused else any_chunk)(carry, self.data, chunk)
                 carry = yield length, carry
             if measure:
                 jax.block_until_ready(carry)
-                execution.record(
-                    per_call, (time.perf_counter() - start_time) / (self.full_batches - timed_from)
-                )
+                seconds = (time.perf_counter() - start_time) / (self.full_batches - timed_from)
+                execution.record(per_call, seconds, self.full_batches)
+                if per_call == 1:
+                    execution.drop_fusing_unless_it_pays(call_seconds, compile_seconds)
             if self.remainder:  # the last, smaller batch: one more compile
-                carry = one_jit(carry, self.data, self.rows(order[cut:][None]), 0)
+                carry = any_rows(carry, self.data, self.rows(order[cut:][None]), 0)
                 carry = yield 1, carry
             yield None, carry
 
         return run_epoch
+
+
+def _time_calls(call: Callable, carry: Any, data: Any, rows: Any, repeats: int = 5) -> tuple[Any, float]:
+    """The fastest of ``repeats`` synced calls of ``call(carry, data, rows, 0) -> carry``, in seconds."""
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        carry = jax.block_until_ready(call(carry, data, rows, 0))
+        best = min(best, time.perf_counter() - started)
+    return carry, best
 
 
 def _check_batch(batch: Any) -> tuple:

@@ -32,6 +32,7 @@ from fnn import (
 from fnn._core import Layer, Shape, Summary, as_shape, output_shape, summary
 from fnn._export import ExportedModel, export, load_exported
 from fnn._graph import Graph, graph
+from fnn._version import __version__ as __version__
 from fnn.augment import (
     GaussianNoise,
     RandomBrightness,
@@ -62,8 +63,6 @@ from fnn.train import (
     make_train_step,
     predict,
 )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "TensorBoard",

@@ -66,6 +66,7 @@ import safetensors.numpy
 
 from fnn._core import path_str, select_paths
 from fnn._io import read_regular_file
+from fnn._version import __version__
 from fnn.parallel import barrier, is_primary
 
 __all__ = [
@@ -315,7 +316,7 @@ def save(
     manifest = {
         "format": FORMAT,
         "version": VERSION,
-        "fnn_version": _fnn_version(),
+        "fnn_version": __version__,
         "jax_version": jax.__version__,
         "tensors": entries,
         "tree": structure,
@@ -349,12 +350,6 @@ def save(
         _clean_scratch(path.parent, path.name)  # puts the old copy back if it was moved aside
         raise
     return path
-
-
-def _fnn_version() -> str:
-    from fnn import __version__
-
-    return __version__
 
 
 def _read(file: Path, max_bytes: int | None, *, exact: bool = False) -> bytes:

@@ -647,3 +647,11 @@ def test_transfer_copies_matching_paths_and_reports_the_rest(tmp_path):
         transfer(new, old, include=["features", "extra"])
     with pytest.raises(ValueError, match=r"no paths under source_prefix 'model'"):
         transfer(new, tmp_path / "c", source_prefix="model")
+
+
+def test_the_version_comes_from_the_package_metadata_and_goes_into_the_manifest(tmp_path):
+    from importlib import metadata
+
+    assert fnn.__version__ == metadata.version("fnn")
+    save(tmp_path / "c", {"w": jnp.ones(1)})
+    assert json.loads((tmp_path / "c" / MANIFEST).read_text())["fnn_version"] == fnn.__version__

@@ -35,9 +35,14 @@ class ModelCheckpoint(Callback):
         every_epochs: save every this many epochs.
 
     Examples:
-        >>> import tempfile
-        >>> checkpoint = ModelCheckpoint(tempfile.mkdtemp(), monitor="val_accuracy", save_best_only=True)
-        >>> # restore the best: fnn.checkpoint.CheckpointManager(dir).restore(step=manager.best())
+        >>> import tempfile, numpy as np, fnn
+        >>> checkpoint = ModelCheckpoint(tempfile.mkdtemp(), monitor="val_loss", save_best_only=True)
+        >>> x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+        >>> history = fnn.fit(fnn.Dense(1), x, x[:, :1], loss="mse", optimizer="sgd", epochs=3,
+        ...                   validation_split=0.25, verbose=0, callbacks=[checkpoint])
+        >>> best = checkpoint.manager.restore(step=checkpoint.manager.best())  # the manager knows the monitor
+        >>> sorted(best)  # the whole TrainState (save_weights_only=True: params and state only)
+        ['key', 'opt_state', 'params', 'state', 'step']
     """
 
     def __init__(

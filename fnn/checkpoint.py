@@ -65,7 +65,7 @@ import safetensors
 import safetensors.numpy
 
 from fnn._core import path_str, select_paths
-from fnn._io import read_regular_file
+from fnn._io import fsync_dir, read_regular_file
 from fnn._version import __version__
 from fnn.parallel import barrier, is_primary
 
@@ -213,14 +213,6 @@ def _rebuild(node: Any, arrays: Mapping[str, Any], where: str) -> Any:
 # ------------------------------------------------------------------------- files
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_file(path: Path) -> None:
     with open(path, "rb") as f:
         os.fsync(f.fileno())
@@ -254,7 +246,7 @@ def _clean_scratch(directory: Path, name: str | None = None) -> None:
         checkpoint = directory / match["name"]
         if match["kind"] == "old" and not os.path.lexists(checkpoint):
             os.rename(entry, checkpoint)
-            _fsync_dir(directory)
+            fsync_dir(directory)
         else:
             shutil.rmtree(entry, ignore_errors=True)
 
@@ -335,16 +327,16 @@ def save(
         manifest = json.loads(json.dumps(manifest))  # the digest covers exactly what a reader parses
         manifest[MANIFEST_DIGEST] = _manifest_digest(manifest)
         _write_file(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())  # last: it marks completion
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         if path.exists():
             old = path.parent / f".{path.name}.old-{uuid.uuid4().hex}"
             os.rename(path, old)  # from here until the next rename, only `old` holds the checkpoint
             os.rename(tmp, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.rename(tmp, path)
-            _fsync_dir(path.parent)
+            fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         _clean_scratch(path.parent, path.name)  # puts the old copy back if it was moved aside

@@ -273,7 +273,7 @@ def predict(model: Layer, params: Any, state: Any, x: Any, *, batch_size: int = 
         model: the model.
         params: its params.
         state: its state.
-        x: inputs, an array or pytree of arrays with the examples on axis 0.
+        x: inputs ``(n, ...)``, an array or pytree of arrays with the examples on axis 0.
         batch_size: examples per compiled call.
 
     Returns:
@@ -315,8 +315,24 @@ def evaluate(
     once on all ``n`` examples, so they are exact dataset values (precision,
     F1 and R² included), not averages of batch values.
 
+    Args:
+        model: the model.
+        params: its params.
+        state: its state.
+        x: inputs ``(n, ...)``, an array or pytree of arrays with the examples on axis 0.
+        y: targets ``(n, ...)`` as the loss takes them (integer labels ``(n,)``
+            for sparse cross-entropy, checked to lie in ``[0, classes)``).
+        loss: a loss name or function, as for :func:`fnn.make_train_step`.
+        metrics: names or functions (or a dict of them).
+        sample_weight: optional per-example weights ``(n,)`` for the loss.
+        batch_size: examples per compiled forward call.
+
     Returns:
         ``{"loss": ..., metric name: ...}`` as Python floats.
+
+    Raises:
+        ValueError: for ``x`` and ``y`` of different lengths, no examples, labels
+            out of range, or a softmax/sigmoid output given to a loss that takes logits.
 
     Examples:
         >>> import jax, numpy as np, fnn

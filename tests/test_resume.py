@@ -212,6 +212,33 @@ def test_with_terminate_on_nan_the_newest_checkpoint_is_the_last_finite_one(tmp_
     assert CheckpointManager(unguarded).steps() == []  # NaN params are never saved
 
 
+def test_another_script_continues_a_model_checkpoint_exactly_through_train_state_restore(tmp_path):
+    # Regression (issue 21): a restored checkpoint given as train_state= was an AttributeError.
+    reference = run(epochs=2)
+    run(epochs=1, callbacks=[fnn.ModelCheckpoint(tmp_path / "whole", monitor="loss")])
+    with pytest.raises(
+        TypeError, match=r"fit: train_state must be a TrainState, got dict; .*TrainState.restore"
+    ):
+        run(epochs=2, initial_epoch=1, train_state=CheckpointManager(tmp_path / "whole").restore())
+    path = CheckpointManager(tmp_path / "whole").path(1)
+    optimizer = fnn.optimizers.get("adam")
+    train_state = fnn.TrainState.restore(path, mlp(), optimizer, (64,))
+    continued = run(epochs=2, initial_epoch=1, train_state=train_state, optimizer=optimizer)
+    assert continued.history["loss"] == reference.history["loss"][1:]  # the second epoch, bitwise
+    chex.assert_trees_all_equal(
+        continued.train_state._replace(key=None), reference.train_state._replace(key=None)
+    )
+    run(
+        epochs=1,
+        callbacks=[fnn.ModelCheckpoint(tmp_path / "weights", monitor="loss", save_weights_only=True)],
+    )
+    weights = fnn.TrainState.restore(CheckpointManager(tmp_path / "weights").path(1), mlp(), "adam", (64,))
+    chex.assert_trees_all_equal(weights.params, train_state.params)
+    assert int(weights.step) == 0  # a fresh optimiser state for the saved weights
+    with pytest.raises(fnn.checkpoint.CheckpointError, match=r"holds neither a TrainState nor"):
+        fnn.TrainState.restore(path, fnn.Dense(3), "adam", (64,))
+
+
 def test_save_best_only_warns_when_its_monitor_is_never_finite(tmp_path):
     x, y = digits(64)
     x[0] = np.nan

@@ -611,6 +611,12 @@ def fit(
         train_state = TrainState.create(model, tx, input_shape, key, params=params, state=state)
     elif params is not None or state is not None:
         raise ValueError("fit: pass train_state or params/state, not both")
+    elif not isinstance(train_state, TrainState):
+        raise TypeError(
+            f"fit: train_state must be a TrainState, got {type(train_state).__name__}; a checkpoint "
+            "restored without a target is plain dicts: use fnn.TrainState.restore(path, model, "
+            "optimizer, input_shape)"
+        )
     if y is not None:
         labels = {"y": (y, sample_weight)}
         if validation_data is not None:

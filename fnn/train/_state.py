@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from fnn import checkpoint, optimizers
 from fnn._core import Layer
 
 
@@ -95,3 +97,58 @@ class TrainState(NamedTuple):
         elif state is None:
             state = model.init(init_key, input_shape)[1]
         return cls(params, state, optimizer.init(params), jnp.zeros((), jnp.int32), run_key)
+
+    @classmethod
+    def restore(
+        cls,
+        path: str | os.PathLike,
+        model: Layer,
+        optimizer: str | optax.GradientTransformation,
+        input_shape: Any,
+        *,
+        key: jax.Array | None = None,
+    ) -> TrainState:
+        """Continues a run in another script: the TrainState a checkpoint holds, checked and typed.
+
+        A checkpoint restored without a target comes back as plain dicts; this
+        builds the target from ``model`` and ``optimizer`` (no FLOPs), so the
+        result can go straight to ``fnn.fit(train_state=...)``. It reads a whole
+        TrainState (:class:`fnn.ModelCheckpoint`'s default, or
+        ``fnn.checkpoint.save(path, train_state)``), or just ``{"params",
+        "state"}`` (``save_weights_only=True``), which then get a fresh
+        optimiser state, step 0 and the run key of ``key``.
+
+        Args:
+            path: a checkpoint directory (e.g. ``manager.path(manager.best())``).
+            model: the model it was saved from.
+            optimizer: the optimiser to go on with (a name or an optax transformation).
+            input_shape: the per-example input shape.
+            key: for weights-only checkpoints, the key of the run to start (``key(0)``).
+
+        Raises:
+            fnn.checkpoint.CheckpointError: when the checkpoint fits neither
+                layout, listing what differs.
+
+        Examples:
+            >>> import tempfile, os, fnn
+            >>> model = fnn.Dense(2)
+            >>> ts = TrainState.create(model, fnn.optimizers.get("sgd"), (3,), jax.random.key(0))
+            >>> path = fnn.checkpoint.save(os.path.join(tempfile.mkdtemp(), "ckpt"), ts)
+            >>> int(TrainState.restore(path, model, "sgd", (3,)).step)
+            0
+        """
+        tx = optimizers.get(optimizer)
+        fresh = jax.eval_shape(
+            lambda k: cls.create(model, tx, input_shape, k), jax.random.key(0) if key is None else key
+        )
+        try:
+            return checkpoint.restore(path, fresh)
+        except checkpoint.CheckpointError as whole:
+            try:
+                weights = checkpoint.restore(path, {"params": fresh.params, "state": fresh.state})
+            except checkpoint.CheckpointError as partial:
+                raise checkpoint.CheckpointError(
+                    f"{path} holds neither a TrainState nor {{'params', 'state'}} of this model and "
+                    f"optimiser:\n{whole}\n{partial}"
+                ) from None
+        return cls.create(model, tx, input_shape, jax.random.key(0) if key is None else key, **weights)

@@ -54,6 +54,9 @@ def get(
     optimizer: str | optax.GradientTransformation,
     *,
     learning_rate: float | Schedule | None = None,
+    clipnorm: float | None = None,
+    clipvalue: float | None = None,
+    global_clipnorm: float | None = None,
     **kwargs: Any,
 ) -> optax.GradientTransformation:
     """Builds a named optimiser, or passes an optax one through unchanged.
@@ -61,9 +64,15 @@ def get(
     Args:
         optimizer: a name from :data:`OPTIMIZERS` (``"sgd"``, ``"momentum"``,
             ``"adam"``, ``"adamw"``, ``"rmsprop"``, ``"adadelta"``, ``"adagrad"``,
-            ...) or an ``optax.GradientTransformation``.
+            ...), an ``optax.GradientTransformation``, or an optax wrapper that
+            makes one (``optax.MultiSteps`` for gradient accumulation).
         learning_rate: a positive float or an optax schedule (``step -> rate``);
             Keras's default for the optimiser when omitted.
+        clipnorm: as in Keras, clip each gradient array to this L2 norm first
+            (``optax.clip_by_block_rms`` would scale by size; this does not).
+        clipvalue: as in Keras, clip every gradient element to ``[-clipvalue, clipvalue]`` first.
+        global_clipnorm: as in Keras, scale all gradients together so their
+            global L2 norm is at most this (``optax.clip_by_global_norm``).
         **kwargs: further arguments of the optax constructor (``momentum=0.8``,
             ``b1=0.95``, ``weight_decay=1e-4``, ...).
 
@@ -79,6 +88,9 @@ def get(
         >>> schedule = optax.exponential_decay(0.1, transition_steps=100, decay_rate=0.5)
         >>> opt = get("momentum", learning_rate=schedule)
     """
+    clipping = _clipping(optimizer, clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
+    if callable(getattr(optimizer, "gradient_transformation", None)):  # optax.MultiSteps and its kind
+        optimizer = optimizer.gradient_transformation()
     if isinstance(optimizer, optax.GradientTransformation):
         if learning_rate is not None or kwargs:
             raise TypeError(
@@ -86,7 +98,7 @@ def get(
                 f"and options when building it, not here (got learning_rate={learning_rate!r}, "
                 f"{kwargs})"
             )
-        return optimizer
+        return optax.chain(*clipping, optimizer) if clipping else optimizer
     if not isinstance(optimizer, str):
         raise TypeError(f"optimizer must be a name or an optax GradientTransformation, got {optimizer!r}")
     build, default_rate, fixed = lookup("optimizer", OPTIMIZERS, optimizer)
@@ -108,7 +120,41 @@ def get(
         inner = build(learning_rate=1.0, **{**fixed, **kwargs})
     except TypeError as e:
         raise TypeError(f"optimizer {optimizer!r}: bad options {kwargs}: {e}") from None
-    return optax.chain(inner, optax.inject_hyperparams(optax.scale)(step_size=rate))
+    return optax.chain(*clipping, inner, optax.inject_hyperparams(optax.scale)(step_size=rate))
+
+
+def _clipping(optimizer: Any, **limits: float | None) -> list[optax.GradientTransformation]:
+    """Keras's gradient clipping options, as the optax transformations that go first."""
+    for name, limit in limits.items():
+        if limit is not None and not _is_positive_number(limit):
+            raise ValueError(
+                f"optimizer {optimizer!r}: {name} must be a positive, finite float, got {limit!r}"
+            )
+    if limits["clipnorm"] is not None and limits["global_clipnorm"] is not None:
+        raise ValueError(f"optimizer {optimizer!r}: pass clipnorm or global_clipnorm, not both")
+    clips = []
+    if limits["clipvalue"] is not None:
+        clips.append(optax.clip(limits["clipvalue"]))
+    if limits["clipnorm"] is not None:  # per array, as Keras does
+        clips.append(_clip_each_by_norm(limits["clipnorm"]))
+    if limits["global_clipnorm"] is not None:
+        clips.append(optax.clip_by_global_norm(limits["global_clipnorm"]))
+    return clips
+
+
+def _clip_each_by_norm(limit: float) -> optax.GradientTransformation:
+    """Scales each gradient array whose L2 norm exceeds ``limit`` down to it."""
+
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        del params
+
+        def clip(g: jax.Array) -> jax.Array:
+            norm = jnp.sqrt(jnp.sum(jnp.square(g)))
+            return g * jnp.minimum(1.0, limit / jnp.maximum(norm, 1e-30)).astype(g.dtype)
+
+        return jax.tree.map(clip, updates), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def _rate_holder(opt_state: Any) -> Any:

@@ -344,6 +344,43 @@ def test_a_batch_size_above_the_data_trains_one_batch_of_everything():
     assert int(history.train_state.step) == 2
 
 
+def test_class_weight_weights_each_example_by_its_class_as_in_keras():
+    x, y = digits(64)
+    weights = {c: 1.0 + c for c in range(10)}
+    weighted = run(data=(x, y), epochs=1, class_weight=weights)
+    by_hand = run(data=(x, y), epochs=1, sample_weight=(1.0 + y).astype(np.float32))
+    assert_same_run(weighted, by_hand)
+    with pytest.raises(ValueError, match=r"fit: class_weight has no weight for class\(es\) \[9\] found in y"):
+        run(data=(x, y), epochs=1, class_weight={c: 1.0 for c in range(9)})
+    with pytest.raises(ValueError, match=r"fit: class_weight needs integer class labels y of shape \(n,\)"):
+        run(data=(x, y[:, None]), epochs=1, class_weight=weights)
+
+
+def test_keras_gradient_clipping_options_and_optax_wrappers():
+    grads = {"a": jnp.array([3.0, 4.0]), "b": jnp.array([0.3, 0.4])}
+    params = jax.tree.map(jnp.zeros_like, grads)
+
+    def update(**options):
+        tx = fnn.optimizers.get("sgd", learning_rate=1.0, **options)
+        return jax.tree.map(np.asarray, tx.update(grads, tx.init(params), params)[0])
+
+    np.testing.assert_allclose(update(clipnorm=1.0)["a"], [-0.6, -0.8], rtol=1e-6)  # each array to norm 1
+    np.testing.assert_allclose(update(clipnorm=1.0)["b"], [-0.3, -0.4], rtol=1e-6)  # already below
+    np.testing.assert_allclose(update(clipvalue=0.5)["a"], [-0.5, -0.5])
+    scale = 1.0 / np.sqrt(25.25)  # the global norm of both arrays
+    np.testing.assert_allclose(update(global_clipnorm=1.0)["b"], [-0.3 * scale, -0.4 * scale], rtol=1e-5)
+    with pytest.raises(ValueError, match=r"optimizer 'sgd': pass clipnorm or global_clipnorm, not both"):
+        update(clipnorm=1.0, global_clipnorm=1.0)
+    with pytest.raises(
+        ValueError, match=r"optimizer 'sgd': clipvalue must be a positive, finite float, got -1"
+    ):
+        update(clipvalue=-1)
+    accumulated = run(
+        data=digits(64), epochs=1, optimizer=optax.MultiSteps(optax.sgd(0.1), every_k_schedule=2)
+    )
+    assert np.isfinite(accumulated.history["loss"][0])
+
+
 def test_csv_logger_writes_one_row_per_epoch_atomically(tmp_path):
     path = tmp_path / "log.csv"
     run(epochs=2, callbacks=[fnn.CSVLogger(path)])

@@ -476,6 +476,7 @@ def fit(
     validation_split: float | None = None,
     validation_data: Any = None,
     sample_weight: Any = None,
+    class_weight: Mapping[int, float] | None = None,
     shuffle: bool = True,
     seed: int = 0,
     callbacks: Sequence[Callback] = (),
@@ -521,6 +522,9 @@ def fit(
             shuffling (as Keras does), held out for validation.
         validation_data: ``(x_val, y_val)`` or ``(x_val, y_val, sample_weight)``.
         sample_weight: per-example weights ``(n,)`` for the training loss.
+        class_weight: as in Keras, ``{class: weight}`` for integer labels ``y``
+            ``(n,)``: each training example's loss is weighted by its class's
+            weight (times its ``sample_weight``); every class in ``y`` needs one.
         shuffle: reshuffle the training arrays every epoch.
         seed: an int in ``[0, 2**63)``; seeds initialisation, dropout and
             shuffling; the same seed gives bitwise the same run on the same machine.
@@ -602,6 +606,8 @@ def fit(
     step = _make_step(train_step, guard_nan, dp)
     key = jax.random.key(seed)
 
+    if class_weight is not None:
+        sample_weight = _weights_of_classes(y, class_weight, sample_weight)
     source, val = _sources(
         x, y, sample_weight, validation_split, validation_data, batch_size, shuffle, seed, steps_per_epoch, dp
     )
@@ -710,6 +716,25 @@ def fit(
     for cb in callbacks:
         cb.on_train_end(run)
     return History(run.history, done, run.train_state, run.stop_reason, execution.next())
+
+
+def _weights_of_classes(y: Any, class_weight: Mapping[int, float], sample_weight: Any) -> np.ndarray:
+    """Per-example weights ``(n,)``: each label's class weight, times ``sample_weight`` if given."""
+    if y is None:
+        raise ValueError("fit: class_weight needs arrays x and y; with batches, put the weights in them")
+    labels = np.asarray(y)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"fit: class_weight needs integer class labels y of shape (n,), got {labels.dtype}{labels.shape}"
+        )
+    missing = sorted(set(np.unique(labels).tolist()) - set(class_weight))
+    if missing:
+        raise ValueError(f"fit: class_weight has no weight for class(es) {missing} found in y")
+    table = {int(c): float(w) for c, w in class_weight.items()}
+    if not all(math.isfinite(w) and w >= 0 for w in table.values()):
+        raise ValueError(f"fit: class_weight values must be finite and >= 0, got {class_weight!r}")
+    weights = np.asarray([table[c] for c in labels.tolist()], np.float32)
+    return weights if sample_weight is None else weights * np.asarray(sample_weight, np.float32)
 
 
 def _sources(

@@ -139,13 +139,17 @@ def test_sum_to_twenty_approaches_twenty():
     assert lines[-1].startswith("final prediction:")
 
 
-def test_checkpoint_benchmark_runs_and_reports(tmp_path):
-    path = EXAMPLES.parent / "benchmarks" / "checkpoint_io.py"
+def run_benchmark(name: str, *args: str) -> None:
+    """Runs ``benchmarks/NAME.py`` with ``args`` and requires it to succeed."""
+    path = EXAMPLES.parent / "benchmarks" / f"{name}.py"
     done = subprocess.run(
-        [sys.executable, str(path), "--rounds", "1", "--megabytes", "1", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
+        [sys.executable, str(path), *args], capture_output=True, text=True, timeout=300, check=False
+    )
     assert done.returncode == 0, done.stderr
+
+
+def test_checkpoint_benchmark_runs_and_reports(tmp_path):
+    run_benchmark("checkpoint_io", "--rounds", "1", "--megabytes", "1", "--out", str(tmp_path))
     results = json.loads((tmp_path / "checkpoint_io.json").read_text())
     assert results["save_ratio_fnn_over_safetensors"] > 0 and results["fit_ratio_with_backups"] > 0
     assert "ratio" in (tmp_path / "checkpoint_io.md").read_text()
@@ -153,13 +157,8 @@ def test_checkpoint_benchmark_runs_and_reports(tmp_path):
 
 def test_speed_suite_runs_each_pair_and_skips_missing_peers(tmp_path):
     # The test environment has no peers installed: they must come out as skipped, not as numbers.
-    path = EXAMPLES.parent / "benchmarks" / "run.py"
-    done = subprocess.run(
-        [sys.executable, str(path), "--quick", "--models", "tiny", "--frameworks", "jax", "fnn", "fnn_bf16",
-         "haiku", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    run_benchmark("run", "--quick", "--models", "tiny", "--frameworks", "jax", "fnn", "fnn_bf16", "haiku",
+                  "--out", str(tmp_path))  # fmt: skip
     results = {r["framework"]: r for r in json.loads((tmp_path / "results.json").read_text())["results"]}
     for name in ("jax", "fnn", "fnn_bf16"):
         assert results[name]["params"] == 2_762 and results[name]["step_ms"]["median"] > 0
@@ -181,13 +180,8 @@ def test_readme_example_runs():
 
 
 def test_data_parallel_benchmark_runs_on_simulated_devices(tmp_path):
-    path = EXAMPLES.parent / "benchmarks" / "data_parallel.py"
-    done = subprocess.run(
-        [sys.executable, str(path), "--devices", "2", "--models", "mlp", "--epochs", "1", "--samples", "512",
-         "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    run_benchmark("data_parallel", "--devices", "2", "--models", "mlp", "--epochs", "1", "--samples", "512",
+                  "--out", str(tmp_path))  # fmt: skip
     results = json.loads((tmp_path / "data_parallel.json").read_text())["results"]
     assert [(r["devices"], r["mesh"]) for r in results] == [(1, False), (2, True)]
     assert all(r["samples_per_s"] > 0 for r in results)
@@ -195,12 +189,7 @@ def test_data_parallel_benchmark_runs_on_simulated_devices(tmp_path):
 
 
 def test_example_seeds_benchmark_reports_each_examples_spread(tmp_path):
-    path = EXAMPLES.parent / "benchmarks" / "example_seeds.py"
-    done = subprocess.run(
-        [sys.executable, str(path), "--examples", "iris", "--seeds", "2", "--out", str(tmp_path)],
-        capture_output=True, text=True, timeout=300, check=False,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
+    run_benchmark("example_seeds", "--examples", "iris", "--seeds", "2", "--out", str(tmp_path))
     (row,) = json.loads((tmp_path / "example_seeds.json").read_text())["results"]
     assert len(row["native"]) == 2 and row["min"] <= row["median"] <= row["max"]
     assert "| iris | test accuracy |" in (tmp_path / "example_seeds.md").read_text()

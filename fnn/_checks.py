@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
 T = TypeVar("T")
@@ -58,3 +59,37 @@ def resolve(kind: str, registry: Mapping[str, T], value: Any) -> T:
     if callable(value):
         return value
     raise TypeError(f"{kind} must be a name or a callable, got {value!r}")
+
+
+def check_int(
+    owner: str, name: str, value: Any, *, low: int | None = 1, high: int | None = None, what: str = ""
+) -> int:
+    """``value`` as an ``int`` in ``[low, high]`` (either bound ``None``: open), or a clear error.
+
+    Bools are refused (``True`` is no batch size) and NumPy integers accepted.
+    ``what`` names the upper bound in the message, e.g. ``"epochs=10"``.
+
+    Raises:
+        ValueError: ``"{owner}: {name} must be a positive int, got {value!r}"`` and the like.
+
+    Examples:
+        >>> check_int("fit", "epochs", 3, low=0)
+        3
+        >>> check_int("fit", "batch_size", True)
+        Traceback (most recent call last):
+        ...
+        ValueError: fit: batch_size must be a positive int, got True
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        ok = False
+    else:
+        ok = (low is None or value >= low) and (high is None or value <= high)
+    if not ok:
+        if high is not None:
+            expected = f"an int in [{low}, {what or high}]"
+        elif low == 1:
+            expected = "a positive int"
+        else:
+            expected = "an int" if low is None else f"an int >= {low}"
+        raise ValueError(f"{owner}: {name} must be {expected}, got {value!r}")
+    return int(value)

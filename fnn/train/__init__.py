@@ -10,7 +10,8 @@ from fnn.train._callbacks import (
     TerminateOnNaN,
 )
 from fnn.train._checkpointing import BackupAndRestore, ModelCheckpoint
-from fnn.train._fit import CPU_FUSE_MAX_FLOPS, History, evaluate, fit, place, predict
+from fnn.train._evaluate import evaluate, place, predict
+from fnn.train._fit import CPU_FUSE_MAX_FLOPS, History, fit
 from fnn.train._state import TrainState
 from fnn.train._step import make_eval_step, make_grad_fn, make_train_step
 

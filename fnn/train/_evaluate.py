@@ -1,0 +1,192 @@
+"""predict and evaluate: a model's outputs and its loss and metrics over a whole dataset."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn import data as data_lib
+from fnn import losses as losses_lib
+from fnn import metrics as metrics_lib
+from fnn._checks import check_int
+from fnn._core import Layer, Shape, apply_shape
+from fnn.train._step import MetricsArg, check_output_activation
+
+
+def place(tree: Any) -> Any:
+    """Puts a batch (or a dataset) on the device: the one place data crosses to it.
+
+    Data-parallel training will shard here; everything else only sees placed pytrees.
+    """
+    return jax.device_put(tree)
+
+
+def example_shapes(x: Any) -> Any:
+    return jax.tree.map(lambda a: Shape(np.shape(a)[1:], jnp.result_type(a)), x)
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_forward(model: Layer) -> Callable:
+    # Cached per model so repeated predict/evaluate calls (every epoch's validation)
+    # reuse one compiled function per batch shape.
+    return jax.jit(lambda params, state, x: model.apply(params, state, x, train=False)[0])
+
+
+def _pad_rows(tree: Any, size: int) -> Any:
+    def pad(a: Any) -> Any:
+        a = np.asarray(a) if not isinstance(a, jax.Array) else a
+        extra = size - a.shape[0]
+        return a if extra == 0 else jnp.concatenate([a, jnp.zeros((extra, *a.shape[1:]), a.dtype)])
+
+    return jax.tree.map(pad, tree)
+
+
+def predict(model: Layer, params: Any, state: Any, x: Any, *, batch_size: int = 256) -> Any:
+    """Model outputs for every example of ``x``, computed in batches (``train=False``).
+
+    The last partial batch is padded to ``batch_size`` and the padding dropped,
+    so one compiled function serves every batch and no example is lost.
+
+    Args:
+        model: the model.
+        params: its params.
+        state: its state.
+        x: inputs ``(n, ...)``, an array or pytree of arrays with the examples on axis 0.
+        batch_size: examples per compiled call.
+
+    Returns:
+        The outputs for all ``n`` examples, ``(n, ...)`` (a pytree for several outputs).
+
+    Examples:
+        >>> import jax, numpy as np, fnn
+        >>> model = fnn.Dense(2)
+        >>> params, state = model.init(jax.random.key(0), (3,))
+        >>> fnn.predict(model, params, state, np.ones((5, 3), np.float32), batch_size=2).shape
+        (5, 2)
+    """
+    n = data_lib.num_examples(x, "x")
+    size = check_batch_size("predict", batch_size, n)
+    forward = _compiled_forward(model)
+    outputs = []
+    for start in range(0, n, size):
+        batch = data_lib.take(x, slice(start, start + size))
+        outputs.append(forward(params, state, place(_pad_rows(batch, size))))
+    merged = jax.tree.map(lambda *parts: jnp.concatenate(parts), *outputs)
+    return jax.tree.map(lambda a: a[:n], merged)
+
+
+def evaluate(
+    model: Layer,
+    params: Any,
+    state: Any,
+    x: Any,
+    y: Any,
+    *,
+    loss: str | losses_lib.Loss,
+    metrics: MetricsArg = None,
+    sample_weight: Any = None,
+    batch_size: int = 256,
+) -> dict[str, float]:
+    """Loss and metrics over a whole dataset (``train=False``).
+
+    Outputs come from :func:`predict`; the loss and metrics are then computed
+    once on all ``n`` examples, so they are exact dataset values (precision,
+    F1 and R² included), not averages of batch values.
+
+    Args:
+        model: the model.
+        params: its params.
+        state: its state.
+        x: inputs ``(n, ...)``, an array or pytree of arrays with the examples on axis 0.
+        y: targets ``(n, ...)`` as the loss takes them (integer labels ``(n,)``
+            for sparse cross-entropy, checked to lie in ``[0, classes)``).
+        loss: a loss name or function, as for :func:`fnn.make_train_step`.
+        metrics: names or functions (or a dict of them).
+        sample_weight: optional per-example weights ``(n,)`` for the loss.
+        batch_size: examples per compiled forward call.
+
+    Returns:
+        ``{"loss": ..., metric name: ...}`` as Python floats.
+
+    Raises:
+        ValueError: for ``x`` and ``y`` of different lengths, no examples, labels
+            out of range, or a softmax/sigmoid output given to a loss that takes logits.
+
+    Examples:
+        >>> import jax, numpy as np, fnn
+        >>> model = fnn.Dense(1)
+        >>> params, state = model.init(jax.random.key(0), (2,))
+        >>> logs = fnn.evaluate(model, params, state, np.ones((3, 2), np.float32),
+        ...                     np.ones((3, 1), np.float32), loss="mse", metrics=["mae"])
+        >>> sorted(logs)
+        ['loss', 'mae']
+    """
+    n_x, n_y = data_lib.num_examples(x, "x"), data_lib.num_examples(y, "y")
+    if n_x != n_y:
+        raise ValueError(f"evaluate: x has {n_x} examples but y has {n_y}")
+    check_batch_size("evaluate", batch_size, n_x)
+    loss_fn = losses_lib.get(loss)
+    check_output_activation(model, loss_fn, params, state, x)
+    check_labels("evaluate", loss_fn, {"y": (y, sample_weight)}, model, params, state, example_shapes(x))
+    return evaluate_unchecked(model, params, state, x, y, loss_fn, metrics, sample_weight, batch_size)
+
+
+def evaluate_unchecked(
+    model: Layer, params: Any, state: Any, x: Any, y: Any, loss_fn: losses_lib.Loss,
+    metrics: MetricsArg, sample_weight: Any, batch_size: int,
+) -> dict[str, float]:  # fmt: skip
+    """:func:`evaluate` without its checks, which ``fit`` makes once rather than every epoch."""
+    y_pred = predict(model, params, state, x, batch_size=batch_size)
+    y = jax.tree.map(jnp.asarray, y)
+    value = (
+        loss_fn(y, y_pred)
+        if sample_weight is None
+        else loss_fn(y, y_pred, sample_weight=jnp.asarray(sample_weight))
+    )
+    logs = {"loss": float(value)}
+    for name, fn in metrics_lib.resolve_all(metrics).items():
+        logs[name] = float(fn(y, y_pred))
+    return logs
+
+
+def check_labels(
+    owner: str, loss: Any, labels: Mapping[str, Any], model: Layer, params: Any, state: Any, input_shape: Any
+) -> None:
+    """Class labels must lie in ``[0, classes)``: checked once on the host, before anything compiles.
+
+    Under ``jit`` a bad label can only turn the loss into NaN; here it is named.
+    ``labels`` maps a name to ``(y, sample_weight or None)``: an example of weight
+    0 is padding, whose label may be anything (as the loss allows).
+    """
+    if not losses_lib.takes_class_labels(loss):
+        return
+    classes = apply_shape(model, params, state, input_shape)[-1]
+    for name, (y, weight) in labels.items():
+        y = np.asarray(y)
+        if not np.issubdtype(y.dtype, np.integer) or y.size == 0:
+            continue  # the loss names a wrong dtype itself
+        out = (y < 0) | (y >= classes)
+        if weight is not None and np.shape(weight) == y.shape[:1]:
+            out &= (np.asarray(weight) != 0).reshape((-1,) + (1,) * (y.ndim - 1))
+        bad = np.flatnonzero(out)
+        if bad.size:
+            where = np.unravel_index(bad[0], y.shape)
+            hint = " (they look 1-based: pass y - 1)" if y.min() == 1 and y.max() == classes else ""
+            raise ValueError(
+                f"{owner}: {name} holds label {y[where]} at index {tuple(int(i) for i in where)} "
+                f"({bad.size} out of range in all); the model's {classes} outputs need class labels "
+                f"in [0, {classes}){hint}"
+            )
+
+
+def check_batch_size(owner: str, batch_size: Any, n: int) -> int:
+    """``batch_size`` checked, and cut to the ``n`` examples there are (as Keras does)."""
+    check_int(owner, "batch_size", batch_size)
+    if n == 0:
+        raise ValueError(f"{owner}: the data holds 0 examples; there is nothing to run on")
+    return int(min(batch_size, n))

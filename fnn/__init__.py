@@ -25,6 +25,7 @@ from fnn import (
     metrics,
     optimizers,
     parallel,
+    regularizers,
     tensorboard,
     testing,
     train,
@@ -32,6 +33,7 @@ from fnn import (
 from fnn._core import Layer, Shape, Summary, as_shape, output_shape, summary
 from fnn._export import ExportedModel, export, load_exported
 from fnn._graph import Graph, graph
+from fnn._layer_losses import add_loss, collected_losses
 from fnn._version import __version__ as __version__
 from fnn.augment import (
     GaussianNoise,
@@ -53,14 +55,18 @@ from fnn.train import (
     History,
     LearningRateScheduler,
     ModelCheckpoint,
+    NonFinite,
     ReduceLROnPlateau,
     TerminateOnNaN,
     TrainState,
     evaluate,
+    find_non_finite,
     fit,
+    fused_steps,
     make_eval_step,
     make_grad_fn,
     make_train_step,
+    make_train_step_from_loss,
     predict,
 )
 
@@ -92,14 +98,19 @@ __all__ = [
     "ReduceLROnPlateau",
     "TerminateOnNaN",
     "TrainState",
+    "NonFinite",
     "evaluate",
+    "find_non_finite",
+    "fused_steps",
     "fit",
     "predict",
     "Shape",
     "Summary",
     "activations",
+    "add_loss",
     "augment",
     "as_shape",
+    "collected_losses",
     "data",
     "initializers",
     "layers",
@@ -107,9 +118,11 @@ __all__ = [
     "make_eval_step",
     "make_grad_fn",
     "make_train_step",
+    "make_train_step_from_loss",
     "metrics",
     "optimizers",
     "output_shape",
+    "regularizers",
     "summary",
     "testing",
     "train",

@@ -1,4 +1,4 @@
-"""Argument checks shared by losses, metrics and the by-name registries."""
+"""Argument checks shared across fnn: losses, metrics, registries and hyper-parameters."""
 
 from __future__ import annotations
 
@@ -93,3 +93,28 @@ def check_int(
             expected = "an int" if low is None else f"an int >= {low}"
         raise ValueError(f"{owner}: {name} must be {expected}, got {value!r}")
     return int(value)
+
+
+def check_fraction(owner: str, name: str, value: Any) -> float:
+    """``value`` as a ``float`` in ``[0, 1)`` (a dropout rate, a momentum), or a clear error.
+
+    Bools are refused and NumPy scalars accepted; NaN is out of range.
+
+    Raises:
+        ValueError: ``"{owner}: {name} must be in [0, 1), got {value!r}"``.
+
+    Examples:
+        >>> check_fraction("Dropout 'dropout'", "rate", 0.5)
+        0.5
+        >>> check_fraction("Dropout 'dropout'", "rate", 1.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: Dropout 'dropout': rate must be in [0, 1), got 1.0
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not 0 <= value < 1
+    ):
+        raise ValueError(f"{owner}: {name} must be in [0, 1), got {value!r}")
+    return float(value)

@@ -22,6 +22,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnn._checks import check_int
+
 Params = dict[str, Any]
 State = dict[str, Any]
 PyTree = Any
@@ -244,6 +246,8 @@ def check_name(kind: str, name: Any) -> str:
             f"{kind}: name must be a non-empty identifier-like string without '/' "
             f"(letters, digits, '_', '.', '-'), got {name!r}"
         )
+    if name == "losses":  # a combinator's state would read as the loss terms of fnn.add_loss
+        raise ValueError(f"{kind}: the name 'losses' is reserved for the loss terms in a layer's state")
     return name
 
 
@@ -268,10 +272,8 @@ def require_key(kind: str, name: str, key: jax.Array | None) -> jax.Array:
 
 
 def check_positive_int(kind: str, name: str, arg: str, value: Any) -> int:
-    """Validates a hyper-parameter that must be a positive int."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{kind} '{name}': {arg} must be a positive int, got {value!r}")
-    return int(value)
+    """Validates a hyper-parameter that must be a positive int (:func:`fnn._checks.check_int` for a layer)."""
+    return check_int(f"{kind} '{name}'", arg, value)
 
 
 def input_dtype(x: Any) -> np.dtype:

@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnn._checks import check_int
 from fnn._core import Layer, abstract_init, as_shape, batched_struct, path_str
 from fnn._io import atomic_write_bytes
 
@@ -224,8 +225,7 @@ class Graph:
         Forward and backward operations of a layer stay apart. Parameters
         (``params/...``, ``state/...`` inputs) read by one layer only fold into it.
         """
-        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"Graph.collapse: depth must be an int >= 1, got {depth!r}")
+        depth = check_int("Graph.collapse", "depth", depth)
 
         def group_of(n: Node) -> str:
             if n.kind != "op" or not n.group:

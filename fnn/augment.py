@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from fnn._checks import check_int
 from fnn._core import Layer, check_input_dtype, check_name, default_name, make_layer, require_key
 
 
@@ -81,8 +82,7 @@ def random_crop(key: jax.Array, images: ArrayLike, *, padding: int, fill: float 
     The classic CIFAR augmentation; output shape equals input shape.
     """
     images = _images("random_crop", images)
-    if isinstance(padding, bool) or not isinstance(padding, int) or padding < 0:
-        raise ValueError(f"random_crop: padding must be an int >= 0, got {padding!r}")
+    padding = check_int("random_crop", "padding", padding, low=0)
     return _shift_crop(key, images, padding, padding, fill)
 
 

@@ -64,6 +64,7 @@ import numpy as np
 import safetensors
 import safetensors.numpy
 
+from fnn._checks import check_int
 from fnn._core import path_str, select_paths
 from fnn._io import fsync_dir, read_regular_file
 from fnn._version import __version__
@@ -696,13 +697,10 @@ class CheckpointManager:
         mode: str = "auto",
         keep_best: int = 1,
     ):
-        limits = {"every": (every, 1), "keep_best": (keep_best, 0)}
+        every = check_int("CheckpointManager", "every", every)
+        keep_best = check_int("CheckpointManager", "keep_best", keep_best, low=0)
         if max_to_keep is not None:
-            limits["max_to_keep"] = (max_to_keep, 1)
-        for arg, (value, least) in limits.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < least:
-                kind = "a positive int" if least else "an int >= 0"
-                raise ValueError(f"CheckpointManager: {arg} must be {kind}, got {value!r}")
+            max_to_keep = check_int("CheckpointManager", "max_to_keep", max_to_keep)
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"CheckpointManager: mode must be 'auto', 'min' or 'max', got {mode!r}")
         from fnn.metrics import better
@@ -734,23 +732,37 @@ class CheckpointManager:
         return steps[-1] if steps else None
 
     def best(self) -> int | None:
-        """The step of the best checkpoint by ``monitor`` (``None`` when none has the metric)."""
-        if self.monitor is None:
-            raise ValueError("CheckpointManager.best needs a monitor")
-        scored = self._scores()
+        """The step of the best checkpoint by ``monitor`` (``None`` when none has the metric).
+
+        A manager made without ``monitor`` uses the one the newest checkpoint
+        was saved with (:class:`fnn.ModelCheckpoint` records it), so another
+        script needs only the directory.
+        """
+        monitor, mode = self.monitor, self.mode
+        if monitor is None:
+            latest = self.latest()
+            recorded = read_metadata(self.path(latest)).get("monitor") if latest is not None else None
+            if not isinstance(recorded, dict) or recorded.get("mode") not in ("min", "max"):
+                raise ValueError(
+                    f"CheckpointManager.best needs a monitor: no checkpoint in {self.directory} records "
+                    "one; pass CheckpointManager(directory, monitor=...)"
+                )
+            monitor, mode = str(recorded["name"]), recorded["mode"]
+        scored = self._scores(monitor)
         if not scored:
             return None
-        pick = min if self.mode == "min" else max
+        pick = min if mode == "min" else max
         return pick(scored, key=scored.__getitem__)
 
-    def _scores(self) -> dict[int, float]:
+    def _scores(self, monitor: str | None = None) -> dict[int, float]:
+        monitor = monitor or self.monitor
         scores = {}
         for step in self.steps():
             try:
                 metrics = read_metadata(self.path(step)).get("metrics")
             except CheckpointError:
                 continue
-            value = metrics.get(self.monitor) if isinstance(metrics, dict) else None
+            value = metrics.get(monitor) if isinstance(metrics, dict) else None
             if isinstance(value, (int, float)) and math.isfinite(value):
                 scores[step] = float(value)
         return scores
@@ -776,14 +788,14 @@ class CheckpointManager:
         Returns:
             The checkpoint's path, or ``None`` when no save was due.
         """
-        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-            raise ValueError(f"CheckpointManager.save: step must be an int >= 0, got {step!r}")
+        step = check_int("CheckpointManager.save", "step", step, low=0)
         if not force and step % self.every:
             return None
         meta = {
             **(metadata or {}),
             "step": step,
             "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+            **({"monitor": {"name": self.monitor, "mode": self.mode}} if self.monitor else {}),
         }
         barrier(f"fnn.checkpoint {self.directory.name} {step}")  # every process has reached this state
         if not is_primary():

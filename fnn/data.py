@@ -22,6 +22,8 @@ from typing import Any
 import jax
 import numpy as np
 
+from fnn._checks import check_int
+
 
 def _count(arg: str, size: float | int, n: int) -> int:
     if isinstance(size, bool) or not isinstance(size, (int, float, np.integer, np.floating)):
@@ -215,8 +217,7 @@ def batches(
         [4, 4, 2]
     """
     n = num_examples(tree)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = check_int("batches", "batch_size", batch_size)
     order = np.arange(n) if seed is None else shuffle_indices(n, seed, epoch)
     stop = n - n % batch_size if drop_remainder else n
     for start in range(0, stop, batch_size):

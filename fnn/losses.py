@@ -19,15 +19,18 @@ Example:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.typing import ArrayLike
 
 from fnn._checks import check_class_labels, check_float, check_same_shape, resolve, shape
+from fnn._core import Shape
 
 Loss = Callable[..., jax.Array]
 
@@ -283,3 +286,275 @@ def get(loss: str | Loss, **kwargs: Any) -> Loss:
     """
     loss = resolve("loss", LOSSES, loss)
     return functools.partial(loss, **kwargs) if kwargs else loss
+
+
+# --------------------------------------------------------------------------- several outputs
+
+LossSpec = str | Loss | Sequence[str | Loss] | Mapping[str, str | Loss]
+WeightsSpec = float | Sequence[float] | Mapping[str, float] | None
+
+
+def _is_structure(tree: Any) -> bool:
+    # A Shape is a tuple too, but stands for one output's per-example shape.
+    return isinstance(tree, Mapping) or (isinstance(tree, (tuple, list)) and not isinstance(tree, Shape))
+
+
+def describe(tree: Any) -> str:
+    """A model output's (or target's) structure in words, for error messages.
+
+    Examples:
+        >>> describe({"b": jnp.zeros((4, 1)), "a": jnp.zeros(4)}), describe((jnp.zeros(4),))
+        ("a dict with keys ['a', 'b']", 'a tuple of 1 array')
+    """
+    if isinstance(tree, Mapping):
+        return f"a dict with keys {sorted(map(str, tree))}"
+    if _is_structure(tree):
+        return f"a {type(tree).__name__} of {len(tree)} array{'s' if len(tree) != 1 else ''}"
+    if isinstance(tree, Shape):
+        return f"one array of per-example shape {tuple(tree)}"
+    return f"one array of shape {shape(tree)}" if hasattr(tree, "shape") else f"a {type(tree).__name__}"
+
+
+def named_outputs(tree: Any, what: str = "y_pred") -> dict[str, Any] | None:
+    """A model's outputs (or its targets) by output name; ``None`` for one array.
+
+    Output names are the keys of a dict (in sorted order, JAX's order for
+    dicts) and ``"output_0"``, ``"output_1"``, ... for a tuple or list.
+
+    Args:
+        tree: an array, or a tuple, list or dict of arrays (one level deep).
+        what: what ``tree`` is, for error messages.
+
+    Raises:
+        ValueError: for an empty or nested structure, or a dict with non-string keys.
+
+    Examples:
+        >>> list(named_outputs((jnp.zeros(2), jnp.ones(2))))
+        ['output_0', 'output_1']
+        >>> named_outputs(jnp.zeros(2)) is None
+        True
+    """
+    if not _is_structure(tree):
+        return None
+    if isinstance(tree, Mapping):
+        if not all(isinstance(k, str) for k in tree):
+            raise ValueError(f"{what}: a dict of outputs needs string keys (output names), got {list(tree)}")
+        named = {k: tree[k] for k in sorted(tree)}
+    else:
+        named = {f"output_{i}": v for i, v in enumerate(tree)}
+    if not named:
+        raise ValueError(f"{what} is an empty {type(tree).__name__}; a model needs at least one output")
+    for name, leaf in named.items():
+        if _is_structure(leaf):
+            raise ValueError(
+                f"{what}: output {name!r} is {describe(leaf)}; outputs must be one array, or a tuple, "
+                "list or dict of arrays (one level deep)"
+            )
+    return named
+
+
+def match_outputs(y_true: Any, y_pred: Any, what: str = "y") -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """Targets and outputs paired by output name (``None`` for one array each).
+
+    ``what`` names ``y_true`` in the error message.
+
+    Raises:
+        ValueError: when ``y_true`` does not have the structure of ``y_pred``, naming both.
+
+    Examples:
+        >>> t, p = match_outputs([jnp.zeros(2), jnp.ones(2)], (jnp.zeros(2), jnp.ones(2)))
+        >>> list(t) == list(p) == ['output_0', 'output_1']
+        True
+    """
+    outputs, targets = named_outputs(y_pred, "the model's outputs"), named_outputs(y_true, what)
+    same_kind = isinstance(y_true, Mapping) == isinstance(y_pred, Mapping)
+    if outputs is None and targets is None:
+        return None
+    if outputs is None or targets is None or not same_kind or list(targets) != list(outputs):
+        raise ValueError(
+            f"{what} is {describe(y_true)} but the model's outputs are {describe(y_pred)}; it must have the "
+            "outputs' structure (a dict keyed like the outputs for dict outputs, a tuple or list of "
+            "as many arrays for tuple outputs)"
+        )
+    return targets, outputs
+
+
+class OutputLoss(NamedTuple):
+    """One output's loss: the output's name (``None`` for one array output), loss and weight."""
+
+    name: str | None
+    loss: Loss
+    weight: float
+
+
+def _weight(value: Any, where: str) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not (math.isfinite(value) and value >= 0)
+    ):
+        raise ValueError(f"{where} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def _by_output(arg: str, spec: Any, outputs: dict[str, Any], y_pred: Any) -> list[Any]:
+    """A list (one per output, in order) or a dict (keyed by output name) as one value per output."""
+    names = list(outputs)
+    if isinstance(spec, Mapping):
+        unknown = [k for k in spec if k not in outputs]
+        missing = [n for n in names if n not in spec]
+        if unknown or missing:
+            problems = [f"unknown keys {unknown}"] if unknown else []
+            problems += [f"no entry for {missing}"] if missing else []
+            problem = " and ".join(problems)
+            raise ValueError(f"{arg}: {problem}; the model's outputs are {names}, and every output needs one")
+        return [spec[n] for n in names]
+    if isinstance(y_pred, Mapping):
+        raise ValueError(
+            f"{arg}: the model's outputs are {describe(y_pred)}: pass a dict keyed by output name, "
+            f"got a {type(spec).__name__}"
+        )
+    if len(spec) != len(names):
+        raise ValueError(f"{arg}: got {len(spec)} entries for the model's {len(names)} outputs {names}")
+    return list(spec)
+
+
+def per_output(loss: LossSpec, y_pred: Any, loss_weights: WeightsSpec = None) -> tuple[OutputLoss, ...]:
+    """Resolves ``loss`` and ``loss_weights`` against a model's outputs, as Keras's ``compile`` does.
+
+    Args:
+        loss: one loss (a name or function) for every output; a list or tuple,
+            one per output in order (tuple or list outputs); or a dict keyed by
+            output name (see :func:`named_outputs`), one for every output.
+        y_pred: the model's outputs (arrays or ``jax.ShapeDtypeStruct`` s): one
+            array, or a tuple, list or dict of arrays.
+        loss_weights: ``None`` (all 1.0), or one finite weight ``>= 0`` per
+            output as a list or dict like ``loss`` (a number for one array output).
+
+    Returns:
+        One :class:`OutputLoss` per output, in output order.
+
+    Raises:
+        ValueError: for a missing or unknown output name, a wrong count, or a bad weight,
+            listing the output names.
+
+    Examples:
+        >>> outputs = {"age": jnp.zeros((4, 1)), "kind": jnp.zeros((4, 3))}
+        >>> [(o.name, o.weight) for o in per_output({"age": "mse", "kind": "categorical_crossentropy"},
+        ...                                          outputs, {"age": 0.5, "kind": 1.0})]
+        [('age', 0.5), ('kind', 1.0)]
+    """
+    outputs = named_outputs(y_pred, "the model's outputs")
+    structured_loss = isinstance(loss, (Mapping, tuple, list))
+    if outputs is None:
+        if isinstance(loss, Mapping) or (structured_loss and len(loss) != 1):
+            raise ValueError(
+                f"loss: the model has one output ({describe(y_pred)}), so it takes one loss, got {loss!r}"
+            )
+        if isinstance(loss_weights, Mapping) or (
+            isinstance(loss_weights, (tuple, list)) and len(loss_weights) != 1
+        ):
+            raise ValueError(
+                f"loss_weights: the model has one output ({describe(y_pred)}), so it takes one "
+                f"weight, got {loss_weights!r}"
+            )
+        fn = get(loss[0] if structured_loss else loss)
+        weight = loss_weights[0] if isinstance(loss_weights, (tuple, list)) else loss_weights
+        return (OutputLoss(None, fn, 1.0 if weight is None else _weight(weight, "loss_weights")),)
+    fns = _by_output("loss", loss, outputs, y_pred) if structured_loss else [loss] * len(outputs)
+    if loss_weights is None:
+        weights = [1.0] * len(outputs)
+    elif isinstance(loss_weights, (Mapping, tuple, list)):
+        weights = _by_output("loss_weights", loss_weights, outputs, y_pred)
+    else:
+        raise ValueError(
+            f"loss_weights: give one weight per output of {list(outputs)} as a list or dict, "
+            f"got {loss_weights!r}"
+        )
+    return tuple(
+        OutputLoss(name, get(fn), _weight(w, f"loss_weights[{name!r}]"))
+        for name, fn, w in zip(outputs, fns, weights)
+    )
+
+
+def losses_of(loss: LossSpec) -> list[Loss]:
+    """Every loss function named in a loss spec, resolved (no output structure needed).
+
+    Examples:
+        >>> losses_of({"a": "mse", "b": "mae"}) == [mean_squared_error, mean_absolute_error]
+        True
+    """
+    if isinstance(loss, Mapping):
+        return [get(v) for v in loss.values()]
+    if isinstance(loss, (tuple, list)):
+        return [get(v) for v in loss]
+    return [get(loss)]
+
+
+def named_error(error: Exception, name: str | None) -> Exception:
+    """``error`` with the output's name in front, for a ValueError or TypeError from one output."""
+    if name is None or type(error) not in (ValueError, TypeError):
+        return error
+    return type(error)(f"output {name!r}: {error}")
+
+
+def total_loss(
+    loss: LossSpec,
+    y_true: Any,
+    y_pred: Any,
+    *,
+    loss_weights: WeightsSpec = None,
+    sample_weight: ArrayLike | None = None,
+) -> dict[str, jax.Array]:
+    """The weighted sum of a model's losses, and each output's loss.
+
+    ``total = sum(weight_i * loss_i(y_true_i, y_pred_i))``, as Keras computes
+    a model's loss from ``compile(loss=..., loss_weights=...)``.
+
+    Args:
+        loss: as for :func:`per_output`.
+        y_true: targets with the structure of ``y_pred`` (a dict keyed like a
+            dict of outputs, a tuple or list for tuple or list outputs).
+        y_pred: the model's outputs: one array ``(batch, ...)``, or a tuple,
+            list or dict of them.
+        loss_weights: as for :func:`per_output`.
+        sample_weight: optional per-example weights ``(batch,)``, applied to every output.
+
+    Returns:
+        ``{"loss": total}``, and for structured outputs also ``"<name>_loss"``: each
+        output's unweighted loss (as Keras logs them).
+
+    Raises:
+        ValueError: when ``y_true`` and ``y_pred`` differ in structure (naming both),
+            or for a loss spec that does not fit the outputs.
+
+    Examples:
+        >>> y_pred = {"age": jnp.array([[1.0], [3.0]]), "kind": jnp.zeros((2, 2))}
+        >>> y_true = {"age": jnp.array([[1.0], [1.0]]), "kind": jnp.array([0, 1])}
+        >>> logs = total_loss({"age": "mse", "kind": "sparse_categorical_crossentropy"}, y_true, y_pred,
+        ...                   loss_weights={"age": 0.5, "kind": 1.0})
+        >>> {k: round(float(v), 4) for k, v in logs.items()}  # 0.5 * 2 + log 2
+        {'loss': 1.6931, 'age_loss': 2.0, 'kind_loss': 0.6931}
+    """
+    if _is_structure(sample_weight):
+        raise ValueError(
+            "sample_weight: one array of per-example weights (batch,) applies to every output; got "
+            f"{describe(sample_weight)} (per-output weights are not supported)"
+        )
+    paired = match_outputs(y_true, y_pred)
+    targets, outputs = paired if paired is not None else ({None: y_true}, {None: y_pred})
+    total, logs = None, {}
+    for name, fn, weight in per_output(loss, y_pred, loss_weights):
+        try:
+            value = (
+                fn(targets[name], outputs[name])
+                if sample_weight is None
+                else fn(targets[name], outputs[name], sample_weight=sample_weight)
+            )
+        except (ValueError, TypeError) as e:
+            raise named_error(e, name) from e
+        if name is not None:
+            logs[f"{name}_loss"] = value
+        weighted = value if weight == 1.0 else weight * value  # 1.0 * x is x: keep the graph as it was
+        total = weighted if total is None else total + weighted
+    return {"loss": total, **logs}

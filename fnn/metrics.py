@@ -20,7 +20,8 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
-from fnn._checks import check_class_labels, check_same_shape, resolve, shape
+from fnn._checks import check_class_labels, check_int, check_same_shape, resolve, shape
+from fnn.losses import named_outputs
 
 Metric = Callable[[ArrayLike, ArrayLike], jax.Array]
 
@@ -93,8 +94,7 @@ def top_k_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, k: int = 5) -> jax.A
     """
     check_class_labels("top_k_accuracy", y_true, y_pred)
     classes = shape(y_pred)[-1]
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= classes:
-        raise ValueError(f"top_k_accuracy: k must be an int in [1, {classes}] (classes), got {k!r}")
+    k = check_int("top_k_accuracy", "k", k, high=classes, what=f"classes={classes}")
     _, top = jax.lax.top_k(jnp.asarray(y_pred), k)
     return jnp.mean(jnp.any(top == jnp.asarray(y_true)[..., None], axis=-1))
 
@@ -130,8 +130,7 @@ def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, *, num_classes: int) 
         Array([[1, 0],
                [1, 1]], dtype=int32)
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"confusion_matrix: num_classes must be a positive int, got {num_classes!r}")
+    num_classes = check_int("confusion_matrix", "num_classes", num_classes)
     t, p = _as_labels("confusion_matrix", y_true, y_pred)
     one_hot_t = jax.nn.one_hot(t, num_classes, dtype=jnp.int32)
     one_hot_p = jax.nn.one_hot(p, num_classes, dtype=jnp.int32)
@@ -315,4 +314,85 @@ def resolve_all(metrics: Sequence[str | Metric] | Mapping[str, str | Metric] | N
         if label in out or label == "loss":
             raise ValueError(f"metric name {label!r} is used twice (or is 'loss'); pass a dict to rename")
         out[label] = get(m)
+    return out
+
+
+def _labelled(metrics: Any) -> dict[str, Metric]:
+    """One output's metrics: a name or function, a list of them, or a dict ``{display name: metric}``."""
+    return resolve_all([metrics] if isinstance(metrics, str) or callable(metrics) else metrics)
+
+
+def check_spec(metrics: Any) -> None:
+    """Resolves every metric named in a metrics spec, so an unknown name fails before any tracing.
+
+    Raises:
+        ValueError: for an unknown metric name, listing the known ones.
+    """
+    if isinstance(metrics, Mapping) and any(isinstance(v, (Mapping, list, tuple)) for v in metrics.values()):
+        for value in metrics.values():
+            _labelled(value)
+    else:
+        resolve_all(metrics)
+
+
+def per_output(metrics: Any, y_pred: Any) -> dict[str, tuple[str | None, Metric]]:
+    """Resolves metrics against a model's outputs: ``{log name: (output name, metric)}``.
+
+    For one array output (output name ``None``), ``metrics`` is as for
+    :func:`resolve_all` and the log names are unchanged. For a tuple, list or
+    dict of outputs (names from :func:`fnn.losses.named_outputs`), it is either:
+
+    - a dict keyed by output name, each value a list of metrics (or one metric,
+      or a dict ``{display name: metric}``); outputs left out get none, as in
+      Keras's ``compile(metrics={"age": ["mae"], "kind": ["accuracy"]})``;
+    - a list (or a dict ``{display name: metric}``) applied to every output.
+
+    Either way each is logged as ``"<output>_<metric>"`` (``"kind_accuracy"``).
+
+    Raises:
+        ValueError: for a dict whose keys mix output names with other names (or
+            that holds lists under names that are no outputs), listing the output
+            names, or for two metrics that would share a log name.
+
+    Examples:
+        >>> outputs = {"age": jnp.zeros((4, 1)), "kind": jnp.zeros((4, 3))}
+        >>> list(per_output({"age": ["mae"], "kind": ["accuracy"]}, outputs))
+        ['age_mae', 'kind_accuracy']
+        >>> list(per_output(["mae"], (jnp.zeros((4, 1)), jnp.zeros((4, 1)))))
+        ['output_0_mae', 'output_1_mae']
+    """
+    outputs = named_outputs(y_pred, "the model's outputs")
+    per_key = isinstance(metrics, Mapping) and any(
+        isinstance(v, (Mapping, list, tuple)) for v in metrics.values()
+    )
+    if outputs is None:
+        if per_key:
+            raise ValueError(
+                f"metrics: the model has one output, so it takes a list of metrics (or a dict "
+                f"{{display name: metric}}), not lists keyed by output name; got {metrics!r}"
+            )
+        return {label: (None, fn) for label, fn in resolve_all(metrics).items()}
+    if metrics is None:
+        return {}
+    names = list(outputs)
+    if isinstance(metrics, Mapping) and all(k in outputs for k in metrics):
+        chosen = {name: _labelled(metrics[name]) for name in names if name in metrics}
+    elif isinstance(metrics, Mapping) and (per_key or any(k in outputs for k in metrics)):
+        others = [k for k in metrics if k not in outputs]
+        raise ValueError(
+            f"metrics: keys {others} are not output names; the model's outputs are {names}. Key the "
+            "dict by output name only (each value a list of metrics), or pass one list (or dict "
+            "{display name: metric}) for every output"
+        )
+    else:
+        every = resolve_all(metrics)
+        chosen = {name: every for name in names}
+    out: dict[str, tuple[str | None, Metric]] = {}
+    taken = {"loss", *(f"{name}_loss" for name in names)}
+    for name, fns in chosen.items():
+        for label, fn in fns.items():
+            log = f"{name}_{label}"
+            if log in out or log in taken:
+                raise ValueError(f"metrics: two log entries would be named {log!r}; pass a dict to rename")
+            out[log] = (name, fn)
     return out

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from fnn._checks import lookup
+from fnn._checks import check_int, lookup
 from fnn._core import leaf_paths, path_str, select_paths
 
 Schedule = Callable[[Any], Any]
@@ -329,8 +329,7 @@ def loss_scale(
         or not initial_scale > 0
     ):
         raise ValueError(f"loss_scale: initial_scale must be a positive number, got {initial_scale!r}")
-    if not isinstance(growth_interval, int) or isinstance(growth_interval, bool) or growth_interval < 1:
-        raise ValueError(f"loss_scale: growth_interval must be a positive int, got {growth_interval!r}")
+    growth_interval = check_int("loss_scale", "growth_interval", growth_interval)
     if not isinstance(factor, (int, float)) or isinstance(factor, bool) or not factor > 1:
         raise ValueError(f"loss_scale: factor must be a number above 1, got {factor!r}")
     tx = get(optimizer)

@@ -40,6 +40,8 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from fnn._checks import check_int
+
 __all__ = ["DATA_AXIS", "data_mesh", "initialize", "is_primary", "barrier"]
 
 DATA_AXIS = "data"
@@ -105,25 +107,16 @@ def initialize(
             f"initialize: coordinator_address must be 'host:port' (e.g. '10.0.0.1:1234'), "
             f"got {coordinator_address!r}"
         )
-    if num_processes is not None and (
-        isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1
-    ):
-        raise ValueError(f"initialize: num_processes must be a positive int, got {num_processes!r}")
-    if process_id is not None and (
-        isinstance(process_id, bool)
-        or not isinstance(process_id, int)
-        or not 0 <= process_id < (num_processes if num_processes is not None else process_id + 1)
-    ):
-        raise ValueError(
-            f"initialize: process_id must be an int in [0, num_processes={num_processes}), got {process_id!r}"
+    if num_processes is not None:
+        num_processes = check_int("initialize", "num_processes", num_processes)
+    if process_id is not None:
+        last = None if num_processes is None else num_processes - 1
+        process_id = check_int(
+            "initialize", "process_id", process_id, low=0, high=last, what=f"num_processes-1={last}"
         )
-    for arg, value in [
-        ("heartbeat_timeout_s", heartbeat_timeout_s),
-        ("initialization_timeout_s", initialization_timeout_s),
-        ("shutdown_timeout_s", shutdown_timeout_s),
-    ]:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"initialize: {arg} must be a positive int of seconds, got {value!r}")
+    heartbeat_timeout_s = check_int("initialize", "heartbeat_timeout_s", heartbeat_timeout_s)
+    initialization_timeout_s = check_int("initialize", "initialization_timeout_s", initialization_timeout_s)
+    shutdown_timeout_s = check_int("initialize", "shutdown_timeout_s", shutdown_timeout_s)
     jax.distributed.initialize(
         coordinator_address,
         num_processes,

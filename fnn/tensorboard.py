@@ -29,6 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from fnn._checks import check_int
 from fnn._core import Layer, path_str
 from fnn._graph import Graph
 from fnn._graph import graph as trace_graph
@@ -214,8 +215,7 @@ class TensorBoard(Callback):
         write_images: bool = False,
         hparams: Mapping[str, Any] | None = None,
     ):
-        if isinstance(histogram_freq, bool) or not isinstance(histogram_freq, int) or histogram_freq < 0:
-            raise ValueError(f"TensorBoard: histogram_freq must be an int >= 0, got {histogram_freq!r}")
+        histogram_freq = check_int("TensorBoard", "histogram_freq", histogram_freq, low=0)
         if update_freq != "epoch" and (
             isinstance(update_freq, bool) or not isinstance(update_freq, int) or update_freq < 1
         ):

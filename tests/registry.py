@@ -67,6 +67,18 @@ CASES = [
     Case("dense", lambda: fnn.Dense(4), (3,)),
     Case("dense_tanh_nobias", lambda: fnn.Dense(2, "tanh", use_bias=False), (5,)),
     Case("dense_rank3", lambda: fnn.Dense(3, "sigmoid"), (4, 2)),
+    Case(
+        "dense_regularized",
+        lambda: fnn.Dense(
+            3,
+            "tanh",
+            kernel_regularizer="l2",
+            bias_regularizer=fnn.regularizers.l1(0.1),
+            activity_regularizer=fnn.regularizers.l1_l2(0.01, 0.1),
+        ),
+        (4,),
+    ),
+    Case("activity_regularization", lambda: fnn.ActivityRegularization(l1=0.01, l2=0.1), (3, 2)),
     Case("lambda", lambda: fnn.Lambda(lambda x: jnp.sin(x) * 2.0), (3,), takes="any"),
     Case("identity", lambda: fnn.Identity(), (2, 3), takes="any"),
     Case("flatten", lambda: fnn.Flatten(), (2, 3, 2), takes="any"),

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
 
 
 def test_compiled_calls_stop_at_every_multiple_of_the_interval():
-    calls = fnn.train._fit._calls
+    calls = fnn.train._execution.calls
     assert list(calls(0, 7, 3, None)) == [(0, 3), (3, 3), (6, 1)]
     assert list(calls(0, 7, 3, 2)) == [(0, 2), (2, 2), (4, 2), (6, 1)]
     assert list(calls(4, 9, 8, 3)) == [(4, 2), (6, 3)]
@@ -241,6 +241,7 @@ def test_terminate_on_nan_stops_and_keeps_the_last_finite_parameters():
     )
     assert history.stop_reason == (
         "TerminateOnNaN: the loss or the update was not finite at step 3 (epoch 0); params are those from before that step"
+        " (TerminateOnNaN(find_cause=True) names the layer)"
     )
     clean = run(data=(x[:96], y[:96]), epochs=1, shuffle=False)
     chex.assert_trees_all_equal(history.params, clean.params)
@@ -422,8 +423,8 @@ def test_verbosity(capsys):
          r"all arrays in \(x, y, sample_weight\) must have the same number of examples, got \{'\[0\]': 5, '\[1\]': 4\}"),
         ({"metrics": {"cm": lambda t, p: fnn.metrics.confusion_matrix(t, p, num_classes=10)}}, ValueError,
          r"fit: metric 'cm' returned shape \(10, 10\); fit's metrics must be scalars"),
-        ({"seed": -1}, ValueError, r"fit: seed must be an int in \[0, 2\*\*63\), got -1"),
-        ({"seed": 1.5}, ValueError, r"fit: seed must be an int in \[0, 2\*\*63\), got 1.5"),
+        ({"seed": -1}, ValueError, r"fit: seed must be an int in \[0, 2\*\*63 - 1\], got -1"),
+        ({"seed": 1.5}, ValueError, r"fit: seed must be an int in \[0, 2\*\*63 - 1\], got 1.5"),
         ({"shuffle": "no"}, TypeError, r"fit: shuffle must be True or False, got 'no'"),
         ({"data": (np.ones((0, 64), np.float32), np.ones(0, np.int32))}, ValueError,
          r"fit: the data holds 0 examples; there is nothing to run on"),

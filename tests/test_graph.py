@@ -65,7 +65,7 @@ def test_collapsed_view_has_one_node_per_layer_and_folds_parameters():
         "head/dense",
         "head/dense_1",
     ]
-    with pytest.raises(ValueError, match=r"Graph.collapse: depth must be an int >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"Graph.collapse: depth must be a positive int, got 0"):
         g.collapse(depth=0)
 
 

@@ -106,7 +106,7 @@ def test_metrics_are_jittable():
         (lambda: metrics.sparse_categorical_accuracy(jnp.ones(4), jnp.ones((4, 3))), TypeError,
          r"y_true must hold integer class indices, got float32"),
         (lambda: metrics.top_k_accuracy(jnp.ones(4, jnp.int32), jnp.ones((4, 3)), k=4), ValueError,
-         r"top_k_accuracy: k must be an int in \[1, 3\] \(classes\), got 4"),
+         r"top_k_accuracy: k must be an int in \[1, classes=3\], got 4"),
         (lambda: metrics.confusion_matrix(jnp.ones(4, jnp.int32), jnp.ones((4, 3)), num_classes=0), ValueError,
          r"num_classes must be a positive int, got 0"),
         (lambda: metrics.confusion_matrix(jnp.ones(4, jnp.int32), jnp.ones(5, jnp.int32), num_classes=2), ValueError,

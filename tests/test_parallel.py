@@ -154,9 +154,9 @@ def test_fit_names_a_bad_mesh():
         ({"num_processes": 0}, r"num_processes must be a positive int, got 0"),
         (
             {"num_processes": 2, "process_id": 2},
-            r"process_id must be an int in \[0, num_processes=2\), got 2",
+            r"initialize: process_id must be an int in \[0, num_processes-1=1\], got 2",
         ),
-        ({"heartbeat_timeout_s": 0}, r"heartbeat_timeout_s must be a positive int of seconds, got 0"),
+        ({"heartbeat_timeout_s": 0}, r"initialize: heartbeat_timeout_s must be a positive int, got 0"),
     ],
 )
 def test_initialize_checks_its_arguments_before_starting_anything(kwargs, message):

@@ -228,8 +228,8 @@ def test_embedding_looks_up_rows_and_masks_padding():
          r"RNN 'lstm' expects a per-example input_shape \(time, features\), got \(4,\)"),
         (lambda: fnn.Bidirectional(fnn.GRUCell(2), merge_mode="max"), ValueError,
          r"Bidirectional 'bidirectional': merge_mode must be one of \['ave', 'concat', 'mul', 'sum'\], got 'max'"),
-        (lambda: fnn.Embedding(5, 3, mask_index=5), ValueError, r"Embedding 'embedding': mask_index must be in \[0, 5\), got 5"),
-        (lambda: fnn.Embedding(5, 3, mask_index=0.5), ValueError, r"Embedding 'embedding': mask_index must be in \[0, 5\), got 0.5"),
+        (lambda: fnn.Embedding(5, 3, mask_index=5), ValueError, r"Embedding 'embedding': mask_index must be an int in \[0, vocab_size-1=4\], got 5"),
+        (lambda: fnn.Embedding(5, 3, mask_index=0.5), ValueError, r"Embedding 'embedding': mask_index must be an int in \[0, vocab_size-1=4\], got 0.5"),
         (lambda: fnn.Bidirectional(fnn.LSTM(3), return_sequences=True), ValueError,
          r"Bidirectional 'bidirectional': return_sequences belongs to the wrapped layer 'lstm': build it with it, "
          r"e.g. Bidirectional\(LSTM\(8, return_sequences=True\)\)"),

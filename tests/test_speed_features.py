@@ -80,7 +80,7 @@ def test_a_short_auto_run_compiles_no_fused_epoch_it_would_not_use():
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="the CPU policy")
 def test_auto_fuses_only_where_the_saving_beats_the_compile_time():
     def after_one_epoch(call_seconds, compile_seconds, epochs=10):
-        execution = fnn.train._fit._Execution("auto", 100, epochs, step=None, carry=None, batch_spec=None)
+        execution = fnn.train._execution.Plan("auto", 100, epochs, flops=None)
         assert execution.next() == 1 and execution.measuring  # the first epoch runs unfused, timed
         execution.record(1, 1e-3, steps=100)
         execution.drop_fusing_unless_it_pays(call_seconds, compile_seconds)

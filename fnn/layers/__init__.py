@@ -9,6 +9,7 @@ from fnn.layers._attention import (
 )
 from fnn.layers._basic import (
     Activation,
+    ActivityRegularization,
     Celu,
     Elu,
     Flatten,
@@ -96,6 +97,7 @@ ACTIVATION_LAYERS = (
 __all__ = [
     "ACTIVATION_LAYERS",
     "Activation",
+    "ActivityRegularization",
     "AvgPool1D",
     "AvgPool2D",
     "AvgPool3D",

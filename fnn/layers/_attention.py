@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from fnn import activations, initializers
+from fnn._checks import check_fraction
 from fnn._core import Layer, check_input_dtype, check_name, check_positive_int, make_layer, require_key
 from fnn.layers._norm import LayerNorm
 
@@ -96,8 +97,7 @@ def MultiHeadAttention(
         None if v is None else check_positive_int(kind, name, arg, v)
         for arg, v in (("key_dim", key_dim), ("value_dim", value_dim), ("output_dim", output_dim))
     )
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"{kind} '{name}': dropout must be in [0, 1), got {dropout!r}")
+    dropout = check_fraction(f"{kind} '{name}'", "dropout", dropout)
     w_init = initializers.get(kernel_init)
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
@@ -262,8 +262,7 @@ def TransformerEncoderBlock(
     kind = "TransformerEncoderBlock"
     name = check_name(kind, name or "transformer_encoder_block")
     ff_dim = check_positive_int(kind, name, "ff_dim", ff_dim)
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-        raise ValueError(f"{kind} '{name}': dropout must be in [0, 1), got {dropout!r}")
+    dropout = check_fraction(f"{kind} '{name}'", "dropout", dropout)
     attention = MultiHeadAttention(num_heads, causal=causal, dtype=dtype, name="attention")
     norms = {k: LayerNorm(epsilon=epsilon, dtype=dtype) for k in ("norm_attention", "norm_ff")}
     act = activations.get(activation)

@@ -10,8 +10,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fnn import activations
+from fnn import activations, regularizers
 from fnn._core import Layer, check_input_dtype, check_name, default_name, make_layer
+from fnn._layer_losses import Penalties
 
 
 def stateless(kind: str, name: str, fn: Callable[[Any], Any], *, floating: bool = False) -> Layer:
@@ -153,6 +154,54 @@ def Activation(activation: str | activations.Activation, *, name: str | None = N
                 f"its signature is {inspect.signature(fn)}"
             ) from None
     return stateless("Activation", name, lambda x: fn(x, **kwargs), floating=True)
+
+
+def ActivityRegularization(l1: float = 0.0, l2: float = 0.0, *, name: str | None = None) -> Layer:
+    """Passes its input on and adds a penalty on it to the training loss (Keras's layer).
+
+    With ``train=True`` the penalty ``(l1 * sum(abs(x)) + l2 * sum(x ** 2)) /
+    batch`` is written to the state (see :func:`fnn.add_loss`), and
+    :func:`fnn.fit` adds it to the loss it minimises; with ``train=False``
+    the state is returned unchanged.
+
+    Args:
+        l1: the L1 factor, a non-negative finite number.
+        l2: the L2 factor, a non-negative finite number.
+        name: layer name; ``"activity_regularization"`` by default.
+
+    Returns:
+        A :class:`~fnn.Layer` without params, with state
+        ``{"losses": {"activity_regularizer": ()}}``; output = input.
+
+    Raises:
+        ValueError: for a negative, infinite or NaN factor.
+        TypeError: in ``apply``, for inputs that are not floating point.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> layer = ActivityRegularization(l2=0.1)
+        >>> params, state = layer.init(jax.random.key(0), (2,))
+        >>> x = jnp.array([[1.0, 2.0], [3.0, 0.0]])
+        >>> y, state = layer.apply(params, state, x, train=True)
+        >>> state  # 0.1 * (1 + 4 + 9) / 2 examples
+        {'losses': {'activity_regularizer': Array(0.7, dtype=float32)}}
+    """
+    kind = "ActivityRegularization"
+    name = check_name(kind, name or default_name(kind))
+    owner = f"{kind} '{name}'"
+    penalty = regularizers.l1_l2(regularizers._rate(owner, "l1", l1), regularizers._rate(owner, "l2", l2))
+    regularized = Penalties(kind, name, {}, penalty)
+
+    def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
+        del key, input_shape
+        return {}, regularized.init({})
+
+    def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
+        del params, key
+        check_input_dtype(kind, name, x, jnp.floating)
+        return x, regularized.apply(state, None, x, train=train)
+
+    return make_layer(kind, name, init, apply)
 
 
 def _activation_layer(fn_name: str) -> Callable[..., Layer]:

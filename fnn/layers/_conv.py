@@ -11,6 +11,7 @@ import numpy as np
 
 from fnn import activations, initializers
 from fnn._core import Layer, check_input_dtype, check_name, check_positive_int, make_layer
+from fnn._layer_losses import penalties
 from fnn.layers._combinators import Sequential
 
 Padding = str | int | Sequence[int] | Sequence[tuple[int, int]]
@@ -90,6 +91,11 @@ def check_window_fits(
         )
 
 
+def _penalties(kind: str, name: str, use_bias: bool, kernel: Any, bias: Any, activity: Any) -> Any:
+    weights = {"kernel_regularizer": (kernel, lambda p: p["w"]), "bias_regularizer": (bias, lambda p: p["b"])}
+    return penalties(kind, name, weights, activity, use_bias=use_bias)
+
+
 def _dilated(kernel: Sequence[int], dilation: Sequence[int]) -> tuple[int, ...]:
     return tuple((k - 1) * d + 1 for k, d in zip(kernel, dilation))
 
@@ -112,6 +118,9 @@ def _conv(
     bias_init: Any,
     dtype: Any,
     name: str | None,
+    kernel_regularizer: Any = None,
+    bias_regularizer: Any = None,
+    activity_regularizer: Any = None,
 ) -> Layer:
     """Convolution over ``ndim`` spatial axes; ``depth_multiplier`` makes it depthwise."""
     name = check_name(kind, name or default)
@@ -129,6 +138,7 @@ def _conv(
     )
     if filters is not None and filters % groups:
         raise ValueError(f"{kind} '{name}': filters ({filters}) must be divisible by groups ({groups})")
+    regularized = _penalties(kind, name, use_bias, kernel_regularizer, bias_regularizer, activity_regularizer)
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
         check_rank(kind, name, input_shape, ndim, per_example=True)
@@ -147,10 +157,10 @@ def _conv(
         params = {"w": w_init(w_key, (*kernel, in_per_group, out), dtype)}
         if use_bias:
             params["b"] = b_init(b_key, (out,), dtype)
-        return params, {}
+        return params, regularized.init({})
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
-        del train, key
+        del key
         w = params["w"]
         check_input_dtype(kind, name, x, w.dtype)
         check_rank(kind, name, jnp.shape(x), ndim, per_example=False)
@@ -174,7 +184,8 @@ def _conv(
         )
         if use_bias:
             y = y + params["b"].reshape((1,) * (ndim + 1) + (-1,))
-        return act(y), state
+        y = act(y)
+        return y, regularized.apply(state, params, y, train=train)
 
     return make_layer(kind, name, init, apply)
 
@@ -194,12 +205,18 @@ _CONV_DOC = """A {nd}D convolution over inputs ``{layout}`` (channels last).
         activation: applied to the output, by name or function.
         kernel_init: the kernel's initialiser, by name or function.
         bias_init: the bias's initialiser, by name or function.
+        kernel_regularizer: a penalty on the kernel added to the training loss,
+            as for :func:`~fnn.Dense`: ``"l1"``, ``"l2"``, ``"l1_l2"``, a function
+            ``array -> scalar`` (see :mod:`fnn.regularizers`) or ``None``.
+        bias_regularizer: a penalty on the bias, likewise.
+        activity_regularizer: a penalty on the output, divided by the batch size.
         dtype: parameter dtype.
         name: layer name; ``"{default}"`` by default.
 
     Returns:
         A :class:`~fnn.Layer` with params ``{{"w": (*kernel_size, in_channels // groups,
-        filters), "b": (filters,)}}`` (Keras's layout) and no state.
+        filters), "b": (filters,)}}`` (Keras's layout) and no state; with
+        regularizers, the state ``{{"losses": {{...}}}}`` (see :func:`fnn.add_loss`).
 
     Raises:
         ValueError: for bad hyper-parameters, inputs of the wrong rank, channels
@@ -224,6 +241,9 @@ def _conv_constructor(ndim: int) -> Any:
         activation: Any = None,
         kernel_init: Any = "glorot_uniform",
         bias_init: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
         dtype: Any = jnp.float32,
         name: str | None = None,
     ) -> Layer:
@@ -231,6 +251,8 @@ def _conv_constructor(ndim: int) -> Any:
             kind, kind.lower(), ndim, filters, kernel_size, strides=strides, padding=padding, dilation=dilation,
             groups=groups, depth_multiplier=None, use_bias=use_bias, activation=activation,
             kernel_init=kernel_init, bias_init=bias_init, dtype=dtype, name=name,
+            kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
         )  # fmt: skip
 
     constructor.__name__ = constructor.__qualname__ = kind
@@ -262,6 +284,9 @@ def DepthwiseConv2D(
     activation: Any = None,
     kernel_init: Any = "glorot_uniform",
     bias_init: Any = "zeros",
+    kernel_regularizer: Any = None,
+    bias_regularizer: Any = None,
+    activity_regularizer: Any = None,
     dtype: Any = jnp.float32,
     name: str | None = None,
 ) -> Layer:
@@ -269,7 +294,9 @@ def DepthwiseConv2D(
 
     Params ``{"w": (kh, kw, 1, channels * depth_multiplier), "b": (channels * depth_multiplier,)}``;
     output channel ``c * depth_multiplier + m`` comes from input channel ``c``.
-    Other arguments as for :func:`Conv2D`.
+    Other arguments as for :func:`Conv2D` (``kernel_init`` and
+    ``kernel_regularizer`` are Keras's ``depthwise_initializer`` and
+    ``depthwise_regularizer``).
 
     Examples:
         >>> import jax
@@ -283,6 +310,8 @@ def DepthwiseConv2D(
         "DepthwiseConv2D", name, 2, None, kernel_size, strides=strides, padding=padding, dilation=dilation,
         groups=1, depth_multiplier=multiplier, use_bias=use_bias, activation=activation,
         kernel_init=kernel_init, bias_init=bias_init, dtype=dtype, name=name,
+        kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+        activity_regularizer=activity_regularizer,
     )  # fmt: skip
 
 
@@ -298,6 +327,10 @@ def SeparableConv2D(
     activation: Any = None,
     kernel_init: Any = "glorot_uniform",
     bias_init: Any = "zeros",
+    depthwise_regularizer: Any = None,
+    pointwise_regularizer: Any = None,
+    bias_regularizer: Any = None,
+    activity_regularizer: Any = None,
     dtype: Any = jnp.float32,
     name: str | None = None,
 ) -> Layer:
@@ -305,7 +338,10 @@ def SeparableConv2D(
 
     Params ``{"depthwise": {"w": (kh, kw, 1, channels * depth_multiplier)},
     "pointwise": {"w": (1, 1, channels * depth_multiplier, filters), "b": (filters,)}}``.
-    Arguments as for :func:`Conv2D` and :func:`DepthwiseConv2D`.
+    Arguments as for :func:`Conv2D` and :func:`DepthwiseConv2D`; as in Keras,
+    ``depthwise_regularizer`` and ``pointwise_regularizer`` penalise the two
+    kernels, ``bias_regularizer`` the bias and ``activity_regularizer`` the
+    output (their terms live in the state of ``depthwise`` and ``pointwise``).
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -315,13 +351,24 @@ def SeparableConv2D(
         (1, 8, 8, 4)
     """
     name = check_name("SeparableConv2D", name or "separable_conv2d")
+    penalties(  # only to check the arguments here, so that errors name this layer and its arguments
+        "SeparableConv2D",
+        name,
+        {arg: (spec, None) for arg, spec in [("depthwise_regularizer", depthwise_regularizer),
+                                             ("pointwise_regularizer", pointwise_regularizer),
+                                             ("bias_regularizer", bias_regularizer)]},
+        activity_regularizer,
+        use_bias=use_bias,
+    )  # fmt: skip
     depthwise = DepthwiseConv2D(
         kernel_size, depth_multiplier=depth_multiplier, strides=strides, padding=padding, dilation=dilation,
-        use_bias=False, kernel_init=kernel_init, dtype=dtype, name="depthwise",
+        use_bias=False, kernel_init=kernel_init, kernel_regularizer=depthwise_regularizer, dtype=dtype,
+        name="depthwise",
     )  # fmt: skip
     pointwise = Conv2D(
         filters, 1, use_bias=use_bias, activation=activation, kernel_init=kernel_init, bias_init=bias_init,
-        dtype=dtype, name="pointwise",
+        kernel_regularizer=pointwise_regularizer, bias_regularizer=bias_regularizer,
+        activity_regularizer=activity_regularizer, dtype=dtype, name="pointwise",
     )  # fmt: skip
     return Sequential([depthwise, pointwise], name=name)
 
@@ -342,6 +389,9 @@ def _conv_transpose(
     bias_init: Any,
     dtype: Any,
     name: str | None,
+    kernel_regularizer: Any = None,
+    bias_regularizer: Any = None,
+    activity_regularizer: Any = None,
 ) -> Layer:
     name = check_name(kind, name or default)
     filters = check_positive_int(kind, name, "filters", filters)
@@ -351,6 +401,7 @@ def _conv_transpose(
     if not isinstance(padding, str) or padding.lower() not in ("same", "valid"):
         raise ValueError(f"{kind} '{name}': padding must be 'same' or 'valid', got {padding!r}")
     pad = padding.upper()
+    regularized = _penalties(kind, name, use_bias, kernel_regularizer, bias_regularizer, activity_regularizer)
     act, w_init, b_init = (
         activations.get(activation),
         initializers.get(kernel_init),
@@ -364,10 +415,10 @@ def _conv_transpose(
         params = {"w": w_init(w_key, (*kernel, filters, input_shape[-1]), dtype)}
         if use_bias:
             params["b"] = b_init(b_key, (filters,), dtype)
-        return params, {}
+        return params, regularized.init({})
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
-        del train, key
+        del key
         w = params["w"]
         check_input_dtype(kind, name, x, w.dtype)
         check_rank(kind, name, jnp.shape(x), ndim, per_example=False)
@@ -381,7 +432,8 @@ def _conv_transpose(
         )
         if use_bias:
             y = y + params["b"].reshape((1,) * (ndim + 1) + (-1,))
-        return act(y), state
+        y = act(y)
+        return y, regularized.apply(state, params, y, train=train)
 
     return make_layer(kind, name, init, apply)
 
@@ -401,6 +453,9 @@ _TRANSPOSE_DOC = """A {nd}D transposed convolution (the gradient of :func:`Conv{
         activation: as for :func:`Conv{nd}D`.
         kernel_init: as for :func:`Conv{nd}D`.
         bias_init: as for :func:`Conv{nd}D`.
+        kernel_regularizer: as for :func:`Conv{nd}D`.
+        bias_regularizer: as for :func:`Conv{nd}D`.
+        activity_regularizer: as for :func:`Conv{nd}D`.
         dtype: as for :func:`Conv{nd}D`.
         name: layer name; ``"{default}"`` by default.
 
@@ -429,13 +484,17 @@ def _conv_transpose_constructor(ndim: int) -> Any:
         activation: Any = None,
         kernel_init: Any = "glorot_uniform",
         bias_init: Any = "zeros",
+        kernel_regularizer: Any = None,
+        bias_regularizer: Any = None,
+        activity_regularizer: Any = None,
         dtype: Any = jnp.float32,
         name: str | None = None,
     ) -> Layer:
         return _conv_transpose(
             kind, default, ndim, filters, kernel_size, strides=strides, padding=padding, dilation=dilation,
             use_bias=use_bias, activation=activation, kernel_init=kernel_init, bias_init=bias_init,
-            dtype=dtype, name=name,
+            dtype=dtype, name=name, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
+            activity_regularizer=activity_regularizer,
         )  # fmt: skip
 
     constructor.__name__ = constructor.__qualname__ = kind

@@ -7,8 +7,9 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from fnn import activations, initializers
+from fnn import activations, initializers, regularizers
 from fnn._core import Layer, check_input_dtype, check_name, check_positive_int, default_name, make_layer
+from fnn._layer_losses import penalties
 
 
 def Dense(
@@ -18,6 +19,9 @@ def Dense(
     use_bias: bool = True,
     kernel_init: str | initializers.Initializer = "glorot_uniform",
     bias_init: str | initializers.Initializer = "zeros",
+    kernel_regularizer: str | regularizers.Regularizer | None = None,
+    bias_regularizer: str | regularizers.Regularizer | None = None,
+    activity_regularizer: str | regularizers.Regularizer | None = None,
     dtype: Any = jnp.float32,
     name: str | None = None,
 ) -> Layer:
@@ -29,16 +33,26 @@ def Dense(
         use_bias: whether to add the bias ``b``.
         kernel_init: initialiser of ``w``, by name or ``(key, shape, dtype)`` function.
         bias_init: initialiser of ``b``.
+        kernel_regularizer: a penalty on ``w`` added to the training loss:
+            ``"l1"``, ``"l2"``, ``"l1_l2"`` (Keras's rates), a function from
+            :mod:`fnn.regularizers` such as ``l2(1e-4)``, any ``array -> scalar``
+            function, or ``None``.
+        bias_regularizer: a penalty on ``b``, likewise.
+        activity_regularizer: a penalty on the output, divided by the batch
+            size (as in Keras), likewise.
         dtype: dtype of the parameters.
         name: layer name; ``"dense"`` by default.
 
     Returns:
         A :class:`~fnn.Layer` with params ``{"w": (in, units), "b": (units,)}``
-        (no ``"b"`` when ``use_bias=False``) and no state. ``apply`` maps
-        ``(batch, ..., in)`` to ``(batch, ..., units)``.
+        (no ``"b"`` when ``use_bias=False``) and no state; with regularizers,
+        the state ``{"losses": {"kernel_regularizer": (), ...}}`` holds the
+        penalties of the last ``train=True`` call (see :func:`fnn.add_loss`).
+        ``apply`` maps ``(batch, ..., in)`` to ``(batch, ..., units)``.
 
     Raises:
-        ValueError: for bad hyper-parameters, and in ``init``/``apply`` for an
+        ValueError: for bad hyper-parameters (a ``bias_regularizer`` without a
+            bias included), and in ``init``/``apply`` for an
             input whose last axis does not match, naming the layer and shapes.
         TypeError: in ``apply``, for inputs whose dtype is not the params' ``dtype``
             (integers included: fnn never casts them silently).
@@ -57,6 +71,16 @@ def Dense(
     act = activations.get(activation)
     w_init = initializers.get(kernel_init)
     b_init = initializers.get(bias_init)
+    regularized = penalties(
+        "Dense",
+        name,
+        {
+            "kernel_regularizer": (kernel_regularizer, lambda p: p["w"]),
+            "bias_regularizer": (bias_regularizer, lambda p: p["b"]),
+        },
+        activity_regularizer,
+        use_bias=use_bias,
+    )
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
         if len(input_shape) < 1:
@@ -68,10 +92,10 @@ def Dense(
         params = {"w": w_init(w_key, (input_shape[-1], units), dtype)}
         if use_bias:
             params["b"] = b_init(b_key, (units,), dtype)
-        return params, {}
+        return params, regularized.init({})
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
-        del train, key
+        del key
         check_input_dtype("Dense", name, x, params["w"].dtype)
         in_features = params["w"].shape[0]
         if jnp.ndim(x) < 2 or jnp.shape(x)[-1] != in_features:
@@ -82,6 +106,7 @@ def Dense(
         y = jnp.matmul(x, params["w"])
         if use_bias:
             y = y + params["b"].reshape((1,) * (y.ndim - 1) + (units,))
-        return act(y), state
+        y = act(y)
+        return y, regularized.apply(state, params, y, train=train)
 
     return make_layer("Dense", name, init, apply)

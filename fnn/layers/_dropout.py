@@ -8,13 +8,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from fnn._checks import check_fraction
 from fnn._core import Layer, check_input_dtype, check_name, default_name, make_layer, require_key
 
 
 def _dropout(kind: str, rate: float, name: str | None, mask_shape: Callable[[tuple], tuple]) -> Layer:
     name = check_name(kind, name or default_name(kind))
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        raise ValueError(f"{kind} '{name}': rate must be in [0, 1), got {rate!r}")
+    rate = check_fraction(f"{kind} '{name}'", "rate", rate)
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
         del key, input_shape

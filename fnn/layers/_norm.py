@@ -7,18 +7,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from fnn._checks import check_fraction
 from fnn._core import Layer, check_input_dtype, check_name, check_positive_int, make_layer
-
-
-def _check_unit_interval(kind: str, name: str, arg: str, value: Any, *, closed: bool = False) -> float:
-    ok = (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and (0 <= value <= 1 if closed else 0 <= value < 1)
-    )
-    if not ok:
-        raise ValueError(f"{kind} '{name}': {arg} must be in [0, 1{']' if closed else ')'}, got {value!r}")
-    return float(value)
 
 
 def _check_epsilon(kind: str, name: str, epsilon: Any) -> float:
@@ -109,7 +99,7 @@ def BatchNorm(
     """
     kind = "BatchNorm"
     name = check_name(kind, name or "batch_norm")
-    momentum = _check_unit_interval(kind, name, "momentum", momentum)
+    momentum = check_fraction(f"{kind} '{name}'", "momentum", momentum)
     epsilon = _check_epsilon(kind, name, epsilon)
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:

@@ -20,9 +20,9 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from fnn import activations, initializers
+from fnn._checks import check_int
 from fnn._core import (  # noqa: F401 (Shape: doctest)
     Layer,
     Shape,
@@ -32,6 +32,7 @@ from fnn._core import (  # noqa: F401 (Shape: doctest)
     input_dtype,
     make_layer,
 )
+from fnn._layer_losses import Penalties, penalties
 from fnn.layers._combinators import _check_children, _child, _child_key
 
 
@@ -44,6 +45,8 @@ class Cell(NamedTuple):
         carry: ``(batch, dtype) -> carry``, the zero initial state.
         units: the size of ``y_t``.
         name: the cell's name.
+        penalties: the cell's regularizers (``kernel_regularizer=`` ...), which
+            :func:`RNN` writes to its state when training; ``None`` for none.
     """
 
     init: Callable[[jax.Array, int], dict]
@@ -51,6 +54,19 @@ class Cell(NamedTuple):
     carry: Callable[[int, Any], Any]
     units: int
     name: str
+    penalties: Penalties | None = None
+
+
+def _cell_penalties(
+    kind: str, name: str, kernel: Any, recurrent: Any, bias: Any, bias_of: Callable
+) -> Penalties:
+    """Keras's ``kernel_regularizer`` (on ``w_x``), ``recurrent_regularizer`` (``w_h``), ``bias_regularizer``."""
+    weights = {
+        "kernel_regularizer": (kernel, lambda p: p["w_x"]),
+        "recurrent_regularizer": (recurrent, lambda p: p["w_h"]),
+        "bias_regularizer": (bias, bias_of),
+    }
+    return penalties(kind, name, weights)
 
 
 def _weights(
@@ -76,11 +92,24 @@ def SimpleRNNCell(
     *,
     kernel_init: Any = "glorot_uniform",
     recurrent_init: Any = "orthogonal",
+    kernel_regularizer: Any = None,
+    recurrent_regularizer: Any = None,
+    bias_regularizer: Any = None,
     dtype: Any = jnp.float32,
     name: str = "simple_rnn_cell",
 ) -> Cell:
-    """``h' = activation(x @ w_x + h @ w_h + b)``; params ``{"w_x", "w_h", "b"}``."""
+    """``h' = activation(x @ w_x + h @ w_h + b)``; params ``{"w_x", "w_h", "b"}``.
+
+    ``kernel_regularizer``, ``recurrent_regularizer`` and ``bias_regularizer``
+    (Keras's) add penalties on ``w_x``, ``w_h`` and ``b`` to the training loss,
+    as for :func:`~fnn.Dense`: ``"l1"``, ``"l2"``, ``"l1_l2"``, a function
+    ``array -> scalar`` or ``None``; :func:`RNN` keeps their values in its state.
+    The other cells take them too.
+    """
     units = check_positive_int("SimpleRNNCell", name, "units", units)
+    regularized = _cell_penalties(
+        "SimpleRNNCell", name, kernel_regularizer, recurrent_regularizer, bias_regularizer, lambda p: p["b"]
+    )
     act = activations.get(activation)
 
     def init(key: jax.Array, features: int) -> dict:
@@ -93,7 +122,7 @@ def SimpleRNNCell(
         h = act(_fused_matmul(params, x, h) + params["b"][None, :])
         return h, h
 
-    return Cell(init, step, lambda batch, dtype_: jnp.zeros((batch, units), dtype_), units, name)
+    return Cell(init, step, lambda batch, dtype_: jnp.zeros((batch, units), dtype_), units, name, regularized)
 
 
 def LSTMCell(
@@ -104,6 +133,9 @@ def LSTMCell(
     unit_forget_bias: bool = True,
     kernel_init: Any = "glorot_uniform",
     recurrent_init: Any = "orthogonal",
+    kernel_regularizer: Any = None,
+    recurrent_regularizer: Any = None,
+    bias_regularizer: Any = None,
     dtype: Any = jnp.float32,
     name: str = "lstm_cell",
 ) -> Cell:
@@ -112,10 +144,14 @@ def LSTMCell(
     ``i, f, g, o = split([x, h] @ [w_x; w_h] + b)`` (Keras's gate order);
     ``c' = σ(f) * c + σ(i) * tanh(g)``; ``h' = σ(o) * tanh(c')``. Params
     ``{"w_x": (F, 4U), "w_h": (U, 4U), "b": (4U,)}``; the carry is ``{"h", "c"}``.
-    ``unit_forget_bias`` starts the forget-gate bias at 1.
+    ``unit_forget_bias`` starts the forget-gate bias at 1. Regularizers as
+    for :func:`SimpleRNNCell`.
     """
     units = check_positive_int("LSTMCell", name, "units", units)
     act, rec_act = activations.get(activation), activations.get(recurrent_activation)
+    regularized = _cell_penalties(
+        "LSTMCell", name, kernel_regularizer, recurrent_regularizer, bias_regularizer, lambda p: p["b"]
+    )
 
     def init(key: jax.Array, features: int) -> dict:
         bias = jnp.zeros((4 * units,), dtype)
@@ -133,7 +169,7 @@ def LSTMCell(
     def zeros(batch: int, dtype_: Any) -> dict:
         return {"h": jnp.zeros((batch, units), dtype_), "c": jnp.zeros((batch, units), dtype_)}
 
-    return Cell(init, step, zeros, units, name)
+    return Cell(init, step, zeros, units, name, regularized)
 
 
 def GRUCell(
@@ -143,6 +179,9 @@ def GRUCell(
     recurrent_activation: Any = "sigmoid",
     kernel_init: Any = "glorot_uniform",
     recurrent_init: Any = "orthogonal",
+    kernel_regularizer: Any = None,
+    recurrent_regularizer: Any = None,
+    bias_regularizer: Any = None,
     dtype: Any = jnp.float32,
     name: str = "gru_cell",
 ) -> Cell:
@@ -152,9 +191,15 @@ def GRUCell(
     ``z = σ(xz + hz)``, ``r = σ(xr + hr)``, ``n = tanh(xh + r * hh)``,
     ``h' = z * h + (1 - z) * n``. Params ``{"w_x": (F, 3U), "w_h": (U, 3U),
     "b_x": (3U,), "b_h": (3U,)}`` (Keras's ``bias`` is ``[b_x, b_h]``).
+    Regularizers as for :func:`SimpleRNNCell`; ``bias_regularizer`` sees Keras's
+    ``(2, 3U)`` bias ``[b_x, b_h]``.
     """
     units = check_positive_int("GRUCell", name, "units", units)
     act, rec_act = activations.get(activation), activations.get(recurrent_activation)
+    regularized = _cell_penalties(  # Keras's GRU bias is [b_x, b_h], shape (2, 3U)
+        "GRUCell", name, kernel_regularizer, recurrent_regularizer, bias_regularizer,
+        lambda p: jnp.stack([p["b_x"], p["b_h"]]),
+    )  # fmt: skip
 
     def init(key: jax.Array, features: int) -> dict:
         zeros = jnp.zeros((3 * units,), dtype)
@@ -171,7 +216,7 @@ def GRUCell(
         h = z * h + (1 - z) * act(xh + r * hh)
         return h, h
 
-    return Cell(init, step, lambda batch, dtype_: jnp.zeros((batch, units), dtype_), units, name)
+    return Cell(init, step, lambda batch, dtype_: jnp.zeros((batch, units), dtype_), units, name, regularized)
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -296,7 +341,8 @@ def RNN(
 
     Returns:
         A :class:`~fnn.Layer` whose params are the cell's; no state (the
-        recurrent state lives within one call).
+        recurrent state lives within one call), but for a cell with
+        regularizers ``{"losses": {...}}`` (see :func:`fnn.add_loss`).
 
     Raises:
         TypeError: for a ``cell`` that is not a :class:`Cell`, and in ``apply``
@@ -320,12 +366,13 @@ def RNN(
             "is RNN(LSTMCell(8)): use it as it is"
         )
     name = check_name(kind, name or cell.name.removesuffix("_cell"))
+    regularized = cell.penalties or Penalties(kind, name, {})
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
-        return cell.init(key, _features_of(kind, name, input_shape)[-1]), {}
+        return cell.init(key, _features_of(kind, name, input_shape)[-1]), regularized.init({})
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
-        del train, key
+        del key
         seqs, mask, carry = _split_input(kind, name, x)
         check_input_dtype(kind, name, seqs, params["w_x"].dtype)
         mask = _check_sequences(kind, name, seqs, mask)
@@ -349,7 +396,7 @@ def RNN(
             out = ys if mask is None else (ys, mask)
         else:
             out = last
-        return ((out, carry) if return_state else out), state
+        return ((out, carry) if return_state else out), regularized.apply(state, params, None, train=train)
 
     return make_layer(kind, name, init, apply)
 
@@ -533,6 +580,7 @@ def Embedding(
     *,
     mask_index: int | None = None,
     embeddings_init: Any = None,
+    embeddings_regularizer: Any = None,
     dtype: Any = jnp.float32,
     name: str | None = None,
 ) -> Layer:
@@ -546,11 +594,14 @@ def Embedding(
         mask_index: a padding id: the layer then returns ``(embeddings, mask)``
             with ``mask = ids != mask_index``, which RNNs and attention use.
         embeddings_init: initialiser; Keras's ``uniform(-0.05, 0.05)`` by default.
+        embeddings_regularizer: a penalty on the table added to the training
+            loss, as for :func:`~fnn.Dense`'s ``kernel_regularizer``.
         dtype: dtype of the table.
         name: layer name; ``"embedding"`` by default.
 
     Returns:
-        A :class:`~fnn.Layer` with params ``{"table": (vocab_size, dim)}``.
+        A :class:`~fnn.Layer` with params ``{"table": (vocab_size, dim)}``; no
+        state but, with a regularizer, ``{"losses": {"embeddings_regularizer": ()}}``.
 
     Raises:
         ValueError: for bad hyper-parameters.
@@ -568,14 +619,20 @@ def Embedding(
     name = check_name(kind, name or "embedding")
     vocab_size = check_positive_int(kind, name, "vocab_size", vocab_size)
     dim = check_positive_int(kind, name, "dim", dim)
-    if mask_index is not None and (
-        isinstance(mask_index, bool)
-        or not isinstance(mask_index, (int, np.integer))
-        or not 0 <= mask_index < vocab_size
-    ):
-        raise ValueError(f"{kind} '{name}': mask_index must be in [0, {vocab_size}), got {mask_index!r}")
+    if mask_index is not None:
+        mask_index = check_int(
+            f"{kind} '{name}'",
+            "mask_index",
+            mask_index,
+            low=0,
+            high=vocab_size - 1,
+            what=f"vocab_size-1={vocab_size - 1}",
+        )
     table_init = (
         jax.nn.initializers.uniform(0.1) if embeddings_init is None else initializers.get(embeddings_init)
+    )
+    regularized = penalties(
+        kind, name, {"embeddings_regularizer": (embeddings_regularizer, lambda p: p["table"])}
     )
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
@@ -583,15 +640,16 @@ def Embedding(
         table = table_init(key, (vocab_size, dim), dtype)
         if embeddings_init is None:
             table = table - jnp.asarray(0.05, dtype)  # uniform(0, 0.1) -> uniform(-0.05, 0.05)
-        return {"table": table}, {}
+        return {"table": table}, regularized.init({})
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
-        del train, key
+        del key
         check_input_dtype(kind, name, x, jnp.integer)
         ids = jnp.asarray(x)
         vectors = jnp.take(params["table"], ids, axis=0, mode="fill", fill_value=jnp.nan)
         # take's "fill" counts negative ids from the end (-1 is the last row): make them NaN too.
         vectors = jnp.where((ids >= 0)[..., None], vectors, jnp.asarray(jnp.nan, vectors.dtype))
-        return (vectors if mask_index is None else (vectors, ids != mask_index)), state
+        out = vectors if mask_index is None else (vectors, ids != mask_index)
+        return out, regularized.apply(state, params, None, train=train)
 
     return make_layer(kind, name, init, apply)

@@ -169,14 +169,14 @@ class Session:
         steps = max(cut // config.batch_size, 1)
         self.batch_rows = steps * config.batch_size
 
-        def epoch(carry, x, y, order):
-            def step(carry, rows):
-                params, opt_state = carry
-                grads = jax.grad(lambda p: self.loss(p, self.state, x[rows], y[rows])[0])(params)
-                updates, opt_state = self.optimizer.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), None
+        def step(carry, batch):
+            (params, opt_state), (x, y) = carry, batch
+            grads = jax.grad(lambda p: self.loss(p, self.state, x, y)[0])(params)
+            updates, opt_state = self.optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state
 
-            return jax.lax.scan(step, carry, order.reshape(steps, config.batch_size))[0]
+        def epoch(carry, x, y, order):
+            return fnn.fused_steps(step, carry, (x, y), order.reshape(steps, config.batch_size))
 
         self._epoch = jax.jit(epoch, donate_argnums=0)
         self._losses = jax.jit(
@@ -208,8 +208,8 @@ class Session:
     def train(self, epochs: int = 1) -> None:
         """Runs ``epochs`` epochs, each over a fresh shuffle of the training points."""
         for _ in range(epochs):
-            rng = np.random.default_rng([self.config.seed, self.epoch])
-            order = rng.permutation(len(self.targets["train"]))[: self.batch_rows].astype(np.int32)
+            order = fnn.data.shuffle_indices(len(self.targets["train"]), self.config.seed, self.epoch)
+            order = order[: self.batch_rows].astype(np.int32)
             self.carry = self._epoch(self.carry, self.inputs["train"], self.targets["train"], order)
             self.epoch += 1
             self._record()

@@ -4,16 +4,18 @@ from fnn.train._callbacks import (
     Callback,
     CSVLogger,
     EarlyStopping,
-    FitRun,
     LearningRateScheduler,
     ReduceLROnPlateau,
     TerminateOnNaN,
 )
 from fnn.train._checkpointing import BackupAndRestore, ModelCheckpoint
+from fnn.train._debug import NonFinite, find_non_finite
 from fnn.train._evaluate import evaluate, place, predict
-from fnn.train._fit import CPU_FUSE_MAX_FLOPS, History, fit
+from fnn.train._execution import CPU_FUSE_MAX_FLOPS, fused_steps
+from fnn.train._fit import fit
+from fnn.train._run import Carry, FitRun, History, Progress
 from fnn.train._state import TrainState
-from fnn.train._step import make_eval_step, make_grad_fn, make_train_step
+from fnn.train._step import make_eval_step, make_grad_fn, make_train_step, make_train_step_from_loss
 
 __all__ = [
     "BackupAndRestore",
@@ -22,17 +24,23 @@ __all__ = [
     "CSVLogger",
     "Callback",
     "EarlyStopping",
+    "NonFinite",
     "FitRun",
     "History",
     "LearningRateScheduler",
     "ReduceLROnPlateau",
     "TerminateOnNaN",
     "TrainState",
+    "Carry",
+    "Progress",
+    "fused_steps",
     "evaluate",
+    "find_non_finite",
     "fit",
     "make_eval_step",
     "make_grad_fn",
     "make_train_step",
+    "make_train_step_from_loss",
     "place",
     "predict",
 ]

@@ -14,50 +14,12 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-import jax
-
 from fnn import metrics, optimizers
 from fnn._io import atomic_write_text
+from fnn.train._run import FitRun
 from fnn.train._state import TrainState
 
 Logs = dict[str, float]
-
-
-class FitRun:
-    """The host-side view of a running :func:`fnn.fit` that callbacks act on.
-
-    Attributes:
-        model: the model being trained.
-        epochs: the number of epochs asked for.
-        train_state: the current :class:`TrainState`, in every hook (in
-            :meth:`Callback.on_steps_end` too, mid-epoch); replace it to change
-            the run (e.g. its learning rate), and the next step goes on from the
-            new one. Its buffers are donated to the next step, so keep a copy
-            (:meth:`snapshot`), not a reference.
-        history: per-epoch logs so far, ``{"loss": [...], "val_loss": [...], ...}``.
-        stop_training: set to ``True`` to stop after the current epoch.
-        stop_reason: why the run stopped early, for the History.
-        nan_step: the global step whose loss was first not finite (with
-            :class:`TerminateOnNaN`), else ``None``.
-        input_shape: the per-example input shape(s) (:class:`fnn.Shape` s, with dtypes).
-        gradients: ``gradients()`` returns the training loss's gradients at the
-            current params on the first training batch (compiled on first use).
-    """
-
-    def __init__(self, model: Any, epochs: int, train_state: TrainState, input_shape: Any = None):
-        self.model = model
-        self.input_shape = input_shape
-        self.gradients: Callable[[], Any] | None = None  # set by fit
-        self.epochs = epochs
-        self.train_state = train_state
-        self.history: dict[str, list[float]] = {}
-        self.stop_training = False
-        self.stop_reason: str | None = None
-        self.nan_step: int | None = None
-
-    def snapshot(self) -> TrainState:
-        """A copy of the train state that later (donating) steps cannot invalidate."""
-        return jax.tree.map(lambda a: a.copy(), self.train_state)
 
 
 class Callback:
@@ -318,21 +280,40 @@ class TerminateOnNaN(Callback):
     NaN at a finite loss, such as RMSE at zero error, leaves the loss finite):
     a step that makes a finite value NaN or infinite (values infinite by design,
     such as a best-so-far that starts at ``inf``, may stay so) and any step
-    after it leave them all unchanged, so the run
-    ends with the parameters from just before the bad step, and the History's
-    ``stop_reason`` names that step.
+    after it leave them all unchanged, so the run ends with the parameters from
+    just before the bad step, and the History's ``stop_reason`` names that step.
+
+    Args:
+        find_cause: also replay that step one operation at a time
+            (:func:`fnn.find_non_finite`) and name in ``stop_reason`` the first
+            layer whose output or gradient went NaN/Inf (or the input, or the
+            optimiser update). Seconds of work, once, when a run fails.
+
+    Examples:
+        >>> stop = TerminateOnNaN(find_cause=True)
     """
 
     guards_nan = True
 
+    def __init__(self, *, find_cause: bool = False):
+        self.find_cause = find_cause
+
     def on_epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:
-        if run.nan_step is not None:
-            run.stop_training = True
-            run.stop_reason = (
-                f"TerminateOnNaN: the loss or the update was not finite at step {run.nan_step} "
-                f"(epoch {epoch}); "
-                "params are those from before that step"
-            )
+        if run.nan_step is None:
+            return
+        run.stop_training = True
+        run.stop_reason = (
+            f"TerminateOnNaN: the loss or the update was not finite at step {run.nan_step} "
+            f"(epoch {epoch}); params are those from before that step"
+        )
+        if not self.find_cause:
+            run.stop_reason += " (TerminateOnNaN(find_cause=True) names the layer)"
+            return
+        if run.find_non_finite is None:
+            run.stop_reason += " (its batch cannot be replayed: a stream of batches, or another process's)"
+            return
+        found = run.find_non_finite()
+        run.stop_reason += ": " + (found.message if found else "a replay found every value finite")
 
 
 class CSVLogger(Callback):

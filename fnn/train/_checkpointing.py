@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from fnn.checkpoint import CheckpointManager
-from fnn.train._callbacks import Callback, FitRun, Logs, _Monitor
-from fnn.train._state import TrainState, all_finite
+from fnn.train._callbacks import Callback, Logs, _Monitor
+from fnn.train._run import Carry, FitRun, Progress
+from fnn.train._state import all_finite
 
 
 class ModelCheckpoint(Callback):
@@ -104,19 +105,6 @@ class ModelCheckpoint(Callback):
         )
 
 
-class Resume(NamedTuple):
-    """Where a backed-up run stands: what :class:`BackupAndRestore` restores."""
-
-    train_state: TrainState
-    epoch_logs: Any  # the running sums of the interrupted epoch's logs
-    epoch: int  # the epoch to continue
-    position: int  # steps of that epoch already taken
-    history: dict[str, list[float]]
-    epochs_done: list[int]
-    stop_reason: str | None
-    callback_states: list[dict]
-
-
 class BackupAndRestore(Callback):
     """Backs a run up as it trains so that rerunning it after a crash continues exactly.
 
@@ -164,18 +152,19 @@ class BackupAndRestore(Callback):
         self.manager = CheckpointManager(directory, max_to_keep=max_to_keep)
         self.every_steps, self.delete_checkpoint = every_steps, delete_checkpoint
 
-    def start(
-        self, template: Mapping[str, Any], fingerprint: Mapping[str, Any], callbacks: Sequence[Callback]
-    ) -> Resume | None:
-        """Binds the backup to a run; returns the newest backup fitted into ``template``, or ``None``."""
-        self.fingerprint, self.callbacks = dict(fingerprint), list(callbacks)
+    def bind(self, fingerprint: Mapping[str, Any], callback_kinds: Sequence[str]) -> None:
+        """Binds the backup to a run: its data fingerprint and its callbacks' kinds, which a resume must match."""
+        self.fingerprint, self.callback_kinds = dict(fingerprint), list(callback_kinds)
         self.kept_finite = False  # whether a non-finite state was refused (and said so) this run
+
+    def restore(self, template: Carry) -> tuple[Carry, Progress, list[dict]] | None:
+        """The newest backup fitted into ``template``: the carry, the progress and the callbacks' states."""
         if self.manager.latest() is None:
             return None
         saved = self.manager.metadata()["fit"]
         differ = [
             f"{k}: the backup has {saved['fingerprint'].get(k)!r}, this run {v!r}"
-            for k, v in fingerprint.items()
+            for k, v in self.fingerprint.items()
             if saved["fingerprint"].get(k) != v
         ]
         if differ:
@@ -183,54 +172,40 @@ class BackupAndRestore(Callback):
                 f"BackupAndRestore: the backup in {self.manager.directory} comes from a different run "
                 "(" + "; ".join(differ) + "); use another directory or delete it"
             )
-        kinds = [type(cb).__name__ for cb in callbacks]
         saved_kinds = [entry["type"] for entry in saved["callbacks"]]
-        if kinds != saved_kinds:
+        if self.callback_kinds != saved_kinds:
             raise ValueError(
-                f"BackupAndRestore: the backup was made with callbacks {saved_kinds}, this run has {kinds}; "
-                "pass the same callbacks to continue it"
+                f"BackupAndRestore: the backup was made with callbacks {saved_kinds}, this run has "
+                f"{self.callback_kinds}; pass the same callbacks to continue it"
             )
-        tree = self.manager.restore(target=dict(template))
-        return Resume(
-            tree["train_state"],
-            tree["epoch_logs"],
-            saved["epoch"],
-            saved["position"],
-            saved["history"],
-            saved["epochs_done"],
-            saved["stop_reason"],
-            [entry["state"] for entry in saved["callbacks"]],
-        )
+        tree = self.manager.restore(target=_tree(template))
+        carry = Carry(tree["train_state"], **tree["epoch_logs"])
+        return carry, Progress.from_json(saved), [entry["state"] for entry in saved["callbacks"]]
 
-    def save(self, carry: tuple, epoch: int, position: int, run: FitRun, done: list) -> None:
-        """Backs up the run: ``position`` steps of ``epoch`` are done; never a non-finite state."""
-        train_state, epoch_logs = carry
+    def save(self, run: FitRun, callback_states: Sequence[dict]) -> None:
+        """Backs up the run (its carry and progress) with the callbacks' states; never a non-finite state."""
+        train_state = run.carry.train_state
         if not bool(all_finite((train_state.params, train_state.state))):
             if not self.kept_finite:
                 kept = self.manager.latest()
                 warnings.warn(
                     f"BackupAndRestore: the run's params or state are not finite (NaN or Inf) at step "
-                    f"{int(train_state.step)}, epoch {epoch}; "
+                    f"{int(train_state.step)}, epoch {run.progress.epoch}; "
                     + ("no backup is written" if kept is None else f"the backup of step {kept} is kept")
                     + " instead (TerminateOnNaN stops the run at the first such step)",
                     stacklevel=2,
                 )
             self.kept_finite = True
             return
+        kinds = zip(self.callback_kinds, callback_states)
         self.manager.save(
             int(train_state.step),
-            {"train_state": train_state, "epoch_logs": epoch_logs},
+            _tree(run.carry),
             metadata={
                 "fit": {
-                    "epoch": epoch,
-                    "position": position,
-                    "history": run.history,
-                    "epochs_done": done,
-                    "stop_reason": run.stop_reason,
+                    **run.progress.to_json(),
                     "fingerprint": self.fingerprint,
-                    "callbacks": [
-                        {"type": type(cb).__name__, "state": cb.get_state()} for cb in self.callbacks
-                    ],
+                    "callbacks": [{"type": kind, "state": state} for kind, state in kinds],
                 }
             },
             force=True,
@@ -247,3 +222,9 @@ class BackupAndRestore(Callback):
     def on_train_end(self, run: FitRun) -> None:
         if self.delete_checkpoint:
             self.manager.clear()
+
+
+def _tree(carry: Carry) -> dict[str, Any]:
+    """A carry as a backup stores it (the layout of every backup so far)."""
+    logs = {"sums": carry.sums, "count": carry.count, "nan_step": carry.nan_step}
+    return {"train_state": carry.train_state, "epoch_logs": logs}

@@ -12,10 +12,9 @@ import numpy as np
 
 from fnn import data as data_lib
 from fnn import losses as losses_lib
-from fnn import metrics as metrics_lib
 from fnn._checks import check_int
 from fnn._core import Layer, Shape, apply_shape
-from fnn.train._step import MetricsArg, check_output_activation
+from fnn.train._step import MetricsArg, check_output_activation, compute_logs
 
 
 def place(tree: Any) -> Any:
@@ -87,10 +86,11 @@ def evaluate(
     x: Any,
     y: Any,
     *,
-    loss: str | losses_lib.Loss,
+    loss: losses_lib.LossSpec,
     metrics: MetricsArg = None,
     sample_weight: Any = None,
     batch_size: int = 256,
+    loss_weights: losses_lib.WeightsSpec = None,
 ) -> dict[str, float]:
     """Loss and metrics over a whole dataset (``train=False``).
 
@@ -104,14 +104,19 @@ def evaluate(
         state: its state.
         x: inputs ``(n, ...)``, an array or pytree of arrays with the examples on axis 0.
         y: targets ``(n, ...)`` as the loss takes them (integer labels ``(n,)``
-            for sparse cross-entropy, checked to lie in ``[0, classes)``).
-        loss: a loss name or function, as for :func:`fnn.make_train_step`.
-        metrics: names or functions (or a dict of them).
-        sample_weight: optional per-example weights ``(n,)`` for the loss.
+            for sparse cross-entropy, checked to lie in ``[0, classes)``); for
+            several outputs, a tuple, list or dict of them like the outputs.
+        loss: a loss name or function, or one per output, as for :func:`fnn.make_train_step`.
+        metrics: names or functions (or a dict of them); per output as for
+            :func:`fnn.make_train_step`.
+        sample_weight: optional per-example weights ``(n,)`` for the loss (every output's).
         batch_size: examples per compiled forward call.
+        loss_weights: weights of several outputs' losses, as for :func:`fnn.make_train_step`.
 
     Returns:
-        ``{"loss": ..., metric name: ...}`` as Python floats.
+        ``{"loss": ..., metric name: ...}`` as Python floats, named as by
+        :func:`fnn.make_train_step` (``"<output>_loss"``, ``"<output>_<metric>"``
+        for several outputs).
 
     Raises:
         ValueError: for ``x`` and ``y`` of different lengths, no examples, labels
@@ -130,28 +135,24 @@ def evaluate(
     if n_x != n_y:
         raise ValueError(f"evaluate: x has {n_x} examples but y has {n_y}")
     check_batch_size("evaluate", batch_size, n_x)
-    loss_fn = losses_lib.get(loss)
-    check_output_activation(model, loss_fn, params, state, x)
-    check_labels("evaluate", loss_fn, {"y": (y, sample_weight)}, model, params, state, example_shapes(x))
-    return evaluate_unchecked(model, params, state, x, y, loss_fn, metrics, sample_weight, batch_size)
+    check_output_activation(model, loss, params, state, x)
+    check_labels("evaluate", loss, {"y": (y, sample_weight)}, model, params, state, example_shapes(x))
+    return evaluate_unchecked(
+        model, params, state, x, y, loss, metrics, sample_weight, batch_size, loss_weights=loss_weights
+    )
 
 
 def evaluate_unchecked(
-    model: Layer, params: Any, state: Any, x: Any, y: Any, loss_fn: losses_lib.Loss,
-    metrics: MetricsArg, sample_weight: Any, batch_size: int,
+    model: Layer, params: Any, state: Any, x: Any, y: Any, loss: losses_lib.LossSpec,
+    metrics: MetricsArg, sample_weight: Any, batch_size: int, *,
+    loss_weights: losses_lib.WeightsSpec = None,
 ) -> dict[str, float]:  # fmt: skip
     """:func:`evaluate` without its checks, which ``fit`` makes once rather than every epoch."""
     y_pred = predict(model, params, state, x, batch_size=batch_size)
     y = jax.tree.map(jnp.asarray, y)
-    value = (
-        loss_fn(y, y_pred)
-        if sample_weight is None
-        else loss_fn(y, y_pred, sample_weight=jnp.asarray(sample_weight))
-    )
-    logs = {"loss": float(value)}
-    for name, fn in metrics_lib.resolve_all(metrics).items():
-        logs[name] = float(fn(y, y_pred))
-    return logs
+    weight = None if sample_weight is None else jnp.asarray(sample_weight)
+    logs = compute_logs(loss, loss_weights, metrics, y, y_pred, weight)
+    return {name: float(value) for name, value in logs.items()}
 
 
 def check_labels(
@@ -161,27 +162,43 @@ def check_labels(
 
     Under ``jit`` a bad label can only turn the loss into NaN; here it is named.
     ``labels`` maps a name to ``(y, sample_weight or None)``: an example of weight
-    0 is padding, whose label may be anything (as the loss allows).
+    0 is padding, whose label may be anything (as the loss allows). With several
+    outputs (``loss`` one per output, as for :func:`fnn.make_train_step`), each
+    output whose loss takes class labels is checked against its own classes.
     """
-    if not losses_lib.takes_class_labels(loss):
+    if not any(losses_lib.takes_class_labels(fn) for fn in losses_lib.losses_of(loss)):
         return
-    classes = apply_shape(model, params, state, input_shape)[-1]
-    for name, (y, weight) in labels.items():
-        y = np.asarray(y)
-        if not np.issubdtype(y.dtype, np.integer) or y.size == 0:
-            continue  # the loss names a wrong dtype itself
-        out = (y < 0) | (y >= classes)
-        if weight is not None and np.shape(weight) == y.shape[:1]:
-            out &= (np.asarray(weight) != 0).reshape((-1,) + (1,) * (y.ndim - 1))
-        bad = np.flatnonzero(out)
-        if bad.size:
-            where = np.unravel_index(bad[0], y.shape)
-            hint = " (they look 1-based: pass y - 1)" if y.min() == 1 and y.max() == classes else ""
-            raise ValueError(
-                f"{owner}: {name} holds label {y[where]} at index {tuple(int(i) for i in where)} "
-                f"({bad.size} out of range in all); the model's {classes} outputs need class labels "
-                f"in [0, {classes}){hint}"
-            )
+    out_shape = apply_shape(model, params, state, input_shape)
+    shapes = losses_lib.named_outputs(out_shape, "the model's outputs") or {None: out_shape}
+    for i, (output, fn, _) in enumerate(losses_lib.per_output(loss, out_shape)):
+        if not losses_lib.takes_class_labels(fn) or not shapes[output]:
+            continue
+        for name, (y, weight) in labels.items():
+            targets = losses_lib.match_outputs(y, out_shape, what=f"{owner}: {name}")
+            classes = shapes[output][-1]
+            if output is None:
+                _check_label_range(owner, name, y, weight, classes, f"the model's {classes} outputs need")
+            else:
+                label = f"{name}[{output!r}]" if isinstance(y, Mapping) else f"{name}[{i}]"
+                need = f"output {output!r} has {classes} classes and needs"
+                _check_label_range(owner, label, targets[0][output], weight, classes, need)
+
+
+def _check_label_range(owner: str, name: str, y: Any, weight: Any, classes: int, need: str) -> None:
+    y = np.asarray(y)
+    if not np.issubdtype(y.dtype, np.integer) or y.size == 0:
+        return  # the loss names a wrong dtype itself
+    out = (y < 0) | (y >= classes)
+    if weight is not None and np.shape(weight) == y.shape[:1]:
+        out &= (np.asarray(weight) != 0).reshape((-1,) + (1,) * (y.ndim - 1))
+    bad = np.flatnonzero(out)
+    if bad.size:
+        where = np.unravel_index(bad[0], y.shape)
+        hint = " (they look 1-based: pass y - 1)" if y.min() == 1 and y.max() == classes else ""
+        raise ValueError(
+            f"{owner}: {name} holds label {y[where]} at index {tuple(int(i) for i in where)} "
+            f"({bad.size} out of range in all); {need} class labels in [0, {classes}){hint}"
+        )
 
 
 def check_batch_size(owner: str, batch_size: Any, n: int) -> int:

@@ -152,3 +152,35 @@ class TrainState(NamedTuple):
                     f"optimiser:\n{whole}\n{partial}"
                 ) from None
         return cls.create(model, tx, input_shape, jax.random.key(0) if key is None else key, **weights)
+
+
+def initial_train_state(
+    model: Layer, tx: optax.GradientTransformation, input_shape: Any, seed: int, params: Any, state: Any,
+    train_state: Any, resume_from: Any, initial_epoch: int,
+) -> tuple[TrainState, int]:  # fmt: skip
+    """``fit``'s starting TrainState, and its starting epoch, from whichever of its arguments says so.
+
+    ``resume_from`` (a checkpoint) goes on from the epoch after the one it saved,
+    unless ``initial_epoch`` says otherwise; ``train_state`` is used as given;
+    else a fresh one is made from ``seed`` (with ``params``/``state`` if given).
+    """
+    if resume_from is not None:
+        if train_state is not None:
+            raise ValueError("fit: pass resume_from or train_state, not both")
+        saved_epoch = checkpoint.read_metadata(resume_from).get("epoch")
+        if initial_epoch == 0 and isinstance(saved_epoch, int):
+            initial_epoch = saved_epoch + 1
+        train_state = TrainState.restore(resume_from, model, tx, input_shape, key=jax.random.key(seed))
+    if train_state is None:
+        return TrainState.create(
+            model, tx, input_shape, jax.random.key(seed), params=params, state=state
+        ), initial_epoch
+    if params is not None or state is not None:
+        raise ValueError("fit: pass train_state (or resume_from) or params/state, not both")
+    if not isinstance(train_state, TrainState):
+        raise TypeError(
+            f"fit: train_state must be a TrainState, got {type(train_state).__name__}; a checkpoint "
+            "restored without a target is plain dicts: use fnn.TrainState.restore(path, model, "
+            "optimizer, input_shape), or fit(resume_from=path)"
+        )
+    return train_state, initial_epoch

@@ -1,0 +1,340 @@
+"""How ``fit``'s steps run: compiled one by one or fused with ``lax.scan``, timed, or eagerly.
+
+The one module that compiles. :func:`fused_steps` is the public fused-epoch
+primitive (``fit``, custom loops and the playground use it); :class:`Execution`
+decides how many steps each compiled call runs and runs an epoch's calls.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn import data as data_lib
+from fnn.parallel import DataParallel
+from fnn.train._run import Carry
+from fnn.train._state import TrainState, turned_non_finite
+
+# On CPU, "auto" times an unfused and a fused epoch and keeps the faster (see
+# Execution); a single-epoch run cannot compare, and fuses when its step has
+# fewer FLOPs than this (XLA's cost analysis), where dispatch overhead dominates.
+CPU_FUSE_MAX_FLOPS = 2e7
+
+# Compiling a fused epoch (the step inside a lax.scan) takes about this many times as long
+# as compiling the step alone; "auto" fuses only where the saving beats that.
+FUSED_COMPILE_RATIO = 1.5
+
+C = TypeVar("C")
+
+
+def fused_steps(step: Callable[[C, Any], C], carry: C, data: Any, rows: jax.Array) -> C:
+    """Runs ``step`` once per row of ``rows`` in one ``lax.scan``, gathering each batch from ``data``.
+
+    The fused-epoch primitive: with ``rows`` an epoch's shuffled batch indices
+    (e.g. ``fnn.data.shuffle_indices(n, seed, epoch)[:k * b].reshape(k, b)``),
+    one compiled call trains a whole epoch, with no Python dispatch per step.
+    Wrap it in ``jax.jit`` (donating ``carry``).
+
+    Args:
+        step: ``step(carry, batch) -> carry``, e.g. a train step over a :class:`TrainState`.
+        carry: any pytree, e.g. a TrainState.
+        data: the dataset, a pytree of arrays ``(n, ...)`` (e.g. ``(x, y)``).
+        rows: int ``(steps, batch_size)``: the examples of each step's batch.
+
+    Returns:
+        The carry after ``steps`` steps.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> data = jnp.arange(6.0)
+        >>> total = jax.jit(fused_steps, static_argnums=0)(lambda c, b: c + b.sum(), 0.0, data,
+        ...                                                 jnp.array([[0, 1], [2, 3]]))
+        >>> float(total)
+        6.0
+    """
+    return jax.lax.scan(lambda c, r: (step(c, data_lib.take(data, r)), None), carry, rows)[0]
+
+
+def _advance(train_step: Callable, ts: TrainState, batch: Any) -> tuple[TrainState, dict]:
+    """Applies the pure train step to a TrainState; step ``s`` draws from ``fold_in(key, s)``."""
+    params, state, opt_state, logs = train_step(
+        ts.params, ts.state, ts.opt_state, batch, jax.random.fold_in(ts.key, ts.step)
+    )
+    return ts._replace(params=params, state=state, opt_state=opt_state, step=ts.step + 1), logs
+
+
+def log_names(train_step: Callable, ts: TrainState, batch_spec: Any) -> list[str]:
+    """The names of the train step's logs, checked to be scalars (no FLOPs: shapes only)."""
+    specs = jax.eval_shape(lambda t, b: _advance(train_step, t, b)[1], ts, batch_spec)
+    for name, spec in specs.items():
+        if spec.shape != ():
+            raise ValueError(
+                f"fit: metric {name!r} returned shape {spec.shape}; fit's metrics must be scalars"
+            )
+    return list(specs)
+
+
+def make_step(
+    train_step: Callable, guard_nan: bool, dp: DataParallel | None = None
+) -> Callable[[Carry, Any], Carry]:
+    """One training step over a :class:`Carry`: the unit every execution runs.
+
+    Adds the batch's logs, weighted by its size, to the carry's running sums.
+    With ``guard_nan``, once a loss or an updated value is not finite (a NaN
+    learning rate, or a NaN gradient at a finite loss), this and every later
+    step leave the state as it was and ``nan_step`` records the first.
+    """
+
+    def step(carry: Carry, batch: Any) -> Carry:
+        ts = carry.train_state
+        if dp is not None:  # a batch gathered on the devices stays split over them
+            batch = dp.constrain(batch)
+        new, logs = _advance(train_step, ts, batch)
+        weight = jnp.asarray(jnp.shape(jax.tree.leaves(batch)[0])[0], jnp.float32)
+        nan_step = carry.nan_step
+        if guard_nan:  # typed keys never change and do not go through jnp.where
+            went_bad = turned_non_finite(ts._replace(key=None), new._replace(key=None))
+            ok = jnp.isfinite(logs["loss"]) & ~went_bad & (nan_step < 0)
+            nan_step = jnp.where(~ok & (nan_step < 0), ts.step, nan_step)
+            kept = jax.tree.map(
+                lambda a, b: jnp.where(ok, a, b), new._replace(key=None), ts._replace(key=None)
+            )
+            new = kept._replace(key=ts.key)
+            weight = jnp.where(ok, weight, 0.0)
+        sums = {k: carry.sums[k] + weight * logs[k].astype(jnp.float32) for k in carry.sums}
+        return Carry(new, sums, carry.count + weight, nan_step)
+
+    return step
+
+
+def calls(start: int, total: int, per_call: int, every: int | None) -> Iterator[tuple[int, int]]:
+    """``(first step, steps)`` of each compiled call from ``start`` to ``total``.
+
+    Calls hold at most ``per_call`` steps and never cross a multiple of ``every``
+    (where callbacks and backups look at the run).
+    """
+    begin = start
+    while begin < total:
+        end = min(begin + per_call, total)
+        if every is not None:
+            end = min(end, (begin // every + 1) * every)
+        yield begin, end - begin
+        begin = end
+
+
+class Plan:
+    """How many steps each compiled call runs, possibly chosen by measurement.
+
+    An int is used as given. ``"auto"`` fuses whole epochs on accelerators. On
+    CPU it runs the first epoch unfused and times it, and times a call that
+    does nothing. Fusing can save at most that per-call cost on each step
+    left, and compiling the fused epoch costs about what compiling one step
+    did; only when the saving is larger is the fused epoch compiled and timed,
+    and the faster kept. So a fused program is never compiled where it cannot
+    pay (a short run, or a heavy step such as a convolution's). A single epoch
+    is fused or not by XLA's cost analysis of the step. Both modes give
+    bitwise the same results, so the choice affects speed only.
+    """
+
+    def __init__(self, requested: int | str, full_batches: int, epochs: int, flops: Callable[[], float]):
+        if requested != "auto" and not (
+            isinstance(requested, int) and not isinstance(requested, bool) and requested >= 1
+        ):
+            raise ValueError(f"fit: steps_per_execution must be 'auto' or a positive int, got {requested!r}")
+        self.timings: dict[int, float] = {}
+        self.steps_left = epochs * full_batches  # fusing can pay off only over these
+        if requested != "auto":
+            self.candidates = [min(requested, max(full_batches, 1))]
+        elif full_batches < 2:
+            self.candidates = [1]
+        elif jax.default_backend() != "cpu":
+            self.candidates = [full_batches]
+        elif epochs < 2:  # nothing to compare: guess from XLA's cost analysis
+            self.candidates = [full_batches if flops() < CPU_FUSE_MAX_FLOPS else 1]
+        else:
+            # Unfused first: a process's first executions run slow, and the unfused
+            # epoch can skip its warm-up steps when timing; the fused one cannot.
+            self.candidates = [1, full_batches]
+        self.measuring = len(self.candidates) > 1
+
+    def limit(self, max_per_call: int | None) -> None:
+        if max_per_call is not None:
+            self.candidates = sorted({min(c, max_per_call) for c in self.candidates})
+            self.measuring = len(self.candidates) > 1
+
+    def next(self) -> int:
+        untried = [c for c in self.candidates if c not in self.timings]
+        return untried[0] if untried else min(self.timings, key=self.timings.__getitem__)
+
+    def record(self, steps_per_call: int, seconds_per_step: float, steps: int) -> None:
+        self.timings.setdefault(steps_per_call, seconds_per_step)
+        self.steps_left -= steps
+
+    def drop_fusing_unless_it_pays(self, call_seconds: float, compile_seconds: float) -> None:
+        """Keeps the fused candidates only if their saving can beat their compile time.
+
+        Args:
+            call_seconds: the cost of one compiled call that does nothing: what fusing saves per step.
+            compile_seconds: what compiling the one-step program took, about what a fused one takes.
+        """
+        self.candidates = [
+            c
+            for c in self.candidates
+            if c == 1 or call_seconds * (1 - 1 / c) * self.steps_left > FUSED_COMPILE_RATIO * compile_seconds
+        ]
+        self.measuring = len(self.candidates) > 1
+
+
+class Execution:
+    """Runs an epoch's steps as compiled calls: ``epoch(carry, epoch, start)``.
+
+    ``epoch`` is a generator: it yields ``(steps, carry)`` after each call and
+    takes back (``send``) the carry to go on with, which callbacks may have
+    replaced. Only :class:`~fnn.train._sources.ArraySource` batches can be fused
+    (gathered on the device inside the call); other sources run one compiled
+    step per batch.
+
+    ``eager`` (a function ``(train_state, batch) -> None``, or ``None``) asks
+    for Keras's ``run_eagerly``: nothing is compiled, and before each step
+    ``eager`` runs the step's forward pass on concrete arrays. JAX's autodiff
+    only ever shows a layer tracers, even uncompiled, so that extra pass is
+    where ``print``, ``float`` and ``pdb`` see real values.
+    """
+
+    def __init__(
+        self, step: Callable, source: Any, plan: Plan, carry_spec: Carry, every: int | None,
+        dp: DataParallel | None, eager: Callable | None = None,
+    ):  # fmt: skip
+        self.step, self.source, self.plan, self.every, self.dp, self.eager = (
+            step,
+            source,
+            plan,
+            every,
+            dp,
+            eager,
+        )
+        self.out = {} if dp is None else {"out_shardings": dp.replicated}
+        self.wrap = (lambda f: f) if dp is None else dp.one_at_a_time
+        self.fresh = jax.jit(lambda: Carry.start(None, list(carry_spec.sums)), **self.out)
+        self.fusable = hasattr(source, "rows") and eager is None
+        if self.fusable:
+            self._compile_indexed(carry_spec)
+        else:
+            self.one = step if eager is not None else self.wrap(jax.jit(step, donate_argnums=0, **self.out))
+
+    def start(self, train_state: TrainState) -> Carry:
+        """A carry for a new epoch: ``train_state`` with zeroed running logs."""
+        return self.fresh()._replace(train_state=train_state)
+
+    def _compile_indexed(self, carry_spec: Carry) -> None:
+        step, source = self.step, self.source
+
+        def one_step(carry: Carry, data: Any, rows: jax.Array, i: Any) -> Carry:
+            # Row i is picked inside the compiled call: slicing it outside costs a dispatch.
+            return step(carry, data_lib.take(data, jax.lax.dynamic_index_in_dim(rows, i, keepdims=False)))
+
+        self.one_jit = jax.jit(one_step, donate_argnums=0, **self.out)
+        self.many_jit = jax.jit(_fused(step), donate_argnums=0, **self.out)
+        self.any_rows, self.any_chunk = self.wrap(self.one_jit), self.wrap(self.many_jit)
+        self.one, self.many = self.any_rows, self.any_chunk
+        if self.plan.measuring:  # compiled up front, so that the timed epoch excludes compiling
+            rows_spec = self.rows_spec(source.full_batches)
+            started = time.perf_counter()
+            self.one = self.wrap(self.one_jit.lower(carry_spec, source.data, rows_spec, 0).compile())
+            self.compile_seconds = time.perf_counter() - started
+            nothing = jax.jit(lambda carry, data, rows, i: carry, donate_argnums=0, **self.out)
+            self.nothing = self.wrap(nothing.lower(carry_spec, source.data, rows_spec, 0).compile())
+        self.carry_spec = carry_spec
+
+    def rows_spec(self, length: int) -> jax.ShapeDtypeStruct:
+        sharding = None if self.dp is None else self.dp.rows_sharding
+        return jax.ShapeDtypeStruct((length, self.source.batch_size), jnp.int32, sharding=sharding)
+
+    def epoch(self, carry: Carry, epoch: int, start: int = 0):
+        if not self.fusable:
+            for batch in self.source.batches(epoch, start):
+                if self.eager:
+                    with jax.disable_jit():
+                        self.eager(carry.train_state, batch)  # the forward pass on concrete arrays
+                        carry = self.one(carry, batch)
+                else:
+                    carry = self.one(carry, batch)
+                carry = yield 1, carry
+            return
+        source, plan = self.source, self.plan
+        rows, last = source.rows(epoch)
+        per_call = plan.next()
+        measure = plan.measuring and start == 0
+        if measure and per_call == 1:  # what a call costs that does nothing: all fusing saves
+            carry, call_seconds = _time_calls(self.nothing, carry, source.data, rows)
+        fused = plan.candidates[-1]
+        if measure and per_call > 1:  # compiled only now that it may pay, and before the timing
+            self.many = self.wrap(
+                self.many_jit.lower(self.carry_spec, source.data, self.rows_spec(fused)).compile()
+            )
+        timed_from, start_time = (source.full_batches // 2 if per_call == 1 else 0), time.perf_counter()
+        for begin, length in calls(start, source.full_batches, per_call, self.every):
+            if measure and begin == timed_from and begin > 0:
+                jax.block_until_ready(carry)  # the first half warmed up; time the second
+                start_time = time.perf_counter()
+            if length == 1:
+                carry = self.one(carry, source.data, rows, begin)
+            else:  # other chunk lengths (a shorter last one) compile once more
+                chunk = rows if length == source.full_batches else rows[begin : begin + length]
+                carry = (self.many if length == fused else self.any_chunk)(carry, source.data, chunk)
+            carry = yield length, carry
+        if measure:
+            jax.block_until_ready(carry)
+            seconds = (time.perf_counter() - start_time) / (source.full_batches - timed_from)
+            plan.record(per_call, seconds, source.full_batches)
+            if per_call == 1:
+                plan.drop_fusing_unless_it_pays(call_seconds, self.compile_seconds)
+        if last is not None:  # the last, smaller batch: one more compile
+            carry = self.any_rows(carry, source.data, last, 0)
+            yield 1, carry
+
+
+def _fused(step: Callable) -> Callable:
+    return lambda carry, data, rows: fused_steps(step, carry, data, rows)
+
+
+def _time_calls(call: Callable, carry: Any, data: Any, rows: Any, repeats: int = 5) -> tuple[Any, float]:
+    """The fastest of ``repeats`` synced calls of ``call(carry, data, rows, 0) -> carry``, in seconds."""
+    best = math.inf
+    for _ in range(repeats):
+        started = time.perf_counter()
+        carry = jax.block_until_ready(call(carry, data, rows, 0))
+        best = min(best, time.perf_counter() - started)
+    return carry, best
+
+
+def eager_forward(model: Any) -> Callable[[TrainState, Any], None]:
+    """The forward pass a step takes (``train=True``, the step's key), run for its side effects only."""
+
+    def forward(ts: TrainState, batch: Any) -> None:
+        model.apply(ts.params, ts.state, batch[0], train=True, key=jax.random.fold_in(ts.key, ts.step))
+
+    return forward
+
+
+def build_execution(
+    step: Callable, source: Any, requested: int | str, eager: Callable | None, epochs: int, every: int | None,
+    dp: DataParallel | None, carry: Carry,
+) -> Execution:  # fmt: skip
+    fusable = hasattr(source, "rows") and eager is None
+    if not fusable and requested not in ("auto", 1):
+        raise ValueError(
+            "fit: steps_per_execution > 1 needs in-memory arrays (x and y) in one process, not an "
+            "iterable of batches, a multi-process run or run_eagerly"
+        )
+    spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), source.batch_spec())
+    flops = lambda: jax.jit(step).lower(carry, spec).cost_analysis().get("flops", float("inf"))  # noqa: E731
+    plan = Plan(requested if fusable else 1, source.full_batches if fusable else 1, epochs, flops)
+    plan.limit(every)
+    return Execution(step, source, plan, carry, every, dp, eager)

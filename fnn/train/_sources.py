@@ -1,0 +1,234 @@
+"""Where ``fit``'s batches come from: data only (no compiling, no timers).
+
+Every source gives a ``batch_spec()`` (the first batch, for shapes),
+``steps_in_epoch()``, a ``fingerprint(seed)`` a backup must match, and
+``batches(epoch, start)``: the epoch's placed batches from step ``start``. An
+:class:`ArraySource` also offers ``rows(epoch)``, the epoch's batch indices into
+its placed ``data``, so that many steps can gather their batches inside one
+compiled call.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn import data as data_lib
+from fnn._checks import check_int
+from fnn.parallel import DataParallel
+from fnn.train._evaluate import check_batch_size, place
+
+
+class ArraySource:
+    """In-memory arrays, placed on the device once; batches are gathered there."""
+
+    def __init__(
+        self, arrays: tuple, n: int, batch_size: int, shuffle: bool, seed: int, dp: DataParallel | None
+    ):
+        self.n, self.batch_size, self.shuffle, self.seed, self.dp = n, batch_size, shuffle, seed, dp
+        self.full_batches, self.remainder = divmod(n, batch_size)
+        if dp is None:
+            self.data, self._rows = place(arrays), jnp.asarray
+        else:  # the data on every device; each gathers its part of a batch
+            dp.check_batch_size("batch_size", batch_size)
+            if self.remainder:
+                dp.check_last_batch(f"{n} examples in batches of {batch_size}", self.remainder)
+            self.data, self._rows = dp.replicate(arrays), dp.shard_rows
+
+    def batch_spec(self) -> Any:
+        return data_lib.take(self.data, slice(0, self.batch_size))
+
+    def steps_in_epoch(self) -> int:
+        return self.full_batches + (self.remainder > 0)
+
+    def fingerprint(self, seed: int) -> dict[str, Any]:
+        """What a backup must agree on to continue this run's batches exactly."""
+        return {"examples": self.n, "batch_size": self.batch_size, "shuffle": self.shuffle, "seed": seed}
+
+    def rows(self, epoch: int) -> tuple[jax.Array, jax.Array | None]:
+        """The epoch's batch indices: ``(full_batches, batch_size)``, and ``(1, remainder)`` or ``None``."""
+        order = data_lib.shuffle_indices(self.n, self.seed, epoch) if self.shuffle else np.arange(self.n)
+        order = order.astype(np.int32)
+        cut = self.full_batches * self.batch_size
+        last = self._rows(order[cut:][None]) if self.remainder else None
+        return self._rows(order[:cut].reshape(self.full_batches, self.batch_size)), last
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Any]:
+        full, last = self.rows(epoch)
+        for i in range(start, self.steps_in_epoch()):
+            yield data_lib.take(self.data, full[i] if i < self.full_batches else last[0])
+
+
+class ProcessShardSource:
+    """This process's shard of the arrays in a multi-process run.
+
+    Each process cuts its part of every batch (``batch_size / processes`` rows,
+    shuffled by the same ``(seed, epoch)`` permutation of its shard) on the host,
+    and the parts form the global batch.
+    """
+
+    def __init__(self, arrays: tuple, n: int, batch_size: int, shuffle: bool, seed: int, dp: DataParallel):
+        dp.check_batch_size("batch_size", check_batch_size("fit", batch_size, batch_size))
+        sizes = dp.gather_ints(n)
+        if len(set(sizes)) > 1:
+            raise ValueError(
+                f"fit: every process must pass a shard of the same number of examples; got {sizes} "
+                "(process 0, 1, ...)"
+            )
+        part = batch_size // dp.processes
+        if part > n:
+            raise ValueError(
+                f"fit: batch_size {batch_size} needs {part} examples from each of {dp.processes} "
+                f"processes, but each shard holds {n}"
+            )
+        self.n, self.batch_size, self.shuffle, self.seed, self.dp = n, part, shuffle, seed, dp
+        self.full_batches, self.remainder = divmod(n, part)
+        if self.remainder:
+            dp.check_last_batch(
+                f"{dp.processes} shards of {n} examples in parts of {part}", self.remainder * dp.processes
+            )
+        self.data = jax.tree.map(np.asarray, arrays)
+
+    def batch_spec(self) -> Any:
+        return data_lib.take(self.data, slice(0, self.batch_size))
+
+    def steps_in_epoch(self) -> int:
+        return self.full_batches + (self.remainder > 0)
+
+    def fingerprint(self, seed: int) -> dict[str, Any]:
+        return {
+            "examples": self.n, "batch_size": self.batch_size, "shuffle": self.shuffle, "seed": seed,
+            "processes": self.dp.processes,
+        }  # fmt: skip
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Any]:
+        order = data_lib.shuffle_indices(self.n, self.seed, epoch) if self.shuffle else np.arange(self.n)
+        for begin in range(start * self.batch_size, self.n, self.batch_size):
+            yield self.dp.global_batch(data_lib.take(self.data, order[begin : begin + self.batch_size]))
+
+
+def check_batch(batch: Any) -> tuple:
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+        raise ValueError(
+            f"fit: each batch must be (x, y) or (x, y, sample_weight), got {type(batch).__name__}"
+        )
+    return tuple(batch)
+
+
+class StreamSource:
+    """An iterable of host batches, placed on the device one by one."""
+
+    def __init__(self, batches: Iterable, steps_per_epoch: int | None, dp: DataParallel | None):
+        if isinstance(batches, (np.ndarray, jax.Array, Mapping)):
+            raise ValueError(
+                "fit: y is missing; pass x and y arrays, or x alone as an iterable of (x, y) batches"
+            )
+        if steps_per_epoch is not None:
+            check_int("fit", "steps_per_epoch", steps_per_epoch)
+        self.one_shot = iter(batches) is batches
+        self.source, self.steps_per_epoch = batches, steps_per_epoch
+        self.put = place if dp is None else dp.global_batch
+        self.iterator = iter(batches)
+        self.first = next(self.iterator, None)
+        if self.first is None:
+            raise ValueError("fit: the iterable of batches is empty")
+        self.first = check_batch(self.first)
+        self.spec = self.first
+
+    def batch_spec(self) -> Any:
+        return self.spec
+
+    def steps_in_epoch(self) -> int | None:
+        return self.steps_per_epoch
+
+    def fingerprint(self, seed: int) -> dict[str, Any]:
+        return {"steps_per_epoch": self.steps_per_epoch, "seed": seed}
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[Any]:
+        if self.first is not None:
+            stream, self.first = itertools.chain([self.first], self.iterator), None
+        else:
+            stream = self.iterator if self.one_shot else iter(self.source)
+        if self.steps_per_epoch is not None:
+            stream = itertools.islice(stream, self.steps_per_epoch)
+        steps = 0
+        # Resuming inside an epoch skips the batches already trained on; only a
+        # re-iterable that yields the same batches each time continues exactly.
+        for batch in itertools.islice(stream, start, None):
+            steps += 1
+            yield self.put(check_batch(batch))
+        if steps == 0 and start == 0:
+            raise ValueError(
+                f"fit: the iterator of batches was exhausted before epoch {epoch}; pass "
+                "steps_per_epoch, or a re-iterable (e.g. a list) instead of a generator"
+            )
+
+
+def make_sources(
+    x: Any, y: Any, sample_weight: Any, class_weight: Mapping[int, float] | None, validation_split: Any,
+    validation_data: Any, batch_size: int, shuffle: bool, seed: int, steps_per_epoch: int | None,
+    dp: DataParallel | None,
+) -> tuple[ArraySource | ProcessShardSource | StreamSource, tuple | None]:  # fmt: skip
+    """The training source and the validation data ``(x, y, sample_weight)`` (or ``None``)."""
+    if y is None:
+        if validation_split is not None or sample_weight is not None or class_weight is not None:
+            raise ValueError(
+                "fit: with an iterable of batches, pass validation_data (not validation_split) "
+                "and weights inside the batches"
+            )
+        source: Any = StreamSource(x, steps_per_epoch, dp)
+    else:
+        if validation_split is not None and validation_data is not None:
+            raise ValueError("fit: pass validation_split or validation_data, not both")
+        if class_weight is not None:
+            sample_weight = _weights_of_classes(y, class_weight, sample_weight)
+        arrays = (x, y) if sample_weight is None else (x, y, sample_weight)
+        n = data_lib.num_examples(arrays, "(x, y, sample_weight)")
+        if validation_split is not None:
+            arrays, held_out = _split_validation(arrays, validation_split, n)
+            validation_data = held_out if sample_weight is not None else (*held_out, None)
+            n = data_lib.num_examples(arrays)
+        if dp is not None and dp.multi_process:
+            source = ProcessShardSource(arrays, n, batch_size, shuffle, seed, dp)
+        else:
+            source = ArraySource(arrays, n, check_batch_size("fit", batch_size, n), shuffle, seed, dp)
+    return source, None if validation_data is None else _unpack_validation(validation_data)
+
+
+def _split_validation(data: tuple, fraction: Any, n: int) -> tuple[tuple, tuple]:
+    if isinstance(fraction, bool) or not isinstance(fraction, (float, int)) or not 0 < fraction < 1:
+        raise ValueError(f"fit: validation_split must be a fraction in (0, 1), got {fraction!r}")
+    n_val = int(math.floor(n * fraction))
+    if not 1 <= n_val < n:
+        raise ValueError(f"fit: validation_split={fraction} leaves {n_val} of {n} examples for validation")
+    cut = n - n_val  # Keras takes the last examples, before any shuffling
+    return data_lib.take(data, slice(0, cut)), data_lib.take(data, slice(cut, n))
+
+
+def _unpack_validation(validation_data: Any) -> tuple:
+    if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
+        return tuple(validation_data) if len(validation_data) == 3 else (*validation_data, None)
+    raise ValueError("fit: validation_data must be (x, y) or (x, y, sample_weight)")
+
+
+def _weights_of_classes(y: Any, class_weight: Mapping[int, float], sample_weight: Any) -> np.ndarray:
+    """Per-example weights ``(n,)``: each label's class weight, times ``sample_weight`` if given."""
+    labels = np.asarray(y)
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(
+            f"fit: class_weight needs integer class labels y of shape (n,), got {labels.dtype}{labels.shape}"
+        )
+    missing = sorted(set(np.unique(labels).tolist()) - set(class_weight))
+    if missing:
+        raise ValueError(f"fit: class_weight has no weight for class(es) {missing} found in y")
+    table = {int(c): float(w) for c, w in class_weight.items()}
+    if not all(math.isfinite(w) and w >= 0 for w in table.values()):
+        raise ValueError(f"fit: class_weight values must be finite and >= 0, got {class_weight!r}")
+    weights = np.asarray([table[c] for c in labels.tolist()], np.float32)
+    return weights if sample_weight is None else weights * np.asarray(sample_weight, np.float32)

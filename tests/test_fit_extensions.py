@@ -95,9 +95,9 @@ def test_run_eagerly_lets_layers_see_concrete_values():
 
     model = fnn.Sequential([fnn.Dense(8, "relu"), fnn.Lambda(look), fnn.Dense(10)])
     x, y = digits(64)
-    compiled = run(model=model, data=(x, y), epochs=1)
+    compiled = run(model=model, data=(x, y), epochs=1, optimizer="sgd")
     assert seen == []  # under jit a layer only ever sees tracers
-    eager = run(model=model, data=(x, y), epochs=1, run_eagerly=True)
+    eager = run(model=model, data=(x, y), epochs=1, optimizer="sgd", run_eagerly=True)
     assert len(seen) == 2 and all(np.isfinite(seen))  # one concrete value per step
     chex.assert_trees_all_close(eager.params, compiled.params, rtol=1e-4, atol=1e-6)
     assert eager.history["loss"] == pytest.approx(compiled.history["loss"], rel=1e-5)
@@ -107,10 +107,11 @@ def test_run_eagerly_lets_layers_see_concrete_values():
 
 def test_resume_from_a_model_checkpoint_continues_the_run(tmp_path):
     checkpoint = fnn.ModelCheckpoint(tmp_path, monitor="loss")
-    run(epochs=2, callbacks=[checkpoint])
-    resumed = run(epochs=4, resume_from=checkpoint.manager.path(checkpoint.manager.latest()))
+    data = digits(96)
+    run(data=data, epochs=2, callbacks=[checkpoint])
+    resumed = run(data=data, epochs=4, resume_from=checkpoint.manager.path(checkpoint.manager.latest()))
     assert resumed.epochs == [2, 3]
-    reference = run(epochs=4)
+    reference = run(data=data, epochs=4)
     chex.assert_trees_all_equal(
         resumed.train_state._replace(key=None), reference.train_state._replace(key=None)
     )
@@ -129,14 +130,13 @@ def test_resume_from_a_model_checkpoint_continues_the_run(tmp_path):
 def test_terminate_on_nan_names_the_layer_that_made_the_first_nan():
     x, y = digits(64)
     model = fnn.Sequential([fnn.Dense(8), fnn.Lambda(jnp.log), fnn.Dense(10)])  # log of negatives
-    history = run(model=model, data=(x, y), epochs=2, callbacks=[fnn.TerminateOnNaN(find_cause=True)])
+    options = dict(optimizer="sgd", callbacks=[fnn.TerminateOnNaN(find_cause=True)])
+    history = run(model=model, data=(x, y), epochs=2, **options)
     assert history.stop_reason.startswith("TerminateOnNaN: the loss or the update was not finite at step 0")
     assert "the forward pass of layer 'lambda' (log) produced NaN" in history.stop_reason
     poisoned = x.copy()
     poisoned[40] = np.inf  # in the second batch of the unshuffled epoch
-    history = run(
-        data=(poisoned, y), epochs=1, shuffle=False, callbacks=[fnn.TerminateOnNaN(find_cause=True)]
-    )
+    history = run(data=(poisoned, y), epochs=1, shuffle=False, **options)
     assert "not finite at step 1" in history.stop_reason and "batch" in history.stop_reason
 
 

@@ -7,6 +7,7 @@ decides how many steps each compiled call runs and runs an epoch's calls.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -211,14 +212,8 @@ class Execution:
         self, step: Callable, source: Any, plan: Plan, carry_spec: Carry, every: int | None,
         dp: DataParallel | None, eager: Callable | None = None,
     ):  # fmt: skip
-        self.step, self.source, self.plan, self.every, self.dp, self.eager = (
-            step,
-            source,
-            plan,
-            every,
-            dp,
-            eager,
-        )
+        self.step, self.source, self.plan = step, source, plan
+        self.every, self.dp, self.eager = every, dp, eager
         self.out = {} if dp is None else {"out_shardings": dp.replicated}
         self.wrap = (lambda f: f) if dp is None else dp.one_at_a_time
         self.fresh = jax.jit(lambda: Carry.start(None, list(carry_spec.sums)), **self.out)
@@ -240,7 +235,7 @@ class Execution:
             return step(carry, data_lib.take(data, jax.lax.dynamic_index_in_dim(rows, i, keepdims=False)))
 
         self.one_jit = jax.jit(one_step, donate_argnums=0, **self.out)
-        self.many_jit = jax.jit(_fused(step), donate_argnums=0, **self.out)
+        self.many_jit = jax.jit(functools.partial(fused_steps, step), donate_argnums=0, **self.out)
         self.any_rows, self.any_chunk = self.wrap(self.one_jit), self.wrap(self.many_jit)
         self.one, self.many = self.any_rows, self.any_chunk
         if self.plan.measuring:  # compiled up front, so that the timed epoch excludes compiling
@@ -298,10 +293,6 @@ class Execution:
         if last is not None:  # the last, smaller batch: one more compile
             carry = self.any_rows(carry, source.data, last, 0)
             yield 1, carry
-
-
-def _fused(step: Callable) -> Callable:
-    return lambda carry, data, rows: fused_steps(step, carry, data, rows)
 
 
 def _time_calls(call: Callable, carry: Any, data: Any, rows: Any, repeats: int = 5) -> tuple[Any, float]:

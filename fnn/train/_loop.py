@@ -137,9 +137,8 @@ class Loop:
     def _replay(self, run: FitRun, epoch: int, position: int) -> NonFinite | None:
         """Runs the train step that turned non-finite again, one operation at a time, to name where."""
         batch = jax.device_get(next(iter(self.execution.source.batches(epoch, position))))  # all its rows
-        ts = (
-            run.train_state if self.dp is None else self.dp.local(run.train_state)
-        )  # kept from before that step
+        ts = run.train_state  # the guard kept it from before that step
+        ts = ts if self.dp is None else self.dp.local(ts)
         key = jax.random.fold_in(ts.key, ts.step)
         return find_non_finite(self.train_step, ts.params, ts.state, ts.opt_state, batch, key)
 

@@ -16,7 +16,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -152,6 +154,55 @@ def train_dev_test_split(
     return _take(arrays, _split_indices(n, counts, seed, stratify, shuffle=True))
 
 
+# ------------------------------------------------------------------------ labels
+
+
+def to_categorical(y: Any, num_classes: int | None = None) -> np.ndarray:
+    """Keras's ``to_categorical``: integer class labels to one-hot rows, on the host.
+
+    Args:
+        y: integer labels of shape ``(n, ...)``; a trailing axis of size 1
+            (``(n, 1)``, as Keras) is dropped first.
+        num_classes: the number of classes; ``max(y) + 1`` when ``None``.
+
+    Returns:
+        A float32 NumPy array of shape ``y.shape + (num_classes,)``.
+
+    Raises:
+        TypeError: for labels that are not integers (cast float labels with
+            ``y.astype(int)`` once you know they are whole numbers).
+        ValueError: for negative labels, or labels ``>= num_classes``, naming the
+            first offending one (Keras would give a wrong or an all-zero row).
+
+    Examples:
+        >>> to_categorical(np.array([0, 2, 1])).tolist()
+        [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]]
+    """
+    labels = np.asarray(y)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise TypeError(
+            f"to_categorical: y must hold integer class labels, got {labels.dtype}; fnn never casts "
+            "silently: cast whole-number labels first, e.g. y.astype(np.int32)"
+        )
+    if labels.ndim > 1 and labels.shape[-1] == 1:
+        labels = labels[..., 0]
+    if labels.size and labels.min() < 0:
+        raise ValueError(
+            f"to_categorical: labels must be >= 0, got {labels.min()} at index {tuple(int(i) for i in np.unravel_index(labels.argmin(), labels.shape))}"
+        )
+    if num_classes is None:
+        if not labels.size:
+            raise ValueError("to_categorical: y is empty, so num_classes must be given")
+        num_classes = int(labels.max()) + 1
+    num_classes = check_int("to_categorical", "num_classes", num_classes)
+    if labels.size and labels.max() >= num_classes:
+        raise ValueError(
+            f"to_categorical: labels must be < num_classes={num_classes}, got {labels.max()} "
+            f"at index {tuple(int(i) for i in np.unravel_index(labels.argmax(), labels.shape))}"
+        )
+    return (labels[..., None] == np.arange(num_classes)).astype(np.float32)
+
+
 # ------------------------------------------------------------------------ batching
 
 
@@ -222,3 +273,59 @@ def batches(
     stop = n - n % batch_size if drop_remainder else n
     for start in range(0, stop, batch_size):
         yield take(tree, order[start : start + batch_size])
+
+
+def prefetch(
+    batches: Iterable[Any], size: int = 2, put: Callable[[Any], Any] = jax.device_put
+) -> Iterator[Any]:
+    """Yields ``put(batch)`` for each batch, reading and placing up to ``size`` batches ahead in a thread.
+
+    While the device runs one step, the next batches are read from ``batches``
+    (a generator, a loader) and copied to the device, so a stream of host
+    batches keeps the device busy. The order, and so a run's results, do not
+    change. An error raised while reading is raised here, at the batch where
+    it happened; leaving the loop early stops the reading.
+
+    Args:
+        batches: any iterable of batches (pytrees of arrays).
+        size: how many placed batches may wait ahead, at least 1.
+        put: what places a batch (``jax.device_put``; ``fit`` shards over its mesh).
+
+    Examples:
+        >>> import numpy as np
+        >>> [int(b.sum()) for b in prefetch(np.ones((3, 2)) * i for i in range(3))]
+        [0, 6, 12]
+    """
+    size = check_int("prefetch", "size", size)
+    ready: queue.Queue = queue.Queue(maxsize=size)
+    stop = threading.Event()
+
+    def hand_over(item: tuple) -> None:
+        while not stop.is_set():  # never block for good on a consumer that has left
+            try:
+                return ready.put(item, timeout=0.05)
+            except queue.Full:
+                continue
+
+    def read() -> None:
+        try:
+            for batch in batches:
+                if stop.is_set():
+                    return
+                hand_over((True, put(batch)))
+        except BaseException as error:  # raised in the consumer, where the batch was due
+            hand_over((False, error))
+            return
+        hand_over((False, None))
+
+    threading.Thread(target=read, daemon=True, name="fnn.data.prefetch").start()
+    try:
+        while True:
+            ok, item = ready.get()
+            if not ok:
+                if item is not None:
+                    raise item
+                return
+            yield item
+    finally:
+        stop.set()

@@ -149,6 +149,9 @@ CASES = [
     Case("random_brightness", lambda: fnn.RandomBrightness(0.2), (3, 3, 1), needs_key=True),
     Case("random_contrast", lambda: fnn.RandomContrast(0.5, 1.5), (3, 3, 2), needs_key=True),
     Case("gaussian_noise", lambda: fnn.GaussianNoise(0.1), (5,), needs_key=True),
+    # preprocessing
+    Case("normalization", lambda: fnn.Normalization(mean=[0.5, -1.0, 2.0], variance=[4.0, 1.0, 0.25]), (3,)),
+    Case("rescaling", lambda: fnn.Rescaling(0.5, offset=1.0), (2,)),
     # sequences
     Case(
         "embedding",

@@ -148,6 +148,16 @@ def run_benchmark(name: str, *args: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+def test_streaming_benchmark_runs_and_reports(tmp_path):
+    run_benchmark("streaming", "--samples", "256", "--batch-size", "64", "--epochs", "2", "--chunk", "2",
+                  "--models", "mlp", "--out", str(tmp_path))  # fmt: skip
+    results = json.loads((tmp_path / "streaming.json").read_text())
+    assert (
+        results["mlp"]["ratio"] > 0
+        and "best stream / best in memory" in (tmp_path / "streaming.md").read_text()
+    )
+
+
 def test_checkpoint_benchmark_runs_and_reports(tmp_path):
     run_benchmark("checkpoint_io", "--rounds", "1", "--megabytes", "1", "--out", str(tmp_path))
     results = json.loads((tmp_path / "checkpoint_io.json").read_text())

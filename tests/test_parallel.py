@@ -180,14 +180,16 @@ def test_single_process_helpers():
     assert jnp.ones(()).sharding.is_fully_replicated
 
 
-def test_fused_steps_need_arrays_in_one_process():
+def test_fused_steps_need_arrays_or_a_stream_on_one_device():
     x, y = worker.digits()
     with pytest.raises(
-        ValueError, match=r"steps_per_execution > 1 needs in-memory arrays \(x and y\) in one process"
+        ValueError,
+        match=r"steps_per_execution > 1 needs in-memory arrays \(x and y\) in one process, or a stream of batches on one device",
     ):
         fnn.fit(
             worker.mlp_model(),
             [(x[:48], y[:48])],
             loss="sparse_categorical_crossentropy",
             steps_per_execution=2,
+            mesh=fnn.parallel.data_mesh(jax.devices()[:1]),
         )

@@ -75,6 +75,16 @@ from fnn.layers._pool import (
     MaxPool3D,
 )
 from fnn.layers._precision import MixedPrecision
+from fnn.layers._preprocessing import (
+    CategoryEncoding,
+    CenterCrop,
+    Discretization,
+    Normalization,
+    Rescaling,
+    Resizing,
+    discretization_state,
+    normalization_state,
+)
 from fnn.layers._recurrent import (
     GRU,
     LSTM,
@@ -160,6 +170,14 @@ __all__ = [
     "Reshape",
     "InferenceMode",
     "MixedPrecision",
+    "CategoryEncoding",
+    "CenterCrop",
+    "Discretization",
+    "Normalization",
+    "Rescaling",
+    "Resizing",
+    "discretization_state",
+    "normalization_state",
     "REMAT_POLICIES",
     "Remat",
     "Residual",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import jax
@@ -55,8 +55,11 @@ def predict(model: Layer, params: Any, state: Any, x: Any, *, batch_size: int = 
         model: the model.
         params: its params.
         state: its state.
-        x: inputs ``(n, ...)``, an array or pytree of arrays with the examples on axis 0.
-        batch_size: examples per compiled call.
+        x: inputs ``(n, ...)``, an array or pytree of arrays with the examples on axis 0;
+            or a stream: an iterable of batches (not a list or tuple, which are
+            pytrees of inputs), each ``x`` or ``(x, y[, sample_weight])``, read
+            once, ahead of the device (:func:`fnn.data.prefetch`).
+        batch_size: examples per compiled call (for arrays; a stream's batches are its own).
 
     Returns:
         The outputs for all ``n`` examples, ``(n, ...)`` (a pytree for several outputs).
@@ -68,6 +71,8 @@ def predict(model: Layer, params: Any, state: Any, x: Any, *, batch_size: int = 
         >>> fnn.predict(model, params, state, np.ones((5, 3), np.float32), batch_size=2).shape
         (5, 2)
     """
+    if is_stream(x):
+        return stream_outputs("predict", model, params, state, x)[0]
     n = data_lib.num_examples(x, "x")
     size = check_batch_size("predict", batch_size, n)
     forward = _compiled_forward(model)
@@ -84,7 +89,7 @@ def evaluate(
     params: Any,
     state: Any,
     x: Any,
-    y: Any,
+    y: Any = None,
     *,
     loss: losses_lib.LossSpec,
     metrics: MetricsArg = None,
@@ -102,7 +107,10 @@ def evaluate(
         model: the model.
         params: its params.
         state: its state.
-        x: inputs ``(n, ...)``, an array or pytree of arrays with the examples on axis 0.
+        x: inputs ``(n, ...)``, an array or pytree of arrays with the examples on axis 0;
+            or, with ``y=None``, an iterable of ``(x, y[, sample_weight])``
+            batches, read once: the result is the one the same data gives as
+            arrays (every batch's outputs are kept, the inputs are not).
         y: targets ``(n, ...)`` as the loss takes them (integer labels ``(n,)``
             for sparse cross-entropy, checked to lie in ``[0, classes)``); for
             several outputs, a tuple, list or dict of them like the outputs.
@@ -131,6 +139,10 @@ def evaluate(
         >>> sorted(logs)
         ['loss', 'mae']
     """
+    if y is None:  # a stream of (x, y[, sample_weight]) batches
+        if sample_weight is not None:
+            raise ValueError("evaluate: with a stream of batches, put the sample weights in the batches")
+        return evaluate_stream(model, params, state, x, loss, metrics, loss_weights=loss_weights)[0]
     n_x, n_y = data_lib.num_examples(x, "x"), data_lib.num_examples(y, "y")
     if n_x != n_y:
         raise ValueError(f"evaluate: x has {n_x} examples but y has {n_y}")
@@ -207,3 +219,68 @@ def check_batch_size(owner: str, batch_size: Any, n: int) -> int:
     if n == 0:
         raise ValueError(f"{owner}: the data holds 0 examples; there is nothing to run on")
     return int(min(batch_size, n))
+
+
+def is_stream(x: Any) -> bool:
+    """Whether ``x`` is an iterable of batches rather than arrays (lists and tuples are pytrees of inputs)."""
+    return isinstance(x, Iterable) and not isinstance(
+        x, (np.ndarray, jax.Array, Mapping, tuple, list, str, bytes)
+    )
+
+
+def _unpack_item(item: Any) -> tuple[Any, Any, Any]:
+    if isinstance(item, (tuple, list)) and len(item) in (2, 3):
+        return (*item, None) if len(item) == 2 else tuple(item)
+    return item, None, None
+
+
+def stream_outputs(
+    owner: str, model: Layer, params: Any, state: Any, batches: Iterable
+) -> tuple[Any, list, list, Any]:
+    """The forward pass over a stream: all outputs ``(n, ...)``, each batch's ``y`` and weights, and the first ``x``.
+
+    Batches smaller than the first are padded to its size, so one compiled
+    function serves them all (as :func:`predict` pads the last batch of arrays).
+    """
+    forward = _compiled_forward(model)
+    outputs, targets, weights, first, size = [], [], [], None, 0
+    for item in data_lib.prefetch(batches, put=lambda b: _unpack_item(b)):
+        x, y, weight = item
+        n = data_lib.num_examples(x, f"{owner}: a batch's x")
+        first, size = (x, n) if first is None else (first, size)
+        out = forward(params, state, place(_pad_rows(x, max(n, size))))
+        outputs.append(jax.tree.map(lambda a: a[:n], out))
+        targets.append(y)
+        weights.append(weight)
+    if first is None:
+        raise ValueError(f"{owner}: the stream of batches is empty")
+    merged = jax.tree.map(lambda *parts: jnp.concatenate(parts), *outputs)
+    return merged, targets, weights, first
+
+
+def evaluate_stream(
+    model: Layer, params: Any, state: Any, batches: Iterable, loss: losses_lib.LossSpec, metrics: MetricsArg,
+    *, loss_weights: losses_lib.WeightsSpec = None,
+) -> tuple[dict[str, float], int]:  # fmt: skip
+    """:func:`evaluate` over a stream of ``(x, y[, sample_weight])`` batches, and the number of examples.
+
+    The batches' outputs and targets are joined and scored once, so the logs are
+    the exact dataset values, equal to those of the same data given as arrays.
+    """
+    if not isinstance(batches, Iterable) or isinstance(batches, (np.ndarray, jax.Array, Mapping, str, bytes)):
+        raise ValueError(
+            f"evaluate: pass y, or x as an iterable of (x, y) or (x, y, sample_weight) batches; got x of type "
+            f"{type(batches).__name__} and no y"
+        )
+    y_pred, targets, weights, first = stream_outputs("evaluate", model, params, state, batches)
+    if any(y is None for y in targets):
+        raise ValueError("evaluate: each batch of the stream must be (x, y) or (x, y, sample_weight)")
+    if any(w is None for w in weights) and not all(w is None for w in weights):
+        raise ValueError("evaluate: either every batch of the stream has a sample_weight or none has")
+    y = jax.tree.map(lambda *parts: np.concatenate([np.asarray(p) for p in parts]), *targets)
+    weight = None if weights[0] is None else np.concatenate([np.asarray(w) for w in weights])
+    check_output_activation(model, loss, params, state, first)
+    check_labels("evaluate", loss, {"y": (y, weight)}, model, params, state, example_shapes(first))
+    weight = None if weight is None else jnp.asarray(weight)
+    logs = compute_logs(loss, loss_weights, metrics, jax.tree.map(jnp.asarray, y), y_pred, weight)
+    return {name: float(value) for name, value in logs.items()}, data_lib.num_examples(y)

@@ -222,6 +222,8 @@ class Execution:
             self._compile_indexed(carry_spec)
         else:
             self.one = step if eager is not None else self.wrap(jax.jit(step, donate_argnums=0, **self.out))
+            scan = lambda carry, stacked: jax.lax.scan(lambda c, b: (step(c, b), None), carry, stacked)[0]  # noqa: E731
+            self.stacked = jax.jit(scan, donate_argnums=0)  # a stream's stack of batches, one device only
 
     def start(self, train_state: TrainState) -> Carry:
         """A carry for a new epoch: ``train_state`` with zeroed running logs."""
@@ -247,20 +249,29 @@ class Execution:
             self.nothing = self.wrap(nothing.lower(carry_spec, source.data, rows_spec, 0).compile())
         self.carry_spec = carry_spec
 
+    def _stream_epoch(self, carry: Carry, epoch: int, start: int):
+        """A stream's epoch: one compiled step per batch, or a fused call per stack of batches."""
+        if self.eager is not None:
+            for batch in self.source.batches(epoch, start):
+                with jax.disable_jit():
+                    self.eager(carry.train_state, batch)  # the forward pass on concrete arrays
+                    carry = self.one(carry, batch)
+                carry = yield 1, carry
+            return
+        if self.plan.next() == 1:
+            for batch in self.source.batches(epoch, start):
+                carry = yield 1, self.one(carry, batch)
+            return
+        for steps, batch in self.source.chunks(epoch, start, self.plan.next(), self.every):
+            carry = yield steps, (self.one if steps == 1 else self.stacked)(carry, batch)
+
     def rows_spec(self, length: int) -> jax.ShapeDtypeStruct:
         sharding = None if self.dp is None else self.dp.rows_sharding
         return jax.ShapeDtypeStruct((length, self.source.batch_size), jnp.int32, sharding=sharding)
 
     def epoch(self, carry: Carry, epoch: int, start: int = 0):
         if not self.fusable:
-            for batch in self.source.batches(epoch, start):
-                if self.eager:
-                    with jax.disable_jit():
-                        self.eager(carry.train_state, batch)  # the forward pass on concrete arrays
-                        carry = self.one(carry, batch)
-                else:
-                    carry = self.one(carry, batch)
-                carry = yield 1, carry
+            yield from self._stream_epoch(carry, epoch, start)
             return
         source, plan = self.source, self.plan
         rows, last = source.rows(epoch)
@@ -319,13 +330,18 @@ def build_execution(
     dp: DataParallel | None, carry: Carry,
 ) -> Execution:  # fmt: skip
     fusable = hasattr(source, "rows") and eager is None
-    if not fusable and requested not in ("auto", 1):
+    stackable = hasattr(source, "chunks") and eager is None and dp is None
+    if not (fusable or stackable) and requested not in ("auto", 1):
         raise ValueError(
-            "fit: steps_per_execution > 1 needs in-memory arrays (x and y) in one process, not an "
-            "iterable of batches, a multi-process run or run_eagerly"
+            "fit: steps_per_execution > 1 needs in-memory arrays (x and y) in one process, or a stream of "
+            "batches on one device; not a multi-process or multi-device stream, or run_eagerly"
         )
     spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), source.batch_spec())
     flops = lambda: jax.jit(step).lower(carry, spec).cost_analysis().get("flops", float("inf"))  # noqa: E731
-    plan = Plan(requested if fusable else 1, source.full_batches if fusable else 1, epochs, flops)
+    if fusable:
+        plan = Plan(requested, source.full_batches, epochs, flops)
+    else:  # a stream fuses only as asked: "auto" would need its length and a timing of both
+        fixed = 1 if requested == "auto" else requested
+        plan = Plan(fixed, source.steps_in_epoch() or fixed, epochs, flops)
     plan.limit(every)
     return Execution(step, source, plan, carry, every, dp, eager)

@@ -20,7 +20,7 @@ from fnn._core import Layer
 from fnn.parallel import DataParallel, is_primary
 from fnn.train._callback_list import CallbackList
 from fnn.train._callbacks import Callback
-from fnn.train._evaluate import check_labels, example_shapes
+from fnn.train._evaluate import check_labels, example_shapes, is_stream
 from fnn.train._execution import build_execution, eager_forward, log_names, make_step
 from fnn.train._loop import Loop, Validation, check_fit_options, gradients_of
 from fnn.train._run import FitRun, History
@@ -107,10 +107,10 @@ def fit(
             shuffling; the same seed gives bitwise the same run on the same machine.
         callbacks: :class:`Callback` s (early stopping, LR changes, logging ...).
         verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
-        steps_per_execution: steps fused into one compiled ``lax.scan`` call, or
-            ``"auto"``: whole epochs on accelerators; on CPU, fused only where
-            the measured saving beats the compile time. Bitwise the same
-            results either way; ``History.steps_per_execution`` says what ran.
+        steps_per_execution: steps fused into one compiled ``lax.scan`` call (a
+            stream's batches stacked), or ``"auto"``: for arrays, whole epochs on
+            accelerators, on CPU only where the saving beats the compile time
+            (a stream: 1). Bitwise the same results; ``History`` says what ran.
         steps_per_epoch: for iterables: batches per epoch.
         params: start from these params (transfer learning); a fresh
             optimiser state is made for them.
@@ -174,10 +174,9 @@ def fit(
         model, tx, input_shape, seed, params, state, train_state, resume_from, initial_epoch
     )
     if loss is not None and y is not None:
-        labels = {
-            "y": (y, sample_weight),
-            **({"validation_data's y": val[1:]} if validation_data is not None else {}),
-        }
+        labels = {"y": (y, sample_weight)}
+        if validation_data is not None and not is_stream(val):  # a stream's labels are checked as it is read
+            labels["validation_data's y"] = val[1:]
         check_labels("fit", loss, labels, model, train_state.params, train_state.state, input_shape)
     validation = Validation(val, loss, metrics, validation_batch_size, {"loss_weights": loss_weights})
     run = FitRun(model, epochs, train_state, input_shape, log_names(train_step, train_state, batch))

@@ -22,7 +22,7 @@ from fnn._core import Layer
 from fnn.parallel import DataParallel
 from fnn.train._callback_list import CallbackList
 from fnn.train._debug import NonFinite, find_non_finite
-from fnn.train._evaluate import evaluate_unchecked, place
+from fnn.train._evaluate import evaluate_stream, evaluate_unchecked, is_stream, place
 from fnn.train._execution import Execution
 from fnn.train._run import FitRun, History
 from fnn.train._sources import StreamSource
@@ -37,7 +37,7 @@ _PROGRESS_INTERVAL_S = 0.25
 class Validation:
     """What each epoch's validation needs: the data (``None``: no validation) and how to score it."""
 
-    data: tuple | None  # (x, y, sample_weight or None)
+    data: Any  # (x, y, sample_weight or None), a re-iterable of such batches, or None
     loss: Any
     metrics: Any
     batch_size: int
@@ -55,20 +55,18 @@ class Validation:
         params_state = (run.train_state.params, run.train_state.state)
         if dp is not None:  # on this process's first device
             params_state = dp.local(params_state)
-        x, y, weight = self.data
-        logs = evaluate_unchecked(
-            model,
-            *params_state,
-            x,
-            y,
-            self.loss,
-            self.metrics,
-            weight,
-            self.batch_size,
-            **self.evaluate_options,
-        )
+        if is_stream(self.data):
+            logs, n = evaluate_stream(
+                model, *params_state, self.data, self.loss, self.metrics, **self.evaluate_options
+            )
+        else:
+            x, y, weight = self.data
+            logs = evaluate_unchecked(
+                model, *params_state, x, y, self.loss, self.metrics, weight, self.batch_size, **self.evaluate_options
+            )  # fmt: skip
+            n = int(np.shape(jax.tree.leaves(y)[0])[0])
         if dp is not None:  # each process holds its own validation data
-            logs = dp.mean_over_processes(logs, int(np.shape(jax.tree.leaves(y)[0])[0]))
+            logs = dp.mean_over_processes(logs, n)
         return {f"val_{k}": v for k, v in logs.items()}
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from fnn import data as data_lib
 from fnn._checks import check_int
 from fnn.parallel import DataParallel
-from fnn.train._evaluate import check_batch_size, place
+from fnn.train._evaluate import check_batch_size, is_stream, place
 
 
 class ArraySource:
@@ -122,7 +122,7 @@ def check_batch(batch: Any) -> tuple:
 
 
 class StreamSource:
-    """An iterable of host batches, placed on the device one by one."""
+    """An iterable of host batches, placed on the device a few batches ahead (:func:`fnn.data.prefetch`)."""
 
     def __init__(self, batches: Iterable, steps_per_epoch: int | None, dp: DataParallel | None):
         if isinstance(batches, (np.ndarray, jax.Array, Mapping)):
@@ -134,6 +134,7 @@ class StreamSource:
         self.one_shot = iter(batches) is batches
         self.source, self.steps_per_epoch = batches, steps_per_epoch
         self.put = place if dp is None else dp.global_batch
+        self.multi_process = dp is not None and dp.multi_process  # every process reads in step: no thread
         self.iterator = iter(batches)
         self.first = next(self.iterator, None)
         if self.first is None:
@@ -151,23 +152,75 @@ class StreamSource:
         return {"steps_per_epoch": self.steps_per_epoch, "seed": seed}
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[Any]:
+        for _, batch in self.chunks(epoch, start):
+            yield batch
+
+    def chunks(
+        self, epoch: int, start: int = 0, per_call: int = 1, every: int | None = None
+    ) -> Iterator[tuple[int, Any]]:
+        """The epoch's batches from step ``start`` as placed ``(steps, batch)`` pairs.
+
+        With ``per_call > 1``, up to that many consecutive batches of one shape
+        come stacked on a new leading axis of length ``steps``, for one fused
+        call; a chunk never crosses a multiple of ``every``, and a batch of
+        another shape (a ragged last one) comes alone. The reading, stacking
+        and placing run ahead of the device (:func:`fnn.data.prefetch`).
+        """
         if self.first is not None:
             stream, self.first = itertools.chain([self.first], self.iterator), None
         else:
             stream = self.iterator if self.one_shot else iter(self.source)
         if self.steps_per_epoch is not None:
             stream = itertools.islice(stream, self.steps_per_epoch)
-        steps = 0
         # Resuming inside an epoch skips the batches already trained on; only a
         # re-iterable that yields the same batches each time continues exactly.
-        for batch in itertools.islice(stream, start, None):
-            steps += 1
-            yield self.put(check_batch(batch))
+        groups = _stacked(map(check_batch, itertools.islice(stream, start, None)), start, per_call, every)
+        put = lambda group: (group[0], self.put(group[1]))  # noqa: E731
+        steps = 0
+        for steps_here, batch in (
+            map(put, groups) if self.multi_process else data_lib.prefetch(groups, put=put)
+        ):
+            steps += steps_here
+            yield steps_here, batch
         if steps == 0 and start == 0:
             raise ValueError(
                 f"fit: the iterator of batches was exhausted before epoch {epoch}; pass "
                 "steps_per_epoch, or a re-iterable (e.g. a list) instead of a generator"
             )
+
+
+def _stacked(
+    batches: Iterator[Any], position: int, per_call: int, every: int | None
+) -> Iterator[tuple[int, Any]]:
+    """``(1, batch)``, or ``(k, batches stacked)`` for ``k`` consecutive batches of one shape (see ``chunks``)."""
+
+    def shape(batch: Any) -> Any:
+        return jax.tree.structure(batch), [(np.shape(a), np.result_type(a)) for a in jax.tree.leaves(batch)]
+
+    pending: list = []
+
+    def flush() -> Iterator[tuple[int, Any]]:
+        if len(pending) == 1:
+            yield 1, pending[0]
+        elif pending:
+            yield (
+                len(pending),
+                jax.tree.map(lambda *parts: np.stack([np.asarray(p) for p in parts]), *pending),
+            )
+        pending.clear()
+
+    for batch in batches:
+        if pending and shape(batch) != shape(pending[0]):
+            for single in list(pending):  # another shape: what is pending goes one by one
+                position += 1
+                yield 1, single
+            pending.clear()
+        pending.append(batch)
+        target = per_call if every is None else min(per_call, every - position % every)  # chunk starts here
+        if len(pending) >= target:
+            position += len(pending)
+            yield from flush()
+    yield from flush()
 
 
 def make_sources(
@@ -211,10 +264,19 @@ def _split_validation(data: tuple, fraction: Any, n: int) -> tuple[tuple, tuple]
     return data_lib.take(data, slice(0, cut)), data_lib.take(data, slice(cut, n))
 
 
-def _unpack_validation(validation_data: Any) -> tuple:
+def _unpack_validation(validation_data: Any) -> Any:
+    if is_stream(validation_data):
+        if iter(validation_data) is validation_data:
+            raise ValueError(
+                "fit: validation_data is a one-shot iterator (e.g. a generator), which the second "
+                "epoch would find empty; pass arrays, or an object whose iteration starts over each time"
+            )
+        return validation_data
     if isinstance(validation_data, (tuple, list)) and len(validation_data) in (2, 3):
         return tuple(validation_data) if len(validation_data) == 3 else (*validation_data, None)
-    raise ValueError("fit: validation_data must be (x, y) or (x, y, sample_weight)")
+    raise ValueError(
+        "fit: validation_data must be (x, y) or (x, y, sample_weight), or a re-iterable of such batches"
+    )
 
 
 def _weights_of_classes(y: Any, class_weight: Mapping[int, float], sample_weight: Any) -> np.ndarray:

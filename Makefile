@@ -18,7 +18,7 @@ demo: $(STAMP)
 	$(PY) examples/digits_cnn.py
 
 test: $(STAMP) chromium
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist worksteal -q
 
 # The playground's browser test drives Debian's chromium. Installed where we may (root with
 # apt-get); elsewhere that one test skips and says why.

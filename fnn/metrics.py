@@ -13,15 +13,17 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.typing import ArrayLike
 
-from fnn._checks import check_class_labels, check_int, check_same_shape, resolve, shape
-from fnn.losses import named_outputs
+from fnn._checks import check_class_labels, check_float, check_int, check_same_shape, resolve, shape
+from fnn.losses import named_outputs, sparse_categorical_crossentropy
 
 Metric = Callable[[ArrayLike, ArrayLike], jax.Array]
 
@@ -130,8 +132,13 @@ def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, *, num_classes: int) 
         Array([[1, 0],
                [1, 1]], dtype=int32)
     """
-    num_classes = check_int("confusion_matrix", "num_classes", num_classes)
-    t, p = _as_labels("confusion_matrix", y_true, y_pred)
+    return _confusion("confusion_matrix", y_true, y_pred, num_classes)
+
+
+def _confusion(metric: str, y_true: ArrayLike, y_pred: ArrayLike, num_classes: int) -> jax.Array:
+    """:func:`confusion_matrix`, with errors naming ``metric``."""
+    num_classes = check_int(metric, "num_classes", num_classes)
+    t, p = _as_labels(metric, y_true, y_pred)
     one_hot_t = jax.nn.one_hot(t, num_classes, dtype=jnp.int32)
     one_hot_p = jax.nn.one_hot(p, num_classes, dtype=jnp.int32)
     return one_hot_t.T @ one_hot_p
@@ -151,56 +158,372 @@ def _counts(
         t = jnp.ravel(_above(y_true, 0.5))
         p = jnp.ravel(_above(y_pred, threshold))
         return jnp.sum(t & p)[None], jnp.sum(p)[None], jnp.sum(t)[None]
-    cm = confusion_matrix(y_true, y_pred, num_classes=num_classes)
+    cm = _confusion(metric, y_true, y_pred, num_classes)
     return jnp.diag(cm), jnp.sum(cm, axis=0), jnp.sum(cm, axis=1)
 
 
+_AVERAGES = ("macro", "micro", "weighted", None)
+
+
+def _check_average(metric: str, average: str | None, num_classes: int | None) -> None:
+    if average not in _AVERAGES:
+        raise ValueError(f"{metric}: average must be 'macro', 'micro', 'weighted' or None, got {average!r}")
+    if average is None and num_classes is None:
+        # scikit-learn would return [negative class, positive class] here, fnn's binary mode
+        # only the positive class: refuse rather than guess which one is meant.
+        raise ValueError(
+            f"{metric}: average=None returns one value per class, so it needs num_classes; for a "
+            "binary problem pass integer labels (e.g. y_pred > threshold) with num_classes=2"
+        )
+
+
+def _average(num: jax.Array, den: jax.Array, support: jax.Array, average: str | None) -> jax.Array:
+    """Per-class ratios ``num / den`` combined as scikit-learn's ``average`` (zero_division=0)."""
+    if average == "micro":
+        return _safe_div(jnp.sum(num), jnp.sum(den))
+    per_class = _safe_div(num, den)
+    if average is None:
+        return per_class
+    if average == "weighted":
+        # Weighted by support (true examples per class); no support at all scores 0.
+        weights = support.astype(per_class.dtype)
+        return _safe_div(jnp.sum(per_class * weights), jnp.sum(weights))
+    return jnp.mean(per_class)
+
+
 def precision(
-    y_true: ArrayLike, y_pred: ArrayLike, *, threshold: float = 0.5, num_classes: int | None = None
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    threshold: float = 0.5,
+    num_classes: int | None = None,
+    average: str | None = "macro",
 ) -> jax.Array:
-    """Precision ``tp / (tp + fp)``: binary, or macro-averaged over ``num_classes``.
+    """Precision ``tp / (tp + fp)``: binary, or averaged over ``num_classes``.
 
     Binary (``num_classes=None``): ``y_true`` in ``{0, 1}`` and scores of the
     same shape, positive above ``threshold``. Multi-class: integer labels and
     labels or scores as for :func:`confusion_matrix`. Classes with no predicted
-    example score 0.
+    example score 0 (scikit-learn's ``zero_division=0``).
+
+    Args:
+        y_true: targets, as above.
+        y_pred: scores or labels, as above.
+        threshold: the binary decision threshold (unused with ``num_classes``).
+        num_classes: ``None`` for binary, else the number of classes ``C``.
+        average: as scikit-learn's ``precision_score(labels=range(C), average=...)``:
+            ``"macro"`` (the unweighted mean over all ``C`` classes), ``"micro"``
+            (from counts pooled over classes), ``"weighted"`` (mean weighted by
+            each class's number of true examples) or ``None`` (the per-class
+            vector ``(C,)``; needs ``num_classes``). Binary problems have one
+            class, so every average gives the binary value.
+
+    Raises:
+        ValueError: for an unknown ``average``, or ``average=None`` without ``num_classes``.
 
     Examples:
         >>> float(precision(jnp.array([1, 0, 1]), jnp.array([0.9, 0.8, 0.1])))
         0.5
+        >>> precision(jnp.array([0, 1, 1]), jnp.array([0, 0, 1]), num_classes=2, average=None)
+        Array([0.5, 1. ], dtype=float32)
     """
-    tp, predicted, _ = _counts("precision", y_true, y_pred, threshold, num_classes)
-    return jnp.mean(_safe_div(tp, predicted))
+    _check_average("precision", average, num_classes)
+    tp, predicted, actual = _counts("precision", y_true, y_pred, threshold, num_classes)
+    return _average(tp, predicted, actual, average)
 
 
 def recall(
-    y_true: ArrayLike, y_pred: ArrayLike, *, threshold: float = 0.5, num_classes: int | None = None
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    threshold: float = 0.5,
+    num_classes: int | None = None,
+    average: str | None = "macro",
 ) -> jax.Array:
-    """Recall ``tp / (tp + fn)``: binary, or macro-averaged over ``num_classes``.
+    """Recall ``tp / (tp + fn)``: binary, or averaged over ``num_classes``.
 
-    Arguments as for :func:`precision`.
+    Arguments as for :func:`precision`. Micro-averaged multi-class recall is
+    the accuracy.
 
     Examples:
         >>> float(recall(jnp.array([1, 0, 1]), jnp.array([0.9, 0.8, 0.1])))
         0.5
     """
+    _check_average("recall", average, num_classes)
     tp, _, actual = _counts("recall", y_true, y_pred, threshold, num_classes)
-    return jnp.mean(_safe_div(tp, actual))
+    return _average(tp, actual, actual, average)
 
 
 def f1_score(
-    y_true: ArrayLike, y_pred: ArrayLike, *, threshold: float = 0.5, num_classes: int | None = None
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    threshold: float = 0.5,
+    num_classes: int | None = None,
+    average: str | None = "macro",
 ) -> jax.Array:
-    """F1 ``2 tp / (2 tp + fp + fn)``: binary, or macro-averaged over ``num_classes``.
+    """F1 ``2 tp / (2 tp + fp + fn)``: binary, or averaged over ``num_classes``.
 
-    Arguments as for :func:`precision`.
+    Arguments as for :func:`precision`; ``"micro"`` pools ``tp``, ``fp`` and
+    ``fn`` over classes before the ratio, as scikit-learn does.
 
     Examples:
         >>> float(f1_score(jnp.array([1, 0, 1]), jnp.array([0.9, 0.8, 0.1])))
         0.5
     """
+    _check_average("f1_score", average, num_classes)
     tp, predicted, actual = _counts("f1_score", y_true, y_pred, threshold, num_classes)
-    return jnp.mean(_safe_div(2 * tp, predicted + actual))
+    return _average(2 * tp, predicted + actual, actual, average)
+
+
+_CURVES = ("ROC", "PR")
+
+
+def _auc_thresholds(num_thresholds: int) -> np.ndarray:
+    # Keras's AUC grid: evenly spaced interior thresholds, ends just past 0 and 1 so that
+    # scores of exactly 0 or 1 still fall between two thresholds.
+    epsilon = 1e-7
+    inner = [(i + 1) / (num_thresholds - 1) for i in range(num_thresholds - 2)]
+    return np.asarray([-epsilon, *inner, 1.0 + epsilon])
+
+
+def auc_counts(
+    y_true: ArrayLike, y_pred: ArrayLike, num_thresholds: int = 200, *, from_logits: bool = False
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    """Confusion counts of a binary problem at Keras's ``AUC`` thresholds.
+
+    The thresholds are ``num_thresholds`` points: ``-1e-7``, then
+    ``i / (num_thresholds - 1)`` for ``i = 1 .. num_thresholds - 2``, then
+    ``1 + 1e-7``; a score counts as positive at a threshold when it is strictly
+    above it. The counts are sufficient statistics of :func:`auc`: summed over
+    batches they give :func:`auc_from_counts` the AUC of the whole set.
+
+    Args:
+        y_true: labels in ``{0, 1}`` (positive above 0.5), any shape.
+        y_pred: floating scores of the same shape: probabilities in ``[0, 1]``,
+            or logits with ``from_logits=True`` (passed through a sigmoid).
+        num_thresholds: number of thresholds ``T``, at least 2.
+        from_logits: whether ``y_pred`` holds logits.
+
+    Returns:
+        int32 arrays ``(tp, fp, tn, fn)``, each ``(T,)``, by increasing threshold.
+
+    Raises:
+        ValueError: for mismatched shapes or ``num_thresholds`` < 2.
+        TypeError: for non-floating ``y_pred``.
+
+    Examples:
+        >>> tp, fp, tn, fn = auc_counts(jnp.array([0, 1]), jnp.array([0.2, 0.7]), 3)
+        >>> tp, fp
+        (Array([1, 1, 0], dtype=int32), Array([1, 0, 0], dtype=int32))
+    """
+    check_same_shape("auc_counts", y_true, y_pred)
+    check_float("auc_counts", "y_pred", y_pred)
+    num_thresholds = check_int("auc_counts", "num_thresholds", num_thresholds, low=2)
+    # Compare in at least float32: a bfloat16 grid would merge neighbouring thresholds.
+    scores = jnp.ravel(y_pred).astype(jnp.promote_types(jnp.result_type(y_pred), jnp.float32))
+    positive = jnp.ravel(_above(y_true, 0.5)).astype(jnp.int32)
+    return _threshold_counts(positive, scores, num_thresholds, from_logits)
+
+
+# Jitted so that an eager call compiles once, not once per primitive; inlined under an outer jit.
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _threshold_counts(
+    positive: jax.Array, scores: jax.Array, num_thresholds: int, from_logits: bool
+) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    if from_logits:
+        scores = jax.nn.sigmoid(scores)
+    thresholds = jnp.asarray(_auc_thresholds(num_thresholds), scores.dtype)
+    # Number of thresholds strictly below each score: O(n log T) time and O(T) memory,
+    # rather than an (n, T) comparison.
+    bucket = jnp.searchsorted(thresholds, scores, side="left")
+    pos_hist = jnp.zeros(num_thresholds + 1, jnp.int32).at[bucket].add(positive)
+    all_hist = jnp.zeros(num_thresholds + 1, jnp.int32).at[bucket].add(1)
+    # Above threshold i means bucket > i: reverse cumulative sums, dropping bucket 0.
+    tp = jnp.cumsum(pos_hist[::-1])[::-1][1:]
+    predicted = jnp.cumsum(all_hist[::-1])[::-1][1:]
+    fp = predicted - tp
+    fn = jnp.sum(positive) - tp
+    tn = (scores.size - jnp.sum(positive)) - fp
+    return tp, fp, tn, fn
+
+
+def _div_no_nan(num: jax.Array, den: jax.Array) -> jax.Array:
+    # tf.math.divide_no_nan: 0 where the denominator is 0, for fractional counts too.
+    return jnp.where(den > 0, num / jnp.where(den > 0, den, 1), 0.0)
+
+
+def auc_from_counts(counts: Sequence[ArrayLike], curve: str = "ROC") -> jax.Array:
+    """Area under the ROC or precision-recall curve from :func:`auc_counts`.
+
+    As Keras's ``AUC(summation_method="interpolation")``: ROC by the
+    trapezoidal rule over the thresholds; PR by integrating precision with
+    ``tp`` and ``fp`` linear between thresholds (Davis & Goadrich, 2006).
+    Without positives (or, for ROC, without negatives) the missing rate is 0.
+
+    Args:
+        counts: ``(tp, fp, tn, fn)``, each ``(T,)`` by increasing threshold,
+            e.g. summed over batches.
+        curve: ``"ROC"`` or ``"PR"``.
+
+    Returns:
+        A float32 scalar.
+
+    Raises:
+        ValueError: for an unknown ``curve`` or counts not of four equal ``(T,)`` shapes, ``T >= 2``.
+
+    Examples:
+        >>> counts = auc_counts(jnp.array([0, 1]), jnp.array([0.2, 0.7]))
+        >>> float(auc_from_counts(counts, "ROC"))
+        1.0
+    """
+    if curve not in _CURVES:
+        raise ValueError(f"auc_from_counts: curve must be 'ROC' or 'PR', got {curve!r}")
+    if len(counts) != 4:
+        raise ValueError(f"auc_from_counts: counts must be (tp, fp, tn, fn), got {len(counts)} arrays")
+    shapes = [shape(c) for c in counts]
+    if len(set(shapes)) != 1 or len(shapes[0]) != 1 or shapes[0][0] < 2:
+        raise ValueError(
+            f"auc_from_counts: counts must be four arrays of one shape (num_thresholds,), "
+            f"num_thresholds >= 2, got shapes {shapes}"
+        )
+    return _area(tuple(jnp.asarray(c) for c in counts), curve)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _area(counts: tuple[jax.Array, ...], curve: str) -> jax.Array:
+    # Integer counts become float32; float counts (e.g. float64) keep their precision.
+    tp, fp, tn, fn = (c if jnp.issubdtype(c.dtype, jnp.floating) else c.astype(jnp.float32) for c in counts)
+    if curve == "PR":
+        # Between thresholds A (lower) and B, tp is linear in p = tp + fp; precision tp/p
+        # integrates in closed form to slope * (dtp + intercept * log(p_A / p_B)).
+        p = tp + fp
+        dtp = tp[:-1] - tp[1:]
+        dp = p[:-1] - p[1:]
+        slope = _div_no_nan(dtp, jnp.maximum(dp, 0))
+        intercept = tp[1:] - slope * p[1:]
+        both = (p[:-1] > 0) & (p[1:] > 0)
+        ratio = jnp.where(both, _div_no_nan(p[:-1], jnp.maximum(p[1:], 0)), 1.0)
+        increments = _div_no_nan(slope * (dtp + intercept * jnp.log(ratio)), tp[1:] + fn[1:])
+        return jnp.sum(increments)
+    recall_ = _div_no_nan(tp, tp + fn)
+    fp_rate = _div_no_nan(fp, fp + tn)
+    return jnp.sum((fp_rate[:-1] - fp_rate[1:]) * (recall_[:-1] + recall_[1:]) / 2)
+
+
+def auc(
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    curve: str = "ROC",
+    num_thresholds: int = 200,
+    from_logits: bool = False,
+) -> jax.Array:
+    """Area under the ROC or precision-recall curve of binary scores (Keras's ``AUC``).
+
+    ``auc_from_counts(auc_counts(y_true, y_pred, num_thresholds), curve)``: the
+    curve is sampled at ``num_thresholds`` evenly spaced thresholds, so scores
+    closer than ``1 / (num_thresholds - 1)`` count as tied. To evaluate a set
+    batch by batch, sum :func:`auc_counts` over the batches and call
+    :func:`auc_from_counts` once; averaging per-batch AUCs would not be the AUC.
+
+    Args:
+        y_true: labels in ``{0, 1}``, any shape.
+        y_pred: probabilities (or logits with ``from_logits=True``) of the same shape.
+        curve: ``"ROC"`` (default) or ``"PR"``.
+        num_thresholds: number of thresholds, at least 2.
+        from_logits: whether ``y_pred`` holds logits.
+
+    Returns:
+        A float32 scalar.
+
+    Raises:
+        ValueError: for mismatched shapes, an unknown ``curve`` or ``num_thresholds`` < 2.
+
+    Examples:
+        >>> y_true, y_pred = jnp.array([0, 0, 1, 1]), jnp.array([0.1, 0.4, 0.35, 0.8])
+        >>> round(float(auc(y_true, y_pred)), 4)
+        0.75
+    """
+    if curve not in _CURVES:
+        raise ValueError(f"auc: curve must be 'ROC' or 'PR', got {curve!r}")
+    return auc_from_counts(auc_counts(y_true, y_pred, num_thresholds, from_logits=from_logits), curve)
+
+
+def iou(
+    y_true: ArrayLike, y_pred: ArrayLike, *, num_classes: int, average: str | None = "macro"
+) -> jax.Array:
+    """Intersection over union ``tp / (tp + fp + fn)`` per class (Keras's ``MeanIoU``).
+
+    Computed from :func:`confusion_matrix`. ``"macro"`` averages over the
+    classes that occur in ``y_true`` or ``y_pred``: as in Keras, a class absent
+    from both is left out of the mean (scikit-learn's ``jaccard_score`` counts
+    it as 0). ``None`` gives the per-class vector, 0 for absent classes.
+    Not in the by-name registry, since ``num_classes`` has no default: pass
+    ``functools.partial(iou, num_classes=C)`` in a dict of metrics.
+
+    Args:
+        y_true: integer labels ``(batch, ...)``.
+        y_pred: integer labels of the same shape, or scores ``(batch, ..., num_classes)``.
+        num_classes: number of classes ``C``.
+        average: ``"macro"`` or ``None``.
+
+    Returns:
+        A float32 scalar, or ``(C,)`` for ``average=None``.
+
+    Raises:
+        ValueError: for an unknown ``average`` or inputs as for :func:`confusion_matrix`.
+
+    Examples:
+        >>> float(iou(jnp.array([0, 1, 1]), jnp.array([0, 0, 1]), num_classes=3))
+        0.5
+        >>> iou(jnp.array([0, 1, 1]), jnp.array([0, 0, 1]), num_classes=3, average=None)
+        Array([0.5, 0.5, 0. ], dtype=float32)
+    """
+    if average not in ("macro", None):
+        raise ValueError(f"iou: average must be 'macro' or None, got {average!r}")
+    return _iou(_confusion("iou", y_true, y_pred, num_classes), average)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _iou(cm: jax.Array, average: str | None) -> jax.Array:
+    intersection = jnp.diag(cm)
+    union = jnp.sum(cm, axis=0) + jnp.sum(cm, axis=1) - intersection
+    per_class = _safe_div(intersection, union)
+    if average is None:
+        return per_class
+    return _safe_div(jnp.sum(per_class), jnp.sum(union > 0).astype(per_class.dtype))
+
+
+def perplexity(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
+    """``exp`` of the mean cross-entropy of integer labels against logits (a language model's).
+
+    Labels outside ``[0, classes)`` make it NaN, as for
+    :func:`fnn.losses.sparse_categorical_crossentropy`.
+
+    Args:
+        y_true: integer class indices ``(batch, ...)``.
+        y_pred: logits ``(batch, ..., classes)``.
+
+    Returns:
+        A scalar of ``y_pred``'s dtype, at least 1.
+
+    Raises:
+        TypeError: for non-integer ``y_true`` or non-floating ``y_pred``.
+        ValueError: when ``y_true``'s shape is not ``y_pred.shape[:-1]``.
+
+    Examples:
+        >>> float(perplexity(jnp.array([0, 3]), jnp.zeros((2, 4))))  # uniform over 4 classes
+        4.0
+    """
+    check_float("perplexity", "y_pred", y_pred)
+    check_class_labels("perplexity", y_true, y_pred)
+    return _perplexity(y_true, y_pred)
+
+
+@jax.jit
+def _perplexity(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
+    return jnp.exp(sparse_categorical_crossentropy(y_true, y_pred, from_logits=True))
 
 
 def _check_regression(metric: str, y_true: ArrayLike, y_pred: ArrayLike) -> tuple[jax.Array, jax.Array]:
@@ -259,6 +582,8 @@ METRICS: dict[str, Metric] = {
     "recall": recall,
     "f1_score": f1_score,
     "f1": f1_score,
+    "auc": auc,
+    "perplexity": perplexity,
     "mean_absolute_error": mean_absolute_error,
     "mae": mean_absolute_error,
     "root_mean_squared_error": root_mean_squared_error,
@@ -268,7 +593,18 @@ METRICS: dict[str, Metric] = {
 }
 
 
-_HIGHER_IS_BETTER = ("acc", "accuracy", "precision", "recall", "f1", "f1_score", "r2", "r2_score", "auc")
+_HIGHER_IS_BETTER = (
+    "acc",
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "f1_score",
+    "r2",
+    "r2_score",
+    "auc",
+    "iou",
+)
 
 
 def better(name: str) -> str:
@@ -283,6 +619,13 @@ def better(name: str) -> str:
 
 def get(metric: str | Metric) -> Metric:
     """Resolves a metric by name, or passes a function through.
+
+    A name gives the metric with its default options (``"precision"`` is
+    binary, ``"auc"`` is ROC with 200 thresholds). For other options, or for
+    metrics with a required one (:func:`iou`, :func:`confusion_matrix`), pass a
+    function, e.g. in a dict that names it:
+    ``metrics={"pr_auc": functools.partial(auc, curve="PR"),
+    "iou": functools.partial(iou, num_classes=3)}``.
 
     Raises:
         ValueError: for an unknown name, listing the known ones.

@@ -56,7 +56,7 @@ def test_a_custom_train_step_keeps_everything_else_of_fit():
         def on_steps_end(self, step, logs, run):
             seen.append(sorted(logs))
 
-    history = fnn.fit(mlp(), x, y, epochs=2, loss=LOSS, validation_split=0.25, callbacks=[Steps()], **options)
+    history = fnn.fit(mlp(), x, y, epochs=1, loss=LOSS, validation_split=0.25, callbacks=[Steps()], **options)
     assert sorted(history.history) == ["hard_loss", "learning_rate", "loss", "soft_loss", "val_loss"]
     assert seen[0] == ["hard_loss", "loss", "soft_loss"]
     # fit runs exactly this step, in the usual order with the usual keys: a hand-written loop agrees
@@ -160,9 +160,9 @@ def test_fused_steps_is_the_epoch_fit_runs():
 
 def test_step_callbacks_and_resume_agree_on_the_progress(tmp_path):
     # the run is one value: a backup mid-epoch holds the carry and the JSON progress, nothing else
-    first = run(epochs=2, checkpoint_dir=tmp_path, checkpoint_every=4)
+    first = run(data=digits(128), epochs=2, checkpoint_dir=tmp_path, checkpoint_every=2)
     manager = fnn.checkpoint.CheckpointManager(tmp_path)
     saved = manager.metadata()["fit"]
     assert {"epoch", "position", "history", "epochs_done", "stop_reason"} <= set(saved)
     assert saved["epoch"] == 2 and saved["position"] == 0 and saved["epochs_done"] == [0, 1]
-    assert_same_run(run(epochs=2, checkpoint_dir=tmp_path, checkpoint_every=4), first)
+    assert_same_run(run(data=digits(128), epochs=2, checkpoint_dir=tmp_path, checkpoint_every=2), first)

@@ -58,7 +58,7 @@ def test_stream_errors_name_the_fix():
 
 def test_fit_validates_on_a_re_iterable_stream_like_on_arrays():
     x, y = digits(96)
-    options = dict(loss=LOSS, metrics=["accuracy"], epochs=2, batch_size=32, verbose=0)
+    options = dict(loss=LOSS, metrics=["accuracy"], epochs=1, batch_size=32, verbose=0)
     arrays = fnn.fit(
         mlp(), x[:64], y[:64], validation_data=(x[64:], y[64:]), validation_batch_size=16, **options
     )

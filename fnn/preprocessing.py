@@ -560,31 +560,6 @@ class StringLookup(_IndexLookup):
     _kind = "StringLookup"
     _default_oov = "[UNK]"
 
-    def __init__(
-        self,
-        vocabulary: Sequence[str] | np.ndarray | None = None,
-        *,
-        max_tokens: int | None = None,
-        num_oov_indices: int = 1,
-        mask_token: str | None = None,
-        oov_token: str = "[UNK]",
-        output_mode: str = "int",
-        invert: bool = False,
-        pad_to_max_tokens: bool = False,
-        idf_weights: Sequence[float] | np.ndarray | None = None,
-    ) -> None:
-        super().__init__(
-            vocabulary,
-            max_tokens=max_tokens,
-            num_oov_indices=num_oov_indices,
-            mask_token=mask_token,
-            oov_token=oov_token,
-            output_mode=output_mode,
-            invert=invert,
-            pad_to_max_tokens=pad_to_max_tokens,
-            idf_weights=idf_weights,
-        )
-
     def _check_token(self, token: Any, arg: str) -> None:
         if not isinstance(token, str):
             raise TypeError(f"StringLookup: {arg} must be a str, got {type(token).__name__} {token!r}")
@@ -628,31 +603,6 @@ class IntegerLookup(_IndexLookup):
 
     _kind = "IntegerLookup"
     _default_oov = -1
-
-    def __init__(
-        self,
-        vocabulary: Sequence[int] | np.ndarray | None = None,
-        *,
-        max_tokens: int | None = None,
-        num_oov_indices: int = 1,
-        mask_token: int | None = None,
-        oov_token: int = -1,
-        output_mode: str = "int",
-        invert: bool = False,
-        pad_to_max_tokens: bool = False,
-        idf_weights: Sequence[float] | np.ndarray | None = None,
-    ) -> None:
-        super().__init__(
-            vocabulary,
-            max_tokens=max_tokens,
-            num_oov_indices=num_oov_indices,
-            mask_token=mask_token,
-            oov_token=oov_token,
-            output_mode=output_mode,
-            invert=invert,
-            pad_to_max_tokens=pad_to_max_tokens,
-            idf_weights=idf_weights,
-        )
 
     def _check_token(self, token: Any, arg: str) -> None:
         if isinstance(token, bool) or not isinstance(token, (int, np.integer)):

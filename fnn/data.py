@@ -318,7 +318,8 @@ def prefetch(
             return
         hand_over((False, None))
 
-    threading.Thread(target=read, daemon=True, name="fnn.data.prefetch").start()
+    reader = threading.Thread(target=read, daemon=True, name="fnn.data.prefetch")
+    reader.start()
     try:
         while True:
             ok, item = ready.get()
@@ -329,3 +330,4 @@ def prefetch(
             yield item
     finally:
         stop.set()
+        reader.join()  # the source is free again (a one-shot iterator read on by the next epoch)

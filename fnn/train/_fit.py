@@ -70,7 +70,13 @@ def fit(
     Data comes as in-memory arrays ``x`` and ``y`` (arrays or pytrees of them),
     placed on the device once and shuffled there by the permutation of ``(seed,
     epoch)``, or as ``x`` alone: an iterable of ``(x, y[, sample_weight])``
-    batches (a generator needs ``steps_per_epoch`` for several epochs).
+    batches (a generator needs ``steps_per_epoch`` for several epochs), read
+    and placed a few batches ahead of the device. A grain pipeline
+    (``MapDataset``, ``IterDataset``, ``DataLoader``) or any stream whose
+    iterator has ``get_state``/``set_state`` is *checkpointable*: backups store
+    its state, and a resumed run continues at the exact batch without
+    reading the earlier ones again. Other streams are read again from their
+    start, skipping the batches already trained on.
 
     Args:
         model: the model to train.
@@ -111,7 +117,10 @@ def fit(
             stream's batches stacked), or ``"auto"``: for arrays, whole epochs on
             accelerators, on CPU only where the saving beats the compile time
             (a stream: 1). Bitwise the same results; ``History`` says what ran.
-        steps_per_epoch: for iterables: batches per epoch.
+        steps_per_epoch: for iterables: batches per epoch. One iterator is then
+            read on across epochs (as Keras does), so a long or repeating stream
+            is not cut to its first batches each epoch; a re-iterable read to its
+            end starts a new pass. Without it an epoch is one pass.
         params: start from these params (transfer learning); a fresh
             optimiser state is made for them.
         state: the model state to start from, with ``params``.
@@ -184,6 +193,8 @@ def fit(
     run.carry = jax.tree.map(jnp.copy, run.carry) if dp is None else dp.replicate(run.carry)
     run.progress.epoch, run.gradients = initial_epoch, gradients_of(model, loss, loss_weights, batch, run, dp)
     saved = callbacks.restore(run, source.fingerprint(seed), dp)
+    if run.progress.stream_state is not None:
+        source.resume(run.progress.stream_state)
     step = make_step(train_step, callbacks.guards_nan, dp)
     eager = eager_forward(model) if run_eagerly else None
     epochs_left = epochs - min(run.progress.epoch, epochs)

@@ -117,6 +117,7 @@ class Loop:
         for steps, carry in _sending(calls, lambda: run.carry):
             run.carry = carry
             run.progress.position += steps
+            run.progress.stream_state = self.execution.source.state
             self.callbacks.steps_end(run, self.execution.source.steps_in_epoch())
             if self.dp is not None and run.train_state is not carry.train_state:
                 run.train_state = self.dp.conform(run.train_state)  # a callback put new, unplaced values

@@ -54,6 +54,8 @@ class Progress:
         history: per-epoch logs so far, ``{"loss": [...], "val_loss": [...], ...}``.
         epochs_done: the epochs the history entries belong to.
         stop_reason: why the run stopped early, else ``None``.
+        stream_state: a checkpointable stream's iterator state after the last
+            batch trained on (``None`` for arrays and other streams).
     """
 
     epoch: int = 0
@@ -61,13 +63,14 @@ class Progress:
     history: dict[str, list[float]] = dataclasses.field(default_factory=dict)
     epochs_done: list[int] = dataclasses.field(default_factory=list)
     stop_reason: str | None = None
+    stream_state: Any = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Progress:
-        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data})
 
     def record(self, epoch: int, logs: dict[str, float]) -> None:
         self.epochs_done.append(epoch)

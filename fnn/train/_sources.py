@@ -2,15 +2,18 @@
 
 Every source gives a ``batch_spec()`` (the first batch, for shapes),
 ``steps_in_epoch()``, a ``fingerprint(seed)`` a backup must match, and
-``batches(epoch, start)``: the epoch's placed batches from step ``start``. An
-:class:`ArraySource` also offers ``rows(epoch)``, the epoch's batch indices into
-its placed ``data``, so that many steps can gather their batches inside one
-compiled call.
+``batches(epoch, start)``: the epoch's placed batches from step ``start``, and
+``state``: what a backup must store to read on after the last batch handed out
+(``None`` where ``(seed, epoch, step)`` says it all). An :class:`ArraySource`
+also offers ``rows(epoch)``, the epoch's batch indices into its placed
+``data``, so that many steps can gather their batches inside one compiled call.
 """
 
 from __future__ import annotations
 
+import base64
 import itertools
+import json
 import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -27,6 +30,8 @@ from fnn.train._evaluate import check_batch_size, is_stream, place
 
 class ArraySource:
     """In-memory arrays, placed on the device once; batches are gathered there."""
+
+    state = None  # a batch is a function of (seed, epoch, step)
 
     def __init__(
         self, arrays: tuple, n: int, batch_size: int, shuffle: bool, seed: int, dp: DataParallel | None
@@ -72,6 +77,8 @@ class ProcessShardSource:
     shuffled by the same ``(seed, epoch)`` permutation of its shard) on the host,
     and the parts form the global batch.
     """
+
+    state = None
 
     def __init__(self, arrays: tuple, n: int, batch_size: int, shuffle: bool, seed: int, dp: DataParallel):
         dp.check_batch_size("batch_size", check_batch_size("fit", batch_size, batch_size))
@@ -122,7 +129,21 @@ def check_batch(batch: Any) -> tuple:
 
 
 class StreamSource:
-    """An iterable of host batches, placed on the device a few batches ahead (:func:`fnn.data.prefetch`)."""
+    """An iterable of host batches, placed on the device a few batches ahead (:func:`fnn.data.prefetch`).
+
+    Without ``steps_per_epoch`` an epoch is one pass over the stream. With it,
+    one iterator is read on across epochs (as Keras does), so a long or
+    repeating stream is not cut to its first batches every epoch; a
+    re-iterable read to its end starts a new pass.
+
+    A *checkpointable* stream, one whose iterator has ``get_state()`` and
+    ``set_state(state)`` (a grain ``MapDataset``, ``IterDataset`` or
+    ``DataLoader``, or your own class), is resumed exactly: ``state`` is the
+    iterator's state after the last batch handed out (JSON data; bytes are
+    kept as base64), which a backup stores and :meth:`resume` hands back to
+    the iterator, so nothing is read twice. Any other stream is read again
+    from its start and the batches already trained on are skipped.
+    """
 
     def __init__(self, batches: Iterable, steps_per_epoch: int | None, dp: DataParallel | None):
         if isinstance(batches, (np.ndarray, jax.Array, Mapping)):
@@ -132,15 +153,19 @@ class StreamSource:
         if steps_per_epoch is not None:
             check_int("fit", "steps_per_epoch", steps_per_epoch)
         self.one_shot = iter(batches) is batches
+        self.continues = self.one_shot or steps_per_epoch is not None  # one iterator across epochs
         self.source, self.steps_per_epoch = batches, steps_per_epoch
         self.put = place if dp is None else dp.global_batch
         self.multi_process = dp is not None and dp.multi_process  # every process reads in step: no thread
         self.iterator = iter(batches)
+        # Each process reads its own stream, and a backup holds one state: those re-read instead.
+        self.checkpointable = _checkpointable(self.iterator) and not self.multi_process
         self.first = next(self.iterator, None)
         if self.first is None:
             raise ValueError("fit: the iterable of batches is empty")
         self.first = check_batch(self.first)
-        self.spec = self.first
+        self.spec, self.state = self.first, self._state_of(self.iterator)
+        self.resume_at: Any = None  # a backup's state, applied where the resumed epoch starts reading
 
     def batch_spec(self) -> Any:
         return self.spec
@@ -149,7 +174,13 @@ class StreamSource:
         return self.steps_per_epoch
 
     def fingerprint(self, seed: int) -> dict[str, Any]:
-        return {"steps_per_epoch": self.steps_per_epoch, "seed": seed}
+        # Only where true, so that backups of other streams written before the key existed still match.
+        checkpointable = {"checkpointable": True} if self.checkpointable else {}
+        return {"steps_per_epoch": self.steps_per_epoch, "seed": seed, **checkpointable}
+
+    def resume(self, state: Any) -> None:
+        """Continues after the batch a backup's ``state`` (this source's ``state`` then) was taken at."""
+        self.resume_at = state
 
     def batches(self, epoch: int, start: int = 0) -> Iterator[Any]:
         for _, batch in self.chunks(epoch, start):
@@ -164,23 +195,20 @@ class StreamSource:
         come stacked on a new leading axis of length ``steps``, for one fused
         call; a chunk never crosses a multiple of ``every``, and a batch of
         another shape (a ragged last one) comes alone. The reading, stacking
-        and placing run ahead of the device (:func:`fnn.data.prefetch`).
+        and placing run ahead of the device (:func:`fnn.data.prefetch`);
+        ``state`` follows the chunks handed out.
         """
-        if self.first is not None:
-            stream, self.first = itertools.chain([self.first], self.iterator), None
-        else:
-            stream = self.iterator if self.one_shot else iter(self.source)
+        read, skip = self._pairs(start)
         if self.steps_per_epoch is not None:
-            stream = itertools.islice(stream, self.steps_per_epoch)
-        # Resuming inside an epoch skips the batches already trained on; only a
-        # re-iterable that yields the same batches each time continues exactly.
-        groups = _stacked(map(check_batch, itertools.islice(stream, start, None)), start, per_call, every)
-        put = lambda group: (group[0], self.put(group[1]))  # noqa: E731
+            read = itertools.islice(read, self.steps_per_epoch - start + skip)
+        groups = _stacked(itertools.islice(read, skip, None), start, per_call, every)
+        put = lambda group: (group[0], self.put(group[1]), group[2])  # noqa: E731
         steps = 0
-        for steps_here, batch in (
+        for steps_here, batch, state in (
             map(put, groups) if self.multi_process else data_lib.prefetch(groups, put=put)
         ):
             steps += steps_here
+            self.state = state  # the batch is trained before the next is asked for
             yield steps_here, batch
         if steps == 0 and start == 0:
             raise ValueError(
@@ -188,34 +216,91 @@ class StreamSource:
                 "steps_per_epoch, or a re-iterable (e.g. a list) instead of a generator"
             )
 
+    def _pairs(self, start: int) -> tuple[Iterator[tuple[tuple, Any]], int]:
+        """The epoch's ``(batch, state after it)`` pairs to read from step ``start``, and how many to skip first."""
+        resume_at, self.resume_at = self.resume_at, None
+        if resume_at is not None and self.checkpointable and (self.continues or start > 0):
+            if not self.one_shot:
+                self.iterator = iter(self.source)
+            self.iterator.set_state(_decode_state(resume_at))
+            self.first = None
+            return self._read(), 0
+        if self.first is not None:
+            first, self.first = self.first, None
+            return itertools.chain([(first, self.state)], self._read()), start
+        if not self.continues:
+            self.iterator = iter(self.source)
+        # Resuming inside an epoch of any other stream skips the batches already trained
+        # on; only a re-iterable that yields the same batches each time continues exactly.
+        return self._read(restart=not self.one_shot), start
+
+    def _read(self, restart: bool = False) -> Iterator[tuple[tuple, Any]]:
+        batch = next(self.iterator, _END)
+        if batch is _END and restart:  # a re-iterable read to its end: a new pass
+            self.iterator = iter(self.source)
+            batch = next(self.iterator, _END)
+        while batch is not _END:
+            yield check_batch(batch), self._state_of(self.iterator)
+            batch = next(self.iterator, _END)
+
+    def _state_of(self, iterator: Any) -> Any:
+        return _encode_state(iterator.get_state()) if self.checkpointable else None
+
+
+_END = object()
+
+
+def _checkpointable(iterator: Any) -> bool:
+    return callable(getattr(iterator, "get_state", None)) and callable(getattr(iterator, "set_state", None))
+
+
+def _encode_state(state: Any) -> Any:
+    """An iterator's state as JSON data, copied now (the iterator reads on): bytes as ``{"base64": ...}``."""
+    if isinstance(state, bytes):
+        return {"base64": base64.b64encode(state).decode("ascii")}
+    try:
+        return json.loads(json.dumps(state))
+    except (TypeError, ValueError) as error:
+        raise TypeError(
+            f"fit: the stream's get_state() must return JSON data (dicts, lists, numbers, strings) or "
+            f"bytes, for a backup to store it; got {type(state).__name__} ({error})"
+        ) from None
+
+
+def _decode_state(state: Any) -> Any:
+    if isinstance(state, dict) and set(state) == {"base64"}:
+        return base64.b64decode(state["base64"])
+    return state
+
 
 def _stacked(
-    batches: Iterator[Any], position: int, per_call: int, every: int | None
-) -> Iterator[tuple[int, Any]]:
-    """``(1, batch)``, or ``(k, batches stacked)`` for ``k`` consecutive batches of one shape (see ``chunks``)."""
+    batches: Iterator[tuple[Any, Any]], position: int, per_call: int, every: int | None
+) -> Iterator[tuple[int, Any, Any]]:
+    """``(1, batch, state)``, or ``(k, batches stacked, state)`` for ``k`` consecutive batches of one shape
+    (see ``chunks``), from ``(batch, state after it)`` pairs; a chunk's state is its last batch's."""
 
     def shape(batch: Any) -> Any:
         return jax.tree.structure(batch), [(np.shape(a), np.result_type(a)) for a in jax.tree.leaves(batch)]
 
     pending: list = []
 
-    def flush() -> Iterator[tuple[int, Any]]:
+    def flush() -> Iterator[tuple[int, Any, Any]]:
         if len(pending) == 1:
-            yield 1, pending[0]
+            yield 1, *pending[0]
         elif pending:
-            yield (
-                len(pending),
-                jax.tree.map(lambda *parts: np.stack([np.asarray(p) for p in parts]), *pending),
+            stacked = jax.tree.map(
+                lambda *parts: np.stack([np.asarray(p) for p in parts]), *[b for b, _ in pending]
             )
+            yield len(pending), stacked, pending[-1][1]
         pending.clear()
 
-    for batch in batches:
-        if pending and shape(batch) != shape(pending[0]):
+    for batch, state in batches:
+        if pending and shape(batch) != shape(pending[0][0]):
             for single in list(pending):  # another shape: what is pending goes one by one
                 position += 1
-                yield 1, single
+                yield 1, *single
             pending.clear()
-        pending.append(batch)
+        pending.append((batch, state))
         target = per_call if every is None else min(per_call, every - position % every)  # chunk starts here
         if len(pending) >= target:
             position += len(pending)

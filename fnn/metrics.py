@@ -4,6 +4,10 @@ Argument order follows Keras (targets first). Classification metrics take
 class scores (logits or probabilities, argmax is the same) or, for the binary
 ones, a score and a ``threshold`` (``0.5`` for probabilities, ``0.0`` for logits).
 
+Every metric here also has additive statistics (:func:`statistics`): summed
+over batches, they give the metric of all the data exactly, which is how
+:func:`fnn.evaluate` scores sets bigger than memory.
+
 Example:
     >>> import jax.numpy as jnp
     >>> from fnn import metrics
@@ -14,12 +18,14 @@ Example:
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.typing import ArrayLike
 
 from fnn._checks import check_class_labels, check_float, check_int, check_same_shape, resolve, shape
@@ -41,8 +47,12 @@ def binary_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, threshold: float = 
         >>> float(binary_accuracy(jnp.array([1, 0]), jnp.array([0.9, 0.7])))
         0.5
     """
+    return jnp.mean(_binary_hits(y_true, y_pred, threshold))
+
+
+def _binary_hits(y_true: ArrayLike, y_pred: ArrayLike, threshold: float) -> jax.Array:
     check_same_shape("binary_accuracy", y_true, y_pred)
-    return jnp.mean(_above(y_pred, threshold) == _above(y_true, 0.5))
+    return _above(y_pred, threshold) == _above(y_true, 0.5)
 
 
 def categorical_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
@@ -52,14 +62,22 @@ def categorical_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
         >>> float(categorical_accuracy(jnp.eye(2), jnp.array([[0.9, 0.1], [0.8, 0.2]])))
         0.5
     """
+    return jnp.mean(_categorical_hits(y_true, y_pred))
+
+
+def _categorical_hits(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     check_same_shape("categorical_accuracy", y_true, y_pred)
-    return jnp.mean(jnp.argmax(y_true, axis=-1) == jnp.argmax(y_pred, axis=-1))
+    return jnp.argmax(y_true, axis=-1) == jnp.argmax(y_pred, axis=-1)
 
 
 def sparse_categorical_accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     """Fraction of integer labels ``(batch, ...)`` equal to the argmax of ``(batch, ..., classes)``."""
+    return jnp.mean(_sparse_hits(y_true, y_pred))
+
+
+def _sparse_hits(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     check_class_labels("sparse_categorical_accuracy", y_true, y_pred)
-    return jnp.mean(jnp.asarray(y_true) == jnp.argmax(y_pred, axis=-1))
+    return jnp.asarray(y_true) == jnp.argmax(y_pred, axis=-1)
 
 
 def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
@@ -76,10 +94,14 @@ def accuracy(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
         >>> float(accuracy(jnp.array([1]), jnp.array([[0.2, 0.8]])))
         1.0
     """
+    return jnp.mean(_accuracy_hits(y_true, y_pred))
+
+
+def _accuracy_hits(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     if shape(y_true) == shape(y_pred) and len(shape(y_pred)) >= 2 and shape(y_pred)[-1] > 1:
-        return categorical_accuracy(y_true, y_pred)
+        return _categorical_hits(y_true, y_pred)
     if shape(y_true) == shape(y_pred)[:-1] and shape(y_pred)[-1:] != (1,):
-        return sparse_categorical_accuracy(y_true, y_pred)
+        return _sparse_hits(y_true, y_pred)
     raise ValueError(
         f"accuracy: cannot tell sparse from categorical for y_true {shape(y_true)} and y_pred "
         f"{shape(y_pred)}; for one score per example use binary_accuracy with a threshold "
@@ -94,11 +116,15 @@ def top_k_accuracy(y_true: ArrayLike, y_pred: ArrayLike, *, k: int = 5) -> jax.A
         >>> float(top_k_accuracy(jnp.array([2]), jnp.array([[0.5, 0.1, 0.4]]), k=2))
         1.0
     """
+    return jnp.mean(_top_k_hits(y_true, y_pred, k))
+
+
+def _top_k_hits(y_true: ArrayLike, y_pred: ArrayLike, k: int) -> jax.Array:
     check_class_labels("top_k_accuracy", y_true, y_pred)
     classes = shape(y_pred)[-1]
     k = check_int("top_k_accuracy", "k", k, high=classes, what=f"classes={classes}")
     _, top = jax.lax.top_k(jnp.asarray(y_pred), k)
-    return jnp.mean(jnp.any(top == jnp.asarray(y_true)[..., None], axis=-1))
+    return jnp.any(top == jnp.asarray(y_true)[..., None], axis=-1)
 
 
 def _as_labels(metric: str, y_true: ArrayLike, y_pred: ArrayLike) -> tuple[jax.Array, jax.Array]:
@@ -135,13 +161,47 @@ def confusion_matrix(y_true: ArrayLike, y_pred: ArrayLike, *, num_classes: int) 
     return _confusion("confusion_matrix", y_true, y_pred, num_classes)
 
 
-def _confusion(metric: str, y_true: ArrayLike, y_pred: ArrayLike, num_classes: int) -> jax.Array:
-    """:func:`confusion_matrix`, with errors naming ``metric``."""
+def _confusion(
+    metric: str,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    num_classes: int,
+    sample_weight: ArrayLike | None = None,
+) -> jax.Array:
+    """:func:`confusion_matrix`, with errors naming ``metric``; each example counts with its weight."""
     num_classes = check_int(metric, "num_classes", num_classes)
     t, p = _as_labels(metric, y_true, y_pred)
-    one_hot_t = jax.nn.one_hot(t, num_classes, dtype=jnp.int32)
-    one_hot_p = jax.nn.one_hot(p, num_classes, dtype=jnp.int32)
+    weight = _element_weights(metric, sample_weight, shape(y_true))
+    dtype = jnp.int32 if weight is None else weight.dtype
+    one_hot_t = jax.nn.one_hot(t, num_classes, dtype=dtype)
+    one_hot_p = jax.nn.one_hot(p, num_classes, dtype=dtype)
+    if weight is not None:
+        one_hot_p = one_hot_p * jnp.ravel(weight)[:, None]
     return one_hot_t.T @ one_hot_p
+
+
+def _at_least_float32(dtype: Any) -> Any:
+    # Explicit, since strict dtype promotion refuses promote_types(bfloat16, float32).
+    return dtype if jnp.issubdtype(dtype, jnp.floating) and jnp.finfo(dtype).bits >= 32 else jnp.float32
+
+
+def _element_weights(metric: str, sample_weight: ArrayLike | None, like: tuple[int, ...]) -> jax.Array | None:
+    """Per-example weights ``(batch,)`` spread over the other axes of ``like``, as counts.
+
+    Bool and integer weights count in int32, so counts stay exact; floating ones
+    in at least float32 (a bfloat16 count would stop growing at 256).
+    """
+    if sample_weight is None:
+        return None
+    if not like or shape(sample_weight) != like[:1]:
+        raise ValueError(
+            f"{metric}: sample_weight must have shape {like[:1]} (one weight per example), "
+            f"got {shape(sample_weight)}"
+        )
+    weight = jnp.asarray(sample_weight)
+    floating = jnp.issubdtype(weight.dtype, jnp.floating)
+    weight = weight.astype(_at_least_float32(weight.dtype) if floating else jnp.int32)
+    return jnp.broadcast_to(weight.reshape(weight.shape + (1,) * (len(like) - 1)), like)
 
 
 def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
@@ -150,15 +210,24 @@ def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
 
 
 def _counts(
-    metric: str, y_true: ArrayLike, y_pred: ArrayLike, threshold: float, num_classes: int | None
+    metric: str,
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    threshold: float,
+    num_classes: int | None,
+    sample_weight: ArrayLike | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """True positives, predicted positives and actual positives, per class."""
+    """True positives, predicted positives and actual positives, per class (weighted counts)."""
     if num_classes is None:
         check_same_shape(metric, y_true, y_pred)
         t = jnp.ravel(_above(y_true, 0.5))
         p = jnp.ravel(_above(y_pred, threshold))
-        return jnp.sum(t & p)[None], jnp.sum(p)[None], jnp.sum(t)[None]
-    cm = _confusion(metric, y_true, y_pred, num_classes)
+        weight = _element_weights(metric, sample_weight, shape(y_true))
+        if weight is None:
+            return jnp.sum(t & p)[None], jnp.sum(p)[None], jnp.sum(t)[None]
+        weight = jnp.ravel(weight)
+        return tuple(jnp.sum(jnp.where(hit, weight, 0))[None] for hit in (t & p, p, t))
+    cm = _confusion(metric, y_true, y_pred, num_classes, sample_weight)
     return jnp.diag(cm), jnp.sum(cm, axis=0), jnp.sum(cm, axis=1)
 
 
@@ -288,7 +357,12 @@ def _auc_thresholds(num_thresholds: int) -> np.ndarray:
 
 
 def auc_counts(
-    y_true: ArrayLike, y_pred: ArrayLike, num_thresholds: int = 200, *, from_logits: bool = False
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    num_thresholds: int = 200,
+    *,
+    from_logits: bool = False,
+    sample_weight: ArrayLike | None = None,
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
     """Confusion counts of a binary problem at Keras's ``AUC`` thresholds.
 
@@ -304,9 +378,12 @@ def auc_counts(
             or logits with ``from_logits=True`` (passed through a sigmoid).
         num_thresholds: number of thresholds ``T``, at least 2.
         from_logits: whether ``y_pred`` holds logits.
+        sample_weight: optional per-example weights ``(batch,)``: each example
+            counts with its weight (weight 0: not at all, e.g. padding).
 
     Returns:
-        int32 arrays ``(tp, fp, tn, fn)``, each ``(T,)``, by increasing threshold.
+        int32 arrays ``(tp, fp, tn, fn)``, each ``(T,)``, by increasing threshold
+        (float for floating ``sample_weight``).
 
     Raises:
         ValueError: for mismatched shapes or ``num_thresholds`` < 2.
@@ -321,30 +398,35 @@ def auc_counts(
     check_float("auc_counts", "y_pred", y_pred)
     num_thresholds = check_int("auc_counts", "num_thresholds", num_thresholds, low=2)
     # Compare in at least float32: a bfloat16 grid would merge neighbouring thresholds.
-    scores = jnp.ravel(y_pred).astype(jnp.promote_types(jnp.result_type(y_pred), jnp.float32))
-    positive = jnp.ravel(_above(y_true, 0.5)).astype(jnp.int32)
-    return _threshold_counts(positive, scores, num_thresholds, from_logits)
+    scores = jnp.ravel(y_pred).astype(_at_least_float32(jnp.result_type(y_pred)))
+    positive = jnp.ravel(_above(y_true, 0.5))
+    weight = _element_weights("auc_counts", sample_weight, shape(y_true))
+    weight = None if weight is None else jnp.ravel(weight)
+    return _threshold_counts(positive, scores, weight, num_thresholds, from_logits)
 
 
 # Jitted so that an eager call compiles once, not once per primitive; inlined under an outer jit.
-@functools.partial(jax.jit, static_argnums=(2, 3))
+@functools.partial(jax.jit, static_argnums=(3, 4))
 def _threshold_counts(
-    positive: jax.Array, scores: jax.Array, num_thresholds: int, from_logits: bool
+    positive: jax.Array, scores: jax.Array, weight: jax.Array | None, num_thresholds: int, from_logits: bool
 ) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+    # Each example adds its weight (1 without weights) to the counts.
+    weight = jnp.ones(positive.shape, jnp.int32) if weight is None else weight
+    positive = jnp.where(positive, weight, 0)
     if from_logits:
         scores = jax.nn.sigmoid(scores)
     thresholds = jnp.asarray(_auc_thresholds(num_thresholds), scores.dtype)
     # Number of thresholds strictly below each score: O(n log T) time and O(T) memory,
     # rather than an (n, T) comparison.
-    bucket = jnp.searchsorted(thresholds, scores, side="left")
-    pos_hist = jnp.zeros(num_thresholds + 1, jnp.int32).at[bucket].add(positive)
-    all_hist = jnp.zeros(num_thresholds + 1, jnp.int32).at[bucket].add(1)
+    bucket = jnp.searchsorted(thresholds, scores, side="left", method="scan_unrolled")  # compiles fastest
+    pos_hist = jnp.zeros(num_thresholds + 1, weight.dtype).at[bucket].add(positive)
+    all_hist = jnp.zeros(num_thresholds + 1, weight.dtype).at[bucket].add(weight)
     # Above threshold i means bucket > i: reverse cumulative sums, dropping bucket 0.
     tp = jnp.cumsum(pos_hist[::-1])[::-1][1:]
     predicted = jnp.cumsum(all_hist[::-1])[::-1][1:]
     fp = predicted - tp
     fn = jnp.sum(positive) - tp
-    tn = (scores.size - jnp.sum(positive)) - fp
+    tn = (jnp.sum(weight) - jnp.sum(positive)) - fp
     return tp, fp, tn, fn
 
 
@@ -482,13 +564,13 @@ def iou(
     """
     if average not in ("macro", None):
         raise ValueError(f"iou: average must be 'macro' or None, got {average!r}")
-    return _iou(_confusion("iou", y_true, y_pred, num_classes), average)
+    return _iou(_counts("iou", y_true, y_pred, 0.5, num_classes), average)
 
 
 @functools.partial(jax.jit, static_argnums=1)
-def _iou(cm: jax.Array, average: str | None) -> jax.Array:
-    intersection = jnp.diag(cm)
-    union = jnp.sum(cm, axis=0) + jnp.sum(cm, axis=1) - intersection
+def _iou(counts: tuple[jax.Array, jax.Array, jax.Array], average: str | None) -> jax.Array:
+    intersection, predicted, actual = counts
+    union = predicted + actual - intersection
     per_class = _safe_div(intersection, union)
     if average is None:
         return per_class
@@ -539,8 +621,12 @@ def mean_absolute_error(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
         >>> float(mean_absolute_error(jnp.zeros(2), jnp.array([1.0, -3.0])))
         2.0
     """
+    return jnp.mean(_absolute_errors(y_true, y_pred))
+
+
+def _absolute_errors(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     t, p = _check_regression("mean_absolute_error", y_true, y_pred)
-    return jnp.mean(jnp.abs(p - t))
+    return jnp.abs(p - t)
 
 
 def root_mean_squared_error(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
@@ -550,8 +636,12 @@ def root_mean_squared_error(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
         >>> float(root_mean_squared_error(jnp.zeros(2), jnp.array([3.0, -3.0])))
         3.0
     """
+    return jnp.sqrt(jnp.mean(_squared_errors(y_true, y_pred)))
+
+
+def _squared_errors(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
     t, p = _check_regression("root_mean_squared_error", y_true, y_pred)
-    return jnp.sqrt(jnp.mean(jnp.square(p - t)))
+    return jnp.square(p - t)
 
 
 def r2_score(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
@@ -739,3 +829,309 @@ def per_output(metrics: Any, y_pred: Any) -> dict[str, tuple[str | None, Metric]
                 raise ValueError(f"metrics: two log entries would be named {log!r}; pass a dict to rename")
             out[log] = (name, fn)
     return out
+
+
+# --------------------------------------------------------------------------- sufficient statistics
+
+
+class Statistics(NamedTuple):
+    """A metric as additive statistics: exact over data seen one batch at a time.
+
+    ``stats(y_true, y_pred, sample_weight=None)`` maps one batch to a pytree of
+    arrays; the statistics of several batches (or devices, or processes)
+    combine by summing leaf by leaf; ``result(summed)`` is the metric of all
+    of them together. An example of weight 0 does not count at all, so padded
+    rows can be masked out.
+
+    Attributes:
+        stats: ``(y_true, y_pred, sample_weight=None) -> pytree``, with
+            ``sample_weight`` an optional ``(batch,)`` array.
+        result: ``summed pytree -> value``, the metric's value (a scalar, or
+            ``(C,)`` for per-class metrics).
+
+    Examples:
+        >>> stats, result = statistics("mae")  # a Statistics unpacks as a pair
+        >>> isinstance(statistics("mae"), Statistics)
+        True
+    """
+
+    stats: Callable[..., Any]
+    result: Callable[[Any], jax.Array]
+
+
+def with_statistics(make: Callable[..., Statistics]) -> Callable[[Metric], Metric]:
+    """Decorator giving a metric exact :class:`Statistics` (sets ``metric.statistics = make``).
+
+    Args:
+        make: called by :func:`statistics` with the metric's keyword options
+            (those after ``y_true, y_pred``: their defaults, updated by what a
+            ``functools.partial`` binds), returns the metric's statistics.
+
+    Returns:
+        A decorator returning the metric itself.
+
+    Examples:
+        >>> def hit_stats(y_true, y_pred, sample_weight=None):
+        ...     weight = jnp.ones(y_true.shape) if sample_weight is None else sample_weight
+        ...     return jnp.sum(jnp.where(y_true == y_pred, weight, 0.0))
+        >>> @with_statistics(lambda: Statistics(hit_stats, lambda total: total))
+        ... def hits(y_true, y_pred):  # a count over the whole set, not a mean of batches
+        ...     return jnp.sum(y_true == y_pred).astype(jnp.float32)
+        >>> stats, result = statistics(hits)
+        >>> float(result(stats(jnp.array([1, 2]), jnp.array([1, 0])) + stats(jnp.array([3]), jnp.array([3]))))
+        2.0
+    """
+
+    def attach(metric: Metric) -> Metric:
+        metric.statistics = make  # type: ignore[attr-defined]
+        return metric
+
+    return attach
+
+
+def statistics(metric: str | Metric) -> Statistics:
+    """The additive statistics of a metric (by name or function), with its bound options.
+
+    fnn's metrics carry exact statistics: mean-type metrics (the accuracies,
+    ``top_k_accuracy``, ``mae``) sum their per-element values and count them;
+    ``rmse`` sums squared errors; ``r2_score`` the sums of targets, of their
+    squares and of squared residuals (Keras's ``R2Score`` formula, so
+    ``SS_tot = sum(t^2) - sum(t)^2 / n`` loses precision for targets far from
+    0 relative to their spread); ``precision``, ``recall``, ``f1_score`` and
+    ``iou`` count true, predicted and actual positives per class (any
+    ``average``); ``auc`` sums :func:`auc_counts`; ``perplexity`` sums
+    cross-entropies. A ``functools.partial`` of one keeps its options
+    (``partial(auc, curve="PR")``, ``partial(iou, num_classes=3)``).
+
+    Any other function (and a partial binding positional arguments) falls back
+    to ``(value * batch, batch)``: the example-weighted mean of its batch
+    values, exact only for a mean over the batch's examples. That fallback
+    cannot weigh single examples, so it refuses ``sample_weight``; give such
+    a metric exact statistics with :func:`with_statistics`.
+
+    Args:
+        metric: a name from :data:`METRICS` or a function ``(y_true, y_pred) -> value``.
+
+    Returns:
+        ``Statistics(stats, result)``.
+
+    Raises:
+        ValueError: for an unknown name, or bad options (as the metric raises them).
+        TypeError: for an option the metric does not take, or a required one
+            left out (``iou`` without ``num_classes``).
+
+    Examples:
+        >>> stats, result = statistics("precision")
+        >>> y_true, y_pred = jnp.array([1, 0, 1, 1]), jnp.array([0.9, 0.8, 0.1, 0.7])
+        >>> parts = [stats(y_true[:2], y_pred[:2]), stats(y_true[2:], y_pred[2:])]  # two batches
+        >>> summed = jax.tree.map(lambda a, b: a + b, *parts)
+        >>> float(result(summed)), float(precision(y_true, y_pred))
+        (0.6666666, 0.6666666)
+    """
+    metric = get(metric)
+    fn, args, options = metric, (), {}
+    if isinstance(metric, functools.partial):
+        fn, args, options = metric.func, metric.args, dict(metric.keywords)
+    make = getattr(fn, "statistics", None)
+    if make is None or args:
+        return _fallback(metric)
+    name = getattr(fn, "__name__", "metric")
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    known = [p for p in list(inspect.signature(fn).parameters.values())[2:] if p.kind in kinds]
+    unknown = [k for k in options if k not in {p.name for p in known}]
+    if unknown:
+        raise TypeError(
+            f"statistics: {name} takes no option {unknown[0]!r}; its options are {[p.name for p in known]}"
+        )
+    bound = {p.name: options.get(p.name, p.default) for p in known}
+    missing = [k for k, v in bound.items() if v is inspect.Parameter.empty]
+    if missing:
+        raise TypeError(
+            f"statistics: {name} needs {missing[0]}=...; pass functools.partial({name}, {missing[0]}=...)"
+        )
+    return make(**bound)
+
+
+def _fallback(metric: Metric) -> Statistics:
+    name = getattr(getattr(metric, "func", metric), "__name__", "metric")
+
+    def stats(y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None) -> dict:
+        if sample_weight is not None:
+            raise ValueError(
+                f"statistics: {name} has no statistics of its own, and its fallback (value * batch, "
+                "batch) cannot weigh single examples: pass sample_weight=None, or give it exact "
+                "statistics with fnn.metrics.with_statistics"
+            )
+        if not shape(y_pred):
+            raise ValueError(f"statistics: {name} expects a batch axis, got scalar y_pred")
+        batch = shape(y_pred)[0]
+        return {"total": jnp.asarray(metric(y_true, y_pred)) * batch, "count": jnp.asarray(batch, jnp.int32)}
+
+    return Statistics(stats, _mean_result)
+
+
+def _ratio(total: ArrayLike, count: ArrayLike) -> jax.Array:
+    # Counts and totals may be integers (exact counts) or floats (summed on the host).
+    total = jnp.asarray(total)
+    dtype = total.dtype if jnp.issubdtype(total.dtype, jnp.floating) else jnp.float32
+    return total.astype(dtype) / jnp.asarray(count).astype(dtype)
+
+
+def _mean_result(summed: Mapping[str, Any]) -> jax.Array:
+    return _ratio(summed["total"], summed["count"])
+
+
+def _as_float(a: ArrayLike) -> jax.Array:
+    a = jnp.asarray(a)
+    return a if jnp.issubdtype(a.dtype, jnp.floating) else a.astype(jnp.float32)
+
+
+def _weighted_total(metric: str, values: jax.Array, sample_weight: ArrayLike | None) -> dict[str, jax.Array]:
+    """``{"total": sum of values, "count": number of values}``, each value counted with its example's weight.
+
+    Bool values with bool or integer weights sum in int32: exact counts.
+    """
+    weight = _element_weights(metric, sample_weight, shape(values))
+    if weight is None:
+        total = jnp.sum(
+            values, dtype=jnp.int32 if values.dtype == jnp.bool_ else _at_least_float32(values.dtype)
+        )
+        return {"total": total, "count": jnp.asarray(values.size, jnp.int32)}
+    if values.dtype == jnp.bool_ and not jnp.issubdtype(weight.dtype, jnp.floating):
+        return {"total": jnp.sum(jnp.where(values, weight, 0)), "count": jnp.sum(weight)}
+    dtype = _at_least_float32(values.dtype)
+    if jnp.issubdtype(weight.dtype, jnp.floating) and jnp.finfo(weight.dtype).bits > jnp.finfo(dtype).bits:
+        dtype = weight.dtype
+    # where, not a product: a padded row's NaN or inf times weight 0 would still be NaN.
+    total = jnp.sum(jnp.where(weight != 0, values.astype(dtype) * weight.astype(dtype), 0))
+    return {"total": total, "count": jnp.sum(weight)}
+
+
+def _mean_of(metric: str, values: Callable[..., jax.Array]) -> Callable[..., Statistics]:
+    """Statistics of the mean of ``values(y_true, y_pred, **options)`` over all its elements."""
+
+    def make(**options: Any) -> Statistics:
+        def stats(y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None) -> dict:
+            return _weighted_total(metric, values(y_true, y_pred, **options), sample_weight)
+
+        return Statistics(stats, _mean_result)
+
+    return make
+
+
+def _counts_statistics(metric: str, ratio: Callable[..., jax.Array]) -> Callable[..., Statistics]:
+    """Statistics of precision, recall or F1: ``(tp, predicted, actual)`` per class."""
+
+    def make(*, threshold: float, num_classes: int | None, average: str | None) -> Statistics:
+        _check_average(metric, average, num_classes)
+
+        def stats(y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None) -> dict:
+            tp, predicted, actual = _counts(metric, y_true, y_pred, threshold, num_classes, sample_weight)
+            return {"tp": tp, "predicted": predicted, "actual": actual}
+
+        def result(summed: Mapping[str, Any]) -> jax.Array:
+            tp, predicted, actual = (jnp.asarray(summed[k]) for k in ("tp", "predicted", "actual"))
+            return ratio(tp, predicted, actual, average)
+
+        return Statistics(stats, result)
+
+    return make
+
+
+def _iou_statistics(*, num_classes: int, average: str | None) -> Statistics:
+    if average not in ("macro", None):
+        raise ValueError(f"iou: average must be 'macro' or None, got {average!r}")
+
+    def stats(y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None) -> dict:
+        tp, predicted, actual = _counts("iou", y_true, y_pred, 0.5, num_classes, sample_weight)
+        return {"tp": tp, "predicted": predicted, "actual": actual}
+
+    def result(summed: Mapping[str, Any]) -> jax.Array:
+        return _iou(tuple(jnp.asarray(summed[k]) for k in ("tp", "predicted", "actual")), average)
+
+    return Statistics(stats, result)
+
+
+def _auc_statistics(*, curve: str, num_thresholds: int, from_logits: bool) -> Statistics:
+    if curve not in _CURVES:
+        raise ValueError(f"auc: curve must be 'ROC' or 'PR', got {curve!r}")
+
+    def stats(y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None) -> tuple:
+        return auc_counts(
+            y_true, y_pred, num_thresholds, from_logits=from_logits, sample_weight=sample_weight
+        )
+
+    return Statistics(stats, lambda counts: auc_from_counts(counts, curve))
+
+
+def _cross_entropies(y_true: ArrayLike, y_pred: ArrayLike) -> jax.Array:
+    """Per-element cross-entropy of integer labels against logits; NaN for a label out of range."""
+    check_float("perplexity", "y_pred", y_pred)
+    check_class_labels("perplexity", y_true, y_pred)
+    y_true = jnp.asarray(y_true)
+    logits = jnp.asarray(y_pred)
+    valid = (y_true >= 0) & (y_true < logits.shape[-1])
+    return jnp.where(valid, optax.softmax_cross_entropy_with_integer_labels(logits, y_true), jnp.nan)
+
+
+def _perplexity_statistics() -> Statistics:
+    def result(summed: Mapping[str, Any]) -> jax.Array:
+        return jnp.exp(_mean_result(summed))
+
+    return Statistics(_mean_of("perplexity", _cross_entropies)().stats, result)
+
+
+def _r2_statistics() -> Statistics:
+    def stats(y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None) -> dict:
+        t, p = _check_regression("r2_score", y_true, y_pred)
+        sums = {
+            key: _weighted_total("r2_score", values, sample_weight)
+            for key, values in (("t", t), ("t2", jnp.square(t)), ("residual2", jnp.square(t - p)))
+        }
+        return {"count": sums["t"]["count"], **{f"sum_{k}": v["total"] for k, v in sums.items()}}
+
+    def result(summed: Mapping[str, Any]) -> jax.Array:
+        count, sum_t, sum_t2, ss_res = (
+            _as_float(summed[k]) for k in ("count", "sum_t", "sum_t2", "sum_residual2")
+        )
+        # Rounding can leave a constant target's SS_tot a hair below 0: it is 0.
+        ss_tot = jnp.maximum(sum_t2 - sum_t * (sum_t / count), 0.0)
+        safe_tot = jnp.where(ss_tot > 0, ss_tot, 1.0)
+        return jnp.where(ss_tot > 0, 1 - ss_res / safe_tot, jnp.where(ss_res > 0, 0.0, 1.0))
+
+    return Statistics(stats, result)
+
+
+def _rmse_statistics() -> Statistics:
+    squares = _mean_of("root_mean_squared_error", _squared_errors)()
+    return Statistics(squares.stats, lambda summed: jnp.sqrt(_mean_result(summed)))
+
+
+def _confusion_statistics(*, num_classes: int) -> Statistics:
+    def stats(y_true: ArrayLike, y_pred: ArrayLike, sample_weight: ArrayLike | None = None) -> jax.Array:
+        return _confusion("confusion_matrix", y_true, y_pred, num_classes, sample_weight)
+
+    return Statistics(stats, jnp.asarray)
+
+
+for _metric, _make in (
+    (binary_accuracy, _mean_of("binary_accuracy", _binary_hits)),
+    (categorical_accuracy, _mean_of("categorical_accuracy", _categorical_hits)),
+    (sparse_categorical_accuracy, _mean_of("sparse_categorical_accuracy", _sparse_hits)),
+    (accuracy, _mean_of("accuracy", _accuracy_hits)),
+    (top_k_accuracy, _mean_of("top_k_accuracy", _top_k_hits)),
+    (mean_absolute_error, _mean_of("mean_absolute_error", _absolute_errors)),
+    (root_mean_squared_error, _rmse_statistics),
+    (r2_score, _r2_statistics),
+    (precision, _counts_statistics("precision", lambda tp, pred, act, avg: _average(tp, pred, act, avg))),
+    (recall, _counts_statistics("recall", lambda tp, pred, act, avg: _average(tp, act, act, avg))),
+    (
+        f1_score,
+        _counts_statistics("f1_score", lambda tp, pred, act, avg: _average(2 * tp, pred + act, act, avg)),
+    ),
+    (iou, _iou_statistics),
+    (auc, _auc_statistics),
+    (perplexity, _perplexity_statistics),
+    (confusion_matrix, _confusion_statistics),
+):
+    with_statistics(_make)(_metric)

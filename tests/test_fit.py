@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 
 import chex
 import jax
@@ -128,7 +129,7 @@ def test_evaluate_gives_exact_dataset_metrics():
     model = mlp()
     params, state = model.init(jax.random.key(0), (64,))
     logs = fnn.evaluate(model, params, state, x, y, loss=LOSS, batch_size=32,
-                        metrics={"accuracy": "accuracy", "f1": lambda t, p: fnn.metrics.f1_score(t, p, num_classes=10)})  # fmt: skip
+                        metrics={"accuracy": "accuracy", "f1": functools.partial(fnn.metrics.f1_score, num_classes=10)})  # fmt: skip
     logits = model.apply(params, state, x, train=False)[0]
     assert logs["loss"] == pytest.approx(
         float(fnn.losses.sparse_categorical_crossentropy(y, logits)), rel=1e-6

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import jax
@@ -12,9 +12,10 @@ import numpy as np
 
 from fnn import data as data_lib
 from fnn import losses as losses_lib
+from fnn import metrics as metrics_lib
 from fnn._checks import check_int
 from fnn._core import Layer, Shape, apply_shape
-from fnn.train._step import MetricsArg, check_output_activation, compute_logs
+from fnn.train._step import MetricsArg, check_output_activation
 
 
 def place(tree: Any) -> Any:
@@ -97,11 +98,20 @@ def evaluate(
     batch_size: int = 256,
     loss_weights: losses_lib.WeightsSpec = None,
 ) -> dict[str, float]:
-    """Loss and metrics over a whole dataset (``train=False``).
+    """Loss and metrics over a whole dataset (``train=False``), in memory independent of its size.
 
-    Outputs come from :func:`predict`; the loss and metrics are then computed
-    once on all ``n`` examples, so they are exact dataset values (precision,
-    F1 and R² included), not averages of batch values.
+    Each batch goes through one compiled call (forward pass, loss, and each
+    metric's additive statistics, :func:`fnn.metrics.statistics`), and the
+    statistics are summed over the batches (in float64, on the host); no
+    output is kept. So the logs are the exact dataset values, equal (up to
+    float32 rounding) to computing them once on all ``n`` outputs, not
+    averages of batch values: accuracy, precision, F1, IoU, AUC, R² and
+    perplexity included. The loss is summed as ``loss * batch``, exact for a
+    loss that is a mean over the batch's examples (every fnn loss:
+    ``sum(w_i * loss_i) / batch``); a metric function without statistics
+    counts as the example-weighted mean of its batch values. The last, smaller
+    batch compiles once more (as it does in ``fit``); a stream compiles once
+    per batch shape it holds.
 
     Args:
         model: the model.
@@ -109,8 +119,8 @@ def evaluate(
         state: its state.
         x: inputs ``(n, ...)``, an array or pytree of arrays with the examples on axis 0;
             or, with ``y=None``, an iterable of ``(x, y[, sample_weight])``
-            batches, read once: the result is the one the same data gives as
-            arrays (every batch's outputs are kept, the inputs are not).
+            batches, read once, ahead of the device: the result is the one the
+            same data gives as arrays, and nothing of a batch is kept.
         y: targets ``(n, ...)`` as the loss takes them (integer labels ``(n,)``
             for sparse cross-entropy, checked to lie in ``[0, classes)``); for
             several outputs, a tuple, list or dict of them like the outputs.
@@ -118,7 +128,7 @@ def evaluate(
         metrics: names or functions (or a dict of them); per output as for
             :func:`fnn.make_train_step`.
         sample_weight: optional per-example weights ``(n,)`` for the loss (every output's).
-        batch_size: examples per compiled forward call.
+        batch_size: examples per compiled call.
         loss_weights: weights of several outputs' losses, as for :func:`fnn.make_train_step`.
 
     Returns:
@@ -128,7 +138,8 @@ def evaluate(
 
     Raises:
         ValueError: for ``x`` and ``y`` of different lengths, no examples, labels
-            out of range, or a softmax/sigmoid output given to a loss that takes logits.
+            out of range (a stream's are checked as each batch is read), or a
+            softmax/sigmoid output given to a loss that takes logits.
 
     Examples:
         >>> import jax, numpy as np, fnn
@@ -160,11 +171,192 @@ def evaluate_unchecked(
     loss_weights: losses_lib.WeightsSpec = None,
 ) -> dict[str, float]:  # fmt: skip
     """:func:`evaluate` without its checks, which ``fit`` makes once rather than every epoch."""
-    y_pred = predict(model, params, state, x, batch_size=batch_size)
-    y = jax.tree.map(jnp.asarray, y)
-    weight = None if sample_weight is None else jnp.asarray(sample_weight)
-    logs = compute_logs(loss, loss_weights, metrics, y, y_pred, weight)
-    return {name: float(value) for name, value in logs.items()}
+    n = data_lib.num_examples(x, "x")
+    size = min(batch_size, n)
+    weights = (
+        sample_weight
+        if sample_weight is None or isinstance(sample_weight, jax.Array)
+        else np.asarray(sample_weight)
+    )
+    if weights is not None and np.shape(weights) != (n,):
+        # Checked whole: cut into batches, a wrong length would fail at some batch, or not at all.
+        raise ValueError(
+            f"evaluate: sample_weight must have shape ({n},) (one weight per example), got {np.shape(weights)}"
+        )
+
+    def batches() -> Iterator[tuple[Any, Any, Any]]:
+        for start in range(0, n, size):
+            rows = slice(start, start + size)
+            weight = None if weights is None else weights[rows]
+            yield data_lib.take(x, rows), data_lib.take(y, rows), weight
+
+    return _score(model, params, state, batches(), loss, metrics, loss_weights, check=False)[0]
+
+
+def statistics_of_logs(
+    loss: losses_lib.LossSpec,
+    loss_weights: losses_lib.WeightsSpec,
+    metrics: MetricsArg,
+    y: Any,
+    y_pred: Any,
+    sample_weight: Any = None,
+) -> dict[str, Any]:
+    """Additive statistics of one batch's logs (those of ``compute_logs``); jittable.
+
+    Summed leaf by leaf over batches (or devices, or processes), they give
+    :func:`logs_of_statistics` the logs of all the data together.
+
+    Args:
+        loss: as for :func:`fnn.make_train_step`.
+        loss_weights: as for :func:`fnn.make_train_step`.
+        metrics: as for :func:`fnn.make_train_step`.
+        y: targets, with the structure of ``y_pred``.
+        y_pred: the model's outputs, ``(batch, ...)`` each.
+        sample_weight: optional per-example weights ``(batch,)`` for the losses
+            (as in ``compute_logs``, the metrics take none).
+
+    Returns:
+        ``{"count": batch, "loss": {log name: loss * batch}, "metrics": {log name: stats}}``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> stats = statistics_of_logs("mse", None, ["mae"], jnp.zeros((2, 1)), jnp.ones((2, 1)))
+        >>> jax.tree.map(int, stats)
+        {'count': 2, 'loss': {'loss': 2}, 'metrics': {'mae': {'count': 2, 'total': 2}}}
+    """
+    batch = jnp.shape(jax.tree.leaves(y_pred)[0])[0]
+    losses = losses_lib.total_loss(loss, y, y_pred, loss_weights=loss_weights, sample_weight=sample_weight)
+    # Every fnn loss is sum(w_i * loss_i) / batch: times the batch, it adds up over batches.
+    summed_losses = {name: _at_least_float32(value) * batch for name, value in losses.items()}
+    targets, outputs = losses_lib.match_outputs(y, y_pred) or ({None: y}, {None: y_pred})
+    stats = {}
+    for label, (output, fn) in metrics_lib.per_output(metrics, y_pred).items():
+        try:
+            stats[label] = metrics_lib.statistics(fn).stats(targets[output], outputs[output])
+        except (ValueError, TypeError) as e:
+            raise losses_lib.named_error(e, output) from e
+    return {"count": jnp.asarray(batch, jnp.int32), "loss": summed_losses, "metrics": stats}
+
+
+def _at_least_float32(value: Any) -> jax.Array:
+    # Explicitly (strict promotion refuses bfloat16 with float32): low precision would not add up.
+    value = jnp.asarray(value)
+    if jnp.issubdtype(value.dtype, jnp.floating) and jnp.finfo(value.dtype).bits >= 32:
+        return value
+    return value.astype(jnp.float32)
+
+
+def logs_of_statistics(metrics: MetricsArg, y: Any, summed: Mapping[str, Any]) -> dict[str, float]:
+    """The logs from :func:`statistics_of_logs` summed over batches, as Python floats.
+
+    Args:
+        metrics: as given to :func:`statistics_of_logs`.
+        y: targets of one batch (only their structure is read: the output names).
+        summed: the summed statistics.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> parts = [statistics_of_logs("mse", None, ["mae"], jnp.zeros((2, 1)), jnp.full((2, 1), value))
+        ...          for value in (1.0, 3.0)]
+        >>> logs_of_statistics(["mae"], jnp.zeros((2, 1)), jax.tree.map(lambda a, b: a + b, *parts))
+        {'loss': 5.0, 'mae': 2.0}
+    """
+    count = summed["count"]
+    logs = {name: float(np.asarray(total) / np.asarray(count)) for name, total in summed["loss"].items()}
+    for label, (_, fn) in metrics_lib.per_output(metrics, y).items():
+        logs[label] = float(metrics_lib.statistics(fn).result(summed["metrics"][label]))
+    return logs
+
+
+def _hashable(spec: Any) -> Any:
+    # Loss and metric specs are lists and dicts: a hashable twin caches one compiled call per spec.
+    if isinstance(spec, Mapping):
+        return ("dict", tuple((k, _hashable(v)) for k, v in spec.items()))
+    if type(spec) in (list, tuple):
+        return (type(spec).__name__, tuple(_hashable(v) for v in spec))
+    return ("leaf", type(spec), spec)  # the type too: 1, 1.0 and True are equal keys, not equal options
+
+
+def _restored(frozen: Any) -> Any:
+    kind, value = frozen[0], frozen[-1]
+    if kind == "dict":
+        return {k: _restored(v) for k, v in value}
+    if kind in ("list", "tuple"):
+        return {"list": list, "tuple": tuple}[kind](_restored(v) for v in value)
+    return value
+
+
+def _compiled_statistics(
+    model: Layer, loss: Any, metrics: Any, loss_weights: Any
+) -> Callable[[Any, Any, Any, Any, Any], dict]:
+    frozen = _hashable((loss, metrics, loss_weights))
+    try:
+        hash(frozen)
+    except TypeError:  # an unhashable option somewhere: compile for this call only
+        return _statistics_call(model, frozen)
+    return _cached_statistics_call(model, frozen)
+
+
+def _statistics_call(model: Layer, frozen: Any) -> Callable[[Any, Any, Any, Any, Any], dict]:
+    loss, metrics, loss_weights = _restored(frozen)
+
+    def batch_statistics(params: Any, state: Any, x: Any, y: Any, weight: Any) -> dict:
+        y_pred = model.apply(params, state, x, train=False)[0]
+        return statistics_of_logs(loss, loss_weights, metrics, y, y_pred, weight)
+
+    return jax.jit(batch_statistics)
+
+
+# Cached per model and spec, so every epoch's validation reuses one compiled call per batch shape.
+_cached_statistics_call = functools.lru_cache(maxsize=64)(_statistics_call)
+
+
+def _to_host(tree: Any) -> Any:
+    # float64 on the host: sums of many float32 batch sums (and int32 counts) lose nothing.
+    return jax.tree.map(lambda a: np.asarray(a, np.float64), tree)
+
+
+def _score(
+    model: Layer, params: Any, state: Any, items: Iterable, loss: Any, metrics: Any, loss_weights: Any,
+    *, check: bool,
+) -> tuple[dict[str, float], int]:  # fmt: skip
+    """The logs of ``(x, y, weight or None)`` batches from summed statistics, and the number of examples.
+
+    With ``check``, the first batch's outputs are checked against the loss and
+    every batch's labels as it is read (a stream's y is never all in memory).
+    """
+    compiled = _compiled_statistics(model, loss, metrics, loss_weights)
+    summed, pending, seen, weighted, check_batch, first_y = None, None, 0, None, None, None
+    put = (lambda item: item) if not check else _unpack_item
+    for x, y, weight in data_lib.prefetch(items, put=put):
+        if y is None:
+            raise ValueError("evaluate: each batch of the stream must be (x, y) or (x, y, sample_weight)")
+        if weighted is not None and weighted != (weight is not None):
+            raise ValueError("evaluate: either every batch of the stream has a sample_weight or none has")
+        weighted = weight is not None
+        n = data_lib.num_examples(x, "evaluate: a batch's x")
+        if data_lib.num_examples(y, "evaluate: a batch's y") != n:
+            raise ValueError(
+                f"evaluate: a batch's x has {n} examples but its y has {data_lib.num_examples(y)} "
+                f"(the batch after example {seen})"
+            )
+        if check:
+            if check_batch is None:
+                check_output_activation(model, loss, params, state, x)
+                check_batch = label_checker("evaluate", loss, model, params, state, example_shapes(x))
+            check_batch({"y": (y, weight)}, offset=seen)
+        stats = compiled(params, state, place(x), place(y), None if weight is None else place(weight))
+        if pending is not None:  # one batch behind, so the device runs on while the host adds
+            summed = _add(summed, _to_host(pending))
+        pending, seen, first_y = stats, seen + n, y if first_y is None else first_y
+    if pending is None:
+        raise ValueError("evaluate: the stream of batches is empty")
+    summed = _add(summed, _to_host(pending))
+    return logs_of_statistics(metrics, first_y, summed), seen
+
+
+def _add(summed: Any, stats: Any) -> Any:
+    return stats if summed is None else jax.tree.map(np.add, summed, stats)
 
 
 def check_labels(
@@ -178,25 +370,46 @@ def check_labels(
     outputs (``loss`` one per output, as for :func:`fnn.make_train_step`), each
     output whose loss takes class labels is checked against its own classes.
     """
+    label_checker(owner, loss, model, params, state, input_shape)(labels)
+
+
+def label_checker(
+    owner: str, loss: Any, model: Layer, params: Any, state: Any, input_shape: Any
+) -> Callable[..., None]:
+    """:func:`check_labels` for many batches: ``check(labels, offset=0)``, the model traced once.
+
+    ``offset`` is the index of the batch's first example, so an error names the
+    label's index in the whole stream.
+    """
     if not any(losses_lib.takes_class_labels(fn) for fn in losses_lib.losses_of(loss)):
-        return
+        return lambda labels, offset=0: None
     out_shape = apply_shape(model, params, state, input_shape)
     shapes = losses_lib.named_outputs(out_shape, "the model's outputs") or {None: out_shape}
-    for i, (output, fn, _) in enumerate(losses_lib.per_output(loss, out_shape)):
-        if not losses_lib.takes_class_labels(fn) or not shapes[output]:
-            continue
-        for name, (y, weight) in labels.items():
-            targets = losses_lib.match_outputs(y, out_shape, what=f"{owner}: {name}")
-            classes = shapes[output][-1]
-            if output is None:
-                _check_label_range(owner, name, y, weight, classes, f"the model's {classes} outputs need")
-            else:
-                label = f"{name}[{output!r}]" if isinstance(y, Mapping) else f"{name}[{i}]"
-                need = f"output {output!r} has {classes} classes and needs"
-                _check_label_range(owner, label, targets[0][output], weight, classes, need)
+    checked = [
+        (i, output)
+        for i, (output, fn, _) in enumerate(losses_lib.per_output(loss, out_shape))
+        if losses_lib.takes_class_labels(fn) and shapes[output]
+    ]
+
+    def check(labels: Mapping[str, Any], offset: int = 0) -> None:
+        for i, output in checked:
+            for name, (y, weight) in labels.items():
+                targets = losses_lib.match_outputs(y, out_shape, what=f"{owner}: {name}")
+                classes = shapes[output][-1]
+                if output is None:
+                    need = f"the model's {classes} outputs need"
+                    _check_label_range(owner, name, y, weight, classes, need, offset)
+                else:
+                    label = f"{name}[{output!r}]" if isinstance(y, Mapping) else f"{name}[{i}]"
+                    need = f"output {output!r} has {classes} classes and needs"
+                    _check_label_range(owner, label, targets[0][output], weight, classes, need, offset)
+
+    return check
 
 
-def _check_label_range(owner: str, name: str, y: Any, weight: Any, classes: int, need: str) -> None:
+def _check_label_range(
+    owner: str, name: str, y: Any, weight: Any, classes: int, need: str, offset: int = 0
+) -> None:
     y = np.asarray(y)
     if not np.issubdtype(y.dtype, np.integer) or y.size == 0:
         return  # the loss names a wrong dtype itself
@@ -207,8 +420,9 @@ def _check_label_range(owner: str, name: str, y: Any, weight: Any, classes: int,
     if bad.size:
         where = np.unravel_index(bad[0], y.shape)
         hint = " (they look 1-based: pass y - 1)" if y.min() == 1 and y.max() == classes else ""
+        index = (int(where[0]) + offset, *(int(i) for i in where[1:]))
         raise ValueError(
-            f"{owner}: {name} holds label {y[where]} at index {tuple(int(i) for i in where)} "
+            f"{owner}: {name} holds label {y[where]} at index {index} "
             f"({bad.size} out of range in all); {need} class labels in [0, {classes}){hint}"
         )
 
@@ -264,23 +478,13 @@ def evaluate_stream(
 ) -> tuple[dict[str, float], int]:  # fmt: skip
     """:func:`evaluate` over a stream of ``(x, y[, sample_weight])`` batches, and the number of examples.
 
-    The batches' outputs and targets are joined and scored once, so the logs are
-    the exact dataset values, equal to those of the same data given as arrays.
+    Each batch's statistics are summed as it is read (nothing of it is kept), so
+    the logs are the exact dataset values, equal to those of the same data given
+    as arrays. Each batch's labels are checked as it is read.
     """
     if not isinstance(batches, Iterable) or isinstance(batches, (np.ndarray, jax.Array, Mapping, str, bytes)):
         raise ValueError(
             f"evaluate: pass y, or x as an iterable of (x, y) or (x, y, sample_weight) batches; got x of type "
             f"{type(batches).__name__} and no y"
         )
-    y_pred, targets, weights, first = stream_outputs("evaluate", model, params, state, batches)
-    if any(y is None for y in targets):
-        raise ValueError("evaluate: each batch of the stream must be (x, y) or (x, y, sample_weight)")
-    if any(w is None for w in weights) and not all(w is None for w in weights):
-        raise ValueError("evaluate: either every batch of the stream has a sample_weight or none has")
-    y = jax.tree.map(lambda *parts: np.concatenate([np.asarray(p) for p in parts]), *targets)
-    weight = None if weights[0] is None else np.concatenate([np.asarray(w) for w in weights])
-    check_output_activation(model, loss, params, state, first)
-    check_labels("evaluate", loss, {"y": (y, weight)}, model, params, state, example_shapes(first))
-    weight = None if weight is None else jnp.asarray(weight)
-    logs = compute_logs(loss, loss_weights, metrics, jax.tree.map(jnp.asarray, y), y_pred, weight)
-    return {name: float(value) for name, value in logs.items()}, data_lib.num_examples(y)
+    return _score(model, params, state, batches, loss, metrics, loss_weights, check=True)

@@ -262,10 +262,12 @@ class DataParallel:
             return [value]
         return [int(v) for v in multihost_utils.process_allgather(np.int32(value))]
 
-    def mean_over_processes(self, logs: dict[str, float], weight: int) -> dict[str, float]:
-        """Per-process logs averaged, weighted by each process's example count (so all agree)."""
+    def sum_over_processes(self, tree: Any) -> Any:
+        """A pytree of host arrays summed leaf by leaf over the processes (so all agree)."""
         if not self.multi_process:
-            return logs
-        table = np.asarray(multihost_utils.process_allgather(np.array([weight, *logs.values()], np.float32)))
-        weights = table[:, 0]
-        return {k: float(table[:, i + 1] @ weights / weights.sum()) for i, k in enumerate(logs)}
+            return tree
+        leaves, structure = jax.tree.flatten(tree)
+        flat = np.concatenate([np.ravel(a) for a in leaves]).astype(np.float32)
+        total = np.asarray(multihost_utils.process_allgather(flat), np.float64).sum(axis=0)
+        parts = np.split(total, np.cumsum([np.size(a) for a in leaves])[:-1])
+        return jax.tree.unflatten(structure, [p.reshape(np.shape(a)) for a, p in zip(leaves, parts)])

@@ -168,9 +168,13 @@ def evaluate(
 def evaluate_unchecked(
     model: Layer, params: Any, state: Any, x: Any, y: Any, loss: losses_lib.LossSpec,
     metrics: MetricsArg, sample_weight: Any, batch_size: int, *,
-    loss_weights: losses_lib.WeightsSpec = None,
+    loss_weights: losses_lib.WeightsSpec = None, combine: Callable[[Any], Any] | None = None,
 ) -> dict[str, float]:  # fmt: skip
-    """:func:`evaluate` without its checks, which ``fit`` makes once rather than every epoch."""
+    """:func:`evaluate` without its checks, which ``fit`` makes once rather than every epoch.
+
+    ``combine`` maps the summed statistics before they become logs (``fit``
+    sums them over processes, so every process gets the logs of all the data).
+    """
     n = data_lib.num_examples(x, "x")
     size = min(batch_size, n)
     weights = (
@@ -190,7 +194,9 @@ def evaluate_unchecked(
             weight = None if weights is None else weights[rows]
             yield data_lib.take(x, rows), data_lib.take(y, rows), weight
 
-    return _score(model, params, state, batches(), loss, metrics, loss_weights, check=False)[0]
+    return _score(model, params, state, batches(), loss, metrics, loss_weights, check=False, combine=combine)[
+        0
+    ]
 
 
 def statistics_of_logs(
@@ -318,7 +324,7 @@ def _to_host(tree: Any) -> Any:
 
 def _score(
     model: Layer, params: Any, state: Any, items: Iterable, loss: Any, metrics: Any, loss_weights: Any,
-    *, check: bool,
+    *, check: bool, combine: Callable[[Any], Any] | None = None,
 ) -> tuple[dict[str, float], int]:  # fmt: skip
     """The logs of ``(x, y, weight or None)`` batches from summed statistics, and the number of examples.
 
@@ -352,6 +358,8 @@ def _score(
     if pending is None:
         raise ValueError("evaluate: the stream of batches is empty")
     summed = _add(summed, _to_host(pending))
+    if combine is not None:
+        summed = combine(summed)
     return logs_of_statistics(metrics, first_y, summed), seen
 
 
@@ -474,7 +482,7 @@ def stream_outputs(
 
 def evaluate_stream(
     model: Layer, params: Any, state: Any, batches: Iterable, loss: losses_lib.LossSpec, metrics: MetricsArg,
-    *, loss_weights: losses_lib.WeightsSpec = None,
+    *, loss_weights: losses_lib.WeightsSpec = None, combine: Callable[[Any], Any] | None = None,
 ) -> tuple[dict[str, float], int]:  # fmt: skip
     """:func:`evaluate` over a stream of ``(x, y[, sample_weight])`` batches, and the number of examples.
 
@@ -487,4 +495,4 @@ def evaluate_stream(
             f"evaluate: pass y, or x as an iterable of (x, y) or (x, y, sample_weight) batches; got x of type "
             f"{type(batches).__name__} and no y"
         )
-    return _score(model, params, state, batches, loss, metrics, loss_weights, check=True)
+    return _score(model, params, state, batches, loss, metrics, loss_weights, check=True, combine=combine)

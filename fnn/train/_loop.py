@@ -55,18 +55,15 @@ class Validation:
         params_state = (run.train_state.params, run.train_state.state)
         if dp is not None:  # on this process's first device
             params_state = dp.local(params_state)
+        # Each process holds its own validation data: their statistics add up to the whole set's.
+        options = {**self.evaluate_options, "combine": None if dp is None else dp.sum_over_processes}
         if is_stream(self.data):
-            logs, n = evaluate_stream(
-                model, *params_state, self.data, self.loss, self.metrics, **self.evaluate_options
-            )
+            logs, _ = evaluate_stream(model, *params_state, self.data, self.loss, self.metrics, **options)
         else:
             x, y, weight = self.data
             logs = evaluate_unchecked(
-                model, *params_state, x, y, self.loss, self.metrics, weight, self.batch_size, **self.evaluate_options
-            )  # fmt: skip
-            n = int(np.shape(jax.tree.leaves(y)[0])[0])
-        if dp is not None:  # each process holds its own validation data
-            logs = dp.mean_over_processes(logs, n)
+                model, *params_state, x, y, self.loss, self.metrics, weight, self.batch_size, **options
+            )
         return {f"val_{k}": v for k, v in logs.items()}
 
 

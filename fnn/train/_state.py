@@ -13,6 +13,7 @@ from fnn import checkpoint, optimizers
 from fnn._core import Layer
 
 
+@jax.jit  # one program per tree, not a dispatch (and a compile) per leaf
 def all_finite(tree: Any) -> jax.Array:
     """A bool scalar: whether every float leaf of ``tree`` is finite (integer leaves pass).
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
 import re
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +18,26 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
 
+# Examples run in the test's process (runpy), sharing its warm imports, JAX runtime and compilation
+# cache: 2-3 s less each than a new interpreter. data_parallel sets JAX's device count before JAX
+# starts, so it needs a process of its own.
+OWN_PROCESS = {"data_parallel"}
+pytestmark = pytest.mark.standard_promotion  # the examples train with optax, as users do
+
+
 def run(name: str, env: dict | None = None) -> list[str]:
+    """Runs ``examples/NAME.py`` as ``__main__`` with ``env`` set and returns its stdout lines."""
+    if name not in OWN_PROCESS:
+        saved = dict(os.environ)
+        os.environ.update(env or {})
+        out = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(out):
+                runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name="__main__")
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        return out.getvalue().strip().splitlines()
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py")],
         capture_output=True,
@@ -43,6 +65,9 @@ def test_every_example_is_tested():
         "two_moons_boundary",
         "tensorboard_demo",
         "data_parallel",
+        "auto_mpg_regression",
+        "text_classification",
+        "structured_data_classification",
     }
     assert {p.stem for p in EXAMPLES.glob("*.py")} == tested
 
@@ -84,12 +109,11 @@ def test_example_saves_its_plot_and_reaches_its_accuracy(tmp_path, name, at_leas
 
 
 def test_flagship_clears_its_bar_on_other_seeds_too(tmp_path):
-    # Regression (issue 19): seed 0 sat exactly on 0.98 and failed on another CPU. Other seeds
-    # stand in for other machines; in a 15-epoch run (0.986-0.994 over seeds 1-6) their mean must
-    # clear 0.975. The full 40-epoch run is checked above, on seed 0.
-    env = {"FNN_EXAMPLE_OUT": str(tmp_path), "FNN_EXAMPLE_EPOCHS": "15"}
-    accuracies = [headline("digits_cnn", env={**env, "FNN_EXAMPLE_SEED": seed}) for seed in "12"]
-    assert sum(accuracies) / 2 >= 0.975, accuracies
+    # Regression (issue 19): seed 0 sat exactly on 0.98 and failed on another CPU. Another seed
+    # stands in for another machine; a 15-epoch run (0.986-0.994 over seeds 1-6) must clear 0.975.
+    # The full 40-epoch run is checked above, on seed 0; benchmarks/example_seeds.py measures more.
+    env = {"FNN_EXAMPLE_OUT": str(tmp_path), "FNN_EXAMPLE_EPOCHS": "15", "FNN_EXAMPLE_SEED": "1"}
+    assert headline("digits_cnn", env=env) >= 0.975
 
 
 def test_tensorboard_demo_writes_event_files_and_the_graph(tmp_path):
@@ -167,10 +191,11 @@ def test_checkpoint_benchmark_runs_and_reports(tmp_path):
 
 def test_speed_suite_runs_each_pair_and_skips_missing_peers(tmp_path):
     # The test environment has no peers installed: they must come out as skipped, not as numbers.
-    run_benchmark("run", "--quick", "--models", "tiny", "--frameworks", "jax", "fnn", "fnn_bf16", "haiku",
+    # fnn_bf16 (5 s more) runs in `make bench` only.
+    run_benchmark("run", "--quick", "--models", "tiny", "--frameworks", "jax", "fnn", "haiku",
                   "--out", str(tmp_path))  # fmt: skip
     results = {r["framework"]: r for r in json.loads((tmp_path / "results.json").read_text())["results"]}
-    for name in ("jax", "fnn", "fnn_bf16"):
+    for name in ("jax", "fnn"):
         assert results[name]["params"] == 2_762 and results[name]["step_ms"]["median"] > 0
     assert results["fnn"]["epoch_samples_per_s"].keys() >= {"loop", "fit", "fit fused"}
     if importlib.util.find_spec("haiku") is None:
@@ -182,11 +207,10 @@ def test_speed_suite_runs_each_pair_and_skips_missing_peers(tmp_path):
 def test_readme_example_runs():
     readme = (EXAMPLES.parent / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
-    )
-    assert done.returncode == 0, done.stderr
-    assert float(re.search(r"test accuracy: ([0-9.]+)", done.stdout).group(1)) >= 0.95
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {"__name__": "__main__"})
+    assert float(re.search(r"test accuracy: ([0-9.]+)", out.getvalue()).group(1)) >= 0.95
 
 
 def test_data_parallel_benchmark_runs_on_simulated_devices(tmp_path):
@@ -199,7 +223,60 @@ def test_data_parallel_benchmark_runs_on_simulated_devices(tmp_path):
 
 
 def test_example_seeds_benchmark_reports_each_examples_spread(tmp_path):
-    run_benchmark("example_seeds", "--examples", "iris", "--seeds", "2", "--out", str(tmp_path))
+    run_benchmark("example_seeds", "--examples", "iris", "--seeds", "1", "--out", str(tmp_path))
     (row,) = json.loads((tmp_path / "example_seeds.json").read_text())["results"]
-    assert len(row["native"]) == 2 and row["min"] <= row["median"] <= row["max"]
+    assert len(row["native"]) == 1 and row["min"] == row["median"] == row["max"] == row["native"][0]
     assert "| iris | test accuracy |" in (tmp_path / "example_seeds.md").read_text()
+
+
+@pytest.mark.standard_promotion  # fit's Adam, as in the fit tests
+def test_auto_mpg_regression_matches_the_tensorflow_tutorial(tmp_path, monkeypatch, capsys):
+    # Run in this process (runpy), not a subprocess: it shares the worker's warm imports and JAX
+    # runtime, about 4 s less of the suite's time. The tutorial's split and models: over training
+    # seeds 0-4 the DNN's test MAE is 1.711-1.825 in the full 100-epoch run (the tutorial's: about
+    # 1.6-1.8) and 1.880-1.968 in the 30 epochs run here (the same with --xla_cpu_max_isa=AVX2).
+    monkeypatch.setenv("FNN_EXAMPLE_OUT", str(tmp_path))
+    monkeypatch.setenv("FNN_EXAMPLE_EPOCHS", "30")
+    runpy.run_path(str(EXAMPLES / "auto_mpg_regression.py"), run_name="__main__")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == "406 cars, 392 without missing values"
+    table = dict(re.fullmatch(r"  (.+?) +([0-9.]+)", line).groups() for line in lines[-4:-1])
+    assert float(table["dnn"]) < float(table["linear"]) < float(table["horsepower linear"])
+    assert float(re.fullmatch(r"test MAE: ([0-9.]+)", lines[-1]).group(1)) <= 2.2
+    for png in ("auto_mpg_loss.png", "auto_mpg_predictions.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.standard_promotion  # fit's Adam, as in the fit tests
+def test_text_classification_reads_an_aclimdb_folder_and_beats_bag_of_words(monkeypatch, capsys):
+    # In this process (runpy), like the Auto MPG test: no second import of jax and fnn. Without
+    # FNN_IMDB_DIR the example writes its synthetic corpus as aclImdb/ and reads it with
+    # fnn.datasets.imdb. Over training seeds 0-4: 0.845-0.872 in the default 20 epochs, 0.822-0.840
+    # in the 12 here (the same with --xla_cpu_max_isa=AVX2); the naive Bayes baseline is 0.558.
+    monkeypatch.delenv("FNN_IMDB_DIR", raising=False)
+    monkeypatch.setenv("FNN_EXAMPLE_EPOCHS", "12")
+    runpy.run_path(str(EXAMPLES / "text_classification.py"), run_name="__main__")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("data: a SYNTHETIC corpus in the aclImdb layout")
+    assert lines[1] == "1200 training and 600 test reviews"
+    baseline = float(re.fullmatch(r"bag-of-words baseline \(naive Bayes\): ([0-9.]+)", lines[-2]).group(1))
+    accuracy = float(re.fullmatch(r"test accuracy: ([0-9.]+)", lines[-1]).group(1))
+    assert baseline < 0.7 and accuracy >= 0.78, (baseline, accuracy)
+
+
+@pytest.mark.standard_promotion  # fit's Adam, as in the fit tests
+def test_structured_data_classification_beats_its_baselines(monkeypatch, capsys):
+    # In this process (runpy), as above. Over training seeds 0-4 the test accuracy is 0.720-0.725
+    # (the same with --xla_cpu_max_isa=AVX2); always "dry" scores 0.604, "like today" 0.703.
+    monkeypatch.delenv("FNN_EXAMPLE_EPOCHS", raising=False)
+    runpy.run_path(str(EXAMPLES / "structured_data_classification.py"), run_name="__main__")
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[:2] == [
+        "1096 days to learn from (2012-2014), 364 to test (2015)",
+        "weather vocabulary: ['[UNK]', 'sun', 'rain', 'fog', 'drizzle', 'snow']",
+    ]
+    assert lines[-3:-1] == [
+        "majority-class baseline: 0.604",
+        "persistence baseline (tomorrow like today): 0.703",
+    ]
+    assert float(re.fullmatch(r"test accuracy: ([0-9.]+)", lines[-1]).group(1)) >= 0.705

@@ -76,13 +76,14 @@ def test_categorical_crossentropies_match_numpy(bw, classes, seed):
     ref = -np_log_softmax(z.astype(np.float64))[np.arange(n), labels]
     expected = weighted(ref, w)
     probs = np.exp(np_log_softmax(z.astype(np.float64))).astype(np.float32)
+    # Compiled: one program per shape, not one per operation (the suite's time).
+    cce = jax.jit(losses.categorical_crossentropy, static_argnames="from_logits")
+    sparse = jax.jit(losses.sparse_categorical_crossentropy, static_argnames="from_logits")
     for got in (
-        losses.categorical_crossentropy(onehot, z, sample_weight=w),
-        losses.categorical_crossentropy(onehot, probs, from_logits=False, sample_weight=w),
-        losses.sparse_categorical_crossentropy(labels.astype(np.int32), z, sample_weight=w),
-        losses.sparse_categorical_crossentropy(
-            labels.astype(np.int32), probs, from_logits=False, sample_weight=w
-        ),
+        cce(onehot, z, sample_weight=w),
+        cce(onehot, probs, from_logits=False, sample_weight=w),
+        sparse(labels.astype(np.int32), z, sample_weight=w),
+        sparse(labels.astype(np.int32), probs, from_logits=False, sample_weight=w),
     ):
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6)
 

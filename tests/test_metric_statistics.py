@@ -7,11 +7,13 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import fnn
 from fnn import metrics
 from fnn.train._step import compute_logs
+from tests.fitting import digits
 
 N, CUTS = 23, (0, 5, 16, 23)  # uneven batches of 5, 11 and 7 (for a plain function's fallback)
 rng = np.random.default_rng(0)
@@ -197,3 +199,19 @@ def test_evaluate_over_a_long_stream_keeps_no_outputs_and_checks_each_batch_labe
     bad[13] = 3
     with pytest.raises(ValueError, match=r"evaluate: y holds label 3 at index \(13,\)"):
         fnn.evaluate(MODEL, PARAMS, STATE, ((X[a : a + 8], bad[a : a + 8]) for a in (0, 8, 16)), loss=LOSS)
+
+
+@pytest.mark.standard_promotion  # optax inside
+def test_fit_logs_the_epochs_training_metrics_exactly_not_a_mean_of_batch_values():
+    x, y = digits(100)
+    model = fnn.Dense(10)
+    f1 = functools.partial(fnn.metrics.f1_score, num_classes=10, average="macro")
+    history = fnn.fit(
+        model, x, y, loss="sparse_categorical_crossentropy", optimizer=optax.sgd(0.0), metrics={"f1": f1},
+        epochs=1, batch_size=5, shuffle=False, verbose=0,
+    )  # fmt: skip
+    scores = np.asarray(fnn.predict(model, history.params, history.state, x))  # the rate is 0: as in training
+    exact = float(f1(y, scores))
+    batch_mean = sum(float(f1(y[i : i + 5], scores[i : i + 5])) * 5 for i in range(0, 100, 5))
+    assert history.history["f1"][0] == pytest.approx(exact, rel=1e-5)
+    assert abs(batch_mean / 100 - exact) > 0.015  # what averaging batch values would have logged (0.033 off)

@@ -9,6 +9,7 @@ order (after every other callback, which may change the state or stop the run).
 from __future__ import annotations
 
 import math
+import operator
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +20,7 @@ from fnn._checks import check_int
 from fnn.parallel import DataParallel
 from fnn.train._callbacks import Callback, Logs
 from fnn.train._checkpointing import BackupAndRestore
-from fnn.train._run import Carry, FitRun
+from fnn.train._run import Carry, FitRun, read_logs
 
 
 class CallbackList:
@@ -110,8 +111,8 @@ class CallbackList:
         now: Carry = jax.device_get(run.carry._replace(train_state=run.train_state.step))
         for cb in due:
             last, self.last[id(cb)] = self.last[id(cb)], now
-            count = float(now.count - last.count)
-            logs = {k: float(v - last.sums[k]) / count if count else math.nan for k, v in now.sums.items()}
+            since = {k: jax.tree.map(operator.sub, v, last.sums[k]) for k, v in now.sums.items()}
+            logs = read_logs(since, float(now.count - last.count))
             cb.on_steps_end(int(now.train_state), logs, run)
 
     def epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:

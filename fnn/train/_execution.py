@@ -19,7 +19,7 @@ import numpy as np
 
 from fnn import data as data_lib
 from fnn.parallel import DataParallel
-from fnn.train._run import Carry
+from fnn.train._run import Carry, Summed
 from fnn.train._state import TrainState, turned_non_finite
 
 # On CPU, "auto" times an unfused and a fused epoch and keeps the faster (see
@@ -70,15 +70,14 @@ def _advance(train_step: Callable, ts: TrainState, batch: Any) -> tuple[TrainSta
     return ts._replace(params=params, state=state, opt_state=opt_state, step=ts.step + 1), logs
 
 
-def log_names(train_step: Callable, ts: TrainState, batch_spec: Any) -> list[str]:
-    """The names of the train step's logs, checked to be scalars (no FLOPs: shapes only)."""
+def log_specs(train_step: Callable, ts: TrainState, batch_spec: Any) -> dict[str, Any]:
+    """The train step's logs as shapes, checked to be scalars or :class:`Summed` (no FLOPs: shapes only)."""
     specs = jax.eval_shape(lambda t, b: _advance(train_step, t, b)[1], ts, batch_spec)
     for name, spec in specs.items():
-        if spec.shape != ():
-            raise ValueError(
-                f"fit: metric {name!r} returned shape {spec.shape}; fit's metrics must be scalars"
-            )
-    return list(specs)
+        shape = jax.eval_shape(spec.result, spec.stats).shape if isinstance(spec, Summed) else spec.shape
+        if shape != ():
+            raise ValueError(f"fit: metric {name!r} returned shape {shape}; fit's metrics must be scalars")
+    return specs
 
 
 def make_step(
@@ -86,7 +85,8 @@ def make_step(
 ) -> Callable[[Carry, Any], Carry]:
     """One training step over a :class:`Carry`: the unit every execution runs.
 
-    Adds the batch's logs, weighted by its size, to the carry's running sums.
+    Adds the batch's logs, weighted by its size, to the carry's running sums
+    (a :class:`Summed` log's statistics as they are).
     With ``guard_nan``, once a loss or an updated value is not finite (a NaN
     learning rate, or a NaN gradient at a finite loss), this and every later
     step leave the state as it was and ``nan_step`` records the first.
@@ -108,7 +108,13 @@ def make_step(
             )
             new = kept._replace(key=ts.key)
             weight = jnp.where(ok, weight, 0.0)
-        sums = {k: carry.sums[k] + weight * logs[k].astype(jnp.float32) for k in carry.sums}
+
+        def add(total: Any, log: Any) -> Any:
+            if isinstance(log, Summed):  # a step that does not count adds nothing
+                return jax.tree.map(lambda t, s: t + jnp.where(weight > 0, s, 0).astype(t.dtype), total, log)
+            return total + weight * log.astype(jnp.float32)
+
+        sums = {k: add(carry.sums[k], logs[k]) for k in carry.sums}
         return Carry(new, sums, carry.count + weight, nan_step)
 
     return step
@@ -216,7 +222,7 @@ class Execution:
         self.every, self.dp, self.eager = every, dp, eager
         self.out = {} if dp is None else {"out_shardings": dp.replicated}
         self.wrap = (lambda f: f) if dp is None else dp.one_at_a_time
-        self.fresh = jax.jit(lambda: Carry.start(None, list(carry_spec.sums)), **self.out)
+        self.fresh = jax.jit(lambda: Carry.start(None, carry_spec.sums), **self.out)
         self.fusable = hasattr(source, "rows") and eager is None
         if self.fusable:
             self._compile_indexed(carry_spec)

@@ -21,12 +21,12 @@ from fnn.parallel import DataParallel, is_primary
 from fnn.train._callback_list import CallbackList
 from fnn.train._callbacks import Callback
 from fnn.train._evaluate import check_labels, example_shapes, is_stream
-from fnn.train._execution import build_execution, eager_forward, log_names, make_step
+from fnn.train._execution import build_execution, eager_forward, log_specs, make_step
 from fnn.train._loop import Loop, Validation, check_fit_options, gradients_of
 from fnn.train._run import FitRun, History
 from fnn.train._sources import make_sources
 from fnn.train._state import TrainState, initial_train_state
-from fnn.train._step import MetricsArg, make_train_step
+from fnn.train._step import MetricsArg, make_fit_step
 
 
 def fit(
@@ -88,10 +88,14 @@ def fit(
             Several outputs take one loss each (a list, or a dict keyed by
             output name) or one loss for all, as in Keras's ``compile(loss={...})``.
         optimizer: a name (Keras's default rate) or an optax transformation.
-        metrics: names or functions (or a dict of them), averaged over batches
-            for training and computed on the whole validation set. Several
-            outputs take a dict ``{output name: [metrics]}`` (or one list for
-            all), logged as ``"<output>_<metric>"``.
+        metrics: names or functions (or a dict of them). Each is logged from
+            its statistics summed over the epoch's batches (and over the
+            whole validation set), so precision, F1, AUC and R² are those of
+            all the data, not a mean of batch values (as Keras's stateful
+            metrics); a function without statistics is averaged over batches
+            (see :func:`fnn.metrics.statistics`). Several outputs take a dict
+            ``{output name: [metrics]}`` (or one list for all), logged as
+            ``"<output>_<metric>"``.
         loss_weights: several outputs' loss weights, a list or dict like
             ``loss`` (default all 1.0): ``"loss"`` is ``sum(weight * loss)``,
             and each output's unweighted loss is logged as ``"<output>_loss"``.
@@ -172,7 +176,7 @@ def fit(
     verbose = verbose if dp is None or is_primary() else 0
     tx = optimizers.get(optimizer)
     if train_step is None:
-        train_step = make_train_step(model, loss, tx, metrics, loss_weights=loss_weights)
+        train_step = make_fit_step(model, loss, tx, metrics, loss_weights=loss_weights)
     source, val = make_sources(
         x, y, sample_weight, class_weight, validation_split, validation_data, batch_size, shuffle, seed,
         steps_per_epoch, dp,
@@ -188,7 +192,7 @@ def fit(
             labels["validation_data's y"] = val[1:]
         check_labels("fit", loss, labels, model, train_state.params, train_state.state, input_shape)
     validation = Validation(val, loss, metrics, validation_batch_size, {"loss_weights": loss_weights})
-    run = FitRun(model, epochs, train_state, input_shape, log_names(train_step, train_state, batch))
+    run = FitRun(model, epochs, train_state, input_shape, log_specs(train_step, train_state, batch))
     # The steps donate their inputs; copy so the caller's arrays stay valid.
     run.carry = jax.tree.map(jnp.copy, run.carry) if dp is None else dp.replicate(run.carry)
     run.progress.epoch, run.gradients = initial_epoch, gradients_of(model, loss, loss_weights, batch, run, dp)

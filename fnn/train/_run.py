@@ -8,7 +8,8 @@ resume restores them, so nothing else holds run state.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+import math
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
@@ -17,31 +18,60 @@ import jax.numpy as jnp
 from fnn.train._state import TrainState
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Summed:
+    """A log kept as additive statistics (a metric's, :func:`fnn.metrics.statistics`), exact over many batches.
+
+    ``stats`` sum leaf by leaf over steps; ``result(stats)`` is the log's value.
+    Logs that are plain scalars are instead averaged, weighted by batch size.
+    """
+
+    stats: Any
+    result: Callable[[Any], Any] = dataclasses.field(metadata={"static": True})
+
+
 class Carry(NamedTuple):
     """What every compiled call of ``fit`` maps: the train state and the epoch's running logs.
 
     Attributes:
         train_state: the :class:`TrainState`.
-        sums: ``{log name: float32 scalar}``, each batch's log times its size, summed over the epoch.
+        sums: ``{log name: float32 scalar}``, each batch's log times its size, summed over
+            the epoch, or for a :class:`Summed` log its statistics summed.
         count: float32 scalar, the examples those sums cover.
         nan_step: int32 scalar, the first step whose loss or update was not finite (-1: none).
     """
 
     train_state: TrainState
-    sums: dict[str, jax.Array]
+    sums: dict[str, Any]
     count: jax.Array
     nan_step: jax.Array
 
     @classmethod
-    def start(cls, train_state: TrainState | None, names: Sequence[str]) -> Carry:
-        """A carry at the start of an epoch: zero sums for the log ``names`` (distinct buffers)."""
-        sums = {name: jnp.zeros((), jnp.float32) for name in names}
+    def start(cls, train_state: TrainState | None, specs: Mapping[str, Any]) -> Carry:
+        """A carry at the start of an epoch: zero sums for the logs (shapes as ``specs``; distinct buffers)."""
+
+        def zeros(spec: Any) -> Any:
+            if isinstance(spec, Summed):
+                return jax.tree.map(lambda s: jnp.zeros(jnp.shape(s), s.dtype), spec)
+            return jnp.zeros((), jnp.float32)
+
+        sums = {name: zeros(spec) for name, spec in specs.items()}
         return cls(train_state, sums, jnp.zeros((), jnp.float32), jnp.full((), -1, jnp.int32))
 
     def logs(self) -> dict[str, float]:
-        """The epoch's mean logs so far, as Python floats (NaN before the first step)."""
-        sums, count = jax.device_get((self.sums, self.count))
-        return {k: float(v) / float(count) if count else float("nan") for k, v in sums.items()}
+        """The epoch's logs so far, as Python floats (NaN before the first step)."""
+        return read_logs(*jax.device_get((self.sums, self.count)))
+
+
+def read_logs(sums: Mapping[str, Any], count: Any) -> dict[str, float]:
+    """Logs from (host) running sums over ``count`` examples: means, or :class:`Summed` results."""
+    if not count:
+        return {k: math.nan for k in sums}
+    return {
+        k: float(v.result(v.stats)) if isinstance(v, Summed) else float(v) / float(count)
+        for k, v in sums.items()
+    }
 
 
 @dataclasses.dataclass
@@ -108,10 +138,10 @@ class FitRun:
 
     def __init__(
         self, model: Any, epochs: int, train_state: TrainState, input_shape: Any = None,
-        log_names: Sequence[str] = (),
+        log_specs: Mapping[str, Any] | None = None,
     ):  # fmt: skip
         self.model, self.epochs, self.input_shape = model, epochs, input_shape
-        self.carry = Carry.start(train_state, log_names)
+        self.carry = Carry.start(train_state, log_specs or {})
         self.progress = Progress()
         self.stop_training = False
         self.nan_step: int | None = None

@@ -16,6 +16,7 @@ from fnn import optimizers
 from fnn._core import Layer
 from fnn._graph import graph, probability_output
 from fnn._layer_losses import add_regularization, zeroed_losses
+from fnn.train._run import Summed
 
 Batch = tuple[Any, Any] | tuple[Any, Any, Any]
 Logs = dict[str, jax.Array]
@@ -133,16 +134,32 @@ def compute_logs(
     return logs
 
 
+def _summed_metrics(metrics: MetricsArg, y: Any, y_pred: Any, known: dict) -> dict[str, Summed]:
+    """Each metric's statistics of the batch, as :class:`Summed` logs (``known`` keeps one per label)."""
+    targets, outputs = losses_lib.match_outputs(y, y_pred) or ({None: y}, {None: y_pred})
+    logs = {}
+    for label, (output, fn) in metrics_lib.per_output(metrics, y_pred).items():
+        # One Statistics per label for good: its result is static pytree data, equal at every trace.
+        stats, result = known.setdefault(label, metrics_lib.statistics(fn))
+        try:
+            logs[label] = Summed(stats(targets[output], outputs[output]), result)
+        except (ValueError, TypeError) as e:
+            raise losses_lib.named_error(e, output) from e
+    return logs
+
+
 def _make_objective(
     model: Layer,
     loss: losses_lib.LossSpec,
     metrics: MetricsArg,
     loss_weights: losses_lib.WeightsSpec = None,
+    summed: bool = False,
 ) -> Callable[..., tuple[jax.Array, tuple[Logs, Any]]]:
     # Unknown names fail here; the rest of the spec needs the outputs' structure (first trace).
     losses_lib.losses_of(loss)
     metrics_lib.check_spec(metrics)
     checked = False  # the model's output activation, at the first trace only
+    known: dict = {}
 
     def objective(params: Any, state: Any, batch: Any, key: Any, train: bool):
         nonlocal checked
@@ -153,7 +170,9 @@ def _make_objective(
         if train:  # the layers' loss terms count for this call only (InferenceMode's write none)
             state = zeroed_losses(state)
         y_pred, new_state = model.apply(params, state, x, train=train, key=key)
-        logs = compute_logs(loss, loss_weights, metrics, y, y_pred, weight)
+        logs = compute_logs(loss, loss_weights, None if summed else metrics, y, y_pred, weight)
+        if summed:
+            logs.update(_summed_metrics(metrics, y, y_pred, known))
         value = logs["loss"]
         if train:  # regularizers and fnn.add_loss terms: minimised with the data loss, and logged
             value, logs = add_regularization(value, logs, new_state)
@@ -215,6 +234,24 @@ def make_train_step(
         ['loss']
     """
     objective = _make_objective(model, loss, metrics, loss_weights)
+    return make_train_step_from_loss(lambda p, s, b, k: objective(p, s, b, k, True), optimizer)
+
+
+def make_fit_step(
+    model: Layer,
+    loss: losses_lib.LossSpec,
+    optimizer: str | optax.GradientTransformation,
+    metrics: MetricsArg = None,
+    *,
+    loss_weights: losses_lib.WeightsSpec = None,
+) -> Callable[..., tuple[Any, Any, Any, Logs]]:
+    """:func:`make_train_step` as ``fit`` runs it: each metric logged as :class:`Summed` statistics.
+
+    ``fit`` sums them over the epoch (and over each callback's interval), so
+    its training metrics are those of all the batches together (precision, F1,
+    AUC exact), as Keras's stateful metrics are, not a mean of batch values.
+    """
+    objective = _make_objective(model, loss, metrics, loss_weights, summed=True)
     return make_train_step_from_loss(lambda p, s, b, k: objective(p, s, b, k, True), optimizer)
 
 

@@ -194,9 +194,10 @@ def evaluate_unchecked(
             weight = None if weights is None else weights[rows]
             yield data_lib.take(x, rows), data_lib.take(y, rows), weight
 
-    return _score(model, params, state, batches(), loss, metrics, loss_weights, check=False, combine=combine)[
-        0
-    ]
+    logs, _ = _score(
+        model, params, state, batches(), loss, metrics, loss_weights, check=False, combine=combine
+    )
+    return logs
 
 
 def statistics_of_logs(

@@ -176,7 +176,7 @@ def fit(
     verbose = verbose if dp is None or is_primary() else 0
     tx = optimizers.get(optimizer)
     if train_step is None:
-        train_step = make_fit_step(model, loss, tx, metrics, loss_weights=loss_weights)
+        train_step = make_fit_step(model, loss, tx, metrics, loss_weights)
     source, val = make_sources(
         x, y, sample_weight, class_weight, validation_split, validation_data, batch_size, shuffle, seed,
         steps_per_epoch, dp,

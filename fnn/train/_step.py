@@ -238,12 +238,7 @@ def make_train_step(
 
 
 def make_fit_step(
-    model: Layer,
-    loss: losses_lib.LossSpec,
-    optimizer: str | optax.GradientTransformation,
-    metrics: MetricsArg = None,
-    *,
-    loss_weights: losses_lib.WeightsSpec = None,
+    model: Layer, loss: Any, optimizer: Any, metrics: MetricsArg, loss_weights: Any
 ) -> Callable[..., tuple[Any, Any, Any, Logs]]:
     """:func:`make_train_step` as ``fit`` runs it: each metric logged as :class:`Summed` statistics.
 

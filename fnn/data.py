@@ -330,4 +330,6 @@ def prefetch(
             yield item
     finally:
         stop.set()
-        reader.join()  # the source is free again (a one-shot iterator read on by the next epoch)
+        # The source is free again for the next reader (a one-shot iterator read on by the next
+        # epoch); not for good where a live stream's next batch never comes.
+        reader.join(timeout=10.0)

@@ -267,7 +267,9 @@ class DataParallel:
         if not self.multi_process:
             return tree
         leaves, structure = jax.tree.flatten(tree)
-        flat = np.concatenate([np.ravel(a) for a in leaves]).astype(np.float32)
-        total = np.asarray(multihost_utils.process_allgather(flat), np.float64).sum(axis=0)
+        flat = np.concatenate([np.ravel(a) for a in leaves]).astype(np.float64)
+        # float64's bits as uint32 pairs: JAX (without x64) would gather float64 as float32.
+        gathered = np.asarray(multihost_utils.process_allgather(flat.view(np.uint32)), np.uint32)
+        total = gathered.reshape(gathered.shape[0], -1).view(np.float64).sum(axis=0)
         parts = np.split(total, np.cumsum([np.size(a) for a in leaves])[:-1])
         return jax.tree.unflatten(structure, [p.reshape(np.shape(a)) for a, p in zip(leaves, parts)])

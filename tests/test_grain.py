@@ -104,6 +104,9 @@ class Opaque:
         raise AssertionError("never restored")
 
 
-def test_an_iterator_state_that_is_not_json_is_refused_by_name():
+def test_an_iterator_state_that_is_not_json_is_refused_by_name(tmp_path):
+    fnn.fit(fnn.Dense(2), Opaque(), loss=LOSS, epochs=1, steps_per_epoch=1, verbose=0)  # no backup: no state
     with pytest.raises(TypeError, match=r"get_state\(\) must return JSON data .* or bytes.*got object"):
-        fnn.fit(fnn.Dense(2), Opaque(), loss=LOSS, epochs=1, steps_per_epoch=3, verbose=0)
+        fnn.fit(
+            fnn.Dense(2), Opaque(), loss=LOSS, epochs=1, steps_per_epoch=3, verbose=0, checkpoint_dir=tmp_path
+        )

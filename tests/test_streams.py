@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import numpy as np
 import pytest
 
 import fnn
+from fnn.train._sources import StreamSource
 from tests.fitting import LOSS, digits, mlp
 
 pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
@@ -98,3 +101,82 @@ def test_a_stream_fuses_stacks_of_batches_bitwise_like_one_step_per_call(tmp_pat
         6,
         8,
     ]  # step 6: a call ended at the backup point
+
+
+# ------------------------------------------------------------------ where a stream stands (StreamSource)
+
+
+def numbered(count):
+    """Batches whose x holds their number 1..count."""
+    return [(np.full((1, 1), i, np.float32), np.zeros((1,), np.int32)) for i in range(1, count + 1)]
+
+
+class Counter:
+    """A checkpointable re-iterable of numbered batches (its iterators have get_state/set_state)."""
+
+    def __init__(self, count):
+        self.batches = numbered(count)
+
+    def __iter__(self):
+        return CounterIterator(self.batches)
+
+
+class CounterIterator:
+    def __init__(self, batches):
+        self.batches, self.at = batches, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self.at == len(self.batches):
+            raise StopIteration
+        self.at += 1
+        return self.batches[self.at - 1]
+
+    def get_state(self):
+        return {"at": self.at}
+
+    def set_state(self, state):
+        self.at = state["at"]
+
+
+def epochs_of(source, epochs, start_epoch=0, start=0):
+    """The batch numbers each epoch reads, the first from step ``start``; and the state after each epoch."""
+    seen, states = [], []
+    for epoch in range(start_epoch, start_epoch + epochs):
+        seen.append([int(b[0][0, 0]) for b in source.batches(epoch, start if epoch == start_epoch else 0)])
+        states.append(source.state)
+    return seen, states
+
+
+@pytest.mark.parametrize("make", [numbered, Counter], ids=["list", "checkpointable"])
+def test_a_stream_read_across_epochs_resumes_where_its_backup_left_it(make):
+    stream = lambda: StreamSource(make(5), steps_per_epoch=2, dp=None, keep_state=True)  # noqa: E731
+    seen, states = epochs_of(stream(), 4)
+    assert seen == [[1, 2], [3, 4], [5, 1], [2, 3]]  # a pass ending inside an epoch: a new one goes on
+    resumed = stream()
+    resumed.resume(states[1])  # a backup at the end of epoch 1, after batch 4
+    assert epochs_of(resumed, 2, start_epoch=2)[0] == [[5, 1], [2, 3]]
+    mid = stream()
+    list(itertools.islice(mid.batches(0), 1))  # a backup after step 1 of epoch 0
+    again = stream()
+    again.resume(mid.state)
+    assert epochs_of(again, 1, start=1)[0] == [[2]]
+
+
+def test_a_checkpointable_stream_resumed_at_the_end_of_a_pass_starts_the_next():
+    stream = lambda: StreamSource(Counter(4), steps_per_epoch=2, dp=None, keep_state=True)  # noqa: E731
+    seen, states = epochs_of(stream(), 2)
+    resumed = stream()
+    resumed.resume(states[1])  # the pass ended with the epoch
+    assert seen == [[1, 2], [3, 4]] and epochs_of(resumed, 1, start_epoch=2)[0] == [[1, 2]]
+
+
+def test_a_generator_rerun_skips_the_batches_its_pass_already_trained():
+    make = lambda: (b for b in numbered(6))  # noqa: E731
+    first = StreamSource(make(), steps_per_epoch=2, dp=None, keep_state=True)
+    seen, states = epochs_of(first, 2)
+    rerun = StreamSource(make(), steps_per_epoch=2, dp=None, keep_state=True)  # a new process makes it anew
+    rerun.resume(states[1])
+    assert seen == [[1, 2], [3, 4]] and epochs_of(rerun, 1, start_epoch=2)[0] == [[5, 6]]

@@ -75,8 +75,9 @@ def fit(
     (``MapDataset``, ``IterDataset``, ``DataLoader``) or any stream whose
     iterator has ``get_state``/``set_state`` is *checkpointable*: backups store
     its state, and a resumed run continues at the exact batch without
-    reading the earlier ones again. Other streams are read again from their
-    start, skipping the batches already trained on.
+    reading the earlier ones again. Other streams are read again from the
+    start of their current pass, skipping the batches already trained on
+    (exact where they yield the same batches again).
 
     Args:
         model: the model to train.
@@ -179,7 +180,7 @@ def fit(
         train_step = make_fit_step(model, loss, tx, metrics, loss_weights)
     source, val = make_sources(
         x, y, sample_weight, class_weight, validation_split, validation_data, batch_size, shuffle, seed,
-        steps_per_epoch, dp,
+        steps_per_epoch, dp, keep_state=callbacks.backup is not None,
     )  # fmt: skip
     batch = source.batch_spec()
     input_shape = example_shapes(batch[0])

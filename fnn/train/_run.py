@@ -52,8 +52,9 @@ class Carry(NamedTuple):
         """A carry at the start of an epoch: zero sums for the logs (shapes as ``specs``; distinct buffers)."""
 
         def zeros(spec: Any) -> Any:
-            if isinstance(spec, Summed):
-                return jax.tree.map(lambda s: jnp.zeros(jnp.shape(s), s.dtype), spec)
+            if isinstance(spec, Summed):  # float32 at least: int32 counts would wrap, bfloat16 round
+                wide = lambda s: jnp.float64 if s.dtype == jnp.float64 else jnp.float32  # noqa: E731
+                return jax.tree.map(lambda s: jnp.zeros(jnp.shape(s), wide(s)), spec)
             return jnp.zeros((), jnp.float32)
 
         sums = {name: zeros(spec) for name, spec in specs.items()}

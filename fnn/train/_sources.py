@@ -134,18 +134,27 @@ class StreamSource:
     Without ``steps_per_epoch`` an epoch is one pass over the stream. With it,
     one iterator is read on across epochs (as Keras does), so a long or
     repeating stream is not cut to its first batches every epoch; a
-    re-iterable read to its end starts a new pass.
+    re-iterable read to its end starts a new pass, inside an epoch too.
 
-    A *checkpointable* stream, one whose iterator has ``get_state()`` and
-    ``set_state(state)`` (a grain ``MapDataset``, ``IterDataset`` or
-    ``DataLoader``, or your own class), is resumed exactly: ``state`` is the
-    iterator's state after the last batch handed out (JSON data; bytes are
-    kept as base64), which a backup stores and :meth:`resume` hands back to
-    the iterator, so nothing is read twice. Any other stream is read again
-    from its start and the batches already trained on are skipped.
+    With ``keep_state`` (a backup is kept), ``state`` says where the stream
+    stands after the last batch handed out, as JSON data a backup stores and
+    :meth:`resume` takes back. A *checkpointable* stream, one whose iterator
+    has ``get_state()`` and ``set_state(state)`` (a grain ``MapDataset``,
+    ``IterDataset`` or ``DataLoader``, or your own class), keeps its
+    iterator's state (bytes as base64), so a resumed run continues at the
+    exact batch and reads nothing twice. Any other stream keeps how many
+    batches of the current pass it has read; a resumed run reads the pass
+    again from its start and skips them (exact where the stream yields the
+    same batches again, e.g. a list, or a generator made anew).
     """
 
-    def __init__(self, batches: Iterable, steps_per_epoch: int | None, dp: DataParallel | None):
+    def __init__(
+        self,
+        batches: Iterable,
+        steps_per_epoch: int | None,
+        dp: DataParallel | None,
+        keep_state: bool = False,
+    ):
         if isinstance(batches, (np.ndarray, jax.Array, Mapping)):
             raise ValueError(
                 "fit: y is missing; pass x and y arrays, or x alone as an iterable of (x, y) batches"
@@ -154,17 +163,19 @@ class StreamSource:
             check_int("fit", "steps_per_epoch", steps_per_epoch)
         self.one_shot = iter(batches) is batches
         self.continues = self.one_shot or steps_per_epoch is not None  # one iterator across epochs
-        self.source, self.steps_per_epoch = batches, steps_per_epoch
+        self.source, self.steps_per_epoch, self.keep_state = batches, steps_per_epoch, keep_state
         self.put = place if dp is None else dp.global_batch
         self.multi_process = dp is not None and dp.multi_process  # every process reads in step: no thread
         self.iterator = iter(batches)
         # Each process reads its own stream, and a backup holds one state: those re-read instead.
         self.checkpointable = _checkpointable(self.iterator) and not self.multi_process
+        self.read_in_pass = 0  # batches of the current pass read so far
         self.first = next(self.iterator, None)
         if self.first is None:
             raise ValueError("fit: the iterable of batches is empty")
         self.first = check_batch(self.first)
-        self.spec, self.state = self.first, self._state_of(self.iterator)
+        self.read_in_pass = 1
+        self.spec, self.state = self.first, self._state()
         self.resume_at: Any = None  # a backup's state, applied where the resumed epoch starts reading
 
     def batch_spec(self) -> Any:
@@ -198,10 +209,10 @@ class StreamSource:
         and placing run ahead of the device (:func:`fnn.data.prefetch`);
         ``state`` follows the chunks handed out.
         """
-        read, skip = self._pairs(start)
+        read = self._pairs(start)
         if self.steps_per_epoch is not None:
-            read = itertools.islice(read, self.steps_per_epoch - start + skip)
-        groups = _stacked(itertools.islice(read, skip, None), start, per_call, every)
+            read = itertools.islice(read, self.steps_per_epoch - start)
+        groups = _stacked(read, start, per_call, every)
         put = lambda group: (group[0], self.put(group[1]), group[2])  # noqa: E731
         steps = 0
         for steps_here, batch, state in (
@@ -216,50 +227,69 @@ class StreamSource:
                 "steps_per_epoch, or a re-iterable (e.g. a list) instead of a generator"
             )
 
-    def _pairs(self, start: int) -> tuple[Iterator[tuple[tuple, Any]], int]:
-        """The epoch's ``(batch, state after it)`` pairs to read from step ``start``, and how many to skip first."""
-        resume_at, self.resume_at = self.resume_at, None
-        if resume_at is not None and self.checkpointable and (self.continues or start > 0):
-            if not self.one_shot:
-                self.iterator = iter(self.source)
-            self.iterator.set_state(_decode_state(resume_at))
-            self.first = None
-            return self._read(), 0
+    def _pairs(self, start: int) -> Iterator[tuple[tuple, Any]]:
+        """The epoch's ``(batch, state after it)`` pairs from step ``start`` on."""
+        at, self.resume_at = self.resume_at, None
+        restart = self.continues and not self.one_shot
+        if at is not None and (self.continues or start > 0):  # where a backup left the stream
+            if "read" not in at:  # an iterator's own state: nothing is read twice
+                if not self.one_shot:
+                    self.iterator = iter(self.source)
+                self.iterator.set_state(_decode_state(at))
+                self.first = None
+                return self._read(restart)
+            return self._again(at["read"], restart)
         if self.first is not None:
             first, self.first = self.first, None
-            return itertools.chain([(first, self.state)], self._read()), start
+            return itertools.chain([(first, self.state)], self._read(restart))
         if not self.continues:
-            self.iterator = iter(self.source)
-        # Resuming inside an epoch of any other stream skips the batches already trained
-        # on; only a re-iterable that yields the same batches each time continues exactly.
-        return self._read(restart=not self.one_shot), start
+            self.iterator, self.read_in_pass = iter(self.source), 0
+        return self._read(restart) if at is None and start == 0 else self._again(start, restart)
 
-    def _read(self, restart: bool = False) -> Iterator[tuple[tuple, Any]]:
-        batch = next(self.iterator, _END)
-        if batch is _END and restart:  # a re-iterable read to its end: a new pass
-            self.iterator = iter(self.source)
-            batch = next(self.iterator, _END)
-        while batch is not _END:
-            yield check_batch(batch), self._state_of(self.iterator)
-            batch = next(self.iterator, _END)
+    def _again(self, read: int, restart: bool) -> Iterator[tuple[tuple, Any]]:
+        """The pass read again from its start, its first ``read`` batches (already trained on) skipped."""
+        if self.one_shot:  # made anew (a rerun): its first batch, read for the shapes, is one of them
+            if self.first is not None and read == 0:
+                first, self.first = self.first, None
+                return itertools.chain([(first, self.state)], self._read(restart))
+            self.first, skip = None, read - 1
+        else:
+            self.first, self.iterator, skip = None, iter(self.source), read
+        self.read_in_pass = read
+        return self._read(restart, skip)
 
-    def _state_of(self, iterator: Any) -> Any:
-        return _encode_state(iterator.get_state()) if self.checkpointable else None
+    def _read(self, restart: bool, skip: int = 0) -> Iterator[tuple[tuple, Any]]:
+        """Reads on (in the prefetch thread); with ``restart``, a pass read to its end starts a new one."""
+        for _ in range(skip):
+            next(self.iterator, None)
+        while True:
+            read = 0
+            for batch in self.iterator:
+                read += 1
+                self.read_in_pass += 1
+                yield check_batch(batch), self._state()
+            if not restart or (read == 0 and self.read_in_pass == 0):  # an empty pass: no endless loop
+                return
+            self.iterator, self.read_in_pass = iter(self.source), 0
 
-
-_END = object()
+    def _state(self) -> Any:
+        if not self.keep_state:
+            return None
+        if self.checkpointable:
+            return _encode_state(self.iterator.get_state())
+        return {"read": self.read_in_pass}
 
 
 def _checkpointable(iterator: Any) -> bool:
     return callable(getattr(iterator, "get_state", None)) and callable(getattr(iterator, "set_state", None))
 
 
-def _encode_state(state: Any) -> Any:
-    """An iterator's state as JSON data, copied now (the iterator reads on): bytes as ``{"base64": ...}``."""
+def _encode_state(state: Any) -> dict[str, Any]:
+    """An iterator's state as JSON data, copied now (the iterator reads on)."""
     if isinstance(state, bytes):
-        return {"base64": base64.b64encode(state).decode("ascii")}
+        return {"iterator_bytes": base64.b64encode(state).decode("ascii")}
     try:
-        return json.loads(json.dumps(state))
+        return {"iterator": json.loads(json.dumps(state))}
     except (TypeError, ValueError) as error:
         raise TypeError(
             f"fit: the stream's get_state() must return JSON data (dicts, lists, numbers, strings) or "
@@ -267,10 +297,10 @@ def _encode_state(state: Any) -> Any:
         ) from None
 
 
-def _decode_state(state: Any) -> Any:
-    if isinstance(state, dict) and set(state) == {"base64"}:
-        return base64.b64decode(state["base64"])
-    return state
+def _decode_state(state: dict[str, Any]) -> Any:
+    if "iterator_bytes" in state:
+        return base64.b64decode(state["iterator_bytes"])
+    return state["iterator"]
 
 
 def _stacked(
@@ -311,16 +341,19 @@ def _stacked(
 def make_sources(
     x: Any, y: Any, sample_weight: Any, class_weight: Mapping[int, float] | None, validation_split: Any,
     validation_data: Any, batch_size: int, shuffle: bool, seed: int, steps_per_epoch: int | None,
-    dp: DataParallel | None,
+    dp: DataParallel | None, keep_state: bool = False,
 ) -> tuple[ArraySource | ProcessShardSource | StreamSource, tuple | None]:  # fmt: skip
-    """The training source and the validation data ``(x, y, sample_weight)`` (or ``None``)."""
+    """The training source and the validation data ``(x, y, sample_weight)`` (or ``None``).
+
+    ``keep_state``: a backup is kept, so a stream says where it stands (:class:`StreamSource`).
+    """
     if y is None:
         if validation_split is not None or sample_weight is not None or class_weight is not None:
             raise ValueError(
                 "fit: with an iterable of batches, pass validation_data (not validation_split) "
                 "and weights inside the batches"
             )
-        source: Any = StreamSource(x, steps_per_epoch, dp)
+        source: Any = StreamSource(x, steps_per_epoch, dp, keep_state)
     else:
         if validation_split is not None and validation_data is not None:
             raise ValueError("fit: pass validation_split or validation_data, not both")

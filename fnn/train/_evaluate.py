@@ -15,7 +15,7 @@ from fnn import losses as losses_lib
 from fnn import metrics as metrics_lib
 from fnn._checks import check_int
 from fnn._core import Layer, Shape, apply_shape
-from fnn.train._step import MetricsArg, check_output_activation
+from fnn.train._step import MetricsArg, check_output_activation, summed_metrics
 
 
 def place(tree: Any) -> Any:
@@ -235,13 +235,7 @@ def statistics_of_logs(
     losses = losses_lib.total_loss(loss, y, y_pred, loss_weights=loss_weights, sample_weight=sample_weight)
     # Every fnn loss is sum(w_i * loss_i) / batch: times the batch, it adds up over batches.
     summed_losses = {name: _at_least_float32(value) * batch for name, value in losses.items()}
-    targets, outputs = losses_lib.match_outputs(y, y_pred) or ({None: y}, {None: y_pred})
-    stats = {}
-    for label, (output, fn) in metrics_lib.per_output(metrics, y_pred).items():
-        try:
-            stats[label] = metrics_lib.statistics(fn).stats(targets[output], outputs[output])
-        except (ValueError, TypeError) as e:
-            raise losses_lib.named_error(e, output) from e
+    stats = {label: log.stats for label, log in summed_metrics(metrics, y, y_pred, {}).items()}
     return {"count": jnp.asarray(batch, jnp.int32), "loss": summed_losses, "metrics": stats}
 
 

@@ -134,7 +134,7 @@ def compute_logs(
     return logs
 
 
-def _summed_metrics(metrics: MetricsArg, y: Any, y_pred: Any, known: dict) -> dict[str, Summed]:
+def summed_metrics(metrics: MetricsArg, y: Any, y_pred: Any, known: dict) -> dict[str, Summed]:
     """Each metric's statistics of the batch, as :class:`Summed` logs (``known`` keeps one per label)."""
     targets, outputs = losses_lib.match_outputs(y, y_pred) or ({None: y}, {None: y_pred})
     logs = {}
@@ -172,7 +172,7 @@ def _make_objective(
         y_pred, new_state = model.apply(params, state, x, train=train, key=key)
         logs = compute_logs(loss, loss_weights, None if summed else metrics, y, y_pred, weight)
         if summed:
-            logs.update(_summed_metrics(metrics, y, y_pred, known))
+            logs.update(summed_metrics(metrics, y, y_pred, known))
         value = logs["loss"]
         if train:  # regularizers and fnn.add_loss terms: minimised with the data loss, and logged
             value, logs = add_regularization(value, logs, new_state)

@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fnn-installed
 
-.PHONY: demo test chromium docs lint bench clean
+.PHONY: demo test chromium docs lint bench interop interop-fixtures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,9 +39,22 @@ bench:
 	.venv-bench/bin/python -m pip install --quiet -e '.[bench]'
 	.venv-bench/bin/python benchmarks/run.py
 
+# fnn.interop against the real PyTorch, Keras and Hugging Face libraries, in their own environment:
+# the fixtures the suite reads (tests/fixtures/interop) and the equivalence results (interop/results.md).
+INTEROP := .venv-interop/bin/python
+$(INTEROP):
+	$(PYTHON) -m venv .venv-interop
+	$(INTEROP) -m pip install --quiet -e '.[interop]'
+
+interop-fixtures: $(INTEROP)
+	$(INTEROP) interop/make_fixtures.py tests/fixtures/interop
+
+interop: $(INTEROP)
+	$(INTEROP) interop/compare.py interop/results
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check fnn tests benchmarks examples conftest.py
-	$(VENV)/bin/ruff format --check fnn tests benchmarks examples conftest.py
+	$(VENV)/bin/ruff check fnn tests benchmarks examples interop conftest.py
+	$(VENV)/bin/ruff format --check fnn tests benchmarks examples interop conftest.py
 
 clean:
-	rm -rf $(VENV) .venv-bench build site *.egg-info
+	rm -rf $(VENV) .venv-bench .venv-interop build site *.egg-info

@@ -89,6 +89,9 @@ class Layer(NamedTuple):
         children: combinators only: ``input_shape -> [(key, child, child_input_shape), ...]``,
             so that tools (summary, graphs, freezing) can walk the tree. ``None``
             for leaf layers; custom layers can leave it out.
+        kind: the constructor that built it (``"Dense"``, ``"Conv2D"``), which tools
+            such as :mod:`fnn.interop` read to map foreign weights; ``None`` for
+            custom layers.
 
     Examples:
         A custom layer is two inner functions and a return:
@@ -110,6 +113,7 @@ class Layer(NamedTuple):
     apply: ApplyFn
     name: str
     children: ChildrenFn | None = None
+    kind: str | None = None
 
 
 # --------------------------------------------------------------------------- shapes
@@ -425,7 +429,7 @@ def make_layer(
         check_train(kind, name, train)
         return apply(params, state, x, train=train, key=key)
 
-    return Layer(compiled_init(init), checked_apply, name, children)
+    return Layer(compiled_init(init), checked_apply, name, children, kind)
 
 
 def default_name(kind: str) -> str:

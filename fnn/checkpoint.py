@@ -896,7 +896,8 @@ def transfer(
 
     Raises:
         ValueError: when a copied path differs in shape or dtype (all listed),
-            or a pattern or the prefix matches nothing.
+            a pattern or the prefix matches nothing, or no path is shared at all
+            (foreign names such as Keras's ``kernel``: see :mod:`fnn.interop`).
         CheckpointError: for a corrupt checkpoint.
 
     Examples:
@@ -924,6 +925,11 @@ def transfer(
         for n in take
         if _leaf_spec(source_leaves[n]) != _leaf_spec(target_leaves[n])
     ]
+    if not take and include is None:  # nothing in common: never a silent no-op
+        raise ValueError(
+            f"transfer: no source path is a target path (source: {sorted(source_leaves)[:4]}..., target: "
+            f"{names[:4]}...); for PyTorch or Keras weights use fnn.interop.load_torch or load_keras"
+        )
     if include is not None:
         problems += [
             f"{n}: matched by include but not in the source" for n in names if n in wanted - set(take)

@@ -1,9 +1,23 @@
-"""Losses: ``loss(y_true, y_pred, *, sample_weight=None) -> scalar``.
+"""Losses: ``loss(y_true, y_pred, *, sample_weight=None, reduction="mean") -> scalar``.
 
 Argument order follows Keras (targets first). Each loss averages over the
-per-example axes, then takes the (weighted) mean over the batch, Keras's
-``sum_over_batch_size``: ``sum(w_i * loss_i) / batch``. Shapes must agree
-exactly; nothing is broadcast silently (``(n, 1)`` against ``(n,)`` is an error).
+per-example axes into one loss per example ``loss_i``, then reduces over the
+batch as ``reduction`` says (Keras 3's names):
+
+- ``"mean"`` (the default; Keras's ``"sum_over_batch_size"`` is accepted as
+  the same): ``sum(w_i * loss_i) / batch``;
+- ``"sum"``: ``sum(w_i * loss_i)``;
+- ``"mean_with_sample_weight"``: ``sum(w_i * loss_i) / sum(w_i)`` (0 when
+  the weights sum to 0; ``"mean"`` without weights);
+- ``"none"``: the weighted per-example losses ``w_i * loss_i``, shape ``(batch,)``.
+
+For ``(batch, features)`` targets (and ``(batch,)`` class labels) these are
+Keras's values exactly. With more axes, fnn averages them into the
+per-example loss, where Keras keeps them (``"none"`` gives ``(batch, steps)``
+there and ``"sum"`` sums over the steps too); ``"mean"`` agrees at any rank.
+:func:`fnn.fit`, :func:`fnn.evaluate` and the train steps need one number per
+batch and refuse ``"none"``. Shapes must agree exactly; nothing is broadcast
+silently (``(n, 1)`` against ``(n,)`` is an error).
 
 Cross-entropies take **logits by default** (``from_logits=True``, unlike Keras):
 models end in a linear layer and the fused log-softmax is the stable form.
@@ -14,6 +28,8 @@ Example:
     >>> from fnn import losses
     >>> float(losses.mean_squared_error(jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0])))
     2.0
+    >>> losses.mean_squared_error(jnp.array([1.0, 2.0]), jnp.array([1.0, 4.0]), reduction="none").tolist()
+    [0.0, 4.0]
 """
 
 from __future__ import annotations
@@ -21,7 +37,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -44,46 +60,84 @@ def _as_logits(y_pred: ArrayLike, from_logits: bool) -> jax.Array:
     return y_pred if from_logits else jnp.log(jnp.clip(y_pred, _EPSILON, 1.0))
 
 
-def _weighted_mean(loss: str, per_element: jax.Array, sample_weight: ArrayLike | None) -> jax.Array:
+Reduction = Literal["mean", "sum", "none", "sum_over_batch_size", "mean_with_sample_weight"]
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none", "sum_over_batch_size", "mean_with_sample_weight")
+
+
+def _check_reduction(loss: str, reduction: Any) -> None:
+    if isinstance(reduction, str) and reduction in REDUCTIONS:
+        return
+    hint = " (Keras's reduction=None is reduction='none' here)" if reduction is None else ""
+    raise ValueError(
+        f"{loss}: reduction must be 'mean' (the default; Keras's 'sum_over_batch_size' is the same), "
+        f"'sum', 'mean_with_sample_weight' or 'none', got {reduction!r}{hint}"
+    )
+
+
+def _weighted_mean(
+    loss: str, per_element: jax.Array, sample_weight: ArrayLike | None, reduction: str = "mean"
+) -> jax.Array:
     batch = per_element.shape[0]
     per_example = jnp.mean(per_element.reshape(batch, -1), axis=1)
-    if sample_weight is None:
-        return jnp.mean(per_example)
-    if shape(sample_weight) != (batch,):
+    if sample_weight is not None and shape(sample_weight) != (batch,):
         raise ValueError(
             f"{loss}: sample_weight must have shape ({batch},) (one weight per example), "
             f"got {shape(sample_weight)}"
         )
-    return jnp.mean(per_example * sample_weight)
+    weighted = per_example if sample_weight is None else per_example * sample_weight
+    if reduction == "none":
+        return weighted
+    if reduction == "sum":
+        return jnp.sum(weighted)
+    if reduction == "mean_with_sample_weight" and sample_weight is not None:
+        # Keras's divide_no_nan; the safe divisor keeps the gradient finite when the weights sum to 0.
+        total = jnp.sum(jnp.asarray(sample_weight, weighted.dtype))
+        return jnp.where(total == 0, 0, jnp.sum(weighted) / jnp.where(total == 0, 1, total))
+    return jnp.mean(weighted)  # "mean", "sum_over_batch_size": the default, unchanged
 
 
 def mean_squared_error(
-    y_true: ArrayLike, y_pred: ArrayLike, *, sample_weight: ArrayLike | None = None
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    sample_weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> jax.Array:
     """Mean of ``(y_pred - y_true)**2``; shapes ``(batch, ...)``, identical.
+
+    Returns a scalar, or ``(batch,)`` with ``reduction="none"``; ``sample_weight``
+    (``(batch,)``) and ``reduction`` are as for every loss (see :mod:`fnn.losses`).
 
     Examples:
         >>> float(mean_squared_error(jnp.zeros((2, 1)), jnp.ones((2, 1))))
         1.0
     """
+    _check_reduction("mean_squared_error", reduction)
     check_same_shape("mean_squared_error", y_true, y_pred)
     check_float("mean_squared_error", "y_pred", y_pred)
-    return _weighted_mean("mean_squared_error", optax.squared_error(y_pred, y_true), sample_weight)
+    return _weighted_mean("mean_squared_error", optax.squared_error(y_pred, y_true), sample_weight, reduction)
 
 
 def mean_absolute_error(
-    y_true: ArrayLike, y_pred: ArrayLike, *, sample_weight: ArrayLike | None = None
+    y_true: ArrayLike,
+    y_pred: ArrayLike,
+    *,
+    sample_weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> jax.Array:
     """Mean of ``|y_pred - y_true|``; shapes ``(batch, ...)``, identical.
+
+    ``sample_weight`` and ``reduction`` as for :func:`mean_squared_error`.
 
     Examples:
         >>> float(mean_absolute_error(jnp.zeros(2), jnp.array([1.0, -3.0])))
         2.0
     """
+    _check_reduction("mean_absolute_error", reduction)
     check_same_shape("mean_absolute_error", y_true, y_pred)
     check_float("mean_absolute_error", "y_pred", y_pred)
     y_pred = jnp.asarray(y_pred)
-    return _weighted_mean("mean_absolute_error", jnp.abs(y_pred - y_true), sample_weight)
+    return _weighted_mean("mean_absolute_error", jnp.abs(y_pred - y_true), sample_weight, reduction)
 
 
 def huber(
@@ -92,18 +146,22 @@ def huber(
     *,
     delta: float = 1.0,
     sample_weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> jax.Array:
     """Huber loss: quadratic for ``|error| <= delta``, linear beyond (Keras's scale).
+
+    ``sample_weight`` and ``reduction`` as for :func:`mean_squared_error`.
 
     Examples:
         >>> float(huber(jnp.zeros(2), jnp.array([0.5, 3.0])))  # (0.125 + 2.5) / 2
         1.3125
     """
+    _check_reduction("huber", reduction)
     check_same_shape("huber", y_true, y_pred)
     check_float("huber", "y_pred", y_pred)
     if delta <= 0:
         raise ValueError(f"huber: delta must be positive, got {delta!r}")
-    return _weighted_mean("huber", optax.huber_loss(y_pred, y_true, delta=delta), sample_weight)
+    return _weighted_mean("huber", optax.huber_loss(y_pred, y_true, delta=delta), sample_weight, reduction)
 
 
 def binary_crossentropy(
@@ -112,6 +170,7 @@ def binary_crossentropy(
     *,
     from_logits: bool = True,
     sample_weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> jax.Array:
     """Binary cross-entropy of targets in ``[0, 1]`` against logits (or probabilities).
 
@@ -120,11 +179,14 @@ def binary_crossentropy(
         y_pred: logits (default) or probabilities with ``from_logits=False``.
         from_logits: whether ``y_pred`` holds logits.
         sample_weight: optional ``(batch,)`` weights.
+        reduction: ``"mean"``, ``"sum"``, ``"mean_with_sample_weight"`` or
+            ``"none"`` (per-example losses ``(batch,)``); see :mod:`fnn.losses`.
 
     Examples:
         >>> round(float(binary_crossentropy(jnp.ones(1), jnp.zeros(1))), 4)  # log 2
         0.6931
     """
+    _check_reduction("binary_crossentropy", reduction)
     check_same_shape("binary_crossentropy", y_true, y_pred)
     check_float("binary_crossentropy", "y_pred", y_pred)
     y_pred = jnp.asarray(y_pred)
@@ -134,7 +196,7 @@ def binary_crossentropy(
     else:
         p = jnp.clip(y_pred, _EPSILON, 1 - _EPSILON)
         per_element = -(y_true * jnp.log(p) + (1 - y_true) * jnp.log1p(-p))
-    return _weighted_mean("binary_crossentropy", per_element, sample_weight)
+    return _weighted_mean("binary_crossentropy", per_element, sample_weight, reduction)
 
 
 def categorical_crossentropy(
@@ -144,6 +206,7 @@ def categorical_crossentropy(
     from_logits: bool = True,
     label_smoothing: float = 0.0,
     sample_weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> jax.Array:
     """Cross-entropy of one-hot (or soft) targets ``(batch, ..., classes)``.
 
@@ -153,11 +216,14 @@ def categorical_crossentropy(
         from_logits: whether ``y_pred`` holds logits.
         label_smoothing: in ``[0, 1)``; mixes targets with the uniform distribution.
         sample_weight: optional ``(batch,)`` weights.
+        reduction: ``"mean"``, ``"sum"``, ``"mean_with_sample_weight"`` or
+            ``"none"`` (per-example losses ``(batch,)``); see :mod:`fnn.losses`.
 
     Examples:
         >>> round(float(categorical_crossentropy(jnp.array([[0.0, 1.0]]), jnp.zeros((1, 2)))), 4)
         0.6931
     """
+    _check_reduction("categorical_crossentropy", reduction)
     check_same_shape("categorical_crossentropy", y_true, y_pred)
     check_float("categorical_crossentropy", "y_pred", y_pred)
     _check_label_smoothing("categorical_crossentropy", label_smoothing)
@@ -166,7 +232,7 @@ def categorical_crossentropy(
     if label_smoothing:
         y_true = optax.smooth_labels(y_true, label_smoothing)
     per_example = optax.softmax_cross_entropy(_as_logits(y_pred, from_logits), y_true)
-    return _weighted_mean("categorical_crossentropy", per_example, sample_weight)
+    return _weighted_mean("categorical_crossentropy", per_example, sample_weight, reduction)
 
 
 def sparse_categorical_crossentropy(
@@ -176,6 +242,7 @@ def sparse_categorical_crossentropy(
     from_logits: bool = True,
     label_smoothing: float = 0.0,
     sample_weight: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> jax.Array:
     """Cross-entropy of integer class labels ``(batch, ...)`` against ``(batch, ..., classes)``.
 
@@ -194,12 +261,15 @@ def sparse_categorical_crossentropy(
             with the uniform distribution, as in :func:`categorical_crossentropy`
             (and PyTorch's ``CrossEntropyLoss(label_smoothing=...)``).
         sample_weight: optional ``(batch,)`` weights.
+        reduction: ``"mean"``, ``"sum"``, ``"mean_with_sample_weight"`` or
+            ``"none"`` (per-example losses ``(batch,)``); see :mod:`fnn.losses`.
 
     Examples:
         >>> round(float(sparse_categorical_crossentropy(jnp.array([1]), jnp.zeros((1, 2)))), 4)
         0.6931
     """
     loss = "sparse_categorical_crossentropy"
+    _check_reduction(loss, reduction)
     check_float(loss, "y_pred", y_pred)
     check_class_labels(loss, y_true, y_pred)
     _check_label_smoothing(loss, label_smoothing)
@@ -219,7 +289,7 @@ def sparse_categorical_crossentropy(
         ignored = jnp.asarray(sample_weight).reshape((-1,) + (1,) * (y_true.ndim - 1)) == 0
         valid = valid | jnp.broadcast_to(ignored, y_true.shape)
     per_example = jnp.where(valid, per_example, jnp.nan)
-    return _weighted_mean(loss, per_example, sample_weight)
+    return _weighted_mean(loss, per_example, sample_weight, reduction)
 
 
 def _check_label_smoothing(loss: str, label_smoothing: float) -> None:
@@ -275,17 +345,38 @@ def get(loss: str | Loss, **kwargs: Any) -> Loss:
 
     Args:
         loss: a name from :data:`LOSSES` or a function ``(y_true, y_pred, *, sample_weight)``.
-        **kwargs: options of the loss (``from_logits=False``, ``delta=2.0``, ...).
+        **kwargs: options of the loss (``from_logits=False``, ``delta=2.0``,
+            ``reduction="sum"``, ...), as Keras's loss classes take them.
 
     Raises:
-        ValueError: for an unknown name, listing the known ones.
+        ValueError: for an unknown name, listing the known ones, or a bad ``reduction``.
 
     Examples:
         >>> get("mse") is mean_squared_error
         True
+        >>> get("mae", reduction="none")(jnp.zeros((2, 1)), jnp.array([[1.0], [-3.0]])).tolist()
+        [1.0, 3.0]
     """
     loss = resolve("loss", LOSSES, loss)
+    if "reduction" in kwargs and loss in LOSSES.values():  # fail here, not at the first call
+        _check_reduction(loss.__name__, kwargs["reduction"])
     return functools.partial(loss, **kwargs) if kwargs else loss
+
+
+def _loss_name(fn: Any) -> str:
+    return getattr(fn, "__name__", None) or repr(fn)
+
+
+def _one_number(loss: Loss) -> Loss:
+    """``loss`` if it gives one number per batch; a ``reduction="none"`` loss is an error."""
+    fn, options = _unwrapped(loss)
+    if options.get("reduction") == "none":
+        raise ValueError(
+            f"loss {_loss_name(fn)}: reduction='none' gives one loss per example (batch,), but fit, "
+            "evaluate and the train steps need one number per batch: use reduction='mean' (the "
+            "default) or 'sum' there, and reduction='none' in your own code"
+        )
+    return loss
 
 
 # --------------------------------------------------------------------------- several outputs
@@ -458,7 +549,7 @@ def per_output(loss: LossSpec, y_pred: Any, loss_weights: WeightsSpec = None) ->
                 f"loss_weights: the model has one output ({describe(y_pred)}), so it takes one "
                 f"weight, got {loss_weights!r}"
             )
-        fn = get(loss[0] if structured_loss else loss)
+        fn = _one_number(get(loss[0] if structured_loss else loss))
         weight = loss_weights[0] if isinstance(loss_weights, (tuple, list)) else loss_weights
         return (OutputLoss(None, fn, 1.0 if weight is None else _weight(weight, "loss_weights")),)
     fns = _by_output("loss", loss, outputs, y_pred) if structured_loss else [loss] * len(outputs)
@@ -472,7 +563,7 @@ def per_output(loss: LossSpec, y_pred: Any, loss_weights: WeightsSpec = None) ->
             f"got {loss_weights!r}"
         )
     return tuple(
-        OutputLoss(name, get(fn), _weight(w, f"loss_weights[{name!r}]"))
+        OutputLoss(name, _one_number(get(fn)), _weight(w, f"loss_weights[{name!r}]"))
         for name, fn, w in zip(outputs, fns, weights)
     )
 
@@ -480,15 +571,19 @@ def per_output(loss: LossSpec, y_pred: Any, loss_weights: WeightsSpec = None) ->
 def losses_of(loss: LossSpec) -> list[Loss]:
     """Every loss function named in a loss spec, resolved (no output structure needed).
 
+    Raises:
+        ValueError: for an unknown name, or a loss with ``reduction="none"``
+            (a model's loss is one number per batch).
+
     Examples:
         >>> losses_of({"a": "mse", "b": "mae"}) == [mean_squared_error, mean_absolute_error]
         True
     """
     if isinstance(loss, Mapping):
-        return [get(v) for v in loss.values()]
+        return [_one_number(get(v)) for v in loss.values()]
     if isinstance(loss, (tuple, list)):
-        return [get(v) for v in loss]
-    return [get(loss)]
+        return [_one_number(get(v)) for v in loss]
+    return [_one_number(get(loss))]
 
 
 def named_error(error: Exception, name: str | None) -> Exception:
@@ -553,6 +648,14 @@ def total_loss(
             )
         except (ValueError, TypeError) as e:
             raise named_error(e, name) from e
+        if jnp.ndim(value) != 0:  # a custom loss that forgot to reduce: say so, not "grad needs a scalar"
+            raise named_error(
+                ValueError(
+                    f"loss {_loss_name(getattr(fn, 'func', fn))} returned shape {jnp.shape(value)}; a "
+                    "model's loss must be one number per batch (reduce it, e.g. with jnp.mean)"
+                ),
+                name,
+            )
         if name is not None:
             logs[f"{name}_loss"] = value
         weighted = value if weight == 1.0 else weight * value  # 1.0 * x is x: keep the graph as it was

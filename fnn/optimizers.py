@@ -8,6 +8,36 @@ Named optimisers keep their learning rate in the optimiser state (see
 :func:`learning_rate` and :func:`set_learning_rate`), so callbacks such as
 ``ReduceLROnPlateau`` can change it between steps without recompiling.
 
+By default a name gives optax's optimiser with optax's hyper-parameters and
+Keras's default learning rate. ``get(name, defaults="keras")`` gives Keras 3's
+hyper-parameters and update rule instead, and takes Keras's argument names
+(``beta_1``, ``epsilon``, ``rho``, ``amsgrad``, ``centered``,
+``initial_accumulator_value``, ``weight_decay``), so a Keras optimiser ported
+unchanged updates the same way (checked step by step against Keras's rules).
+Side by side (``t`` is the step, ``m``, ``v`` moving averages of ``g``, ``g**2``;
+``m_hat``, ``v_hat`` bias-corrected):
+
+| name | default (``defaults="optax"``) | ``defaults="keras"`` (Keras 3) |
+|---|---|---|
+| ``sgd`` | ``optax.sgd``, rate 0.01 | ``SGD()``, rate 0.01: the same updates |
+| ``momentum`` | ``optax.sgd(momentum=0.9)``, rate 0.01 | ``SGD(momentum=0.9)``: the same (Keras keeps ``lr * g`` in its velocity, equal for a constant rate) |
+| ``nesterov`` | ``optax.sgd(momentum=0.9, nesterov=True)`` | ``SGD(momentum=0.9, nesterov=True)``: the same |
+| ``adam`` | ``optax.adam``: ``eps=1e-8``, ``m_hat / (sqrt(v_hat) + eps)`` | ``Adam()``: ``epsilon=1e-7`` added to the uncorrected ``sqrt(v)``: ``sqrt(1 - b2**t) / (1 - b1**t) * m / (sqrt(v) + epsilon)`` (:func:`scale_by_keras_adam`), optax's form with ``eps = epsilon / sqrt(1 - b2**t)``; ``amsgrad`` |
+| ``adamw`` | ``optax.adamw``: ``eps=1e-8``, ``weight_decay=1e-4`` | ``AdamW()``: Keras's Adam with ``weight_decay=0.004`` (``w -= lr * wd * w``, as optax decouples it) |
+| ``adamax`` | ``optax.adamax``: ``eps=1e-8`` inside the max, ``u = max(b2 * u, abs(g) + eps)``, ``m_hat / u`` | ``Adamax()``: ``u = max(b2 * u, abs(g))``, ``m_hat / (u + 1e-7)`` (:func:`scale_by_keras_adamax`) |
+| ``nadam`` | ``optax.nadam``: Adam with a Nesterov step, ``eps=1e-8`` | ``Nadam()``: Dozat's momentum schedule ``b1 * (1 - 0.5 * 0.96**t)``, ``epsilon=1e-7`` (:func:`scale_by_keras_nadam`) |
+| ``rmsprop`` | ``optax.rmsprop``: ``decay=0.9``, ``eps=1e-8``, ``g / sqrt(v + eps)`` | ``RMSprop()``: ``rho=0.9``, ``epsilon=1e-7``, the same rule; ``momentum``, ``centered`` |
+| ``adadelta`` | ``optax.adadelta``: ``rho=0.9``, ``eps=1e-6`` | ``Adadelta()``: ``rho=0.95``, ``epsilon=1e-7``, the same rule |
+| ``adagrad`` | ``optax.adagrad``: ``initial_accumulator_value=0.1``, ``eps=1e-7`` | ``Adagrad()``: the same values and rule |
+| ``lamb`` | ``optax.lamb``: ``eps=1e-6`` | ``Lamb()``: ``epsilon=1e-7``, the same rule (its ``weight_decay`` is not offered) |
+| ``lion`` | ``optax.lion``: rate 1e-4, ``weight_decay=1e-3`` | ``Lion()``: rate 1e-3, no weight decay |
+
+Every Keras option ``weight_decay`` (except Lamb's) is Keras's decoupled
+``w -= lr * wd * w``. With a schedule or a rate changed by a callback,
+Keras's SGD and RMSprop momentum (which store ``lr * g``) drift slightly from
+these forms (which store ``g`` and scale by the current rate); with a constant
+rate they agree.
+
 Example:
     >>> import jax
     >>> from fnn import optimizers
@@ -50,6 +80,283 @@ OPTIMIZERS: dict[str, tuple[Callable[..., optax.GradientTransformation], float, 
 }
 
 
+# --------------------------------------------------------------------------- Keras's rules
+
+
+class ScaleByKerasAdamState(NamedTuple):
+    """State of :func:`scale_by_keras_adam` and :func:`scale_by_keras_adamax`.
+
+    ``nu`` holds Adam's second moment or Adamax's infinity norm; ``nu_max`` the
+    running maximum of ``nu`` with ``amsgrad=True`` (``None`` otherwise).
+    """
+
+    count: jax.Array
+    mu: Any
+    nu: Any
+    nu_max: Any = None
+
+
+class ScaleByKerasNadamState(NamedTuple):
+    """State of :func:`scale_by_keras_nadam`: the step, the moments and ``prod(mu_1..mu_t)``."""
+
+    count: jax.Array
+    mu: Any
+    nu: Any
+    mu_product: jax.Array
+
+
+def _ema(moment: Any, value: Any, decay: float) -> Any:
+    # Keras's form, m += (g - m) * (1 - beta), for the same rounding.
+    return jax.tree.map(lambda m, v: m + (v - m) * (1 - decay), moment, value)
+
+
+def _powers(count: jax.Array, dtype: Any, *bases: float) -> list[jax.Array]:
+    step = count.astype(dtype)
+    return [jnp.power(jnp.asarray(base, dtype), step) for base in bases]
+
+
+def scale_by_keras_adam(
+    beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7, amsgrad: bool = False
+) -> optax.GradientTransformation:
+    """Adam's direction as Keras computes it: ``epsilon`` added to the un-corrected ``sqrt(v)``.
+
+    Keras's step is ``lr * a_t * m / (sqrt(v) + epsilon)`` with
+    ``a_t = sqrt(1 - beta_2**t) / (1 - beta_1**t)`` and ``m``, ``v`` the plain
+    moving averages. That is optax's ``m_hat / (sqrt(v_hat) + eps)`` with
+    ``eps = epsilon / sqrt(1 - beta_2**t)``, an epsilon that changes with the
+    step (about 32x ``epsilon`` at the first step), which no optax option gives.
+    ``amsgrad=True`` uses the running maximum of ``v``, as Keras does.
+
+    Returns:
+        An optax transformation giving the direction (multiply by ``-learning_rate``).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> tx = scale_by_keras_adam()
+        >>> updates, _ = tx.update({"w": jnp.array([0.5])}, tx.init({"w": jnp.zeros(1)}))
+        >>> # a_1 * m / (sqrt(v) + epsilon) = 0.316 * 0.05 / (0.0158 + 1e-7), about 1 at the first step
+        >>> round(float(updates["w"][0]), 4)
+        1.0
+    """
+
+    def init(params: Any) -> ScaleByKerasAdamState:
+        zeros = optax.tree.zeros_like(params)
+        return ScaleByKerasAdamState(jnp.zeros([], jnp.int32), zeros, zeros, zeros if amsgrad else None)
+
+    def update(updates: Any, state: ScaleByKerasAdamState, params: Any = None) -> tuple[Any, Any]:
+        del params
+        count = optax.safe_int32_increment(state.count)
+        mu = _ema(state.mu, updates, beta_1)
+        nu = _ema(state.nu, jax.tree.map(jnp.square, updates), beta_2)
+        nu_max = jax.tree.map(jnp.maximum, state.nu_max, nu) if amsgrad else None
+
+        def direction(m: jax.Array, v: jax.Array) -> jax.Array:
+            b1_power, b2_power = _powers(count, m.dtype, beta_1, beta_2)
+            alpha = jnp.sqrt(1 - b2_power) / (1 - b1_power)
+            return m * alpha / (jnp.sqrt(v) + epsilon)
+
+        updates = jax.tree.map(direction, mu, nu_max if amsgrad else nu)
+        return updates, ScaleByKerasAdamState(count, mu, nu, nu_max)
+
+    return optax.GradientTransformation(init, update)
+
+
+def scale_by_keras_adamax(
+    beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
+) -> optax.GradientTransformation:
+    """Adamax's direction as Keras computes it: ``m / ((1 - beta_1**t) * (u + epsilon))``.
+
+    ``u = max(beta_2 * u, |g|)``; optax adds ``eps`` inside the maximum
+    (``max(beta_2 * u, |g| + eps)``), so its ``eps`` also decays into ``u``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> tx = scale_by_keras_adamax()
+        >>> updates, _ = tx.update({"w": jnp.array([-2.0])}, tx.init({"w": jnp.zeros(1)}))
+        >>> round(float(updates["w"][0]), 5)
+        -1.0
+    """
+
+    def init(params: Any) -> ScaleByKerasAdamState:
+        zeros = optax.tree.zeros_like(params)
+        return ScaleByKerasAdamState(jnp.zeros([], jnp.int32), zeros, zeros)
+
+    def update(updates: Any, state: ScaleByKerasAdamState, params: Any = None) -> tuple[Any, Any]:
+        del params
+        count = optax.safe_int32_increment(state.count)
+        mu = _ema(state.mu, updates, beta_1)
+        nu = jax.tree.map(lambda u, g: jnp.maximum(beta_2 * u, jnp.abs(g)), state.nu, updates)
+
+        def direction(m: jax.Array, u: jax.Array) -> jax.Array:
+            (b1_power,) = _powers(count, m.dtype, beta_1)
+            return m / ((1 - b1_power) * (u + epsilon))
+
+        return jax.tree.map(direction, mu, nu), ScaleByKerasAdamState(count, mu, nu)
+
+    return optax.GradientTransformation(init, update)
+
+
+def scale_by_keras_nadam(
+    beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
+) -> optax.GradientTransformation:
+    """Nadam's direction as Keras computes it (Dozat's momentum schedule).
+
+    Keras's Nadam uses the momentum schedule ``mu_t = beta_1 * (1 - 0.5 * 0.96**t)``:
+    ``m_hat = mu_{t+1} m / (1 - prod(mu_1..mu_{t+1})) + (1 - mu_t) g / (1 - prod(mu_1..mu_t))``,
+    ``v_hat = v / (1 - beta_2**t)``, direction ``m_hat / (sqrt(v_hat) + epsilon)``.
+    ``optax.nadam`` is Adam with a Nesterov step and no schedule; the two differ
+    in every step.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> tx = scale_by_keras_nadam()
+        >>> updates, state = tx.update({"w": jnp.array([1.0])}, tx.init({"w": jnp.zeros(1)}))
+        >>> round(float(state.mu_product), 5)  # mu_1 = 0.9 * (1 - 0.5 * 0.96)
+        0.468
+    """
+
+    def init(params: Any) -> ScaleByKerasNadamState:
+        zeros = optax.tree.zeros_like(params)
+        return ScaleByKerasNadamState(jnp.zeros([], jnp.int32), zeros, zeros, jnp.ones([], jnp.float32))
+
+    def update(updates: Any, state: ScaleByKerasNadamState, params: Any = None) -> tuple[Any, Any]:
+        del params
+        count = optax.safe_int32_increment(state.count)
+        step = count.astype(jnp.float32)
+        mu_t = beta_1 * (1 - 0.5 * jnp.power(jnp.float32(0.96), step))
+        mu_next = beta_1 * (1 - 0.5 * jnp.power(jnp.float32(0.96), step + 1))
+        product = state.mu_product * mu_t  # Keras updates it before the step, as here
+        mu = _ema(state.mu, updates, beta_1)
+        nu = _ema(state.nu, jax.tree.map(jnp.square, updates), beta_2)
+
+        def direction(g: jax.Array, m: jax.Array, v: jax.Array) -> jax.Array:
+            u_t, u_next, u_prod = (a.astype(m.dtype) for a in (mu_t, mu_next, product))
+            m_hat = u_next * m / (1 - u_prod * u_next) + (1 - u_t) * g / (1 - u_prod)
+            (b2_power,) = _powers(count, m.dtype, beta_2)
+            return m_hat / (jnp.sqrt(v / (1 - b2_power)) + epsilon)
+
+        updates = jax.tree.map(direction, updates, mu, nu)
+        return updates, ScaleByKerasNadamState(count, mu, nu, product)
+
+    return optax.GradientTransformation(init, update)
+
+
+def _keras(
+    direction: optax.GradientTransformation, learning_rate: Any, weight_decay: float | None
+) -> optax.GradientTransformation:
+    # Keras decays weights outside the rule (w -= lr * wd * w), like optax's decoupled decay.
+    decay = [] if weight_decay is None else [optax.add_decayed_weights(weight_decay)]
+    return optax.chain(direction, *decay, optax.scale(-learning_rate))
+
+
+def _keras_sgd(
+    learning_rate: Any, *, momentum: float = 0.0, nesterov: bool = False, weight_decay: float | None = None
+) -> optax.GradientTransformation:
+    # Keras keeps lr * g in its momentum; with the rate factored out it is optax's trace.
+    trace = optax.trace(decay=momentum, nesterov=nesterov) if momentum else optax.identity()
+    return _keras(trace, learning_rate, weight_decay)
+
+
+def _keras_adam(
+    learning_rate: Any,
+    *,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
+    amsgrad: bool = False,
+    weight_decay: float | None = None,
+) -> optax.GradientTransformation:
+    return _keras(scale_by_keras_adam(beta_1, beta_2, epsilon, amsgrad), learning_rate, weight_decay)
+
+
+def _keras_adamax(
+    learning_rate: Any,
+    *,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
+    weight_decay: float | None = None,
+) -> optax.GradientTransformation:
+    return _keras(scale_by_keras_adamax(beta_1, beta_2, epsilon), learning_rate, weight_decay)
+
+
+def _keras_nadam(
+    learning_rate: Any,
+    *,
+    beta_1: float = 0.9,
+    beta_2: float = 0.999,
+    epsilon: float = 1e-7,
+    weight_decay: float | None = None,
+) -> optax.GradientTransformation:
+    return _keras(scale_by_keras_nadam(beta_1, beta_2, epsilon), learning_rate, weight_decay)
+
+
+def _keras_rmsprop(
+    learning_rate: Any,
+    *,
+    rho: float = 0.9,
+    momentum: float = 0.0,
+    epsilon: float = 1e-7,
+    centered: bool = False,
+    weight_decay: float | None = None,
+) -> optax.GradientTransformation:
+    # Keras: g / sqrt(v + eps) (or sqrt(v - mean(g)**2 + eps)), optax's eps_in_sqrt=True.
+    scale = optax.scale_by_stddev if centered else optax.scale_by_rms
+    steps = [scale(decay=rho, eps=epsilon, eps_in_sqrt=True)]
+    if momentum:
+        steps.append(optax.trace(decay=momentum))
+    return _keras(optax.chain(*steps), learning_rate, weight_decay)
+
+
+def _keras_adadelta(
+    learning_rate: Any, *, rho: float = 0.95, epsilon: float = 1e-7, weight_decay: float | None = None
+) -> optax.GradientTransformation:
+    return _keras(optax.scale_by_adadelta(rho=rho, eps=epsilon), learning_rate, weight_decay)
+
+
+def _keras_adagrad(
+    learning_rate: Any,
+    *,
+    initial_accumulator_value: float = 0.1,
+    epsilon: float = 1e-7,
+    weight_decay: float | None = None,
+) -> optax.GradientTransformation:
+    rule = optax.scale_by_rss(initial_accumulator_value=initial_accumulator_value, eps=epsilon)
+    return _keras(rule, learning_rate, weight_decay)
+
+
+def _keras_lamb(
+    learning_rate: Any, *, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-7
+) -> optax.GradientTransformation:
+    # Keras: m_hat / (sqrt(v_hat) + eps), then the trust ratio |w| / |update|: optax.lamb's rule.
+    # Its weight decay (applied before the trust ratio reads w) is not offered.
+    return optax.lamb(learning_rate, b1=beta_1, b2=beta_2, eps=epsilon, weight_decay=0.0)
+
+
+def _keras_lion(
+    learning_rate: Any, *, beta_1: float = 0.9, beta_2: float = 0.99, weight_decay: float | None = None
+) -> optax.GradientTransformation:
+    return _keras(optax.scale_by_lion(b1=beta_1, b2=beta_2), learning_rate, weight_decay)
+
+
+# name -> (builder, Keras's default learning rate, fixed keyword arguments): Keras 3's
+# hyper-parameters, argument names (beta_1, epsilon, rho, ...) and update rules.
+KERAS_OPTIMIZERS: dict[str, tuple[Callable[..., optax.GradientTransformation], float, dict[str, Any]]] = {
+    "sgd": (_keras_sgd, 0.01, {}),
+    "momentum": (_keras_sgd, 0.01, {"momentum": 0.9}),
+    "nesterov": (_keras_sgd, 0.01, {"momentum": 0.9, "nesterov": True}),
+    "adam": (_keras_adam, 0.001, {}),
+    "adamw": (_keras_adam, 0.001, {"weight_decay": 0.004}),
+    "adamax": (_keras_adamax, 0.001, {}),
+    "nadam": (_keras_nadam, 0.001, {}),
+    "rmsprop": (_keras_rmsprop, 0.001, {}),
+    "adadelta": (_keras_adadelta, 0.001, {}),
+    "adagrad": (_keras_adagrad, 0.001, {}),
+    "lamb": (_keras_lamb, 0.001, {}),
+    "lion": (_keras_lion, 0.001, {}),
+}
+
+
 def get(
     optimizer: str | optax.GradientTransformation,
     *,
@@ -57,6 +364,7 @@ def get(
     clipnorm: float | None = None,
     clipvalue: float | None = None,
     global_clipnorm: float | None = None,
+    defaults: str = "optax",
     **kwargs: Any,
 ) -> optax.GradientTransformation:
     """Builds a named optimiser, or passes an optax one through unchanged.
@@ -73,35 +381,47 @@ def get(
         clipvalue: as in Keras, clip every gradient element to ``[-clipvalue, clipvalue]`` first.
         global_clipnorm: as in Keras, scale all gradients together so their
             global L2 norm is at most this (``optax.clip_by_global_norm``).
+        defaults: ``"optax"`` (fnn's default): optax's optimiser with its
+            hyper-parameters and Keras's default rate. ``"keras"``: Keras 3's
+            hyper-parameters and update rule (epsilon placement included), with
+            Keras's argument names in ``kwargs``; see the table in
+            :mod:`fnn.optimizers`.
         **kwargs: further arguments of the optax constructor (``momentum=0.8``,
-            ``b1=0.95``, ``weight_decay=1e-4``, ...).
+            ``b1=0.95``, ``weight_decay=1e-4``, ...), or with ``defaults="keras"``
+            of the Keras class (``beta_1=0.95``, ``epsilon=1e-8``, ``rho=0.9``,
+            ``amsgrad=True``, ``weight_decay=0.01``, ...).
 
     Returns:
         An ``optax.GradientTransformation``.
 
     Raises:
-        ValueError: for an unknown name or a learning rate that is not positive.
+        ValueError: for an unknown name or ``defaults``, or a learning rate that is not positive.
         TypeError: for options given with an optax object, or unknown options.
 
     Examples:
         >>> import optax
         >>> schedule = optax.exponential_decay(0.1, transition_steps=100, decay_rate=0.5)
         >>> opt = get("momentum", learning_rate=schedule)
+        >>> keras_like = get("adadelta", defaults="keras")  # keras.optimizers.Adadelta(): rho=0.95, epsilon=1e-7
     """
+    if defaults not in ("optax", "keras"):
+        raise ValueError(f"optimizer {optimizer!r}: defaults must be 'optax' or 'keras', got {defaults!r}")
     clipping = _clipping(optimizer, clipnorm=clipnorm, clipvalue=clipvalue, global_clipnorm=global_clipnorm)
     if callable(getattr(optimizer, "gradient_transformation", None)):  # optax.MultiSteps and its kind
         optimizer = optimizer.gradient_transformation()
     if isinstance(optimizer, optax.GradientTransformation):
-        if learning_rate is not None or kwargs:
+        if learning_rate is not None or kwargs or defaults != "optax":
             raise TypeError(
                 "optimizer is already an optax GradientTransformation; set its learning rate "
                 f"and options when building it, not here (got learning_rate={learning_rate!r}, "
-                f"{kwargs})"
+                f"{kwargs}{', defaults=' + repr(defaults) if defaults != 'optax' else ''})"
             )
         return optax.chain(*clipping, optimizer) if clipping else optimizer
     if not isinstance(optimizer, str):
         raise TypeError(f"optimizer must be a name or an optax GradientTransformation, got {optimizer!r}")
-    build, default_rate, fixed = lookup("optimizer", OPTIMIZERS, optimizer)
+    build, default_rate, fixed = lookup(
+        "optimizer", KERAS_OPTIMIZERS if defaults == "keras" else OPTIMIZERS, optimizer
+    )
     rate = default_rate if learning_rate is None else learning_rate
     if not callable(rate) and not _is_positive_number(rate):
         raise ValueError(
@@ -113,13 +433,14 @@ def get(
         if isinstance(value, (float, jax.Array, np.ndarray, np.floating)) and not np.all(np.isfinite(value)):
             raise ValueError(f"optimizer {optimizer!r}: {name} must be finite, got {value!r}")
     try:
-        # Every optax optimiser here ends in scale_by_learning_rate; building it with
+        # Every optimiser here ends in scaling by -learning_rate; building it with
         # rate 1 (a sign flip) and scaling by an injected rate afterwards gives the same
         # updates bit for bit, with the rate in the state where callbacks can read and
         # change it without recompiling.
         inner = build(learning_rate=1.0, **{**fixed, **kwargs})
     except TypeError as e:
-        raise TypeError(f"optimizer {optimizer!r}: bad options {kwargs}: {e}") from None
+        names = " (Keras's argument names with defaults='keras')" if defaults == "keras" else ""
+        raise TypeError(f"optimizer {optimizer!r}: bad options {kwargs}{names}: {e}") from None
     return optax.chain(*clipping, inner, optax.inject_hyperparams(optax.scale)(step_size=rate))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -163,3 +165,163 @@ def test_transformer_block_keeps_all_its_params_in_its_dtype():
     with jax.enable_x64(True):
         params64, _ = fnn.TransformerEncoderBlock(2, 8).init(jax.random.key(0), (5, 4))
     assert {a.dtype for a in jax.tree.leaves(params64)} == {jnp.dtype(jnp.float32)}
+
+
+# Issue 23: cross-attention, arbitrary attention masks and the attention scores, as in Keras 3.
+# Params come from NumPy in init's layout (read with eval_shape) and apply runs jitted: one
+# compilation per test instead of dozens of eager ones.
+
+
+def random_params(layer, input_shape, seed):
+    layout = jax.eval_shape(lambda k: layer.init(k, input_shape), jax.random.key(0))[0]
+    rng = np.random.default_rng(seed)
+    return jax.tree.map(lambda a: 0.5 * rng.standard_normal(a.shape).astype(np.float32), layout)
+
+
+def np_cross_attention(params, query, key, value, allowed):
+    """float64 loop reference; ``allowed`` (batch, heads, Tq, Tkv). A row with no allowed key
+    gets all-zero weights, as in Keras's masked softmax."""
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+    q, k, v = (
+        np.einsum("btf,fhd->bthd", np.float64(x), p[n]["w"]) + p[n]["b"]
+        for n, x in (("query", query), ("key", key), ("value", value))
+    )
+    batch, q_time, heads, dim = q.shape
+    scores = np.zeros((batch, heads, q_time, k.shape[1]))
+    out = np.zeros((batch, q_time, heads, v.shape[-1]))
+    for b in range(batch):
+        for h in range(heads):
+            for t in range(q_time):
+                keys = np.flatnonzero(allowed[b, h, t])
+                if keys.size == 0:
+                    continue
+                logits = np.array([q[b, t, h] @ k[b, s, h] / np.sqrt(dim) for s in keys])
+                w = np.exp(logits - logits.max())
+                scores[b, h, t, keys] = w / w.sum()
+                out[b, t, h] = scores[b, h, t] @ v[b, :, h]
+    return np.einsum("bthd,hdo->bto", out, p["output"]["w"]) + p["output"]["b"], scores
+
+
+def test_cross_attention_with_all_masks_matches_numpy():
+    layer = fnn.MultiHeadAttention(2, key_dim=3, value_dim=2, causal=True, return_attention_scores=True)
+    shapes = {"query": (3, 4), "key": (5, 3), "value": (5, 2)}
+    params = random_params(layer, shapes, seed=0)
+    # Each input is projected from its own features; the output has the query's.
+    assert [params[n]["w"].shape for n in ("query", "key", "value", "output")] == [
+        (4, 2, 3), (3, 2, 3), (2, 2, 2), (2, 2, 4)
+    ]  # fmt: skip
+    rng = np.random.default_rng(1)
+    x = {k: rng.standard_normal((2, *s)).astype(np.float32) for k, s in shapes.items()}
+    query_mask = np.array([[1, 1, 0], [1, 1, 1]], bool)
+    value_mask = np.array([[1, 1, 1, 1, 0], [0, 1, 1, 1, 1]], bool)
+    attention_mask = rng.random((2, 3, 5)) < 0.7
+    attention_mask[1, 0, 0] = True  # so that only value_mask empties the row below
+    per_head = rng.random((2, 2, 3, 5)) < 0.6
+    per_head[:, :, :, 0] = True
+    causal = np.tril(np.ones((3, 5), bool))  # on (Tq, Tkv): the lower triangle, as in Keras
+    # With value_mask[1, 0] False, query 0 of example 1 has no allowed key (nor has the padded
+    # query 2 of example 0): their weights are zeros and their outputs the output bias.
+    allowed = (causal & value_mask[:, None, :] & query_mask[:, :, None] & attention_mask)[:, None]
+    allowed = allowed.repeat(2, axis=1)
+    assert not allowed[1, :, 0].any() and not allowed[0, :, 2].any()
+    masked = {**x, "query_mask": query_mask, "value_mask": value_mask, "attention_mask": attention_mask}
+
+    @jax.jit
+    def run(p):
+        def loss(p):
+            ((y, passed_on), scores), _ = layer.apply(p, {}, masked, train=False)
+            return jnp.sum(y**2) + jnp.sum(scores**2), (y, passed_on, scores)
+
+        grads, outputs = jax.grad(loss, has_aux=True)(p)
+        return grads, outputs, layer.apply(p, {}, {**x, "attention_mask": per_head}, train=False)[0]
+
+    grads, (y, passed_on, scores), (y_head, scores_head) = run(params)
+    y_ref, scores_ref = np_cross_attention(params, x["query"], x["key"], x["value"], allowed)
+    np.testing.assert_array_equal(passed_on, query_mask)
+    np.testing.assert_allclose(scores, scores_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(y[1, 0], params["output"]["b"], rtol=1e-6)
+    assert all(np.isfinite(g).all() for g in jax.tree.leaves(grads))  # never NaN
+    # A (batch, heads, Tq, Tkv) mask: each head its own.
+    y_ref, scores_ref = np_cross_attention(params, x["query"], x["key"], x["value"], causal & per_head)
+    np.testing.assert_allclose(scores_head, scores_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y_head, y_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_self_attention_scores_come_before_dropout_and_key_defaults_to_value():
+    # Scores as Keras 3 returns them: after softmax and masks, before dropout.
+    layer = fnn.MultiHeadAttention(2, causal=True, dropout=0.5, return_attention_scores=True)
+    params = random_params(layer, (5, 6), seed=4)
+    x = np.random.default_rng(5).standard_normal((3, 5, 6)).astype(np.float32)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]], bool)
+
+    @jax.jit
+    def run(p):
+        outputs = [layer.apply(p, {}, (x, mask), train=t, key=jax.random.key(0))[0] for t in (False, True)]
+        as_dict = {"query": x, "value": x, "value_mask": mask}  # no "key": the value's
+        return *outputs, layer.apply(p, {}, as_dict, train=False)[0]
+
+    ((y, passed_on), scores), ((y_train, _), scores_train), (y_dict, scores_dict) = run(params)
+    np.testing.assert_array_equal(passed_on, mask)
+    allowed = (np.tril(np.ones((5, 5), bool)) & mask[:, None, :])[:, None].repeat(2, axis=1)
+    y_ref, scores_ref = np_cross_attention(params, x, x, x, allowed)
+    np.testing.assert_allclose(scores, scores_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(scores_train, scores)
+    assert not np.allclose(y_train, y)
+    np.testing.assert_array_equal(y_dict, y)
+    np.testing.assert_array_equal(scores_dict, scores)
+
+
+def cross_apply(**x):
+    """Applies a 2-head cross-attention (query (3, 4), value (5, 2)) to ``x``, batch 2."""
+    layer = fnn.MultiHeadAttention(2, name="mha")
+    params = random_params(layer, {"query": (3, 4), "value": (5, 2)}, seed=0)
+    inputs = {"query": jnp.ones((2, 3, 4)), "value": jnp.ones((2, 5, 2)), **x}
+    inputs = {k: v for k, v in inputs.items() if v is not None}
+    return jax.eval_shape(functools.partial(layer.apply, train=False), params, {}, inputs)
+
+
+def init_with(input_shape):
+    return fnn.MultiHeadAttention(2, name="mha").init(jax.random.key(0), input_shape)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: cross_apply(value=None),
+         r"MultiHeadAttention 'mha': a dict input needs 'query' and 'value' and may have 'key', 'query_mask', "
+         r"'value_mask', 'attention_mask'; got \['query'\]"),
+        (lambda: cross_apply(mask=jnp.ones((2, 5), bool)), r"'mha': a dict input needs .* got \['mask', 'query', 'value'\]"),
+        (lambda: cross_apply(attention_mask=jnp.ones((2, 5, 3), bool)),
+         r"MultiHeadAttention 'mha': attention_mask must be bool \(batch, Tq, Tkv\) = \(2, 3, 5\) or "
+         r"\(batch, heads, Tq, Tkv\) = \(2, 2, 3, 5\), got bool \(2, 5, 3\)"),
+        (lambda: cross_apply(attention_mask=jnp.ones((2, 3, 3, 5), bool)), r"= \(2, 2, 3, 5\), got bool \(2, 3, 3, 5\)"),
+        (lambda: cross_apply(attention_mask=jnp.ones((2, 3, 5))), r"attention_mask must be bool .* got float32 \(2, 3, 5\)"),
+        (lambda: cross_apply(query_mask=jnp.ones((2, 5), bool)),
+         r"'mha': query_mask must be bool \(batch, Tq\) = \(2, 3\), got bool \(2, 5\)"),
+        (lambda: cross_apply(value_mask=jnp.ones((2, 5), jnp.int32)),
+         r"'mha': value_mask must be bool \(batch, Tkv\) = \(2, 5\), got int32 \(2, 5\)"),
+        (lambda: cross_apply(key=jnp.ones((2, 4, 2))),
+         r"'mha': query, key and value must share the batch axis and key and value the time axis, "
+         r"got query \(2, 3, 4\), key \(2, 4, 2\), value \(2, 5, 2\)"),
+        (lambda: cross_apply(key=jnp.ones((2, 5, 2)), value=jnp.ones((2, 5, 3))),
+         r"MultiHeadAttention 'mha' expects value inputs of shape \(batch, time, 2\), got \(2, 5, 3\)"),
+        (lambda: cross_apply(query=jnp.ones((3, 4))), r"'mha' expects query of shape \(batch, time, features\), got \(3, 4\)"),
+        (lambda: init_with({"query": (3, 4), "value": (5, 2), "key": (6, 2)}),
+         r"'mha': key and value must have the same time axis, got key \(6, 2\) and value \(5, 2\)"),
+        (lambda: init_with({"query": (4,), "value": (5, 2)}),
+         r"'mha' expects a per-example input_shape \(time, features\) for 'query', got \(4,\)"),
+        (lambda: init_with({"query": (3, 5), "value": (5, 2)}),
+         r"'mha': num_heads \(2\) must divide the query features \(5\) when key_dim is not given"),
+        (lambda: init_with({"query": (3, 4), "values": (5, 2)}), r"'mha': a dict input needs .* got \['query', 'values'\]"),
+    ],
+)  # fmt: skip
+def test_cross_attention_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_return_attention_scores_must_be_a_bool():
+    with pytest.raises(TypeError, match=r"'mha': return_attention_scores must be a bool, got 1"):
+        fnn.MultiHeadAttention(2, return_attention_scores=1, name="mha")

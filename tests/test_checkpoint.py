@@ -647,6 +647,9 @@ def test_transfer_copies_matching_paths_and_reports_the_rest(tmp_path):
         transfer(new, old, include=["features", "extra"])
     with pytest.raises(ValueError, match=r"no paths under source_prefix 'model'"):
         transfer(new, tmp_path / "c", source_prefix="model")
+    keras_named = {"dense": {"kernel": jnp.ones((3, 4)), "bias": jnp.ones(4)}}  # issue 23: was a silent no-op
+    with pytest.raises(ValueError, match=r"no source path is a target path .* use fnn.interop.load_torch"):
+        transfer(new, keras_named)
 
 
 def test_the_version_comes_from_the_package_metadata_and_goes_into_the_manifest(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -9,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import fnn
 from fnn import losses, testing
 
 
@@ -173,3 +176,96 @@ def test_takes_logits_and_takes_class_labels_see_through_names_and_options():
     assert not losses.takes_logits("mse") and not losses.takes_logits(lambda y, p: p)
     assert losses.takes_class_labels(losses.get("sparse_categorical_crossentropy", from_logits=False))
     assert not losses.takes_class_labels("categorical_crossentropy")
+
+
+# --- reduction (issue 23): Keras 3's names, checked against Keras's own test values.
+
+KERAS_T = np.array([[1, 9, 2], [-5, -2, 6]], np.float32)
+KERAS_P = np.array([[4, 8, 12], [8, 1, 3]], np.float32)  # per-example MSE 110/3 and 187/3
+
+
+def test_reductions_match_keras_values():
+    w = np.array([2.3, 2.3], np.float32)  # Keras's tests pass the scalar 2.3
+    mse = functools.partial(losses.mean_squared_error, KERAS_T, KERAS_P)
+    np.testing.assert_allclose(mse(sample_weight=w, reduction="none"), [84.3333, 143.3666], rtol=1e-5)
+    np.testing.assert_allclose(mse(sample_weight=w, reduction="sum"), 227.69998, rtol=1e-6)
+    w2 = np.array([1.2, 3.4], np.float32)
+    np.testing.assert_allclose(
+        mse(sample_weight=w2, reduction="mean_with_sample_weight"),
+        (110 / 3 * 1.2 + 187 / 3 * 3.4) / (1.2 + 3.4), rtol=1e-6,
+    )  # fmt: skip
+    # "mean" is the default, bit for bit; Keras's "sum_over_batch_size" is the same.
+    for weight in (None, w2):
+        default = mse(sample_weight=weight)
+        np.testing.assert_array_equal(mse(sample_weight=weight, reduction="mean"), default)
+        np.testing.assert_array_equal(mse(sample_weight=weight, reduction="sum_over_batch_size"), default)
+        np.testing.assert_allclose(mse(sample_weight=weight, reduction="sum"), 2 * default, rtol=1e-6)
+    no_weights = mse(reduction="mean_with_sample_weight")  # the mean, as in Keras
+    np.testing.assert_allclose(no_weights, mse(), rtol=1e-6)
+
+
+def test_every_loss_reduces_the_same_way():
+    rng = np.random.default_rng(0)
+    t, p = rng.normal(size=(2, 3, 4)).astype(np.float32)
+    labels, w = np.array([0, 3, 1], np.int32), np.array([0.5, 0.0, 2.0], np.float32)
+    calls = {
+        "mean_squared_error": (t, p),
+        "mean_absolute_error": (t, p),
+        "huber": (t, p),
+        "binary_crossentropy": ((t > 0).astype(np.float32), p),
+        "categorical_crossentropy": (np.eye(4, dtype=np.float32)[labels], p),
+        "sparse_categorical_crossentropy": (labels, p),
+    }
+
+    @jax.jit  # one program for all of them (the suite's time)
+    def reduced(calls, w):
+        return {
+            name: [losses.get(name)(*args, sample_weight=w, reduction=r) for r in ("none", "mean")]
+            for name, args in calls.items()
+        }
+
+    for name, (per_example, default) in reduced(calls, w).items():  # the reduction itself: checked above
+        assert per_example.shape == (3,) and per_example[1] == 0, name
+        np.testing.assert_allclose(default, np.mean(per_example), rtol=1e-6, err_msg=name)
+
+
+def test_reduction_under_jit_vmap_and_grad():
+    t, p = jnp.asarray(KERAS_T), jnp.asarray(KERAS_P)
+    none = jax.jit(jax.vmap(functools.partial(losses.mean_absolute_error, reduction="none")))
+    np.testing.assert_allclose(none(t[None], p[None]), [[4.666667, 6.333333]], rtol=1e-6)
+    # All weights 0: 0, as Keras's divide_no_nan gives, with a finite (zero) gradient.
+    loss = functools.partial(
+        losses.mean_squared_error, t, sample_weight=jnp.zeros(2), reduction="mean_with_sample_weight"
+    )
+    value, grad = jax.jit(jax.value_and_grad(loss))(p)
+    assert float(value) == 0.0
+    np.testing.assert_array_equal(grad, np.zeros((2, 3)))
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: losses.huber(jnp.ones(2), jnp.ones(2), reduction="avg"),
+         r"huber: reduction must be 'mean' \(the default; Keras's 'sum_over_batch_size' is the same\), "
+         r"'sum', 'mean_with_sample_weight' or 'none', got 'avg'"),
+        (lambda: losses.get("sparse_categorical_crossentropy", reduction=None),
+         r"sparse_categorical_crossentropy: reduction must be .*got None \(Keras's reduction=None is "
+         r"reduction='none' here\)"),
+        (lambda: losses.losses_of({"a": "mse", "b": losses.get("mae", reduction="none")}),
+         r"loss mean_absolute_error: reduction='none' gives one loss per example \(batch,\), but fit, evaluate "
+         r"and the train steps need one number per batch"),
+        (lambda: losses.total_loss(lambda y, p: (y - p)[:, 0] ** 2, jnp.ones((2, 1)), jnp.zeros((2, 1))),
+         r"loss <lambda> returned shape \(2,\); a model's loss must be one number per batch"),
+    ],
+)  # fmt: skip
+def test_reduction_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_fit_refuses_per_example_losses():
+    x, y = np.ones((4, 2), np.float32), np.ones((4, 1), np.float32)
+    with pytest.raises(
+        ValueError, match=r"loss mean_squared_error: reduction='none' gives one loss per example"
+    ):
+        fnn.fit(fnn.Dense(1), x, y, loss=losses.get("mse", reduction="none"), optimizer="sgd", verbose=0)

@@ -33,6 +33,69 @@ def np_gru(p, h, x):
     return z * h + (1 - z) * np.tanh(xh + r * hh)
 
 
+def np_gru_reset_before(p, h, x):
+    # Keras's reset_after=False: the reset gate scales h before its projection; one bias.
+    xz, xr, xh = np.split(x @ p["w_x"] + p["b"], 3, axis=-1)
+    uz, ur, uh = np.split(p["w_h"], 3, axis=-1)
+    z, r = sigmoid(xz + h @ uz), sigmoid(xr + h @ ur)
+    return z * h + (1 - z) * np.tanh(xh + (r * h) @ uh)
+
+
+def np_step(kind, p, state, x):
+    """One step of one example: ``(new_state, output)``; an LSTM's state is ``{"h", "c"}``."""
+    if kind == "lstm":
+        h, c = np_lstm(p, (state["h"], state["c"]), x)
+        return {"h": h, "c": c}, h
+    h = {"simple": np_simple, "gru": np_gru, "gru_reset_before": np_gru_reset_before}[kind](p, state, x)
+    return h, h
+
+
+def run_masked(kind, p, x, mask, *, reverse=False, masked_outputs="zeros", initial=None):
+    """Each example alone in float64, its valid steps only: (outputs, last valid outputs, final states).
+
+    A masked step outputs zeros or (``"repeat"``) the output of the valid step processed before it.
+    """
+    p = {k: np.asarray(v, np.float64) for k, v in p.items()}
+    batch, time = mask.shape
+    units = p["w_h"].shape[0]
+    ys, lasts, finals = np.zeros((batch, time, units)), [], []
+    for b in range(batch):
+        zero = np.zeros(units)
+        state = {"h": zero, "c": zero} if kind == "lstm" else zero
+        if initial is not None:
+            state = jax.tree.map(lambda a: np.asarray(a, np.float64)[b], initial)
+        y = zero
+        for t in reversed(range(time)) if reverse else range(time):
+            if mask[b, t]:
+                state, y = np_step(kind, p, state, np.asarray(x[b, t], np.float64))
+                ys[b, t] = y
+            elif masked_outputs == "repeat":
+                ys[b, t] = y
+        lasts.append(y)
+        finals.append(state)
+    return ys, np.stack(lasts), jax.tree.map(lambda *a: np.stack(a), *finals)
+
+
+# Right padding, holes with left padding, and an empty row.
+MASK = np.array([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0], [0, 0, 1, 1, 0, 1], [0, 0, 0, 0, 0, 0]], bool)
+
+
+def random_params(layer, input_shape, seed=1):
+    """Float32 params of the layer's layout, drawn by NumPy (non-zero biases; no init to compile)."""
+    rng = np.random.default_rng(seed)
+    shapes = jax.eval_shape(lambda key: layer.init(key, input_shape), jax.random.key(0))[0]
+    return jax.tree.map(lambda a: 0.5 * rng.standard_normal(a.shape).astype(np.float32), shapes)
+
+
+def jitted(layer):
+    """``layer.apply`` compiled as one program: faster here than op-by-op dispatch, and checks jit too."""
+    return jax.jit(layer.apply, static_argnames="train")
+
+
+def assert_close(actual, expected):
+    jax.tree.map(lambda a, e: np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-5), actual, expected)
+
+
 def run_numpy(kind, p, x):
     p = {k: np.asarray(v, np.float64) for k, v in p.items()}
     batch, units = x.shape[0], p["w_h"].shape[0]
@@ -235,10 +298,18 @@ def test_embedding_looks_up_rows_and_masks_padding():
          r"e.g. Bidirectional\(LSTM\(8, return_sequences=True\)\)"),
         (lambda: fnn.Bidirectional(8), TypeError,
          r"Bidirectional 'bidirectional' expects a recurrent layer such as LSTM\(8\) or a Cell such as LSTMCell\(8\), got int"),
-        (lambda: fnn.Bidirectional(fnn.RNN(fnn.GRUCell(2), return_state=True)).apply(
-            *fnn.Bidirectional(fnn.GRU(2)).init(jax.random.key(0), (4, 3)), jnp.ones((1, 4, 3)), train=False), TypeError,
+        (lambda: fnn.Bidirectional(fnn.Layer(lambda k, s: ({}, {}), lambda p, s, x, *, train, key=None: ((x[:, 0, 0], x), s), "first")).apply(
+            {"forward": {}, "backward": {}}, {"forward": {}, "backward": {}}, jnp.ones((1, 4, 3)), train=False), TypeError,
          r"Bidirectional 'bidirectional' merges outputs \(batch, units\) or \(batch, time, units\), optionally with their "
-         r"mask; its layer 'gru' returned .* \(build it without return_state\)"),
+         r"mask and then with the final state \(return_state=True\); its layer 'first' returned \(\(1,\), \(1, 4, 3\)\)"),
+        (lambda: fnn.Bidirectional(fnn.LSTM(3), return_state=False), ValueError,
+         r"Bidirectional 'bidirectional': return_state belongs to the wrapped layer 'lstm': build it with it, "
+         r"e.g. Bidirectional\(LSTM\(8, return_state=False\)\)"),
+        (lambda: fnn.RNN(fnn.GRUCell(2), masked_outputs="last"), ValueError,
+         r"RNN 'gru': masked_outputs must be one of \('zeros', 'repeat'\), got 'last'"),
+        (lambda: fnn.LSTM(2, masked_outputs=None, name="enc"), ValueError,
+         r"RNN 'enc': masked_outputs must be one of \('zeros', 'repeat'\), got None"),
+        (lambda: fnn.GRU(2, reset_after="no"), TypeError, r"GRUCell 'gru_cell': reset_after must be True or False, got 'no'"),
         (lambda: fnn.RNN(fnn.LSTM(3)), TypeError,
          r"RNN expects a Cell such as LSTMCell\(8\), got the Layer 'lstm'; a layer such as LSTM\(8\) already is "
          r"RNN\(LSTMCell\(8\)\): use it as it is"),
@@ -250,3 +321,66 @@ def test_embedding_looks_up_rows_and_masks_padding():
 def test_recurrent_errors(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+@pytest.mark.parametrize(
+    "kind, make, options",
+    [
+        ("simple", fnn.SimpleRNN, {"masked_outputs": "zeros"}),
+        ("lstm", fnn.LSTM, {"masked_outputs": "repeat", "reverse": True}),
+        ("gru", fnn.GRU, {"reverse": True}),
+        ("gru_reset_before", fnn.GRU, {"masked_outputs": "repeat", "reset_after": False}),
+    ],
+)
+def test_shortcuts_with_masks_and_return_state_match_a_numpy_loop(kind, make, options):
+    # Issue 23: GRU(reset_after=False), masked steps outputting zeros (the default) or repeating,
+    # and return_state on the LSTM/GRU/SimpleRNN shortcuts.
+    x = np.random.default_rng(3).standard_normal((4, 6, 2)).astype(np.float32)
+    layer = make(3, return_sequences=True, return_state=True, **options)
+    params = random_params(layer, (6, 2))
+    if kind == "gru_reset_before":  # Keras's layout: one bias (3U,), which bias_regularizer sees
+        assert jax.tree.map(np.shape, params) == {"w_x": (2, 9), "w_h": (3, 9), "b": (9,)}
+        cell = fnn.GRUCell(3, reset_after=False, bias_regularizer=lambda b: jnp.sum(b * jnp.arange(9.0)))
+        losses = cell.penalties.apply({}, params, None, train=True)["losses"]
+        np.testing.assert_allclose(losses["bias_regularizer"], params["b"] @ np.arange(9.0), rtol=1e-5)
+    ((ys, out_mask), final), _ = jitted(layer)(params, {}, (x, MASK), train=False)
+    reverse = options.get("reverse", False)
+    masked_outputs = options.get("masked_outputs", "zeros")
+    expected_ys, expected_last, expected_final = run_masked(
+        kind, params, x, MASK, reverse=reverse, masked_outputs=masked_outputs
+    )
+    np.testing.assert_array_equal(out_mask, MASK)
+    assert_close(ys, expected_ys)
+    assert_close(final, expected_final)
+    # The final h is the last valid output, which return_sequences=False returns (tested in the next test).
+    np.testing.assert_allclose(final["h"] if kind == "lstm" else final, expected_last, rtol=1e-4, atol=1e-5)
+
+
+def test_bidirectional_returns_both_directions_final_states():
+    # Issue 23: Keras's Bidirectional(..., return_state=True) returns [output, *forward, *backward].
+    x = np.random.default_rng(4).standard_normal((4, 6, 2)).astype(np.float32)
+    bi = fnn.Bidirectional(fnn.LSTM(3, return_sequences=True, return_state=True))
+    params = random_params(bi, (6, 2))
+    state = {"forward": {}, "backward": {}}
+    ((y, out_mask), states), _ = jitted(bi)(params, state, (x, MASK), train=False)
+    f_ys, _, f_final = run_masked("lstm", params["forward"], x, MASK)
+    b_ys, _, b_final = run_masked("lstm", params["backward"], x, MASK, reverse=True)
+    np.testing.assert_array_equal(out_mask, MASK)
+    assert_close(y, np.concatenate([f_ys, b_ys], axis=-1))  # masked steps are zeros in both halves
+    assert_close(states, {"forward": f_final, "backward": b_final})
+    # A cell, without return_sequences (the last valid outputs), with one initial state per
+    # direction given as the states come back.
+    cell = fnn.Bidirectional(fnn.GRUCell(3, reset_after=False), return_state=True, merge_mode="sum")
+    params = random_params(cell, (6, 2), seed=2)
+    initial = {"forward": np.full((4, 3), 0.5, np.float32), "backward": np.full((4, 3), -0.5, np.float32)}
+    (y, states), _ = jitted(cell)(
+        params, state, {"x": x, "mask": MASK, "initial_state": initial}, train=False
+    )
+    _, f_last, f_final = run_masked(
+        "gru_reset_before", params["forward"], x, MASK, initial=initial["forward"]
+    )
+    _, b_last, b_final = run_masked(
+        "gru_reset_before", params["backward"], x, MASK, reverse=True, initial=initial["backward"]
+    )
+    assert_close(y, f_last + b_last)
+    assert_close(states, {"forward": f_final, "backward": b_final})

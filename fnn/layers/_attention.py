@@ -3,13 +3,16 @@
 Sequences are ``(batch, time, features)``; like the RNNs, these layers take
 ``x`` or ``(x, mask)`` with a bool padding mask ``(batch, time)`` (``True`` =
 a real token) and pass the mask on, so they stack in a :func:`~fnn.Sequential`
-after ``Embedding(..., mask_index=0)``.
+after ``Embedding(..., mask_index=0)``. ``MultiHeadAttention`` also takes a dict
+``{"query", "value", "key", "query_mask", "value_mask", "attention_mask"}`` for
+cross-attention and arbitrary masks, as Keras's call arguments.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,6 +51,97 @@ def _per_example_features(kind: str, name: str, input_shape: Any) -> tuple[int, 
     return shape[0], shape[1]
 
 
+# Keys of the dict (cross-attention) input, named as Keras's MultiHeadAttention.call arguments.
+_CROSS_KEYS = ("query", "value", "key", "query_mask", "value_mask", "attention_mask")
+
+
+def _check_cross_keys(kind: str, name: str, x: Mapping) -> None:
+    unknown = set(x) - set(_CROSS_KEYS)
+    if "query" not in x or "value" not in x or unknown:
+        raise ValueError(
+            f"{kind} '{name}': a dict input needs 'query' and 'value' and may have 'key', 'query_mask', "
+            f"'value_mask', 'attention_mask'; got {sorted(x)}"
+        )
+
+
+def _cross_features(kind: str, name: str, input_shape: Mapping) -> dict[str, int]:
+    """Per-example dict input_shape -> the feature sizes of query, key and value, checked."""
+    _check_cross_keys(kind, name, input_shape)
+    shapes = {part: tuple(input_shape[part]) for part in ("query", "value")}
+    shapes["key"] = shapes["value"] if input_shape.get("key") is None else tuple(input_shape["key"])
+    for part, shape in shapes.items():
+        if len(shape) != 2:
+            raise ValueError(
+                f"{kind} '{name}' expects a per-example input_shape (time, features) for '{part}', got {shape}"
+            )
+    if shapes["key"][0] != shapes["value"][0]:
+        raise ValueError(
+            f"{kind} '{name}': key and value must have the same time axis, "
+            f"got key {shapes['key']} and value {shapes['value']}"
+        )
+    return {part: shape[1] for part, shape in shapes.items()}
+
+
+class _Attending(NamedTuple):
+    """A checked input: the sequences, the masks, and how to pack the output."""
+
+    query: jax.Array
+    key: jax.Array
+    value: jax.Array
+    query_mask: jax.Array | None  # (batch, Tq): False rows attend to nothing
+    value_mask: jax.Array | None  # (batch, Tkv): False keys receive no attention
+    attention_mask: jax.Array | None  # (batch, Tq, Tkv) or (batch, heads, Tq, Tkv)
+    passed_on: jax.Array | None  # the mask the output carries
+    form: str  # "array", "tuple" or "dict"
+
+
+def _check_mask(kind: str, name: str, arg: str, mask: Any, expected: tuple[int, ...], axes: str) -> jax.Array:
+    mask = jnp.asarray(mask)
+    if mask.shape != expected or mask.dtype != jnp.bool_:
+        raise ValueError(
+            f"{kind} '{name}': {arg} must be bool {axes} = {expected}, got {mask.dtype} {mask.shape}"
+        )
+    return mask
+
+
+def _attention_inputs(kind: str, name: str, num_heads: int, x: Any) -> _Attending:
+    """``x`` | ``(x, mask)`` | ``{"query", "value", ...}`` -> :class:`_Attending`, shapes checked."""
+    if not isinstance(x, Mapping):
+        seqs, mask = _unpack(kind, name, x)
+        form = "tuple" if isinstance(x, (tuple, list)) else "array"
+        return _Attending(seqs, seqs, seqs, None, mask, None, mask, form)
+    _check_cross_keys(kind, name, x)
+    query, value = jnp.asarray(x["query"]), jnp.asarray(x["value"])
+    key = value if x.get("key") is None else jnp.asarray(x["key"])
+    for part, seqs in (("query", query), ("key", key), ("value", value)):
+        if seqs.ndim != 3:
+            raise ValueError(
+                f"{kind} '{name}' expects {part} of shape (batch, time, features), got {seqs.shape}"
+            )
+    if key.shape[:2] != value.shape[:2] or query.shape[0] != value.shape[0]:
+        raise ValueError(
+            f"{kind} '{name}': query, key and value must share the batch axis and key and value the time "
+            f"axis, got query {query.shape}, key {key.shape}, value {value.shape}"
+        )
+    (batch, q_time), kv_time = query.shape[:2], value.shape[1]
+    query_mask, value_mask, attention_mask = (
+        x.get(k) for k in ("query_mask", "value_mask", "attention_mask")
+    )
+    if query_mask is not None:
+        query_mask = _check_mask(kind, name, "query_mask", query_mask, (batch, q_time), "(batch, Tq)")
+    if value_mask is not None:
+        value_mask = _check_mask(kind, name, "value_mask", value_mask, (batch, kv_time), "(batch, Tkv)")
+    if attention_mask is not None:
+        attention_mask = jnp.asarray(attention_mask)
+        shapes = ((batch, q_time, kv_time), (batch, num_heads, q_time, kv_time))
+        if attention_mask.shape not in shapes or attention_mask.dtype != jnp.bool_:
+            raise ValueError(
+                f"{kind} '{name}': attention_mask must be bool (batch, Tq, Tkv) = {shapes[0]} or "
+                f"(batch, heads, Tq, Tkv) = {shapes[1]}, got {attention_mask.dtype} {attention_mask.shape}"
+            )
+    return _Attending(query, key, value, query_mask, value_mask, attention_mask, query_mask, "dict")
+
+
 def MultiHeadAttention(
     num_heads: int,
     *,
@@ -56,31 +150,72 @@ def MultiHeadAttention(
     output_dim: int | None = None,
     dropout: float = 0.0,
     causal: bool = False,
+    return_attention_scores: bool = False,
     use_bias: bool = True,
     kernel_init: Any = "glorot_uniform",
     dtype: Any = jnp.float32,
     name: str | None = None,
 ) -> Layer:
-    """Multi-head self-attention, ``softmax(q k^T / sqrt(key_dim)) v`` per head, as in Keras.
+    """Multi-head attention, ``softmax(q k^T / sqrt(key_dim)) v`` per head, as in Keras.
+
+    Self-attention takes one sequence; cross-attention (Keras's ``mha(query,
+    value, key=None, ...)``) takes a dict. Every mask is ``True`` where attention
+    is allowed, and all given masks are combined with AND.
 
     Args:
         num_heads: attention heads.
-        key_dim: size of each head's queries and keys; ``features // num_heads``
-            by default (then the heads must divide the features).
+        key_dim: size of each head's queries and keys; the query's ``features //
+            num_heads`` by default (then the heads must divide them).
         value_dim: size of each head's values; ``key_dim`` by default.
-        output_dim: output features; the input's by default.
+        output_dim: output features; the query's by default.
         dropout: dropout rate on the attention weights (training only, needs a key).
-        causal: position ``t`` attends to positions ``<= t`` only.
+        causal: query ``t`` attends to keys ``s <= t`` only (Keras's
+            ``use_causal_mask``: the lower triangle of ``(Tq, Tkv)``).
+        return_attention_scores: also return the attention weights ``(batch,
+            heads, Tq, Tkv)``: after the softmax and the masks, before dropout
+            (as Keras 3 returns them).
         use_bias: biases on the projections.
         kernel_init: initialiser of the projections.
         dtype: parameter dtype.
         name: layer name; ``"multi_head_attention"`` by default.
 
-    Input: ``x`` ``(batch, time, features)`` or ``(x, mask)``; padded keys
-    (``mask`` False) receive no attention. Output: ``(batch, time, output_dim)``
-    (with the mask passed on). Params ``{"query", "key", "value": {"w": (F, heads,
-    dim), "b": (heads, dim)}, "output": {"w": (heads, value_dim, output_dim), "b"}}``
-    (Keras's EinsumDense layout).
+    Inputs, each with its per-example ``input_shape`` for ``init``:
+
+    - ``x`` ``(batch, time, features)``: self-attention.
+    - ``(x, mask)`` with a bool ``mask`` ``(batch, time)``: self-attention in
+      which padded keys (``mask`` False) receive no attention (padded queries
+      still attend, like PyTorch's ``key_padding_mask``); ``init`` takes
+      ``((time, features), (time,))``.
+    - a dict (Keras's call arguments): ``"query"`` ``(batch, Tq, Fq)`` and
+      ``"value"`` ``(batch, Tkv, Fv)``, required; optional ``"key"`` ``(batch,
+      Tkv, Fk)`` (``value`` when absent), ``"query_mask"`` ``(batch, Tq)``,
+      ``"value_mask"`` ``(batch, Tkv)`` (padded keys) and ``"attention_mask"``
+      ``(batch, Tq, Tkv)`` or ``(batch, heads, Tq, Tkv)``, all bool. ``init``
+      takes a dict of per-example shapes with the same keys (only the
+      sequences' matter, e.g. ``{"query": (Tq, Fq), "value": (Tkv, Fv)}``).
+
+    A query row with no allowed key (say a padded query, or ``causal`` with its
+    first keys padded) gets all-zero attention weights, so its output is the
+    output bias (zeros without ``use_bias``), as in Keras's masked softmax; never
+    NaN. (Keras 3's fused inference path, taken without dropout or returned
+    scores, gives such rows a uniform average of all values instead.)
+
+    Output: ``(batch, Tq, output_dim)``; ``(y, mask)`` for ``(x, mask)`` inputs
+    and ``(y, query_mask)`` for dict inputs with a ``query_mask``, so masks
+    flow on in a :func:`~fnn.Sequential`. With ``return_attention_scores`` the
+    output is ``(that, scores)``.
+
+    Params ``{"query": {"w": (Fq, heads, key_dim), "b": (heads, key_dim)}, "key":
+    {"w": (Fk, heads, key_dim), "b"}, "value": {"w": (Fv, heads, value_dim), "b":
+    (heads, value_dim)}, "output": {"w": (heads, value_dim, output_dim), "b":
+    (output_dim,)}}`` (Keras's EinsumDense layout; no ``"b"`` without ``use_bias``).
+
+    Raises:
+        ValueError: for a size, dict key, sequence or mask shape (or a mask's
+            dtype) that does not fit, naming the layer, the expected and the
+            actual value.
+        TypeError: for a non-bool ``return_attention_scores``, or sequences
+            not in the params' dtype.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -88,6 +223,17 @@ def MultiHeadAttention(
         >>> params, state = mha.init(jax.random.key(0), (5, 8))
         >>> mha.apply(params, state, jnp.ones((3, 5, 8)), train=False)[0].shape
         (3, 5, 8)
+
+        Cross-attention from 4 queries of 8 features to 6 values of 3 features,
+        with a per-head mask and the attention weights:
+
+        >>> cross = MultiHeadAttention(2, key_dim=4, return_attention_scores=True)
+        >>> params, _ = cross.init(jax.random.key(0), {"query": (4, 8), "value": (6, 3)})
+        >>> x = {"query": jnp.ones((3, 4, 8)), "value": jnp.ones((3, 6, 3)),
+        ...      "attention_mask": jnp.ones((3, 2, 4, 6), bool)}
+        >>> (y, scores), _ = cross.apply(params, {}, x, train=False)
+        >>> y.shape, scores.shape
+        ((3, 4, 8), (3, 2, 4, 6))
     """
     kind = "MultiHeadAttention"
     name = check_name(kind, name or "multi_head_attention")
@@ -98,17 +244,28 @@ def MultiHeadAttention(
         for arg, v in (("key_dim", key_dim), ("value_dim", value_dim), ("output_dim", output_dim))
     )
     dropout = check_fraction(f"{kind} '{name}'", "dropout", dropout)
+    if not isinstance(return_attention_scores, bool):  # it fixes the output's structure
+        raise TypeError(
+            f"{kind} '{name}': return_attention_scores must be a bool, got {return_attention_scores!r}"
+        )
     w_init = initializers.get(kernel_init)
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
-        _, features = _per_example_features(kind, name, input_shape)
-        if key_dim is None and features % num_heads:
+        if isinstance(input_shape, Mapping):
+            features = _cross_features(kind, name, input_shape)
+            which = "the query features"
+        else:
+            features = dict.fromkeys(
+                ("query", "key", "value"), _per_example_features(kind, name, input_shape)[1]
+            )
+            which = "the features"
+        if key_dim is None and features["query"] % num_heads:
             raise ValueError(
-                f"{kind} '{name}': num_heads ({num_heads}) must divide the features ({features}) "
+                f"{kind} '{name}': num_heads ({num_heads}) must divide {which} ({features['query']}) "
                 "when key_dim is not given"
             )
-        k_dim = key_dim or features // num_heads
-        v_dim, out_dim = value_dim or k_dim, output_dim or features
+        k_dim = key_dim or features["query"] // num_heads
+        v_dim, out_dim = value_dim or k_dim, output_dim or features["query"]
         keys = jax.random.split(key, 4)
 
         def projection(k: jax.Array, shape: tuple[int, ...], bias: tuple[int, ...]) -> dict:
@@ -118,9 +275,9 @@ def MultiHeadAttention(
             return p
 
         params = {
-            "query": projection(keys[0], (features, num_heads, k_dim), (num_heads, k_dim)),
-            "key": projection(keys[1], (features, num_heads, k_dim), (num_heads, k_dim)),
-            "value": projection(keys[2], (features, num_heads, v_dim), (num_heads, v_dim)),
+            "query": projection(keys[0], (features["query"], num_heads, k_dim), (num_heads, k_dim)),
+            "key": projection(keys[1], (features["key"], num_heads, k_dim), (num_heads, k_dim)),
+            "value": projection(keys[2], (features["value"], num_heads, v_dim), (num_heads, v_dim)),
             "output": projection(keys[3], (num_heads, v_dim, out_dim), (out_dim,)),
         }
         return params, {}
@@ -130,31 +287,52 @@ def MultiHeadAttention(
         return y + p["b"][None, None] if "b" in p else y
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
-        seqs, mask = _unpack(kind, name, x)
-        check_input_dtype(kind, name, seqs, params["query"]["w"].dtype)
-        features = params["query"]["w"].shape[0]
-        if seqs.shape[-1] != features:
-            raise ValueError(
-                f"{kind} '{name}' expects inputs of shape (batch, time, {features}), got {seqs.shape}"
-            )
-        q, k, v = (project(params[part], seqs) for part in ("query", "key", "value"))
+        inputs = _attention_inputs(kind, name, num_heads, x)
+        projected = []
+        for part in ("query", "key", "value"):
+            seqs = getattr(inputs, part)
+            check_input_dtype(kind, name, seqs, params[part]["w"].dtype)
+            features = params[part]["w"].shape[0]
+            if seqs.shape[-1] != features:
+                what = f"{part} inputs" if inputs.form == "dict" else "inputs"
+                raise ValueError(
+                    f"{kind} '{name}' expects {what} of shape (batch, time, {features}), got {seqs.shape}"
+                )
+            projected.append(project(params[part], seqs))
+        q, k, v = projected
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(q.shape[-1])
-        time = seqs.shape[1]
-        allowed = jnp.ones((1, 1, time, time), bool)
+        q_time, kv_time = q.shape[1], k.shape[1]
+        allowed = None  # (batch or 1, heads or 1, Tq, Tkv) once any mask applies
+
+        def restrict(mask: jax.Array) -> None:
+            nonlocal allowed
+            allowed = mask if allowed is None else allowed & mask
+
         if causal:
-            allowed = allowed & jnp.tril(jnp.ones((time, time), bool))[None, None]
-        if mask is not None:
-            allowed = allowed & mask[:, None, None, :]
-        logits = jnp.where(allowed, logits, jnp.finfo(logits.dtype).min)
-        weights = jax.nn.softmax(logits, axis=-1)
+            restrict(jnp.tril(jnp.ones((q_time, kv_time), bool))[None, None])
+        if inputs.value_mask is not None:
+            restrict(inputs.value_mask[:, None, None, :])
+        if inputs.query_mask is not None:
+            restrict(inputs.query_mask[:, None, :, None])
+        if inputs.attention_mask is not None:
+            m = inputs.attention_mask
+            restrict(m[:, None] if m.ndim == 3 else m)
+        if allowed is None:
+            weights = jax.nn.softmax(logits, axis=-1)
+        else:
+            weights = jax.nn.softmax(jnp.where(allowed, logits, jnp.finfo(logits.dtype).min), axis=-1)
+            # A row with no allowed key would be uniform over the masked keys: zero it, as Keras does.
+            weights = jnp.where(allowed, weights, jnp.zeros_like(weights))
+        attention = weights
         if train and dropout > 0:
             keep = jax.random.bernoulli(require_key(kind, name, key), 1 - dropout, weights.shape)
-            weights = jnp.where(keep, weights / (1 - dropout), jnp.zeros_like(weights))
-        attended = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+            attention = jnp.where(keep, weights / (1 - dropout), jnp.zeros_like(weights))
+        attended = jnp.einsum("bhqk,bkhd->bqhd", attention, v)
         y = jnp.einsum("bqhd,hdo->bqo", attended, params["output"]["w"])
         if "b" in params["output"]:
             y = y + params["output"]["b"][None, None]
-        return _repack(y, mask), state
+        out = _repack(y, inputs.passed_on)
+        return ((out, weights) if return_attention_scores else out), state
 
     return make_layer(kind, name, init, apply)
 

@@ -356,7 +356,7 @@ def Remat(layer: Layer, *, policy: str | Callable | None = None) -> Layer:
         run = jax.checkpoint(lambda p, s, x, k: layer.apply(p, s, x, train=train, key=k), policy=policy)
         return run(params, state, x, key)
 
-    return Layer(layer.init, apply, layer.name, layer.children)
+    return layer._replace(apply=apply)
 
 
 def InferenceMode(layer: Layer) -> Layer:
@@ -385,4 +385,5 @@ def InferenceMode(layer: Layer) -> Layer:
         del train, key
         return layer.apply(params, state, x, train=False)
 
-    return make_layer("InferenceMode", layer.name, layer.init, apply, layer.children)
+    # the wrapped layer's kind, so that tools (fnn.interop) still see what it is
+    return make_layer("InferenceMode", layer.name, layer.init, apply, layer.children)._replace(kind=layer.kind)

@@ -52,14 +52,20 @@ def _padding_pairs(padding: Any, ndim: int) -> tuple[tuple[int, int], ...] | Non
     return tuple(pairs) if len(pairs) == ndim else None
 
 
-def as_padding(kind: str, name: str, padding: Padding, ndim: int) -> str | tuple[tuple[int, int], ...]:
-    """``"SAME"``/``"VALID"``, or explicit ``(low, high)`` pairs per spatial axis."""
+def as_padding(
+    kind: str, name: str, padding: Padding, ndim: int, *, causal: bool = False
+) -> str | tuple[tuple[int, int], ...]:
+    """``"SAME"``/``"VALID"``, or explicit ``(low, high)`` pairs per spatial axis.
+
+    ``causal=True`` only adds ``'causal'`` to the error message: the caller resolves that padding.
+    """
     if isinstance(padding, str) and padding.lower() in ("same", "valid"):
         return padding.upper()
     pairs = None if isinstance(padding, str) else _padding_pairs(padding, ndim)
     if pairs is None:
+        names = "'same', 'valid', 'causal'" if causal else "'same', 'valid'"
         raise ValueError(
-            f"{kind} '{name}': padding must be 'same', 'valid', a non-negative int, or {ndim} non-negative "
+            f"{kind} '{name}': padding must be {names}, a non-negative int, or {ndim} non-negative "
             f"ints or (low, high) pairs, got {padding!r}"
         )
     return pairs
@@ -130,7 +136,14 @@ def _conv(
     strides = as_tuple(kind, name, "strides", strides, ndim)
     dilation = as_tuple(kind, name, "dilation", dilation, ndim)
     groups = check_positive_int(kind, name, "groups", groups)
-    pad = as_padding(kind, name, padding, ndim)
+    # Keras's "causal" (Conv1D only): left-pad by the dilated kernel's reach, so y[t] sees only x[:t+1].
+    causal = ndim == 1 and depth_multiplier is None
+    if isinstance(padding, str) and padding.lower() == "causal":
+        if not causal:
+            raise ValueError(f"{kind} '{name}': padding='causal' works only with Conv1D, got {padding!r}")
+        pad = ((dilation[0] * (kernel[0] - 1), 0),)
+    else:
+        pad = as_padding(kind, name, padding, ndim, causal=causal)
     act, w_init, b_init = (
         activations.get(activation),
         initializers.get(kernel_init),
@@ -196,7 +209,7 @@ _CONV_DOC = """A {nd}D convolution over inputs ``{layout}`` (channels last).
         filters: output channels.
         kernel_size: an int or {nd} ints.
         strides: an int or {nd} ints.
-        padding: ``"valid"`` (no padding), ``"same"`` (output size ``ceil(in / stride)``),
+        padding: ``"valid"`` (no padding), ``"same"`` (output size ``ceil(in / stride)``),{causal}
             an int, {nd} ints, or {nd} ``(low, high)`` pairs.
         dilation: kernel dilation, an int or {nd} ints.
         groups: split channels into groups convolved separately; input channels
@@ -256,11 +269,25 @@ def _conv_constructor(ndim: int) -> Any:
         )  # fmt: skip
 
     constructor.__name__ = constructor.__qualname__ = kind
-    constructor.__doc__ = _CONV_DOC.format(nd=ndim, layout=input_layout(ndim), default=kind.lower())
+    causal = (
+        '\n            ``"causal"`` (Keras\'s: left-pad by ``dilation * (kernel_size - 1)``, so output'
+        "\n            step ``t`` sees only inputs up to ``t * stride``; output size ``ceil(in / stride)``),"
+    )
+    constructor.__doc__ = _CONV_DOC.format(
+        nd=ndim, layout=input_layout(ndim), default=kind.lower(), causal=causal if ndim == 1 else ""
+    )
     return constructor
 
 
 Conv1D, Conv2D, Conv3D = (_conv_constructor(n) for n in (1, 2, 3))
+Conv1D.__doc__ += """
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> layer = Conv1D(4, 3, padding="causal", dilation=2)
+        >>> params, state = layer.init(jax.random.key(0), (10, 2))
+        >>> layer.apply(params, state, jnp.ones((1, 10, 2)), train=False)[0].shape
+        (1, 10, 4)
+"""
 Conv2D.__doc__ += """
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -370,7 +397,49 @@ def SeparableConv2D(
         kernel_regularizer=pointwise_regularizer, bias_regularizer=bias_regularizer,
         activity_regularizer=activity_regularizer, dtype=dtype, name="pointwise",
     )  # fmt: skip
-    return Sequential([depthwise, pointwise], name=name)
+    # its own kind, so that tools (fnn.interop) see one layer, as Keras and PyTorch users do
+    return Sequential([depthwise, pointwise], name=name)._replace(kind="SeparableConv2D")
+
+
+def _transpose_padding(
+    kind: str,
+    name: str,
+    padding: str,
+    output_padding: Any,
+    kernel: tuple[int, ...],
+    strides: tuple[int, ...],
+    dilation: tuple[int, ...],
+) -> tuple[tuple[int, int], ...]:
+    """Keras's explicit ``(low, high)`` padding of the stride-dilated input for a given ``output_padding``.
+
+    The output is ``(in - 1) * stride + k + output_padding`` with ``"valid"`` and
+    ``(in - 1) * stride + k % 2 + output_padding`` with ``"same"`` (``k`` the dilated
+    kernel), the same numbers Keras 3 computes for its JAX backend.
+    """
+    ndim = len(kernel)
+    values = (output_padding,) * ndim if _is_int(output_padding) else output_padding
+    values = tuple(values) if isinstance(values, (tuple, list)) else ()
+    if len(values) != ndim or not all(_is_int(v) and v >= 0 for v in values):
+        raise ValueError(
+            f"{kind} '{name}': output_padding must be None, a non-negative int or a tuple of {ndim} "
+            f"non-negative int{'s' if ndim > 1 else ''}, got {output_padding!r}"
+        )
+    # PyTorch's rule (Keras's is the stricter `< strides`): more would add rows no input reaches.
+    limits = tuple(max(s, d) for s, d in zip(strides, dilation))
+    if any(v >= lim for v, lim in zip(values, limits)):
+        raise ValueError(
+            f"{kind} '{name}': output_padding must be smaller than max(strides, dilation) = {limits} "
+            f"on each axis, got output_padding={tuple(values)}"
+        )
+    pads = []
+    for k, op in zip(_dilated(kernel, dilation), values):
+        if padding == "VALID":
+            pads.append((k - 1, k - 1 + int(op)))
+        else:
+            total = k + k % 2 - 2 + int(op)
+            low = min((total + 1) // 2, k - 1)
+            pads.append((low, total - low))
+    return tuple(pads)
 
 
 def _conv_transpose(
@@ -382,6 +451,7 @@ def _conv_transpose(
     *,
     strides: int | Sequence[int],
     padding: str,
+    output_padding: int | Sequence[int] | None,
     dilation: int | Sequence[int],
     use_bias: bool,
     activation: Any,
@@ -401,6 +471,8 @@ def _conv_transpose(
     if not isinstance(padding, str) or padding.lower() not in ("same", "valid"):
         raise ValueError(f"{kind} '{name}': padding must be 'same' or 'valid', got {padding!r}")
     pad = padding.upper()
+    if output_padding is not None:
+        pad = _transpose_padding(kind, name, pad, output_padding, kernel, strides, dilation)
     regularized = _penalties(kind, name, use_bias, kernel_regularizer, bias_regularizer, activity_regularizer)
     act, w_init, b_init = (
         activations.get(activation),
@@ -440,8 +512,11 @@ def _conv_transpose(
 
 _TRANSPOSE_DOC = """A {nd}D transposed convolution (the gradient of :func:`Conv{nd}D` with respect to its input).
 
-    Output spatial size: ``in * stride`` with ``"same"`` padding,
-    ``(in - 1) * stride + dilated kernel`` with ``"valid"``, as in Keras.
+    Output spatial size, as in Keras (``k`` the dilated kernel ``(kernel_size - 1) * dilation + 1``):
+    without ``output_padding``, ``in * stride`` with ``"same"`` padding and
+    ``in * stride + max(k - stride, 0)`` with ``"valid"``; with it,
+    ``(in - 1) * stride + k + output_padding`` with ``"valid"`` and
+    ``(in - 1) * stride + k % 2 + output_padding`` with ``"same"``.
 
     Args:
         filters: output channels.
@@ -449,6 +524,14 @@ _TRANSPOSE_DOC = """A {nd}D transposed convolution (the gradient of :func:`Conv{
         strides: an int or {nd} ints.
         dilation: an int or {nd} ints.
         padding: ``"same"`` or ``"valid"``.
+        output_padding: ``None`` (the sizes above), or an int or {nd} ints, each
+            smaller than ``max(stride, dilation)`` on its axis: extra output rows
+            on the high side, choosing among the input sizes that a strided
+            :func:`Conv{nd}D` maps to the same size. With ``"valid"`` this is
+            PyTorch's ``ConvTranspose{nd}d(padding=0, output_padding=...)``; with
+            ``"same"`` it places the window as Keras and TensorFlow do (for
+            ``output_padding=stride - 1`` and an odd kernel, the gradient of a
+            ``"same"`` :func:`Conv{nd}D` on an input of ``in * stride``).
         use_bias: as for :func:`Conv{nd}D`.
         activation: as for :func:`Conv{nd}D`.
         kernel_init: as for :func:`Conv{nd}D`.
@@ -464,7 +547,8 @@ _TRANSPOSE_DOC = """A {nd}D transposed convolution (the gradient of :func:`Conv{
         "b": (filters,)}}`` (Keras's layout).
 
     Raises:
-        ValueError: for bad hyper-parameters, inputs of the wrong rank or channels.
+        ValueError: for bad hyper-parameters (``output_padding`` not below
+            ``max(stride, dilation)``), inputs of the wrong rank or channels.
         TypeError: in ``apply``, for inputs whose dtype is not the params' ``dtype``.
 """
 
@@ -479,6 +563,7 @@ def _conv_transpose_constructor(ndim: int) -> Any:
         *,
         strides: int | Sequence[int] = 1,
         padding: str = "valid",
+        output_padding: int | Sequence[int] | None = None,
         dilation: int | Sequence[int] = 1,
         use_bias: bool = True,
         activation: Any = None,
@@ -491,7 +576,8 @@ def _conv_transpose_constructor(ndim: int) -> Any:
         name: str | None = None,
     ) -> Layer:
         return _conv_transpose(
-            kind, default, ndim, filters, kernel_size, strides=strides, padding=padding, dilation=dilation,
+            kind, default, ndim, filters, kernel_size, strides=strides, padding=padding,
+            output_padding=output_padding, dilation=dilation,
             use_bias=use_bias, activation=activation, kernel_init=kernel_init, bias_init=bias_init,
             dtype=dtype, name=name, kernel_regularizer=kernel_regularizer, bias_regularizer=bias_regularizer,
             activity_regularizer=activity_regularizer,
@@ -503,3 +589,13 @@ def _conv_transpose_constructor(ndim: int) -> Any:
 
 
 Conv1DTranspose, Conv2DTranspose, Conv3DTranspose = (_conv_transpose_constructor(n) for n in (1, 2, 3))
+Conv2DTranspose.__doc__ += """
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> layer = Conv2DTranspose(4, 3, strides=2, padding="same", output_padding=(0, 1))
+        >>> params, state = layer.init(jax.random.key(0), (5, 5, 3))
+        >>> params["w"].shape
+        (3, 3, 4, 3)
+        >>> layer.apply(params, state, jnp.ones((1, 5, 5, 3)), train=False)[0].shape
+        (1, 9, 10, 4)
+"""

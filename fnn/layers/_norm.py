@@ -34,9 +34,14 @@ def _affine_params(channels: int, center: bool, scale: bool, dtype: Any) -> dict
     return params
 
 
-def _affine(params: dict, y: jax.Array) -> jax.Array:
+def _channel_shape(ndim: int, axis: int) -> tuple[int, ...]:
+    """``(1, ..., -1, ..., 1)``: a (channels,) vector reshaped to broadcast along ``axis``."""
+    return tuple(-1 if i == axis % ndim else 1 for i in range(ndim))
+
+
+def _affine(params: dict, y: jax.Array, axis: int = -1) -> jax.Array:
     # Params are (channels,); reshape them to y's rank instead of relying on rank promotion.
-    shape = (1,) * (y.ndim - 1) + (-1,)
+    shape = _channel_shape(y.ndim, axis)
     if "scale" in params:
         y = y * params["scale"].reshape(shape).astype(y.dtype)
     if "offset" in params:
@@ -51,12 +56,23 @@ def _at_least_float32(x: Any) -> jax.Array:
     return x if wide else x.astype(jnp.float32)
 
 
-def _check_input(kind: str, name: str, x: Any, params: dict, channels: int | None) -> None:
-    """Floating inputs in the params' dtype (if any) with ``channels`` on the last axis."""
+def _check_input(kind: str, name: str, x: Any, params: dict, channels: int | None, axis: int = -1) -> None:
+    """Floating inputs in the params' dtype (if any) with ``channels`` on ``axis``."""
     check_input_dtype(kind, name, x, next(iter(params.values())).dtype if params else jnp.floating)
-    if channels is not None and (jnp.ndim(x) < 2 or jnp.shape(x)[-1] != channels):
+    if channels is None:
+        return
+    shape = tuple(jnp.shape(x))
+    if axis == -1 and (len(shape) < 2 or shape[-1] != channels):
         raise ValueError(
-            f"{kind} '{name}' expects inputs of shape (batch, ..., {channels}), got shape {tuple(jnp.shape(x))}"
+            f"{kind} '{name}' expects inputs of shape (batch, ..., {channels}), got shape {shape}"
+        )
+    if axis != -1 and not (len(shape) >= 2 and -len(shape) <= axis < len(shape) and axis % len(shape) != 0):
+        raise ValueError(
+            f"{kind} '{name}': axis={axis} is not a non-batch axis of inputs of shape {shape} (rank {len(shape)})"
+        )
+    if axis != -1 and shape[axis] != channels:
+        raise ValueError(
+            f"{kind} '{name}' expects inputs with {channels} channels on axis {axis}, got shape {shape}"
         )
 
 
@@ -66,10 +82,12 @@ def BatchNorm(
     epsilon: float = 1e-3,
     center: bool = True,
     scale: bool = True,
+    axis: int = -1,
+    running_variance: str = "biased",
     dtype: Any = jnp.float32,
     name: str | None = None,
 ) -> Layer:
-    """Batch normalisation over all axes but the last (channels), Keras's defaults.
+    """Batch normalisation over all axes but the channel axis (the last by default), Keras's defaults.
 
     With ``train=True`` it normalises by the batch's mean and (biased) variance
     and returns the running statistics moved towards them:
@@ -77,17 +95,39 @@ def BatchNorm(
     ``train=False`` it normalises by the running statistics and returns the
     state unchanged.
 
+    PyTorch's ``nn.BatchNorm*d`` differs in three numbers: its momentum weighs the
+    batch, not the running value (fnn's ``momentum`` is ``1 - torch_momentum``), its
+    epsilon is ``1e-5``, and it updates the running variance with the *unbiased*
+    batch variance ``var * n / (n - 1)`` (``n`` the values per channel in the batch,
+    batch size times spatial size) while still normalising by the biased one. So
+    ``BatchNorm(momentum=0.9, epsilon=1e-5, running_variance="unbiased")`` is
+    PyTorch's default, and with ``axis=1`` it takes PyTorch's channels-first
+    ``(batch, C, ...)`` inputs. (PyTorch's ``momentum=None``, a cumulative average,
+    has no counterpart.)
+
     Args:
         momentum: in ``[0, 1)``; how slowly the running statistics move.
         epsilon: added to the variance.
         center: learn an ``offset`` per channel.
         scale: learn a ``scale`` per channel.
+        axis: the channel axis of the batched input, as Keras's ``axis``: ``-1``
+            for channels last, ``1`` for channels first; never ``0``, the batch.
+            Statistics are taken over all other axes.
+        running_variance: ``"biased"`` (Keras) or ``"unbiased"`` (PyTorch): which
+            batch variance moves the running ``var``.
         dtype: dtype of params and statistics.
         name: layer name; ``"batch_norm"`` by default.
 
     Returns:
         A :class:`~fnn.Layer` with params ``{"scale": (C,), "offset": (C,)}`` and
-        state ``{"mean": (C,), "var": (C,)}``.
+        state ``{"mean": (C,), "var": (C,)}``, ``C`` the size of ``axis``. Its
+        ``apply`` maps ``x`` of shape ``(batch, ...)`` to ``y`` of the same shape.
+
+    Raises:
+        ValueError: for bad hyper-parameters; in ``init``/``apply`` for an ``axis``
+            outside the input's non-batch axes or inputs with other channels; in
+            training with ``running_variance="unbiased"`` when a channel has a
+            single value in the batch.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -96,36 +136,66 @@ def BatchNorm(
         >>> y, new_state = bn.apply(params, state, jnp.arange(6.0).reshape(2, 3), train=True)
         >>> new_state["mean"]
         Array([0.015, 0.025, 0.035], dtype=float32)
+        >>> torch_like = BatchNorm(momentum=0.9, epsilon=1e-5, running_variance="unbiased", axis=1)
+        >>> params, state = torch_like.init(jax.random.key(0), (2, 4, 4))  # (C, H, W)
+        >>> params["scale"].shape, state["var"].shape
+        ((2,), (2,))
     """
     kind = "BatchNorm"
     name = check_name(kind, name or "batch_norm")
     momentum = check_fraction(f"{kind} '{name}'", "momentum", momentum)
     epsilon = _check_epsilon(kind, name, epsilon)
+    if not isinstance(axis, int) or isinstance(axis, bool) or axis == 0:
+        raise ValueError(
+            f"{kind} '{name}': axis must be a non-zero int (the channel axis of the batched input; "
+            f"0 is the batch axis), got {axis!r}"
+        )
+    if running_variance not in ("biased", "unbiased"):
+        raise ValueError(
+            f"{kind} '{name}': running_variance must be 'biased' (Keras) or 'unbiased' (PyTorch), "
+            f"got {running_variance!r}"
+        )
+    unbiased = running_variance == "unbiased"
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
         del key
-        channels = _channels(kind, name, input_shape)
+        shape, rank = tuple(input_shape), len(input_shape) + 1
+        if not -rank <= axis < rank:
+            raise ValueError(
+                f"{kind} '{name}': axis={axis} is not a non-batch axis of inputs with per-example "
+                f"input_shape {shape} (batched rank {rank})"
+            )
+        channels = _channels(kind, name, shape) if axis == -1 else shape[axis % rank - 1]
         state = {"mean": jnp.zeros((channels,), dtype), "var": jnp.ones((channels,), dtype)}
         return _affine_params(channels, center, scale, dtype), state
 
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         del key
-        _check_input(kind, name, x, params, state["mean"].shape[0])
+        _check_input(kind, name, x, params, state["mean"].shape[0], axis)
         in_dtype, x = jnp.result_type(x), _at_least_float32(x)
-        shape = (1,) * (jnp.ndim(x) - 1) + (-1,)
+        shape = _channel_shape(x.ndim, axis)
         if train:
-            axes = tuple(range(jnp.ndim(x) - 1))
+            axes = tuple(i for i in range(x.ndim) if i != axis % x.ndim)
             mean, var = jnp.mean(x, axis=axes), jnp.var(x, axis=axes)
+            running = var
+            if unbiased:
+                n = x.size // x.shape[axis]  # static: values per channel
+                if n < 2:
+                    raise ValueError(
+                        f"{kind} '{name}': running_variance='unbiased' needs more than one value per "
+                        f"channel in training, got inputs of shape {tuple(x.shape)}"
+                    )
+                running = var * (n / (n - 1))
             new_state = {
                 "mean": momentum * state["mean"] + (1 - momentum) * mean.astype(state["mean"].dtype),
-                "var": momentum * state["var"] + (1 - momentum) * var.astype(state["var"].dtype),
+                "var": momentum * state["var"] + (1 - momentum) * running.astype(state["var"].dtype),
             }
         else:
             mean, var, new_state = state["mean"], state["var"], state
         y = (x - mean.reshape(shape).astype(x.dtype)) * jax.lax.rsqrt(
             var.reshape(shape).astype(x.dtype) + epsilon
         )
-        return _affine(params, y).astype(in_dtype), new_state
+        return _affine(params, y, axis).astype(in_dtype), new_state
 
     return make_layer(kind, name, init, apply)
 

@@ -3,8 +3,11 @@
 Sequences are ``(batch, time, features)``. A mask marks the valid steps: pass
 ``(x, mask)`` with ``mask`` a bool ``(batch, time)`` array (``True`` = valid) or
 int ``(batch,)`` lengths, or get it from ``Embedding(..., mask_index=0)``.
-Masked steps change neither the state nor the output (the previous output is
-repeated, as in Keras), so padding never affects the result.
+Masked steps change no state and output zeros in a returned sequence (as
+PyTorch's padded packed sequences and Keras's ``Bidirectional`` and cuDNN
+layers do; ``masked_outputs="repeat"`` repeats the previous output instead, as
+Keras's layers do without cuDNN), so padding never affects the result: the last
+output and final state are those of the last valid step.
 
 Parameter layouts follow Keras: ``w_x`` is Keras's ``kernel`` ``(features, G *
 units)``, ``w_h`` its ``recurrent_kernel`` ``(units, G * units)`` and the gate
@@ -177,6 +180,7 @@ def GRUCell(
     *,
     activation: Any = "tanh",
     recurrent_activation: Any = "sigmoid",
+    reset_after: bool = True,
     kernel_init: Any = "glorot_uniform",
     recurrent_init: Any = "orthogonal",
     kernel_regularizer: Any = None,
@@ -185,35 +189,66 @@ def GRUCell(
     dtype: Any = jnp.float32,
     name: str = "gru_cell",
 ) -> Cell:
-    """The GRU in Keras's default form (``reset_after=True``, the cuDNN/PyTorch variant).
+    """The GRU in either of Keras's forms; gate blocks in Keras's order ``[z, r, h]``.
 
-    ``xz, xr, xh = split(x @ w_x + b_x)``, ``hz, hr, hh = split(h @ w_h + b_h)``;
-    ``z = σ(xz + hz)``, ``r = σ(xr + hr)``, ``n = tanh(xh + r * hh)``,
-    ``h' = z * h + (1 - z) * n``. Params ``{"w_x": (F, 3U), "w_h": (U, 3U),
-    "b_x": (3U,), "b_h": (3U,)}`` (Keras's ``bias`` is ``[b_x, b_h]``).
-    Regularizers as for :func:`SimpleRNNCell`; ``bias_regularizer`` sees Keras's
-    ``(2, 3U)`` bias ``[b_x, b_h]``.
+    With ``reset_after=True`` (Keras's default, the cuDNN/PyTorch variant) the
+    reset gate scales the recurrent projection: ``xz, xr, xh = split(x @ w_x +
+    b_x)``, ``hz, hr, hh = split(h @ w_h + b_h)``; ``z = σ(xz + hz)``, ``r = σ(xr
+    + hr)``, ``n = tanh(xh + r * hh)``. Params ``{"w_x": (F, 3U), "w_h": (U, 3U),
+    "b_x": (3U,), "b_h": (3U,)}`` (Keras's ``bias`` is ``[b_x, b_h]``, shape
+    ``(2, 3U)``).
+
+    With ``reset_after=False`` (Keras's other form, of Cho et al. 2014) it scales
+    the state before the projection: ``xz, xr, xh = split(x @ w_x + b)``, ``z =
+    σ(xz + h @ Uz)``, ``r = σ(xr + h @ Ur)``, ``n = tanh(xh + (r * h) @ Uh)`` with
+    ``[Uz, Ur, Uh] = split(w_h)``. Params ``{"w_x": (F, 3U), "w_h": (U, 3U), "b":
+    (3U,)}`` (Keras's single ``bias``).
+
+    Both give ``h' = z * h + (1 - z) * n``. Regularizers as for
+    :func:`SimpleRNNCell`; ``bias_regularizer`` sees Keras's bias (``(2, 3U)``
+    or ``(3U,)``).
+
+    Raises:
+        TypeError: for a ``reset_after`` that is not a bool.
+        ValueError: for ``units`` that is not a positive int.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> cell = GRUCell(4, reset_after=False)
+        >>> shapes = jax.eval_shape(lambda key: cell.init(key, 3), jax.random.key(0))
+        >>> {k: v.shape for k, v in shapes.items()}
+        {'b': (12,), 'w_h': (4, 12), 'w_x': (3, 12)}
     """
     units = check_positive_int("GRUCell", name, "units", units)
+    if not isinstance(reset_after, bool):
+        raise TypeError(f"GRUCell '{name}': reset_after must be True or False, got {reset_after!r}")
     act, rec_act = activations.get(activation), activations.get(recurrent_activation)
-    regularized = _cell_penalties(  # Keras's GRU bias is [b_x, b_h], shape (2, 3U)
-        "GRUCell", name, kernel_regularizer, recurrent_regularizer, bias_regularizer,
-        lambda p: jnp.stack([p["b_x"], p["b_h"]]),
-    )  # fmt: skip
+    if reset_after:  # Keras's GRU bias is [b_x, b_h], shape (2, 3U)
+        bias_of = lambda p: jnp.stack([p["b_x"], p["b_h"]])  # noqa: E731
+    else:
+        bias_of = lambda p: p["b"]  # noqa: E731
+    regularized = _cell_penalties(
+        "GRUCell", name, kernel_regularizer, recurrent_regularizer, bias_regularizer, bias_of
+    )
 
     def init(key: jax.Array, features: int) -> dict:
         zeros = jnp.zeros((3 * units,), dtype)
-        return {
-            **_weights(key, features, units, 3, kernel_init, recurrent_init, dtype),
-            "b_x": zeros,
-            "b_h": zeros,
-        }
+        biases = {"b_x": zeros, "b_h": zeros} if reset_after else {"b": zeros}
+        return {**_weights(key, features, units, 3, kernel_init, recurrent_init, dtype), **biases}
 
     def step(params: dict, h: jax.Array, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        xz, xr, xh = jnp.split(x @ params["w_x"] + params["b_x"][None, :], 3, axis=-1)
-        hz, hr, hh = jnp.split(h @ params["w_h"] + params["b_h"][None, :], 3, axis=-1)
-        z, r = rec_act(xz + hz), rec_act(xr + hr)
-        h = z * h + (1 - z) * act(xh + r * hh)
+        if reset_after:
+            xz, xr, xh = jnp.split(x @ params["w_x"] + params["b_x"][None, :], 3, axis=-1)
+            hz, hr, hh = jnp.split(h @ params["w_h"] + params["b_h"][None, :], 3, axis=-1)
+            z, r = rec_act(xz + hz), rec_act(xr + hr)
+            n = act(xh + r * hh)
+        else:
+            xz, xr, xh = jnp.split(x @ params["w_x"] + params["b"][None, :], 3, axis=-1)
+            w_zr, w_n = params["w_h"][:, : 2 * units], params["w_h"][:, 2 * units :]
+            hz, hr = jnp.split(h @ w_zr, 2, axis=-1)
+            z, r = rec_act(xz + hz), rec_act(xr + hr)
+            n = act(xh + (r * h) @ w_n)
+        h = z * h + (1 - z) * n
         return h, h
 
     return Cell(init, step, lambda batch, dtype_: jnp.zeros((batch, units), dtype_), units, name, regularized)
@@ -275,12 +310,20 @@ def _described(tree: Any) -> Any:
 
 
 def _scan(
-    cell: Cell, params: dict, x: jax.Array, mask: Any, carry: Any, reverse: bool, sequences: bool
+    cell: Cell,
+    params: dict,
+    x: jax.Array,
+    mask: Any,
+    carry: Any,
+    reverse: bool,
+    sequences: bool,
+    zero_masked: bool = True,
 ) -> tuple[Any, jax.Array, jax.Array | None]:
-    """Scans ``cell`` over time; masked steps keep the carry and repeat the last output.
+    """Scans ``cell`` over time; masked steps keep the carry and output zeros (or repeat the last output).
 
-    Returns the final carry, the last output and, with ``sequences``, every output.
-    Without it nothing per step is stacked, which saves memory in the backward pass.
+    ``zero_masked`` picks zeros. Returns the final carry, the last valid output
+    and, with ``sequences``, every output. Without it nothing per step is
+    stacked, which saves memory in the backward pass.
     """
     xs = jnp.swapaxes(x, 0, 1)  # time-major for lax.scan
     params = {**params, "w_xh": jnp.concatenate([params["w_x"], params["w_h"]], axis=0)}
@@ -294,8 +337,10 @@ def _scan(
         new_carry, y = cell.step(params, carry, x_t)
         keep = m_t[:, None]
         new_carry = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new_carry, carry)
-        y = jnp.where(keep, y, last)
-        return (new_carry, y), (y if sequences else None)
+        last = jnp.where(keep, y, last)
+        if not sequences:
+            return (new_carry, last), None
+        return (new_carry, last), (jnp.where(keep, y, zeros) if zero_masked else last)
 
     inputs = (xs, jnp.swapaxes(mask, 0, 1))
     (carry, last), ys = jax.lax.scan(body, (carry, zeros), inputs, reverse=reverse)
@@ -316,12 +361,16 @@ def _scan_unmasked(
     return carry, last, None
 
 
+_MASKED_OUTPUTS = ("zeros", "repeat")
+
+
 def RNN(
     cell: Cell,
     *,
     return_sequences: bool = False,
     return_state: bool = False,
     reverse: bool = False,
+    masked_outputs: str = "zeros",
     name: str | None = None,
 ) -> Layer:
     """Scans a :class:`Cell` over the time axis with ``lax.scan``.
@@ -332,8 +381,17 @@ def RNN(
             (then a mask given with the input is passed on: ``(outputs, mask)``,
             so stacked RNNs in a :func:`~fnn.Sequential` see it); else the last
             valid output ``(batch, units)``.
-        return_state: also return the final carry: ``(output, state)``.
+        return_state: also return the final carry: ``(output, state)``, the
+            state of the cell's carry (``(batch, units)``, or ``{"h", "c"}`` for
+            an LSTM) after the last valid step.
         reverse: process the sequence backwards (outputs stay in time order).
+        masked_outputs: what a masked step outputs with ``return_sequences``:
+            ``"zeros"`` (PyTorch's padded packed sequences, Keras's
+            ``Bidirectional`` and cuDNN layers) or ``"repeat"``, the output of
+            the valid step processed before (zeros before the first), as
+            Keras's layers run without cuDNN (``zero_output_for_mask=False``).
+            Either way masked steps leave the state alone, and the last valid
+            output (``return_sequences=False``) and final state are the same.
         name: layer name; the cell's kind by default (``"lstm"``, ...).
 
     Input: ``x`` ``(batch, time, features)``, ``(x, mask)`` or a dict with
@@ -347,16 +405,19 @@ def RNN(
     Raises:
         TypeError: for a ``cell`` that is not a :class:`Cell`, and in ``apply``
             for inputs whose dtype is not the params' dtype.
-        ValueError: in ``init``/``apply``, for inputs that are not ``(batch,
-            time, features)`` with the features the params were built for, a bad
-            mask, or an ``initial_state`` unlike the cell's carry.
+        ValueError: for an unknown ``masked_outputs``; in ``init``/``apply``,
+            for inputs that are not ``(batch, time, features)`` with the
+            features the params were built for, a bad mask, or an
+            ``initial_state`` unlike the cell's carry.
 
     Examples:
         >>> import jax, jax.numpy as jnp
-        >>> lstm = RNN(LSTMCell(8))
+        >>> lstm = RNN(LSTMCell(8), return_sequences=True)
         >>> params, state = lstm.init(jax.random.key(0), (5, 3))
-        >>> lstm.apply(params, state, jnp.ones((2, 5, 3)), train=False)[0].shape
-        (2, 8)
+        >>> lengths = jnp.array([5, 2])  # the steps after each length are masked: they output zeros
+        >>> (ys, mask), _ = lstm.apply(params, state, (jnp.ones((2, 5, 3)), lengths), train=False)
+        >>> ys.shape, mask[1].tolist(), bool((ys[1, 2:] == 0).all())
+        ((2, 5, 8), [True, True, False, False, False], True)
     """
     kind = "RNN"
     if not isinstance(cell, Cell):
@@ -366,6 +427,10 @@ def RNN(
             "is RNN(LSTMCell(8)): use it as it is"
         )
     name = check_name(kind, name or cell.name.removesuffix("_cell"))
+    if masked_outputs not in _MASKED_OUTPUTS:
+        raise ValueError(
+            f"{kind} '{name}': masked_outputs must be one of {_MASKED_OUTPUTS}, got {masked_outputs!r}"
+        )
     regularized = cell.penalties or Penalties(kind, name, {})
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
@@ -391,7 +456,9 @@ def RNN(
                 f"{kind} '{name}': initial_state must be shaped like the cell's carry for this batch, "
                 f"{_described(zeros)}, got {_described(carry)}"
             )
-        carry, last, ys = _scan(cell, params, seqs, mask, carry, reverse, return_sequences)
+        carry, last, ys = _scan(
+            cell, params, seqs, mask, carry, reverse, return_sequences, masked_outputs == "zeros"
+        )
         if return_sequences:
             out = ys if mask is None else (ys, mask)
         else:
@@ -405,13 +472,20 @@ def SimpleRNN(
     units: int,
     *,
     return_sequences: bool = False,
+    return_state: bool = False,
     reverse: bool = False,
+    masked_outputs: str = "zeros",
     name: str | None = None,
     **cell_args: Any,
 ) -> Layer:
-    """``RNN(SimpleRNNCell(units, ...))``."""
+    """``RNN(SimpleRNNCell(units, **cell_args), ...)``, the other arguments as for :func:`RNN`."""
     return RNN(
-        SimpleRNNCell(units, **cell_args), return_sequences=return_sequences, reverse=reverse, name=name
+        SimpleRNNCell(units, **cell_args),
+        return_sequences=return_sequences,
+        return_state=return_state,
+        reverse=reverse,
+        masked_outputs=masked_outputs,
+        name=name,
     )
 
 
@@ -419,11 +493,13 @@ def LSTM(
     units: int,
     *,
     return_sequences: bool = False,
+    return_state: bool = False,
     reverse: bool = False,
+    masked_outputs: str = "zeros",
     name: str | None = None,
     **cell_args: Any,
 ) -> Layer:
-    """``RNN(LSTMCell(units, ...))``.
+    """``RNN(LSTMCell(units, **cell_args), ...)``, the other arguments as for :func:`RNN`.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -431,20 +507,41 @@ def LSTM(
         >>> params, state = layer.init(jax.random.key(0), (6, 2))
         >>> jax.tree.map(jnp.shape, params)
         {'b': (16,), 'w_h': (4, 16), 'w_x': (2, 16)}
+
+        ``LSTM(4, return_state=True)`` returns ``(output, {"h": (batch, 4), "c": (batch, 4)})``.
     """
-    return RNN(LSTMCell(units, **cell_args), return_sequences=return_sequences, reverse=reverse, name=name)
+    return RNN(
+        LSTMCell(units, **cell_args),
+        return_sequences=return_sequences,
+        return_state=return_state,
+        reverse=reverse,
+        masked_outputs=masked_outputs,
+        name=name,
+    )
 
 
 def GRU(
     units: int,
     *,
     return_sequences: bool = False,
+    return_state: bool = False,
     reverse: bool = False,
+    masked_outputs: str = "zeros",
     name: str | None = None,
     **cell_args: Any,
 ) -> Layer:
-    """``RNN(GRUCell(units, ...))``."""
-    return RNN(GRUCell(units, **cell_args), return_sequences=return_sequences, reverse=reverse, name=name)
+    """``RNN(GRUCell(units, **cell_args), ...)``, the other arguments as for :func:`RNN`.
+
+    ``GRU(8, reset_after=False)`` is Keras's other GRU (see :func:`GRUCell`).
+    """
+    return RNN(
+        GRUCell(units, **cell_args),
+        return_sequences=return_sequences,
+        return_state=return_state,
+        reverse=reverse,
+        masked_outputs=masked_outputs,
+        name=name,
+    )
 
 
 _MERGES = {
@@ -466,22 +563,49 @@ def _join_input(seqs: jax.Array, mask: jax.Array | None, carry: Any) -> Any:
     return {"x": seqs, "initial_state": carry, **({} if mask is None else {"mask": mask})}
 
 
-def _merged_output(kind: str, name: str, layer: Layer, y: Any) -> tuple[jax.Array, jax.Array | None]:
-    """A direction's output ``y`` or ``(y, mask)`` -> ``(y, mask or None)``."""
-    if isinstance(y, tuple) and len(y) == 2 and getattr(y[1], "dtype", None) == jnp.bool_:
-        return y
-    if hasattr(y, "ndim") and y.ndim >= 2:
-        return y, None
+def _is_mask(a: Any) -> bool:
+    return getattr(a, "dtype", None) == jnp.bool_
+
+
+def _is_output(y: Any) -> bool:
+    """``y`` ``(batch, units)`` / ``(batch, time, units)``, or such a ``y`` with its bool mask."""
+    if isinstance(y, tuple):
+        return len(y) == 2 and not isinstance(y[0], tuple) and _is_output(y[0]) and _is_mask(y[1])
+    return hasattr(y, "ndim") and y.ndim >= 2 and not _is_mask(y)
+
+
+def _direction_output(
+    kind: str, name: str, layer: Layer, out: Any
+) -> tuple[jax.Array, jax.Array | None, Any]:
+    """A direction's ``y``, ``(y, mask)`` or either with its final state -> ``(y, mask, (state,) or ())``.
+
+    The state comes as a 1-tuple so that a layer without one is told apart from any carry.
+    """
+    if _is_output(out):
+        y, mask = out if isinstance(out, tuple) else (out, None)
+        return y, mask, ()
+    if isinstance(out, tuple) and len(out) == 2 and _is_output(out[0]):  # return_state: (output, state)
+        y, mask, _ = _direction_output(kind, name, layer, out[0])
+        return y, mask, (out[1],)
     raise TypeError(
-        f"{kind} '{name}' merges outputs (batch, units) or (batch, time, units), optionally with their mask; "
-        f"its layer '{layer.name}' returned {jax.tree.map(jnp.shape, y)} (build it without return_state)"
+        f"{kind} '{name}' merges outputs (batch, units) or (batch, time, units), optionally with their mask "
+        f"and then with the final state (return_state=True); its layer '{layer.name}' returned "
+        f"{jax.tree.map(lambda a: tuple(jnp.shape(a)), out)}"
     )
+
+
+def _direction_state(carry: Any, direction: str) -> Any:
+    """``initial_state`` for one direction: ``{"forward": ..., "backward": ...}`` splits, anything else is shared."""
+    if isinstance(carry, dict) and set(carry) == {"forward", "backward"}:
+        return carry[direction]
+    return carry
 
 
 def Bidirectional(
     layer: Layer | Cell,
     *,
     return_sequences: bool | None = None,
+    return_state: bool | None = None,
     merge_mode: str = "concat",
     name: str | None = None,
 ) -> Layer:
@@ -492,14 +616,28 @@ def Bidirectional(
     outputs are flipped back into time order, so step ``t`` of both directions
     lines up. A cell works too: ``Bidirectional(LSTMCell(8))`` is
     ``Bidirectional(RNN(LSTMCell(8)))``. Both directions honour the mask, so
-    right-padding is skipped in both.
+    right-padding is skipped in both; masked steps of sequence outputs are
+    zeros, as in Keras's ``Bidirectional``, unless the wrapped layer was built
+    with ``masked_outputs="repeat"``.
+
+    With ``return_state`` (``Bidirectional(LSTM(8, return_state=True))`` as in
+    Keras, or ``Bidirectional(LSTMCell(8), return_state=True)``) the layer
+    returns ``(output, {"forward": state, "backward": state})``, each state the
+    direction's final carry as :func:`RNN` returns it (``(batch, units)``, or
+    ``{"h", "c"}`` for an LSTM; the backward one is the state after step 0).
+    Keras's flat ``[output, *forward_states, *backward_states]`` is
+    ``[output, h_f, c_f, h_b, c_b]`` for an LSTM. An ``initial_state`` in the
+    input dict is given to both directions, or split when it is such a
+    ``{"forward", "backward"}`` dict.
 
     Args:
         layer: a sequence layer that returns ``(batch, units)`` or ``(batch, time,
-            units)`` (with the mask passed on, if any), such as ``LSTM(8)``; or a
-            :class:`Cell`.
+            units)`` (with the mask passed on, if any; then with its final state
+            for ``return_state=True``), such as ``LSTM(8)``; or a :class:`Cell`.
         return_sequences: for a cell only, as for :func:`RNN` (``False`` by
             default); a layer has its own (``LSTM(8, return_sequences=True)``).
+        return_state: for a cell only, as for :func:`RNN` (``False`` by default);
+            a layer has its own (``LSTM(8, return_state=True)``).
         merge_mode: ``"concat"``, ``"sum"``, ``"mul"`` or ``"ave"``.
         name: layer name; ``"bidirectional"`` by default.
 
@@ -509,36 +647,41 @@ def Bidirectional(
 
     Raises:
         TypeError: for anything but a layer or a cell, and in ``apply`` for a
-            layer whose output is not a sequence or last output (``return_state``).
-        ValueError: for an unknown ``merge_mode``, ``return_sequences`` given with
-            a layer, or inputs that are not ``(batch, time, features)``.
+            layer whose output is not a sequence or last output (optionally with
+            its mask and state).
+        ValueError: for an unknown ``merge_mode``, ``return_sequences`` or
+            ``return_state`` given with a layer, or inputs that are not ``(batch,
+            time, features)``.
 
     Examples:
         >>> import jax, jax.numpy as jnp
         >>> import fnn
-        >>> bi = Bidirectional(fnn.LSTM(4, return_sequences=True))
+        >>> bi = Bidirectional(fnn.LSTM(4, return_sequences=True, return_state=True))
         >>> params, state = bi.init(jax.random.key(0), (6, 3))
         >>> sorted(params)
         ['backward', 'forward']
-        >>> bi.apply(params, state, jnp.ones((2, 6, 3)), train=False)[0].shape
-        (2, 6, 8)
+        >>> (ys, states), _ = bi.apply(params, state, jnp.ones((2, 6, 3)), train=False)
+        >>> ys.shape, jax.tree.map(jnp.shape, states["backward"])
+        ((2, 6, 8), {'c': (2, 4), 'h': (2, 4)})
     """
     kind = "Bidirectional"
     name = check_name(kind, name or "bidirectional")
     if merge_mode not in _MERGES:
         raise ValueError(f"{kind} '{name}': merge_mode must be one of {sorted(_MERGES)}, got {merge_mode!r}")
     if isinstance(layer, Cell):
-        layer = RNN(layer, return_sequences=bool(return_sequences))
+        layer = RNN(layer, return_sequences=bool(return_sequences), return_state=bool(return_state))
     elif not isinstance(layer, Layer):
         raise TypeError(
             f"{kind} '{name}' expects a recurrent layer such as LSTM(8) or a Cell such as LSTMCell(8), "
             f"got {type(layer).__name__}"
         )
-    elif return_sequences is not None:
-        raise ValueError(
-            f"{kind} '{name}': return_sequences belongs to the wrapped layer '{layer.name}': build it with "
-            f"it, e.g. Bidirectional(LSTM(8, return_sequences={return_sequences!r})), got it on Bidirectional"
-        )
+    else:
+        for arg, value in (("return_sequences", return_sequences), ("return_state", return_state)):
+            if value is not None:
+                raise ValueError(
+                    f"{kind} '{name}': {arg} belongs to the wrapped layer '{layer.name}': build it with "
+                    f"it, e.g. Bidirectional(LSTM(8, {arg}={value!r})), got it on Bidirectional"
+                )
     keys = ("forward", "backward")
 
     def children(input_shape: Any) -> list[tuple[str, Layer, Any]]:
@@ -560,16 +703,20 @@ def Bidirectional(
         outputs, new_state = [], {}
         for i, k in enumerate(keys):
             backward = k == "backward"
-            inputs = _join_input(*(_flip_time(a, backward) for a in (seqs, mask)), carry)
+            inputs = _join_input(*(_flip_time(a, backward) for a in (seqs, mask)), _direction_state(carry, k))
             with _child(kind, name, i, k, tuple(seqs.shape[1:])):
-                y, new_state[k] = layer.apply(
+                out, new_state[k] = layer.apply(
                     params[k], state[k], inputs, train=train, key=_child_key(key, i)
                 )
-            y, y_mask = _merged_output(kind, name, layer, y)
-            outputs.append((_flip_time(y, backward and y.ndim >= 3), y_mask))  # sequences in time order
-        (y_f, mask_f), (y_b, _) = outputs
+            y, y_mask, final = _direction_output(kind, name, layer, out)
+            y = _flip_time(y, backward and y.ndim >= 3)  # sequences back in time order
+            outputs.append((y, y_mask, final))
+        (y_f, mask_f, final_f), (y_b, _, final_b) = outputs
         merged = _MERGES[merge_mode](y_f, y_b)
-        return (merged if mask_f is None else (merged, mask_f)), new_state
+        merged = merged if mask_f is None else (merged, mask_f)
+        if final_f:  # the wrapped layer returns its state: so does this one
+            merged = (merged, {"forward": final_f[0], "backward": final_b[0]})
+        return merged, new_state
 
     return make_layer(kind, name, init, apply, children)
 

@@ -1,0 +1,369 @@
+"""Mapping foreign weights onto an fnn model, layer by layer, with a report of everything.
+
+The model is walked through its combinators' ``children``; every layer with a
+:mod:`~fnn.interop._layouts` entry for its ``kind`` is one unit, whose foreign
+name follows the rules each ecosystem uses to name weights:
+
+- PyTorch: the fnn path with ``.`` for ``/``; a child of a ``Sequential`` that
+  keeps its default name (``dense``, ``conv2d_1``) is named by its index, as in
+  ``nn.Sequential``; where a file is read, whichever of the two it holds wins.
+- Keras 3: each ``Sequential`` level is a ``layers/`` group in which a layer is
+  named after its Keras class, counted per class (``dense``, ``dense_1``, ...),
+  whatever it was called; other combinators add no level (Keras builds them as
+  functional models, flat). A nested ``Sequential`` is its own group
+  (``layers/sequential/layers/...``) when the file has one.
+
+``names={fnn path: foreign name}`` overrides both for any layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnn._core import Layer, abstract_init, as_shape, default_name
+from fnn.interop import _files
+from fnn.interop._layouts import KERAS, TORCH, Layout, _keras_name
+
+_TRANSPARENT = ("MixedPrecision",)  # wrappers that PyTorch and Keras have no level for
+_EXTRA_DEFAULTS = {"RNN": ("lstm", "gru", "simple_rnn", "rnn")}
+DEFAULT_IGNORE = {
+    "torch": ("*num_batches_tracked",),  # BatchNorm's step counter: no fnn counterpart, unused in eval
+    "keras": ("optimizer/*", "*seed_generator*"),  # the optimiser's slots and RNG states are not weights
+}
+
+
+class _Unit(NamedTuple):
+    keys: tuple[str, ...]  # into params and state
+    kind: str | None
+    input_shape: Any
+    levels: tuple[tuple[str, ...], ...]  # PyTorch: each level's candidate names, preferred first
+    keras: str  # Keras's group path, or "" for PyTorch
+
+    @property
+    def path(self) -> str:
+        return "/".join(self.keys)
+
+
+def _default_like(key: str, child: Layer) -> bool:
+    kind = child.kind or ""
+    base = re.sub(r"_\d+$", "", key)
+    return base in {default_name(kind), kind.lower(), _keras_name(kind), *_EXTRA_DEFAULTS.get(kind, ())}
+
+
+def _sub(tree: Any, keys: Sequence[str]) -> Any:
+    for k in keys:
+        tree = tree[k]
+    return tree
+
+
+def _set(tree: dict, keys: Sequence[str], value: Any) -> dict:
+    if not keys:
+        return value
+    return {**tree, keys[0]: _set(tree[keys[0]], keys[1:], value)}
+
+
+def _variables(params: Any, state: Any, keys: Sequence[str]) -> dict:
+    state = _sub(state, keys)
+    return {"params": _sub(params, keys), "state": dict(state) if isinstance(state, Mapping) else {}}
+
+
+class _Walk:
+    """Lists a model's units with their foreign names for one ecosystem."""
+
+    def __init__(self, style: str, params: Any, state: Any, present: set[str] | None) -> None:
+        self.style, self.params, self.state, self.present = style, params, state, present
+        self.layouts = TORCH if style == "torch" else KERAS
+        self.units: list[_Unit] = []
+
+    def _has_prefix(self, prefix: str) -> bool:
+        return self.present is None or any(n.startswith(prefix) for n in self.present)
+
+    def _keras_name(self, layout: Layout, keys: tuple, counters: dict) -> str:
+        name = (
+            layout.name(_variables(self.params, self.state, keys)) if callable(layout.name) else layout.name
+        )
+        count = counters.get(name, -1) + 1
+        counters[name] = count
+        return name if count == 0 else f"{name}_{count}"
+
+    def visit(self, layer: Layer, shape: Any, keys: tuple, levels: tuple, ns: str, counters: dict) -> None:
+        kind = layer.kind
+        if kind in self.layouts:
+            group = ns + self._keras_name(self.layouts[kind], keys, counters) if self.style == "keras" else ""
+            self.units.append(_Unit(keys, kind, shape, levels, group))
+            return
+        if not layer.children:
+            variables = _variables(self.params, self.state, keys)
+            if jax.tree.leaves(
+                {**variables, "state": {k: v for k, v in variables["state"].items() if k != "losses"}}
+            ):
+                self.units.append(_Unit(keys, kind, shape, levels, ""))  # no layout: reported as missing
+            return
+        if self.style == "keras" and kind == "Sequential" and keys:  # a nested model, if the file has one
+            saved = dict(counters)
+            nested = ns + self._keras_name(Layout(None, None, name="sequential"), keys, counters) + "/layers/"
+            if self._has_prefix(nested):
+                ns, counters = nested, {}
+            else:
+                counters.clear()
+                counters.update(saved)
+        for i, (key, child, child_shape) in enumerate(layer.children(shape)):
+            if kind in _TRANSPARENT:
+                level: tuple[str, ...] = ()
+            elif kind == "Sequential":
+                level = (str(i), key) if _default_like(key, child) else (key, str(i))
+            else:
+                level = (key,)
+            self.visit(child, child_shape, (*keys, key), (*levels, level) if level else levels, ns, counters)
+
+    def torch_name(self, unit: _Unit) -> str:
+        prefix = ""
+        for level in unit.levels:
+            prefix += next((c for c in level if self._has_prefix(f"{prefix}{c}.")), level[0]) + "."
+        return prefix.rstrip(".")
+
+
+def _units(
+    style: str, model: Layer, shape: Any, params: Any, state: Any, present: set | None, names: Mapping
+):
+    walk = _Walk(style, params, state, present)
+    walk.visit(model, shape, (), (), "layers/", {})
+    units = []
+    for unit in walk.units:
+        default = walk.torch_name(unit) if style == "torch" else unit.keras
+        units.append((unit, names.get(unit.path, default)))
+    unknown = set(names) - {u.path for u, _ in units}
+    if unknown:
+        raise ValueError(
+            f"names: {sorted(unknown)} are not layer paths of the model; its layers with weights are "
+            f"{[u.path for u, _ in units]}"
+        )
+    return units
+
+
+def _join(style: str, prefix: str, suffix: str) -> str:
+    if not prefix:
+        return suffix
+    return f"{prefix}.{suffix}" if style == "torch" else f"{prefix}/{suffix}"
+
+
+def _expected(layout: Layout, variables: dict, shape: Any) -> dict[str, jax.ShapeDtypeStruct]:
+    def shapes(v: dict) -> dict:
+        return {k: a for k, a in layout.to_foreign(v, shape).items() if k not in layout.optional}
+
+    return jax.eval_shape(shapes, variables)
+
+
+def _label(unit: _Unit, model: Layer) -> str:
+    return f"{unit.path or model.name} ({unit.kind or 'a custom layer'})"
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsReport:
+    """What a foreign load did; ``print`` it for a summary.
+
+    Attributes:
+        mapped: ``(fnn layer path, foreign names)`` for each layer loaded.
+        kept: fnn layer paths left as they were (``keep=``).
+        missing: fnn layers the file lacks weights for, and why.
+        mismatched: foreign tensors whose shape or dtype the layer cannot take.
+        unused: foreign tensors no layer took (and ``ignore`` did not name).
+        ignored: foreign tensors ``ignore`` named.
+        cast: tensors cast without loss to the layer's dtype (``bfloat16 -> float32``).
+    """
+
+    mapped: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    kept: tuple[str, ...] = ()
+    missing: tuple[str, ...] = ()
+    mismatched: tuple[str, ...] = ()
+    unused: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = ()
+    cast: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether every layer was loaded or kept and every tensor used or ignored."""
+        return not (self.missing or self.mismatched or self.unused)
+
+    def __str__(self) -> str:
+        def block(title: str, items: Sequence[str]) -> list[str]:
+            return [f"{title} ({len(items)}):", *(f"  {i}" for i in items)] if items else []
+
+        mapped = [f"{path or '(the model)'} <- {', '.join(names)}" for path, names in self.mapped]
+        return "\n".join(
+            block("loaded", mapped)
+            + block("kept as they were (keep=)", self.kept)
+            + block("MISSING from the file", self.missing)
+            + block("MISMATCHED", self.mismatched)
+            + block("UNUSED from the file (name them in ignore= to skip them)", self.unused)
+            + block("ignored", self.ignored)
+            + block("cast without loss", self.cast)
+        )
+
+
+class WeightsMismatchError(ValueError):
+    """A foreign file does not fit the model; ``.report`` holds the :class:`WeightsReport`."""
+
+    def __init__(self, what: str, report: WeightsReport) -> None:
+        super().__init__(f"{what}: the weights do not fit the model\n{report}")
+        self.report = report
+
+
+class Loaded(NamedTuple):
+    """The result of a load: the model's ``params`` and ``state`` and the :class:`WeightsReport`."""
+
+    params: Any
+    state: Any
+    report: WeightsReport
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(
+        fnmatch.fnmatchcase(name, p) or name == p or name.startswith(p.rstrip("/") + "/") for p in patterns
+    )
+
+
+def _patterns(arg: str, value: str | Sequence[str]) -> tuple[str, ...]:
+    value = (value,) if isinstance(value, str) else tuple(value)
+    if not all(isinstance(p, str) for p in value):
+        raise TypeError(f"{arg} must be a pattern or a sequence of patterns (str), got {value!r}")
+    return value
+
+
+def _lossless(source: np.dtype, target: np.dtype) -> bool:
+    return source == target or (
+        jnp.issubdtype(source, jnp.floating)
+        and jnp.issubdtype(target, jnp.floating)
+        and jnp.finfo(target).bits > jnp.finfo(source).bits
+        and jnp.finfo(target).nmant >= jnp.finfo(source).nmant
+    )
+
+
+def _load(
+    style: str,
+    model: Layer,
+    input_shape: Any,
+    tensors: Mapping[str, np.ndarray],
+    *,
+    params: Any,
+    state: Any,
+    names: Mapping[str, str] | None,
+    ignore: str | Sequence[str],
+    keep: str | Sequence[str],
+    cast: bool,
+    key: jax.Array | None,
+) -> Loaded:
+    what = f"load_{style}"
+    if not isinstance(model, Layer):
+        raise TypeError(f"{what}: model must be an fnn Layer, got {type(model).__name__}")
+    shape = as_shape(input_shape)
+    given = params is not None and state is not None
+    if not given:  # shapes only: a real initialisation is compiled below only if something is left over
+        abstract = abstract_init(model, shape)
+        params = abstract[0] if params is None else params
+        state = abstract[1] if state is None else state
+    ignore = DEFAULT_IGNORE[style] + _patterns("ignore", ignore)
+    keep = _patterns("keep", keep)
+    layouts = TORCH if style == "torch" else KERAS
+    mapped, kept, missing, mismatched, casts, used = [], [], [], [], [], set()
+    for unit, prefix in _units(style, model, shape, params, state, set(tensors), dict(names or {})):
+        if keep and _matches(unit.path, keep):
+            kept.append(unit.path)
+            continue
+        if unit.kind not in layouts:
+            missing.append(f"{_label(unit, model)}: fnn has no {style} layout for this layer kind")
+            continue
+        layout, like = layouts[unit.kind], _variables(params, state, unit.keys)
+        try:
+            expected = _expected(layout, like, unit.input_shape)
+        except ValueError as e:
+            missing.append(f"{_label(unit, model)}: {e}")
+            continue
+        full = {s: _join(style, prefix, s) for s in expected}
+        absent = [f"{full[s]} {tuple(e.shape)}" for s, e in expected.items() if full[s] not in tensors]
+        used.update(n for n in full.values() if n in tensors)  # reported with the layer, not as unused
+        if absent:
+            missing.append(f"{_label(unit, model)}: the file has no {', '.join(absent)}")
+            continue
+        problems = []
+        for s, e in expected.items():
+            got = tensors[full[s]]
+            if tuple(got.shape) != tuple(e.shape):
+                problems.append(f"{full[s]}: the file has shape {tuple(got.shape)}, {_label(unit, model)} "
+                                f"expects {tuple(e.shape)}")  # fmt: skip
+            elif got.dtype != e.dtype:
+                if _lossless(got.dtype, e.dtype) or cast:
+                    casts.append(f"{full[s]}: {got.dtype} -> {np.dtype(e.dtype).name}")
+                else:
+                    problems.append(f"{full[s]}: the file has {got.dtype}, {_label(unit, model)} expects "
+                                    f"{np.dtype(e.dtype).name} (pass cast=True to cast with loss)")  # fmt: skip
+        if problems:
+            mismatched += problems
+            continue
+        foreign = {s: jnp.asarray(tensors[full[s]]).astype(e.dtype) for s, e in expected.items()}
+        loaded = layout.from_foreign(foreign, like, unit.input_shape)
+        params = _set(params, unit.keys, loaded["params"])
+        if isinstance(_sub(state, unit.keys), Mapping):
+            state = _set(state, unit.keys, loaded["state"])
+        mapped.append((unit.path, tuple(full.values())))
+    leftover = [n for n in tensors if n not in used]
+    report = WeightsReport(
+        tuple(mapped),
+        tuple(kept),
+        tuple(missing),
+        tuple(mismatched),
+        tuple(n for n in leftover if not _matches(n, ignore)),
+        tuple(n for n in leftover if _matches(n, ignore)),
+        tuple(casts),
+    )
+    if not report.ok:
+        raise WeightsMismatchError(what, report)
+    if not given and any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves((params, state))):
+        initial = model.init(jax.random.key(0) if key is None else key, shape)
+        params, state = jax.tree.map(
+            lambda v, i: i if isinstance(v, jax.ShapeDtypeStruct) else v, (params, state), initial
+        )
+    return Loaded(params, state, report)
+
+
+def _export(
+    style: str, model: Layer, input_shape: Any, params: Any, state: Any, names: Mapping[str, str] | None
+) -> dict[str, np.ndarray]:
+    what = f"to_{style}"
+    layouts = TORCH if style == "torch" else KERAS
+    out, problems = {}, []
+    for unit, prefix in _units(style, model, as_shape(input_shape), params, state, None, dict(names or {})):
+        if unit.kind not in layouts:
+            problems.append(f"{_label(unit, model)}: fnn has no {style} layout for this layer kind")
+            continue
+        try:
+            tensors = layouts[unit.kind].to_foreign(_variables(params, state, unit.keys), unit.input_shape)
+        except ValueError as e:
+            problems.append(f"{_label(unit, model)}: {e}")
+            continue
+        out.update({_join(style, prefix, s): np.asarray(a) for s, a in tensors.items()})
+    if problems:
+        raise ValueError(f"{what}: cannot export\n  " + "\n  ".join(problems))
+    return out
+
+
+# --------------------------------------------------------------------------- public
+
+
+def _source(style: str, source: Any) -> Mapping[str, np.ndarray]:
+    if isinstance(source, Mapping):
+        return _files._as_arrays(source, f"load_{style}")
+    if not isinstance(source, (str, os.PathLike, bytes)):
+        raise TypeError(
+            f"load_{style}: source must be a file path or a mapping of names to arrays, got {source!r}"
+        )
+    return _files.read_safetensors(source) if style == "torch" else _files.read_keras(source)

@@ -1,0 +1,253 @@
+"""fnn.interop: PyTorch and Keras weights in and out, checked against the real libraries' outputs.
+
+The fixtures in tests/fixtures/interop were written by interop/make_fixtures.py
+from torch and keras themselves (random weights, reference outputs), so these
+tests need neither library.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnn
+from fnn import interop
+from fnn._core import abstract_init
+
+FIXTURES = Path(__file__).parent / "fixtures" / "interop"
+
+
+def _io(case: str) -> tuple[np.ndarray, np.ndarray]:
+    io = interop.read_safetensors(FIXTURES / f"{case}.io.safetensors")
+    x = io["x"].astype(np.int32) if io["x"].dtype.kind == "i" else io["x"]
+    return x, io["y"]
+
+
+# fnn twins of the fixture models: (model, per-example input shape)
+def torch_mlp():
+    return fnn.Sequential([fnn.Dense(8), fnn.Relu(), fnn.Dense(3)]), (5,)
+
+
+def torch_cnn():
+    return fnn.Sequential([
+        fnn.Conv2D(4, 3, padding=1),
+        fnn.BatchNorm(epsilon=1e-5),
+        fnn.Relu(),
+        fnn.DepthwiseConv2D(3, depth_multiplier=2, padding=1),
+        fnn.Conv2DTranspose(3, 2, strides=2),
+    ]), (6, 6, 3)  # fmt: skip
+
+
+def torch_rnn():
+    return fnn.Sequential([
+        fnn.Embedding(10, 6, name="emb"),
+        fnn.LSTM(5, return_sequences=True, name="lstm"),
+        fnn.Bidirectional(fnn.GRU(4, return_sequences=True), name="gru"),
+        fnn.SimpleRNN(3, return_sequences=True, name="rnn"),
+    ]), fnn.Shape((7,), jnp.int32)  # fmt: skip
+
+
+def torch_attention():
+    return fnn.Sequential([
+        fnn.MultiHeadAttention(2, name="attention"),
+        fnn.TransformerEncoderBlock(2, 16, dropout=0.0, name="encoder"),
+    ]), (5, 8)  # fmt: skip
+
+
+def keras_mlp():
+    return fnn.Sequential([fnn.Dense(8, activation="relu"), fnn.Dense(3)]), (5,)
+
+
+def keras_cnn():
+    return fnn.Sequential([
+        fnn.Conv2D(4, 3, padding="same"),
+        fnn.BatchNorm(),
+        fnn.Relu(),
+        fnn.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+        fnn.SeparableConv2D(5, 3, padding="same"),
+        fnn.Conv2DTranspose(3, 2, strides=2),
+        fnn.GlobalAvgPool(),
+        fnn.Sequential([fnn.Dense(4), fnn.Dense(2)]),
+    ]), (6, 6, 3)  # fmt: skip
+
+
+def keras_rnn():
+    return fnn.Sequential([
+        fnn.Embedding(10, 6),
+        fnn.LSTM(5, return_sequences=True),
+        fnn.Bidirectional(fnn.GRU(4, return_sequences=True)),
+        fnn.GRU(3, reset_after=False, return_sequences=True),
+        fnn.SimpleRNN(3),
+        fnn.Dense(2),
+    ]), fnn.Shape((7,), jnp.int32)  # fmt: skip
+
+
+def keras_attention():
+    return fnn.Sequential([fnn.MultiHeadAttention(2, key_dim=3), fnn.LayerNorm(), fnn.Dense(4)]), (5, 8)
+
+
+TWINS = {f.__name__: f for f in (torch_mlp, torch_cnn, torch_rnn, torch_attention)} | {
+    f.__name__: f for f in (keras_mlp, keras_cnn, keras_rnn, keras_attention)
+}
+
+
+def _load(case: str, source=None):
+    model, shape = TWINS[case]()
+    if case.startswith("torch"):
+        return model, shape, interop.load_torch(model, shape, source or FIXTURES / f"{case}.safetensors")
+    return model, shape, interop.load_keras(model, shape, source or FIXTURES / f"{case}.weights.h5")
+
+
+@pytest.mark.parametrize("case", sorted(TWINS))
+def test_outputs_match_the_library_that_wrote_the_weights_and_export_gives_its_file_back(case):
+    model, shape, (params, state, report) = _load(case)
+    assert report.ok and not report.unused
+    x, y = _io(case)
+    out, _ = jax.jit(lambda p, s, x: model.apply(p, s, x, train=False))(params, state, jnp.asarray(x))
+    np.testing.assert_allclose(out, y, atol=1e-5, rtol=1e-5)
+
+    if case.startswith("torch"):
+        original = interop.read_safetensors(FIXTURES / f"{case}.safetensors")
+        # the fnn names equal the layers' default names, which nn.Sequential would number: say so
+        names = {k: k for k in ("lstm", "gru", "rnn")} if case == "torch_rnn" else None
+        exported = interop.to_torch(model, shape, params, state, names=names)
+    else:
+        original = interop.read_keras(FIXTURES / f"{case}.weights.h5")
+        original = {k: v for k, v in original.items() if not k.startswith("optimizer")}
+        exported = interop.to_keras(model, shape, params, state)
+    assert sorted(exported) == sorted(original)
+    for name, value in original.items():
+        if name.endswith("num_batches_tracked"):
+            continue
+        if "bias_" in name and "gru" not in name:  # PyTorch's two biases come back as their sum and 0
+            value = (
+                original[name.replace("bias_hh", "bias_ih")] + original[name.replace("bias_ih", "bias_hh")]
+            )
+            value = value if "bias_ih" in name else np.zeros_like(value)
+        np.testing.assert_allclose(exported[name], value, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+def test_a_keras_archive_is_read_without_its_config(tmp_path):
+    model, shape, (params, state, _) = _load("keras_mlp", FIXTURES / "keras_mlp.keras")
+    x, y = _io("keras_mlp")
+    np.testing.assert_allclose(model.apply(params, state, jnp.asarray(x), train=False)[0], y, atol=1e-5)
+    # an archive whose config names code but that holds no weights is refused, never imported
+    hostile = tmp_path / "model.keras"
+    with zipfile.ZipFile(hostile, "w") as z:
+        z.writestr("config.json", '{"class_name": "Lambda", "config": {"function": "os.system"}}')
+    with pytest.raises(interop.ForeignFileError, match="without model.weights.h5"):
+        interop.load_keras(model, shape, hostile)
+
+
+def test_saved_files_load_back(tmp_path):
+    rng = np.random.default_rng(0)
+    for twin, save, load in [
+        (torch_cnn, interop.save_torch, interop.load_torch),
+        (keras_cnn, interop.save_keras, interop.load_keras),
+    ]:
+        model, shape = twin()
+        variables = jax.tree.map(  # random values: no init to compile
+            lambda s: rng.normal(size=s.shape).astype(s.dtype), abstract_init(model, shape)
+        )
+        save(tmp_path / "m", model, shape, *variables)
+        loaded = load(model, shape, tmp_path / "m")
+        assert jax.tree.all(jax.tree.map(np.array_equal, variables, tuple(loaded[:2])))
+
+
+@pytest.mark.parametrize("suffix", [".pt", ".pth", ".bin", ".ckpt"])
+def test_pickle_files_are_refused_by_name(tmp_path, suffix):
+    path = tmp_path / f"model{suffix}"
+    path.write_bytes(b"\x80\x04anything")
+    with pytest.raises(interop.ForeignFileError, match="(?s)never unpickles.*safetensors.torch.save_file"):
+        interop.load_torch(*torch_mlp(), path)
+
+
+def test_pickle_content_is_refused_whatever_the_name(tmp_path):
+    zipped = tmp_path / "model.safetensors"
+    with zipfile.ZipFile(zipped, "w") as z:  # what torch.save writes
+        z.writestr("archive/data.pkl", b"\x80\x02")
+    with pytest.raises(interop.ForeignFileError, match="PyTorch pickle"):
+        interop.load_torch(*torch_mlp(), zipped)
+    (tmp_path / "w.weights.h5").write_bytes(b"\x80\x04pickle")
+    with pytest.raises(interop.ForeignFileError, match="a pickle"):
+        interop.load_keras(*keras_mlp(), tmp_path / "w.weights.h5")
+
+
+def test_truncated_and_flipped_files_fail_clearly(tmp_path):
+    data = (FIXTURES / "torch_mlp.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) // 2])
+    with pytest.raises(interop.ForeignFileError, match="not a valid safetensors file"):
+        interop.load_torch(*torch_mlp(), tmp_path / "cut.safetensors")
+    data = (FIXTURES / "keras_mlp.weights.h5").read_bytes()
+    (tmp_path / "cut.weights.h5").write_bytes(data[: len(data) // 2])
+    with pytest.raises(interop.ForeignFileError, match="not a readable HDF5 file"):
+        interop.load_keras(*keras_mlp(), tmp_path / "cut.weights.h5")
+
+
+def test_every_mismatch_is_reported_and_raises():
+    tensors = dict(interop.read_safetensors(FIXTURES / "torch_mlp.safetensors"))
+    tensors["2.weight"] = np.zeros((5, 8), np.float32)  # wrong shape
+    tensors["extra.weight"] = np.zeros(3, np.float32)  # left over
+    del tensors["0.bias"]  # missing
+    model, shape = torch_mlp()
+    with pytest.raises(interop.WeightsMismatchError) as caught:
+        interop.load_torch(model, shape, tensors)
+    report = caught.value.report
+    assert report.missing == ("dense (Dense): the file has no 0.bias (8,)",)
+    assert report.mismatched == ("2.weight: the file has shape (5, 8), dense_1 (Dense) expects (3, 8)",)
+    assert report.unused == ("extra.weight",)
+    assert "MISSING" in str(caught.value) and "UNUSED" in str(caught.value)
+
+
+def test_keep_ignore_and_names():
+    tensors = dict(interop.read_safetensors(FIXTURES / "torch_mlp.safetensors"))
+    head = {"w": jnp.zeros((8, 7)), "b": jnp.zeros(7)}
+    model = fnn.Sequential([fnn.Dense(8, name="features"), fnn.Relu(), fnn.Dense(7, name="head")])
+    params, state = model.init(jax.random.key(0), (5,))
+    params = {**params, "head": head}
+    loaded = interop.load_torch(
+        model, (5,), tensors, params=params, state=state, names={"features": "0"}, keep="head", ignore="2.*"
+    )
+    assert loaded.params["head"] is head and loaded.report.kept == ("head",)
+    assert sorted(loaded.report.ignored) == ["2.bias", "2.weight"]
+    np.testing.assert_array_equal(loaded.params["features"]["w"], tensors["0.weight"].T)
+    with pytest.raises(ValueError, match=r"names: \['nope'\] are not layer paths"):
+        interop.load_torch(model, (5,), tensors, names={"nope": "0"})
+
+
+def test_dtypes_widen_silently_reported_and_never_narrow():
+    tensors = {
+        k: v.astype(jnp.bfloat16)
+        for k, v in interop.read_safetensors(FIXTURES / "torch_mlp.safetensors").items()
+    }
+    loaded = interop.load_torch(*torch_mlp(), tensors)
+    assert loaded.params["dense"]["w"].dtype == jnp.float32 and len(loaded.report.cast) == 4
+    wide = {k: v.astype(np.float64) for k, v in tensors.items()}
+    with pytest.raises(
+        interop.WeightsMismatchError, match="has float64, dense .Dense. expects float32 .pass cast=True"
+    ):
+        interop.load_torch(*torch_mlp(), wide)
+    assert interop.load_torch(*torch_mlp(), wide, cast=True).report.ok
+
+
+def test_a_layer_without_a_layout_is_named():
+    def Scale(name="scale"):
+        return fnn.Layer(
+            lambda k, s: ({"s": jnp.ones(())}, {}), lambda p, s, x, *, train, key=None: (x, s), name
+        )
+
+    model = fnn.Sequential([fnn.Dense(2), Scale()])
+    with pytest.raises(
+        interop.WeightsMismatchError, match=r"scale \(a custom layer\): fnn has no torch layout"
+    ):
+        interop.load_torch(
+            model, (3,), {"0.weight": np.zeros((2, 3), np.float32), "0.bias": np.zeros(2, np.float32)}
+        )
+    with pytest.raises(ValueError, match="PyTorch's GRU has no reset_after=False form"):
+        gru = fnn.GRU(3, reset_after=False)
+        interop.to_torch(gru, (4, 2), *gru.init(jax.random.key(0), (4, 2)))

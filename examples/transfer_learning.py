@@ -28,6 +28,8 @@ from sklearn.datasets import load_digits
 import fnn
 
 SEED = int(os.environ.get("FNN_EXAMPLE_SEED", 0))  # the training seed; the data split stays fixed
+EPOCHS = int(os.environ.get("FNN_EXAMPLE_EPOCHS", 30))  # of the source task; the others scale with it
+HEAD, TUNE = 2 * EPOCHS, max(1, 2 * EPOCHS // 3)  # epochs on the frozen features, then of fine-tuning
 images, labels = load_digits(return_X_y=True)
 images = (images / 16.0).astype(np.float32).reshape(-1, 8, 8, 1)
 labels = labels.astype(np.int32)
@@ -58,7 +60,7 @@ options = dict(loss=loss, metrics=metrics, verbose=0, seed=SEED)
 
 # 1. The source task, with random shifts of up to a pixel (in training only) for more general features.
 source = fnn.Sequential([fnn.RandomTranslation(0.125, 0.125), classifier()])
-trained = fnn.fit(source, images[first], labels[first], epochs=30, batch_size=64, **options)
+trained = fnn.fit(source, images[first], labels[first], epochs=EPOCHS, batch_size=64, **options)
 out = Path(os.environ.get("FNN_EXAMPLE_OUT") or tempfile.mkdtemp())
 saved = fnn.checkpoint.save(out / "digits_0_4", {"params": trained.params}, overwrite=True)
 print(f"digits 0-4: train accuracy {trained.history['accuracy'][-1]:.3f}; saved to {saved}")
@@ -80,17 +82,17 @@ def test_accuracy(history):
 
 # 3. Train the head on the frozen features, then fine-tune everything gently.
 head_only = fnn.fit(
-    model, x_few, y_few, epochs=60, batch_size=10, params=params, state=state,
+    model, x_few, y_few, epochs=HEAD, batch_size=10, params=params, state=state,
     optimizer=fnn.optimizers.freeze(fnn.optimizers.get("adam", learning_rate=3e-3), "features"), **options,
 )  # fmt: skip
 unchanged = jax.tree.leaves(jax.tree.map(np.array_equal, head_only.params["features"], params["features"]))
 print(f"frozen features unchanged: {all(unchanged)}; test accuracy {test_accuracy(head_only):.3f}")
 tuned = fnn.fit(
-    model, x_few, y_few, epochs=20, batch_size=10, params=head_only.params, state=head_only.state,
+    model, x_few, y_few, epochs=TUNE, batch_size=10, params=head_only.params, state=head_only.state,
     optimizer=fnn.optimizers.get("adam", learning_rate=1e-3), **options,
 )  # fmt: skip
 print(f"fine-tuned: test accuracy {test_accuracy(tuned):.3f}")
 
 # 4. The same model from scratch on the same 50 images (as many epochs as steps 3 together).
-scratch = fnn.fit(model, x_few, y_few, epochs=80, batch_size=10, **options)
+scratch = fnn.fit(model, x_few, y_few, epochs=HEAD + TUNE, batch_size=10, **options)
 print(f"test accuracy: {test_accuracy(tuned):.3f} (from scratch: {test_accuracy(scratch):.3f})")

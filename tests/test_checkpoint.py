@@ -475,33 +475,55 @@ def test_the_checkpoint_module_has_no_code_execution_paths():
 
 CRASH_SCRIPT = textwrap.dedent(
     """
-    import os, signal, sys, shutil, builtins
-    import jax.numpy as jnp
+    import os, signal, sys, shutil
+    import numpy as np
     import fnn.checkpoint as ck
 
-    directory, kill_at, steps = sys.argv[1], int(sys.argv[2]), [int(s) for s in sys.argv[3].split(",")]
-    manager = ck.CheckpointManager(directory, max_to_keep=1)
-    calls = [0]
+    base, steps = sys.argv[1], [int(s) for s in sys.argv[2].split(",")]
 
-    def tripwire(fn, partial_write=False):
-        def wrapped(*args, **kwargs):
-            calls[0] += 1
-            if calls[0] == kill_at:
-                if partial_write:  # die halfway through writing the file
-                    with open(args[0], "xb") as f:
-                        f.write(args[1][: len(args[1]) // 2])
-                os.kill(os.getpid(), signal.SIGKILL)
-            return fn(*args, **kwargs)
-        return wrapped
+    def saves(directory, kill_at):
+        manager = ck.CheckpointManager(directory, max_to_keep=1)
+        calls = [0]
 
-    ck._write_file = tripwire(ck._write_file, partial_write=True)
-    for module, name in [(os, "fsync"), (os, "rename"), (os, "mkdir"), (shutil, "rmtree")]:
-        setattr(module, name, tripwire(getattr(module, name)))
-    counts = []
-    for i, step in enumerate(steps):  # the i-th save writes the value i + 1
-        manager.save(step, {"w": jnp.full((1000,), i + 1, jnp.float32)})
-        counts.append(calls[0])
-    print("calls after each save", *counts)
+        def tripwire(fn, partial_write=False):
+            def wrapped(*args, **kwargs):
+                calls[0] += 1
+                if calls[0] == kill_at:
+                    if partial_write:  # die halfway through writing the file
+                        with open(args[0], "xb") as f:
+                            f.write(args[1][: len(args[1]) // 2])
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return fn(*args, **kwargs)
+            return wrapped
+
+        ck._write_file = tripwire(ck._write_file, partial_write=True)
+        for module, name in [(os, "fsync"), (os, "rename"), (os, "mkdir"), (shutil, "rmtree")]:
+            setattr(module, name, tripwire(getattr(module, name)))
+        counts = []
+        for i, step in enumerate(steps):  # the i-th save writes the value i + 1
+            manager.save(step, {"w": np.full((1000,), i + 1, np.float32)})
+            counts.append(calls[0])
+        return counts
+
+    def in_a_child(directory, kill_at):
+        # A fork of this process, which has imported fnn but started no JAX backend: each run is a
+        # new process to kill, without a new interpreter's imports.
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            os.write(write, " ".join(map(str, saves(directory, kill_at))).encode())
+            os._exit(0)
+        os.close(write)
+        counts = os.read(read, 4096).decode()
+        os.close(read)
+        return counts, os.waitpid(pid, 0)[1]
+
+    counts, _ = in_a_child(os.path.join(base, "probe"), 0)
+    *_, before_last, total = map(int, counts.split())
+    for kill_at in range(before_last + 1, total + 1):  # every point of the last save
+        _, status = in_a_child(os.path.join(base, f"run{kill_at}"), kill_at)
+        print(kill_at, os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL)
     """
 )
 
@@ -516,20 +538,16 @@ def kill_the_last_save_at_every_point(tmp_path, steps):
     # Without the suite's compilation cache: its file writes would shift the counted calls.
     inherited = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
     env = {**inherited, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
-    run = lambda directory, kill_at: subprocess.run(
-        [sys.executable, script, directory, str(kill_at), ",".join(map(str, steps))],
-        env=env, capture_output=True, text=True,
-    )  # fmt: skip
-    probe = run(tmp_path / "probe", 0)
-    assert probe.returncode == 0, probe.stderr
-    *_, before_last, total = map(int, probe.stdout.split()[-len(steps) :])
-    assert total - before_last >= 8
-    for kill_at in range(before_last + 1, total + 1):  # every point of the last save
+    done = subprocess.run(
+        [sys.executable, script, tmp_path, ",".join(map(str, steps))], env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    points = [line.split() for line in done.stdout.splitlines()]
+    assert len(points) >= 8 and all(killed == "True" for _, killed in points), done.stdout
+    for kill_at, _ in points:
         directory = tmp_path / f"run{kill_at}"
-        proc = run(directory, kill_at)
-        assert proc.returncode == -signal.SIGKILL, proc.stderr
         manager = CheckpointManager(directory)  # also clears what the killed save left
-        yield kill_at, manager
+        yield int(kill_at), manager
         assert all(not p.name.startswith(".") for p in directory.iterdir()), kill_at
 
 

@@ -62,6 +62,7 @@ def test_every_example_is_tested():
         "sequence_classification",
         "char_transformer",
         "transfer_learning",
+        "pretrained_transfer",
         "two_moons_boundary",
         "tensorboard_demo",
         "data_parallel",
@@ -97,23 +98,26 @@ def test_example_reaches_its_headline_figure(name, label, at_least):
     assert headline(name, label) >= at_least
 
 
+# digits_cnn, the flagship, in 15 epochs on seed 1 (regression, issue 19: seed 0 sat exactly on 0.98
+# and failed on another CPU; another seed stands in for another machine): 0.986-0.994 over seeds 1-6
+# must clear 0.975. Its full 40-epoch run is `make demo`; benchmarks/example_seeds.py measures more.
 @pytest.mark.parametrize(
-    "name, at_least, png",
-    [("digits_cnn", 0.98, "digits_cnn_training.png"), ("two_moons_boundary", 0.9, "two_moons_boundary.png")],
+    "name, at_least, png, env",
+    [
+        (
+            "digits_cnn",
+            0.975,
+            "digits_cnn_training.png",
+            {"FNN_EXAMPLE_EPOCHS": "15", "FNN_EXAMPLE_SEED": "1"},
+        ),
+        ("two_moons_boundary", 0.9, "two_moons_boundary.png", {}),
+    ],
 )
-def test_example_saves_its_plot_and_reaches_its_accuracy(tmp_path, name, at_least, png):
-    lines = run(name, env={"FNN_EXAMPLE_OUT": str(tmp_path)})
+def test_example_saves_its_plot_and_reaches_its_accuracy(tmp_path, name, at_least, png, env):
+    lines = run(name, env={"FNN_EXAMPLE_OUT": str(tmp_path), **env})
     assert float(re.fullmatch(r"test accuracy: ([0-9.]+)", lines[-1]).group(1)) >= at_least
     assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert [p.name for p in tmp_path.iterdir()] == [png]
-
-
-def test_flagship_clears_its_bar_on_other_seeds_too(tmp_path):
-    # Regression (issue 19): seed 0 sat exactly on 0.98 and failed on another CPU. Another seed
-    # stands in for another machine; a 15-epoch run (0.986-0.994 over seeds 1-6) must clear 0.975.
-    # The full 40-epoch run is checked above, on seed 0; benchmarks/example_seeds.py measures more.
-    env = {"FNN_EXAMPLE_OUT": str(tmp_path), "FNN_EXAMPLE_EPOCHS": "15", "FNN_EXAMPLE_SEED": "1"}
-    assert headline("digits_cnn", env=env) >= 0.975
 
 
 def test_tensorboard_demo_writes_event_files_and_the_graph(tmp_path):
@@ -127,14 +131,29 @@ def test_tensorboard_demo_writes_event_files_and_the_graph(tmp_path):
 
 
 def test_transfer_learning_carries_frozen_features_and_compares_with_scratch(tmp_path):
-    lines = run("transfer_learning", env={"FNN_EXAMPLE_OUT": str(tmp_path)})
+    # 10 source epochs and the later phases scaled with them: 0.926-0.940 over seeds 0-2 (the
+    # script's 30: 0.95-0.96).
+    lines = run("transfer_learning", env={"FNN_EXAMPLE_OUT": str(tmp_path), "FNN_EXAMPLE_EPOCHS": "10"})
     assert "loaded from the source (4):" in lines and "  features/conv2d/w" in lines
     assert any(line.startswith("frozen features unchanged: True") for line in lines)
     tuned, scratch = map(
         float, re.fullmatch(r"test accuracy: ([0-9.]+) \(from scratch: ([0-9.]+)\)", lines[-1]).groups()
     )
-    assert tuned >= 0.92 and scratch > 0.5
+    assert tuned >= 0.9 and scratch > 0.5
     assert (tmp_path / "digits_0_4" / "manifest.json").is_file()
+
+
+def test_pretrained_transfer_loads_a_pytorch_checkpoint_into_the_zoo(tmp_path):
+    # 5 source epochs and the later phases scaled down with them (the script's 30 give 0.88-0.90 over
+    # seeds 0-2); with 5, seeds 0-2 give 0.76-0.87.
+    lines = run("pretrained_transfer", env={"FNN_EXAMPLE_OUT": str(tmp_path), "FNN_EXAMPLE_EPOCHS": "5"})
+    assert "['conv1.bias', 'conv1.weight', 'conv2.bias', 'conv2.weight', 'fc1.bias'," in lines[1]
+    assert "kept as they were (keep=) (1):" in lines and "  fc3" in lines and "  fc3.weight" in lines
+    tuned, scratch = map(
+        float, re.fullmatch(r"test accuracy: ([0-9.]+) \(from scratch: ([0-9.]+)\)", lines[-1]).groups()
+    )
+    assert tuned >= 0.65 and scratch > 0.5
+    assert [p.name for p in tmp_path.iterdir()] == ["lenet5_digits_0_4.safetensors"]
 
 
 def test_char_transformer_learns_and_samples():

@@ -213,7 +213,8 @@ def test_keep_ignore_and_names():
     loaded = interop.load_torch(
         model, (5,), tensors, params=params, state=state, names={"features": "0"}, keep="head", ignore="2.*"
     )
-    assert loaded.params["head"] is head and loaded.report.kept == ("head",)
+    assert jax.tree.all(jax.tree.map(jnp.array_equal, loaded.params["head"], head))
+    assert loaded.report.kept == ("head",)
     assert sorted(loaded.report.ignored) == ["2.bias", "2.weight"]
     np.testing.assert_array_equal(loaded.params["features"]["w"], tensors["0.weight"].T)
     with pytest.raises(ValueError, match=r"names: \['nope'\] are not layer paths"):
@@ -251,3 +252,102 @@ def test_a_layer_without_a_layout_is_named():
     with pytest.raises(ValueError, match="PyTorch's GRU has no reset_after=False form"):
         gru = fnn.GRU(3, reset_after=False)
         interop.to_torch(gru, (4, 2), *gru.init(jax.random.key(0), (4, 2)))
+
+
+def test_a_dense_after_a_flatten_takes_pytorch_s_channels_first_order():
+    # torch: Sequential(Conv2d(2, 3, 1), Flatten(), Linear(3*2*2, 2)) flattens (C, H, W) (review of issue 23)
+    rng = np.random.default_rng(0)
+    conv, linear = (
+        rng.normal(size=(3, 2, 1, 1)).astype(np.float32),
+        rng.normal(size=(2, 12)).astype(np.float32),
+    )
+    tensors = {
+        "0.weight": conv,
+        "0.bias": np.zeros(3, np.float32),
+        "2.weight": linear,
+        "2.bias": np.zeros(2, np.float32),
+    }
+    model = fnn.Sequential([fnn.Conv2D(3, 1), fnn.Flatten(), fnn.Dropout(0.5), fnn.Dense(2)])
+    params, state, _ = interop.load_torch(
+        model, (2, 2, 2), {k.replace("2.", "3."): v for k, v in tensors.items()}
+    )
+    x = rng.normal(size=(1, 2, 2, 2)).astype(np.float32)
+    features = np.einsum("bhwi,oi->bohw", x, conv[:, :, 0, 0]).reshape(1, -1)  # torch's flatten order
+    y, _ = model.apply(params, state, jnp.asarray(x), train=False)
+    np.testing.assert_allclose(y, features @ linear.T, rtol=1e-5, atol=1e-5)
+    exported = interop.to_torch(model, (2, 2, 2), params, state)
+    np.testing.assert_array_equal(exported["3.weight"], linear)
+
+
+def test_wrappers_keep_the_names_and_two_layers_never_share_one():
+    inner = fnn.Sequential([fnn.Dense(3), fnn.Relu(), fnn.Dense(2)])
+    for model in (fnn.MixedPrecision(inner, "bfloat16"), fnn.InferenceMode(inner), fnn.Remat(inner)):
+        params, state = model.init(jax.random.key(0), (4,))
+        assert sorted(interop.to_torch(model, (4,), params, state)) == [
+            "0.bias",
+            "0.weight",
+            "2.bias",
+            "2.weight",
+        ]
+    model = fnn.Sequential([fnn.Dense(3, name="a"), fnn.Dense(3, name="b")])
+    with pytest.raises(ValueError, match="layers 'a' and 'b' both map to the foreign name 'x'"):
+        interop.to_torch(model, (3,), *model.init(jax.random.key(0), (3,)), names={"a": "x", "b": "x"})
+
+
+def test_keras_branches_of_the_same_class_need_names():
+    model = fnn.Sequential(
+        [fnn.FanOut(2), fnn.Parallel([fnn.Dense(2, name="a"), fnn.Dense(2, name="b")]), fnn.FanInSum()]
+    )
+    params, state = model.init(jax.random.key(0), (3,))
+    with pytest.raises(
+        ValueError, match=r"cannot see across the branches holding \['parallel/a', 'parallel/b'\]"
+    ):
+        interop.to_keras(model, (3,), params, state)
+    names = {"parallel/a": "layers/dense_1", "parallel/b": "layers/dense"}
+    exported = interop.to_keras(model, (3,), params, state, names=names)
+    np.testing.assert_array_equal(exported["layers/dense/vars/0"], params["parallel"]["b"]["w"])
+
+
+def test_a_deeper_pytorch_rnn_maps_layer_by_layer():
+    rng = np.random.default_rng(0)
+    shapes = {"weight_ih": (20, 3), "weight_hh": (20, 5), "bias_ih": (20,), "bias_hh": (20,)}
+    tensors = {
+        f"lstm.{n}_l{i}": rng.normal(size=s).astype(np.float32) for i in (0, 1) for n, s in shapes.items()
+    }
+    tensors["lstm.weight_ih_l1"] = rng.normal(size=(20, 5)).astype(np.float32)  # layer 1 reads layer 0
+    model = fnn.Sequential([fnn.LSTM(5, return_sequences=True), fnn.LSTM(5)])
+    with pytest.raises(
+        interop.WeightsMismatchError, match=r"num_layers > 1.*names=\{fnn layer path: 'lstm:<layer>'\}"
+    ):
+        interop.load_torch(model, (4, 3), tensors, names={"lstm": "lstm"})
+    loaded = interop.load_torch(model, (4, 3), tensors, names={"lstm": "lstm:0", "lstm_1": "lstm:1"})
+    np.testing.assert_array_equal(loaded.params["lstm_1"]["w_h"], tensors["lstm.weight_hh_l1"].T)
+
+
+def test_hdf5_files_cannot_reach_other_files_or_claim_what_they_do_not_hold(tmp_path):
+    import h5py
+
+    secret = tmp_path / "secret.bin"
+    secret.write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    for i, make in enumerate([
+        lambda f: f.create_dataset("layers/dense/vars/0", (4,), np.float32, external=[(str(secret), 0, 16)]),
+        lambda f: f.__setitem__("layers/dense/vars/0", h5py.ExternalLink(str(secret), "/x")),
+        lambda f: f.create_dataset("layers/dense/vars/0", data=np.zeros(4096, np.float32), compression="gzip"),
+        lambda f: f.create_dataset("layers/dense/vars/0", (1 << 28,), np.float32),  # declared, never written
+    ]):  # fmt: skip
+        path = tmp_path / f"{i}.weights.h5"
+        with h5py.File(path, "w") as f:
+            make(f)
+        with pytest.raises(
+            interop.ForeignFileError, match="external|ExternalLink|Keras writes none|stores other"
+        ):
+            interop.read_keras(path)
+
+
+def test_bfloat16_round_trips_through_keras_files(tmp_path):
+    model = fnn.Sequential([fnn.Dense(2, dtype=jnp.bfloat16)])
+    params, state = model.init(jax.random.key(0), fnn.Shape((3,), jnp.bfloat16))
+    interop.save_keras(tmp_path / "m.weights.h5", model, fnn.Shape((3,), jnp.bfloat16), params, state)
+    loaded = interop.load_keras(model, fnn.Shape((3,), jnp.bfloat16), tmp_path / "m.weights.h5")
+    assert loaded.params["dense"]["w"].dtype == jnp.bfloat16
+    np.testing.assert_array_equal(loaded.params["dense"]["w"], params["dense"]["w"])

@@ -234,3 +234,75 @@ def test_output_padding_errors():
         ValueError, match=r"Conv1DTranspose 'conv1d_transpose': output_padding must be .*got -1"
     ):
         fnn.Conv1DTranspose(2, 3, strides=2, output_padding=-1)
+
+
+# --- Conv*Transpose(padding=p): PyTorch's integer padding ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "ctor, shape, kwargs",
+    [
+        # PyTorch's upsampling ConvTranspose2d(k=3, stride=2, padding=1, output_padding=1): doubles the size
+        (fnn.Conv2DTranspose, (3, 2, 2), dict(kernel_size=3, strides=2, padding=1, output_padding=1)),
+        # per-axis padding, one beyond the kernel's reach (k - 1 - p < 0: PyTorch crops, so does fnn), dilation
+        (fnn.Conv3DTranspose, (2, 3, 2, 1), dict(kernel_size=(2, 1, 3), strides=(1, 2, 2), padding=(0, 1, 2),
+                                                 dilation=(2, 1, 1), output_padding=(1, 0, 1))),
+    ],
+)  # fmt: skip
+def test_transposed_conv_torch_padding_matches_a_cropped_scatter_loop(ctor, shape, kwargs):
+    # PyTorch's definition: the full scatter (plus output_padding zero rows on the high side), p rows cut per side.
+    nd = len(shape) - 1
+    layer = ctor(2, **kwargs)
+    params, state = layer.init(jax.random.key(0), shape)
+    x = rand((2, *shape))
+    y, _ = layer.apply(params, state, x, train=False)
+    per_axis = lambda v: (v,) * nd if isinstance(v, int) else tuple(v)  # noqa: E731
+    pads, ops = per_axis(kwargs["padding"]), per_axis(kwargs.get("output_padding", 0))
+    full = np_conv_transpose(
+        x, np.asarray(params["w"]), per_axis(kwargs.get("strides", 1)), per_axis(kwargs.get("dilation", 1)),
+        "valid", ops,
+    )  # fmt: skip
+    expected = full[(slice(None), *(slice(p, n - p) for p, n in zip(pads, full.shape[1:-1])))]
+    assert y.shape == expected.shape
+    np.testing.assert_allclose(y, expected + np.asarray(params["b"]), rtol=1e-5, atol=1e-5)
+
+
+def test_torch_padding_is_the_gradient_of_a_conv_with_that_padding_and_not_keras_same():
+    # ConvTranspose(padding=p, output_padding=op) is the input-gradient of Conv(padding=p) on the input size it names.
+    transpose = fnn.Conv1DTranspose(2, 3, strides=2, padding=1, output_padding=1, use_bias=False)
+    params, state = {"w": jnp.asarray(rand((3, 2, 3), seed=1))}, {}  # by hand: init's compile costs time
+    x = rand((1, 4, 3))
+    y, _ = transpose.apply(params, state, x, train=False)
+    forward = fnn.Conv1D(3, 3, strides=2, padding=1, use_bias=False)
+    conv = lambda z: forward.apply(params, {}, z, train=False)[0]  # noqa: E731
+    _, vjp = jax.vjp(conv, jnp.zeros((1, 8, 2)))
+    np.testing.assert_allclose(y, vjp(jnp.asarray(x))[0], rtol=1e-5, atol=1e-6)
+    # Keras's "same" has that size too, but pads (2, 1) where PyTorch pads (1, 2): one row later.
+    keras_same = fnn.Conv1DTranspose(2, 3, strides=2, padding="same", use_bias=False)
+    same, _ = keras_same.apply(params, state, x, train=False)
+    assert same.shape == y.shape and not np.allclose(same, y)
+    np.testing.assert_allclose(same[:, 1:], y[:, :-1], rtol=1e-5, atol=1e-6)
+
+
+def test_torch_padding_errors():
+    with pytest.raises(ValueError, match=r"'t': padding must be 'same', 'valid', a non-negative int or a tuple "
+                       r"of 2 non-negative ints \(PyTorch's ConvTranspose padding\), got \(1, -1\)"):  # fmt: skip
+        fnn.Conv2DTranspose(2, 3, padding=(1, -1), name="t")
+    with pytest.raises(ValueError, match=r"tuple of 2 non-negative ints .*got \(\(1, 1\), \(0, 0\)\)"):
+        fnn.Conv2DTranspose(2, 3, padding=((1, 1), (0, 0)))  # (low, high) pairs mean nothing to PyTorch
+    with pytest.raises(ValueError, match=r"Conv1DTranspose 'conv1d_transpose': padding must be 'same', 'valid', "
+                       r"a non-negative int or a tuple of 1 non-negative int \(PyTorch's .*got 'causal'"):  # fmt: skip
+        fnn.Conv1DTranspose(2, 3, padding="causal")
+    with pytest.raises(ValueError, match=r"must be smaller than max\(strides, dilation\) = \(1,\)"):
+        fnn.Conv1DTranspose(2, 3, padding=1, output_padding=1)
+    # (2 - 1) * 1 - 2 * 3 + 3 = -2 rows: PyTorch's "Output size is too small", here in init and apply
+    layer = fnn.Conv1DTranspose(2, 3, padding=3, name="t")
+    message = r"'t': padding=3 leaves an output of spatial size \(-2,\) for input spatial shape \(2,\); it"
+    with pytest.raises(ValueError, match=message):
+        layer.init(jax.random.key(0), (2, 1))
+    with pytest.raises(ValueError, match=r"spatial size \(0,\) for input spatial shape \(4,\)"):
+        layer.init(jax.random.key(0), (4, 1))  # (4 - 1) - 6 + 3 = 0 rows is still too few
+    shapes, _ = jax.eval_shape(lambda k: layer.init(k, (5, 1)), jax.random.key(0))  # 1 row is enough
+    assert shapes["w"].shape == (3, 2, 1)
+    with pytest.raises(ValueError, match=message):
+        layer.apply({"w": jnp.zeros((3, 2, 1)), "b": jnp.zeros(2)}, {}, jnp.ones((1, 2, 1)), train=False)

@@ -50,7 +50,7 @@ def np_step(kind, p, state, x):
     return h, h
 
 
-def run_masked(kind, p, x, mask, *, reverse=False, masked_outputs="zeros", initial=None):
+def run_masked(kind, p, x, mask, *, reverse=False, masked_outputs="repeat", initial=None):
     """Each example alone in float64, its valid steps only: (outputs, last valid outputs, final states).
 
     A masked step outputs zeros or (``"repeat"``) the output of the valid step processed before it.
@@ -327,13 +327,13 @@ def test_recurrent_errors(call, error, match):
     "kind, make, options",
     [
         ("simple", fnn.SimpleRNN, {"masked_outputs": "zeros"}),
-        ("lstm", fnn.LSTM, {"masked_outputs": "repeat", "reverse": True}),
-        ("gru", fnn.GRU, {"reverse": True}),
+        ("lstm", fnn.LSTM, {"reverse": True}),
+        ("gru", fnn.GRU, {"masked_outputs": "zeros", "reverse": True}),
         ("gru_reset_before", fnn.GRU, {"masked_outputs": "repeat", "reset_after": False}),
     ],
 )
 def test_shortcuts_with_masks_and_return_state_match_a_numpy_loop(kind, make, options):
-    # Issue 23: GRU(reset_after=False), masked steps outputting zeros (the default) or repeating,
+    # Issue 23: GRU(reset_after=False), masked steps repeating (the default, as Keras 3) or outputting zeros,
     # and return_state on the LSTM/GRU/SimpleRNN shortcuts.
     x = np.random.default_rng(3).standard_normal((4, 6, 2)).astype(np.float32)
     layer = make(3, return_sequences=True, return_state=True, **options)
@@ -345,7 +345,7 @@ def test_shortcuts_with_masks_and_return_state_match_a_numpy_loop(kind, make, op
         np.testing.assert_allclose(losses["bias_regularizer"], params["b"] @ np.arange(9.0), rtol=1e-5)
     ((ys, out_mask), final), _ = jitted(layer)(params, {}, (x, MASK), train=False)
     reverse = options.get("reverse", False)
-    masked_outputs = options.get("masked_outputs", "zeros")
+    masked_outputs = options.get("masked_outputs", "repeat")
     expected_ys, expected_last, expected_final = run_masked(
         kind, params, x, MASK, reverse=reverse, masked_outputs=masked_outputs
     )
@@ -363,8 +363,8 @@ def test_bidirectional_returns_both_directions_final_states():
     params = random_params(bi, (6, 2))
     state = {"forward": {}, "backward": {}}
     ((y, out_mask), states), _ = jitted(bi)(params, state, (x, MASK), train=False)
-    f_ys, _, f_final = run_masked("lstm", params["forward"], x, MASK)
-    b_ys, _, b_final = run_masked("lstm", params["backward"], x, MASK, reverse=True)
+    f_ys, _, f_final = run_masked("lstm", params["forward"], x, MASK, masked_outputs="zeros")
+    b_ys, _, b_final = run_masked("lstm", params["backward"], x, MASK, reverse=True, masked_outputs="zeros")
     np.testing.assert_array_equal(out_mask, MASK)
     assert_close(y, np.concatenate([f_ys, b_ys], axis=-1))  # masked steps are zeros in both halves
     assert_close(states, {"forward": f_final, "backward": b_final})

@@ -298,7 +298,7 @@ def test_spatial_dropout_drops_whole_channels():
         (lambda: fnn.BatchNorm(), lambda l: l.apply(*l.init(jax.random.key(0), (3,)), jnp.ones((2, 4)), train=True),
          ValueError, r"BatchNorm 'batch_norm' expects inputs of shape \(batch, \.\.\., 3\), got shape \(2, 4\)"),
         (lambda: fnn.SpatialDropout(1.0), None, ValueError, r"SpatialDropout 'spatial_dropout': rate must be in \[0, 1\), got 1.0"),
-        (lambda: fnn.Conv2DTranspose(2, 3, padding=1), None, ValueError, r"Conv2DTranspose 'conv2d_transpose': padding must be 'same' or 'valid'"),
+        (lambda: fnn.Conv2DTranspose(2, 3, padding="full"), None, ValueError, r"Conv2DTranspose 'conv2d_transpose': padding must be 'same', 'valid', a non-negative int .*got 'full'"),
     ],
 )  # fmt: skip
 def test_vision_errors_name_the_layer_and_shapes(make, call, error, match):

@@ -29,12 +29,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnn._core import Layer, abstract_init, as_shape, default_name
+from fnn._core import Layer, abstract_init, as_shape, default_name, output_shape
 from fnn.interop import _files
-from fnn.interop._layouts import KERAS, TORCH, Layout, _keras_name
+from fnn.interop._layouts import KERAS, TORCH, Layout, _keras_name, channels_first_rows
 
-_TRANSPARENT = ("MixedPrecision",)  # wrappers that PyTorch and Keras have no level for
 _EXTRA_DEFAULTS = {"RNN": ("lstm", "gru", "simple_rnn", "rnn")}
+_NESTED_MODELS = ("sequential", "functional")  # Keras's class names of a model inside a model
 DEFAULT_IGNORE = {
     "torch": ("*num_batches_tracked",),  # BatchNorm's step counter: no fnn counterpart, unused in eval
     "keras": ("optimizer/*", "*seed_generator*"),  # the optimiser's slots and RNG states are not weights
@@ -47,6 +47,7 @@ class _Unit(NamedTuple):
     input_shape: Any
     levels: tuple[tuple[str, ...], ...]  # PyTorch: each level's candidate names, preferred first
     keras: str  # Keras's group path, or "" for PyTorch
+    flattened: tuple[int, ...] | None = None  # PyTorch: a Dense after Flatten of this (*spatial, C) shape
 
     @property
     def path(self) -> str:
@@ -77,53 +78,109 @@ def _variables(params: Any, state: Any, keys: Sequence[str]) -> dict:
 
 
 class _Walk:
-    """Lists a model's units with their foreign names for one ecosystem."""
+    """Lists a model's units with their foreign names for one ecosystem.
+
+    ``present`` is the file's tensor names when loading (the walk then follows
+    whichever naming the file uses), ``None`` when exporting.
+    """
 
     def __init__(self, style: str, params: Any, state: Any, present: set[str] | None) -> None:
         self.style, self.params, self.state, self.present = style, params, state, present
         self.layouts = TORCH if style == "torch" else KERAS
         self.units: list[_Unit] = []
+        self.ambiguous: set[str] = set()  # Keras: units whose position among same-class layers is unsure
 
     def _has_prefix(self, prefix: str) -> bool:
         return self.present is None or any(n.startswith(prefix) for n in self.present)
 
-    def _keras_name(self, layout: Layout, keys: tuple, counters: dict) -> str:
-        name = (
-            layout.name(_variables(self.params, self.state, keys)) if callable(layout.name) else layout.name
-        )
+    def _in_file(self, prefix: str) -> bool:
+        return self.present is not None and any(n.startswith(prefix) for n in self.present)
+
+    @staticmethod
+    def _count(name: str, counters: dict) -> str:
         count = counters.get(name, -1) + 1
         counters[name] = count
         return name if count == 0 else f"{name}_{count}"
 
-    def visit(self, layer: Layer, shape: Any, keys: tuple, levels: tuple, ns: str, counters: dict) -> None:
+    def _has_weights(self, keys: tuple) -> bool:
+        variables = _variables(self.params, self.state, keys)
+        return bool(
+            jax.tree.leaves(
+                {**variables, "state": {k: v for k, v in variables["state"].items() if k != "losses"}}
+            )
+        )
+
+    def visit(self, layer: Layer, shape: Any, keys: tuple, levels: tuple, ns: str, counters: dict,
+              parent: str | None = None, flattened: tuple | None = None) -> None:  # fmt: skip
         kind = layer.kind
         if kind in self.layouts:
-            group = ns + self._keras_name(self.layouts[kind], keys, counters) if self.style == "keras" else ""
-            self.units.append(_Unit(keys, kind, shape, levels, group))
+            group = ""
+            if self.style == "keras":
+                layout = self.layouts[kind]
+                name = (
+                    layout.name(_variables(self.params, self.state, keys))
+                    if callable(layout.name)
+                    else layout.name
+                )
+                group = ns + self._count(name, counters)
+            flat = flattened if kind == "Dense" and self.style == "torch" else None
+            self.units.append(_Unit(keys, kind, shape, levels, group, flat))
             return
         if not layer.children:
-            variables = _variables(self.params, self.state, keys)
-            if jax.tree.leaves(
-                {**variables, "state": {k: v for k, v in variables["state"].items() if k != "losses"}}
-            ):
+            if self._has_weights(keys):
                 self.units.append(_Unit(keys, kind, shape, levels, ""))  # no layout: reported as missing
             return
-        if self.style == "keras" and kind == "Sequential" and keys:  # a nested model, if the file has one
-            saved = dict(counters)
-            nested = ns + self._keras_name(Layout(None, None, name="sequential"), keys, counters) + "/layers/"
-            if self._has_prefix(nested):
-                ns, counters = nested, {}
-            else:
-                counters.clear()
-                counters.update(saved)
-        for i, (key, child, child_shape) in enumerate(layer.children(shape)):
-            if kind in _TRANSPARENT:
-                level: tuple[str, ...] = ()
-            elif kind == "Sequential":
+        if self.style == "keras" and kind == "Sequential" and keys:
+            ns, counters = self._keras_nested(ns, counters, parent)
+        children = layer.children(shape)
+        pending_flatten = None  # PyTorch flattens (C, *spatial): a Dense after a Flatten reorders its rows
+        branches = []
+        for i, (key, child, child_shape) in enumerate(children):
+            if kind == "Sequential":
                 level = (str(i), key) if _default_like(key, child) else (key, str(i))
             else:
                 level = (key,)
-            self.visit(child, child_shape, (*keys, key), (*levels, level) if level else levels, ns, counters)
+            before = (len(self.units), dict(counters))
+            self.visit(child, child_shape, (*keys, key), (*levels, level), ns, counters, kind,
+                       pending_flatten if kind == "Sequential" else None)  # fmt: skip
+            branches.append((before, len(self.units), dict(counters)))
+            if kind == "Sequential":
+                pending_flatten = self._after(child, child_shape, (*keys, key), pending_flatten)
+        if self.style == "keras" and kind != "Sequential" and len(children) > 1:
+            self._mark_ambiguous(branches)
+
+    def _after(self, child: Layer, shape: Any, keys: tuple, pending: tuple | None) -> tuple | None:
+        """The Flatten input shape still pending after ``child``: a Flatten of a (*spatial, C)
+        input starts one; a layer without weights that keeps the shape (dropout, an
+        activation) passes it on; anything else ends it."""
+        if child.kind == "Flatten":
+            return tuple(shape) if len(shape) >= 2 else None
+        if pending is None or self._has_weights(keys) or child.children:
+            return None
+        return pending if output_shape(child, shape) == shape else None
+
+    def _keras_nested(self, ns: str, counters: dict, parent: str | None) -> tuple[str, dict]:
+        """A Sequential inside a model: Keras's nested ``sequential``/``functional`` group when the
+        file has one (on export: when its parent is a Sequential), else flat in its parent's."""
+        for model_class in _NESTED_MODELS:
+            trial = dict(counters)
+            nested = ns + self._count(model_class, trial) + "/layers/"
+            wanted = parent == "Sequential" if self.present is None else self._in_file(nested)
+            if wanted:
+                counters[model_class] = trial[model_class]
+                return nested, {}
+        return ns, counters
+
+    def _mark_ambiguous(self, branches: list) -> None:
+        """Keras names a functional model's layers in its own order of depth, which fnn cannot
+        see across branches: same-class layers in two branches of a flat region are ambiguous."""
+        consumed = []
+        for (start, before), end, after in branches:
+            classes = {name for name, count in after.items() if count != before.get(name, -1)}
+            consumed.append((classes, start, end))
+        for classes, start, end in consumed:
+            if any(classes & other for other, s, _ in consumed if s != start):
+                self.ambiguous.update(u.path for u in self.units[start:end])
 
     def torch_name(self, unit: _Unit) -> str:
         prefix = ""
@@ -134,7 +191,7 @@ class _Walk:
 
 def _units(
     style: str, model: Layer, shape: Any, params: Any, state: Any, present: set | None, names: Mapping
-):
+) -> list[tuple[_Unit, str]]:
     walk = _Walk(style, params, state, present)
     walk.visit(model, shape, (), (), "layers/", {})
     units = []
@@ -147,6 +204,20 @@ def _units(
             f"names: {sorted(unknown)} are not layer paths of the model; its layers with weights are "
             f"{[u.path for u, _ in units]}"
         )
+    unsure = sorted(walk.ambiguous - set(names))
+    if unsure:
+        raise ValueError(
+            f"Keras names the layers of a functional model in its own order, which fnn cannot see across "
+            f"the branches holding {unsure}: pass names={{fnn layer path: Keras group}} for them "
+            f"(read_keras(path) lists the file's groups)"
+        )
+    taken: dict[str, str] = {}
+    for unit, prefix in units:
+        if prefix in taken and unit.kind is not None:
+            raise ValueError(
+                f"layers {taken[prefix]!r} and {unit.path!r} both map to the foreign name {prefix!r}"
+            )
+        taken[prefix] = unit.path
     return units
 
 
@@ -227,9 +298,42 @@ class Loaded(NamedTuple):
 
 
 def _matches(name: str, patterns: Sequence[str]) -> bool:
+    """A glob, the name itself, or a prefix of it up to a ``/`` or ``.`` (``"2"`` matches ``2.weight``)."""
     return any(
-        fnmatch.fnmatchcase(name, p) or name == p or name.startswith(p.rstrip("/") + "/") for p in patterns
+        fnmatch.fnmatchcase(name, p)
+        or name == p
+        or name.startswith((p.rstrip("/.") + "/", p.rstrip("/.") + "."))
+        for p in patterns
     )
+
+
+def _resolve(style: str, unit: _Unit, prefix: str, layouts: Mapping[str, Layout]) -> tuple[Layout, str, str]:
+    """The unit's layout (a Dense after a PyTorch Flatten reorders its rows), its foreign prefix, and
+    the layer of a multi-layer PyTorch RNN (``names={"lstm_1": "lstm:1"}``: ``weight_ih_l1``)."""
+    layout = layouts[unit.kind]
+    if unit.flattened:
+        layout = channels_first_rows(layout, unit.flattened)
+    rnn_layer = "0"
+    if style == "torch" and unit.kind in ("RNN", "Bidirectional") and ":" in prefix:
+        prefix, rnn_layer = prefix.rsplit(":", 1)
+        if not rnn_layer.isdigit():
+            raise ValueError(f"names: {unit.path!r}: 'module:layer' needs a layer number, got {rnn_layer!r}")
+    return layout, prefix, rnn_layer
+
+
+def _foreign_name(style: str, prefix: str, suffix: str, rnn_layer: str) -> str:
+    if rnn_layer != "0":
+        suffix = re.sub(r"_l0(?=$|_reverse$)", f"_l{rnn_layer}", suffix)
+    return _join(style, prefix, suffix)
+
+
+def _hint(unit: _Unit, tensors: Mapping[str, Any]) -> str:
+    """Why a recurrent layer finds nothing, when the file holds a deeper PyTorch RNN."""
+    deeper = sorted({n.rsplit(".", 1)[0] for n in tensors if re.search(r"(^|\.)weight_ih_l[1-9]\d*$", n)})
+    if unit.kind in ("RNN", "Bidirectional") and deeper:
+        return (f" ({', '.join(deeper)}: a PyTorch RNN with num_layers > 1, which is one fnn RNN per layer: "
+                f"map each with names={{fnn layer path: '{deeper[0]}:<layer>'}})")  # fmt: skip
+    return ""
 
 
 def _patterns(arg: str, value: str | Sequence[str]) -> tuple[str, ...]:
@@ -282,17 +386,20 @@ def _load(
         if unit.kind not in layouts:
             missing.append(f"{_label(unit, model)}: fnn has no {style} layout for this layer kind")
             continue
-        layout, like = layouts[unit.kind], _variables(params, state, unit.keys)
+        layout, prefix, rnn_layer = _resolve(style, unit, prefix, layouts)
+        like = _variables(params, state, unit.keys)
         try:
             expected = _expected(layout, like, unit.input_shape)
         except ValueError as e:
             missing.append(f"{_label(unit, model)}: {e}")
             continue
-        full = {s: _join(style, prefix, s) for s in expected}
+        full = {s: _foreign_name(style, prefix, s, rnn_layer) for s in expected}
         absent = [f"{full[s]} {tuple(e.shape)}" for s, e in expected.items() if full[s] not in tensors]
         used.update(n for n in full.values() if n in tensors)  # reported with the layer, not as unused
         if absent:
-            missing.append(f"{_label(unit, model)}: the file has no {', '.join(absent)}")
+            missing.append(
+                f"{_label(unit, model)}: the file has no {', '.join(absent)}{_hint(unit, tensors)}"
+            )
             continue
         problems = []
         for s, e in expected.items():
@@ -309,7 +416,7 @@ def _load(
         if problems:
             mismatched += problems
             continue
-        foreign = {s: jnp.asarray(tensors[full[s]]).astype(e.dtype) for s, e in expected.items()}
+        foreign = {s: np.asarray(tensors[full[s]]).astype(e.dtype) for s, e in expected.items()}
         loaded = layout.from_foreign(foreign, like, unit.input_shape)
         params = _set(params, unit.keys, loaded["params"])
         if isinstance(_sub(state, unit.keys), Mapping):
@@ -327,6 +434,9 @@ def _load(
     )
     if not report.ok:
         raise WeightsMismatchError(what, report)
+    params, state = jax.tree.map(
+        lambda a: jnp.asarray(a) if isinstance(a, np.ndarray) else a, (params, state)
+    )
     if not given and any(isinstance(leaf, jax.ShapeDtypeStruct) for leaf in jax.tree.leaves((params, state))):
         initial = model.init(jax.random.key(0) if key is None else key, shape)
         params, state = jax.tree.map(
@@ -345,12 +455,16 @@ def _export(
         if unit.kind not in layouts:
             problems.append(f"{_label(unit, model)}: fnn has no {style} layout for this layer kind")
             continue
+        layout, prefix, rnn_layer = _resolve(style, unit, prefix, layouts)
+        variables = jax.tree.map(
+            np.asarray, _variables(params, state, unit.keys)
+        )  # numpy: nothing to compile
         try:
-            tensors = layouts[unit.kind].to_foreign(_variables(params, state, unit.keys), unit.input_shape)
+            tensors = layout.to_foreign(variables, unit.input_shape)
         except ValueError as e:
             problems.append(f"{_label(unit, model)}: {e}")
             continue
-        out.update({_join(style, prefix, s): np.asarray(a) for s, a in tensors.items()})
+        out.update({_foreign_name(style, prefix, s, rnn_layer): np.asarray(a) for s, a in tensors.items()})
     if problems:
         raise ValueError(f"{what}: cannot export\n  " + "\n  ".join(problems))
     return out

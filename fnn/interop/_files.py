@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 import safetensors
 import safetensors.numpy
@@ -52,7 +54,11 @@ def _as_arrays(tensors: Mapping[str, Any], where: str) -> dict[str, np.ndarray]:
         if not isinstance(name, str):
             raise ForeignFileError(f"{where}: tensor names must be strings, got {name!r}")
         if hasattr(value, "detach"):  # a torch tensor: numpy without importing torch here
-            value = value.detach().cpu().numpy()
+            value = value.detach().cpu()
+            if str(value.dtype) == "torch.bfloat16":  # numpy has no bfloat16: through its bits
+                value = value.view(sys.modules["torch"].int16).numpy().view(ml_dtypes.bfloat16)
+            else:
+                value = value.numpy()
         array = np.asarray(value)
         if array.dtype.kind not in "biuf" and array.dtype.name not in _DTYPES:
             raise ForeignFileError(f"{where}: tensor {name!r} has dtype {array.dtype}, not a numeric one")
@@ -174,16 +180,34 @@ def read_keras(path: str | os.PathLike) -> dict[str, np.ndarray]:
                     "model.save_weights('model.weights.h5')"
                 )
 
-            def visit(name: str, obj: Any) -> None:
-                if isinstance(obj, h5py.Dataset):
-                    if obj.dtype.kind not in "biuf":
-                        raise ForeignFileError(f"{path}: dataset {name!r} has dtype {obj.dtype}, not numeric")
-                    out[name] = np.asarray(obj[()])
-
-            f.visititems(visit)
+            links: list[tuple[str, Any]] = []  # checked afterwards: h5py mangles errors raised in callbacks
+            f.visititems_links(lambda name, link: links.append((name, link)))
+            for name, link in links:
+                if not isinstance(link, h5py.HardLink):  # a soft or external link reads another place or file
+                    raise ForeignFileError(
+                        f"{path}: {name!r} is a {type(link).__name__}; Keras files have none"
+                    )
+                if isinstance(f[name], h5py.Dataset):
+                    out[name] = _dataset(path, name, f[name])
     except OSError as e:
         raise ForeignFileError(f"{path}: not a readable HDF5 file ({e})") from None
     return out
+
+
+def _dataset(path: Any, name: str, data: Any) -> np.ndarray:
+    """A dataset's array, if it is what Keras writes: numeric (or Keras's bfloat16), stored in the
+    file itself, contiguous and uncompressed, so that reading it takes no more memory than the file."""
+    if data.is_virtual or data.external or data.chunks is not None or data.compression is not None:
+        raise ForeignFileError(
+            f"{path}: dataset {name!r} is virtual, external, chunked or compressed; Keras writes none such"
+        )
+    bfloat16 = data.dtype == np.dtype("V2") and data.attrs.get("dtype") in ("bfloat16", b"bfloat16")
+    if data.dtype.kind not in "biuf" and not bfloat16:
+        raise ForeignFileError(f"{path}: dataset {name!r} has dtype {data.dtype}, not a numeric one")
+    if data.id.get_storage_size() != data.size * data.dtype.itemsize:  # claims more than the file holds
+        raise ForeignFileError(f"{path}: dataset {name!r} declares {data.shape} but stores other bytes")
+    array = np.asarray(data[()])
+    return array.view(ml_dtypes.bfloat16) if bfloat16 else array
 
 
 def write_keras(path: str | os.PathLike, tensors: Mapping[str, Any]) -> None:
@@ -198,7 +222,10 @@ def write_keras(path: str | os.PathLike, tensors: Mapping[str, Any]) -> None:
     with h5py.File(buffer, "w") as f:
         f.create_group("vars")
         for name, array in arrays.items():
-            f.create_dataset(name, data=array)
+            if array.dtype == ml_dtypes.bfloat16:  # as Keras stores it: the bits, and the dtype's name
+                f.create_dataset(name, data=array.view(np.dtype("V2"))).attrs["dtype"] = "bfloat16"
+            else:
+                f.create_dataset(name, data=array)
         groups: list[str] = []
         f.visit(lambda n: groups.append(n) if isinstance(f[n], h5py.Group) else None)
         for group in groups:

@@ -85,18 +85,24 @@ class Layout(NamedTuple):
 def _to_torch_kernel(w: Any) -> Any:
     """fnn ``(*k, a, b)`` -> PyTorch ``(b, a, *k)``: Linear, Conv*d and ConvTranspose*d alike."""
     n = w.ndim
-    return jnp.transpose(w, (n - 1, n - 2, *range(n - 2)))
+    return w.transpose((n - 1, n - 2, *range(n - 2)))
 
 
 def _from_torch_kernel(w: Any) -> Any:
     n = w.ndim
-    return jnp.transpose(w, (*range(2, n), 1, 0))
+    return w.transpose((*range(2, n), 1, 0))
+
+
+def _xp(*arrays: Any) -> Any:
+    """numpy for numpy arrays (a load or an export: no XLA op to compile per shape), jax.numpy for
+    the tracers of :func:`jax.eval_shape` (the shapes a layer expects)."""
+    return np if all(isinstance(a, np.ndarray) for a in arrays) else jnp
 
 
 def _swap_first_gates(w: Any, axis: int) -> Any:
     """GRU gate blocks (a, b, c) -> (b, a, c): fnn/Keras (z, r, h) <-> PyTorch (r, z, n)."""
-    a, b, c = jnp.split(w, 3, axis=axis)
-    return jnp.concatenate([b, a, c], axis=axis)
+    a, b, c = _xp(w).split(w, 3, axis=axis)
+    return _xp(w).concatenate([b, a, c], axis=axis)
 
 
 def _params(v: Variables) -> dict:
@@ -121,6 +127,28 @@ def _weight_bias_torch() -> Layout:
         return _keep(like, params=p)
 
     return Layout(to, back)
+
+
+def channels_first_rows(layout: Layout, shape: tuple[int, ...]) -> Layout:
+    """A Dense's layout after a Flatten of ``shape = (*spatial, C)``: PyTorch flattens ``(C, *spatial)``,
+    so the kernel's rows are reordered on the way (its ``Linear`` weight's columns)."""
+    n = len(shape)
+
+    def rows(w: Any, to_torch: bool) -> Any:
+        if to_torch:  # rows in (*spatial, C) order -> (C, *spatial)
+            return w.reshape(*shape, -1).transpose((n - 1, *range(n - 1), n)).reshape(w.shape)
+        return w.reshape(shape[-1], *shape[:-1], -1).transpose((*range(1, n), 0, n)).reshape(w.shape)
+
+    def to(v: Variables, input_shape: Any) -> dict:
+        return layout.to_foreign(
+            {**v, "params": {**v["params"], "w": rows(v["params"]["w"], True)}}, input_shape
+        )
+
+    def back(t: dict, like: Variables, input_shape: Any) -> Variables:
+        out = layout.from_foreign(t, like, input_shape)
+        return {**out, "params": {**out["params"], "w": rows(out["params"]["w"], False)}}
+
+    return Layout(to, back, layout.optional, layout.name)
 
 
 def _renamed(params: dict[str, str], state: dict[str, str] | None = None, *, optional: tuple = (), name=None):
@@ -165,7 +193,7 @@ def _torch_rnn(p: dict, suffix: str) -> dict:
         f"weight_ih_{suffix}": p["w_x"].T,
         f"weight_hh_{suffix}": p["w_h"].T,
         f"bias_ih_{suffix}": p["b"],
-        f"bias_hh_{suffix}": jnp.zeros_like(p["b"]),  # PyTorch's second bias; fnn's b is their sum
+        f"bias_hh_{suffix}": _xp(p["b"]).zeros_like(p["b"]),  # PyTorch's second bias; fnn's b is their sum
     }
 
 
@@ -224,12 +252,12 @@ def _attention_torch_to(p: dict, prefix: str = "") -> dict:
     rows = [x["w"].reshape(x["w"].shape[0], -1).T for x in (q, k, v)]  # (heads * dim, F) each
     same = q["w"].shape == k["w"].shape == v["w"].shape and q["w"].shape[0] == heads * dim
     out = (
-        {f"{prefix}in_proj_weight": jnp.concatenate(rows, axis=0)}
+        {f"{prefix}in_proj_weight": _xp(*rows).concatenate(rows, axis=0)}
         if same
         else {f"{prefix}{n}_proj_weight": r for n, r in zip("qkv", rows)}
     )
     if "b" in q:
-        out[f"{prefix}in_proj_bias"] = jnp.concatenate([x["b"].reshape(-1) for x in (q, k, v)])
+        out[f"{prefix}in_proj_bias"] = _xp(q["b"]).concatenate([x["b"].reshape(-1) for x in (q, k, v)])
     out[f"{prefix}out_proj.weight"] = o["w"].reshape(-1, o["w"].shape[2]).T
     if "b" in o:
         out[f"{prefix}out_proj.bias"] = o["b"]
@@ -239,10 +267,14 @@ def _attention_torch_to(p: dict, prefix: str = "") -> dict:
 def _attention_torch_back(t: dict, like: dict, prefix: str = "") -> dict:
     shapes = {n: like[n]["w"].shape for n in ("query", "key", "value")}
     if f"{prefix}in_proj_weight" in t:
-        rows = jnp.split(t[f"{prefix}in_proj_weight"], 3, axis=0)
+        rows = _xp(t[f"{prefix}in_proj_weight"]).split(t[f"{prefix}in_proj_weight"], 3, axis=0)
     else:
         rows = [t[f"{prefix}{n}_proj_weight"] for n in "qkv"]
-    biases = jnp.split(t[f"{prefix}in_proj_bias"], 3) if "b" in like["query"] else [None] * 3
+    biases = (
+        _xp(t[f"{prefix}in_proj_bias"]).split(t[f"{prefix}in_proj_bias"], 3)
+        if "b" in like["query"]
+        else [None] * 3
+    )
     out = {}
     for (part, shape), r, b in zip(shapes.items(), rows, biases):
         out[part] = {"w": r.T.reshape(shape), **({} if b is None else {"b": b.reshape(shape[1:])})}
@@ -314,7 +346,8 @@ def _separable_torch() -> Layout:
 
 def _vit_embeddings_torch() -> Layout:
     """Hugging Face's ``ViTEmbeddings``: two raw parameters and the patch convolution."""
-    conv, own, prefix = _weight_bias_torch(), ("cls_token", "position_embeddings"), "patch_embeddings.projection."
+    conv, own = _weight_bias_torch(), ("cls_token", "position_embeddings")
+    prefix = "patch_embeddings.projection."
 
     def to(v: Variables, shape: Any) -> dict:
         p = _params(v)
@@ -324,8 +357,9 @@ def _vit_embeddings_torch() -> Layout:
     def back(t: dict, like: Variables, shape: Any) -> Variables:
         p = _params(like)
         sub = {s[len(prefix) :]: a for s, a in t.items() if s.startswith(prefix)}
-        projection = conv.from_foreign(sub, {"params": p["patch_embeddings"]["projection"], "state": {}}, None)
-        params = {**p, **{k: t[k] for k in own}, "patch_embeddings": {"projection": projection["params"]}}
+        like_projection = {"params": p["patch_embeddings"]["projection"], "state": {}}
+        projection = conv.from_foreign(sub, like_projection, None)["params"]
+        params = {**p, **{k: t[k] for k in own}, "patch_embeddings": {"projection": projection}}
         return _keep(like, params=params)
 
     return Layout(to, back)
@@ -418,7 +452,7 @@ def _depthwise_keras_layout(separable: bool) -> Layout:
 
 
 def _keras_cell(p: dict) -> list[Any]:
-    bias = jnp.stack([p["b_x"], p["b_h"]]) if "b_x" in p else p["b"]
+    bias = _xp(p["b_x"]).stack([p["b_x"], p["b_h"]]) if "b_x" in p else p["b"]
     return [p["w_x"], p["w_h"], bias]
 
 

@@ -386,4 +386,6 @@ def InferenceMode(layer: Layer) -> Layer:
         return layer.apply(params, state, x, train=False)
 
     # the wrapped layer's kind, so that tools (fnn.interop) still see what it is
-    return make_layer("InferenceMode", layer.name, layer.init, apply, layer.children)._replace(kind=layer.kind)
+    return make_layer("InferenceMode", layer.name, layer.init, apply, layer.children)._replace(
+        kind=layer.kind
+    )

@@ -404,17 +404,19 @@ def SeparableConv2D(
 def _transpose_padding(
     kind: str,
     name: str,
-    padding: str,
+    padding: str | tuple[int, ...],
     output_padding: Any,
     kernel: tuple[int, ...],
     strides: tuple[int, ...],
     dilation: tuple[int, ...],
 ) -> tuple[tuple[int, int], ...]:
-    """Keras's explicit ``(low, high)`` padding of the stride-dilated input for a given ``output_padding``.
+    """The explicit ``(low, high)`` padding of the stride-dilated input for a given ``output_padding``.
 
-    The output is ``(in - 1) * stride + k + output_padding`` with ``"valid"`` and
+    With ``"valid"``/``"same"`` these are Keras's numbers: the output is
+    ``(in - 1) * stride + k + output_padding`` with ``"valid"`` and
     ``(in - 1) * stride + k % 2 + output_padding`` with ``"same"`` (``k`` the dilated
-    kernel), the same numbers Keras 3 computes for its JAX backend.
+    kernel), as Keras 3 computes them for its JAX backend. With PyTorch's ints ``p``
+    they are ``(k - 1 - p, k - 1 - p + output_padding)``, negative (a crop) when ``p >= k``.
     """
     ndim = len(kernel)
     values = (output_padding,) * ndim if _is_int(output_padding) else output_padding
@@ -432,14 +434,28 @@ def _transpose_padding(
             f"on each axis, got output_padding={tuple(values)}"
         )
     pads = []
-    for k, op in zip(_dilated(kernel, dilation), values):
-        if padding == "VALID":
+    for i, (k, op) in enumerate(zip(_dilated(kernel, dilation), values)):
+        if not isinstance(padding, str):
+            pads.append((k - 1 - padding[i], k - 1 - padding[i] + int(op)))
+        elif padding == "VALID":
             pads.append((k - 1, k - 1 + int(op)))
         else:
             total = k + k % 2 - 2 + int(op)
             low = min((total + 1) // 2, k - 1)
             pads.append((low, total - low))
     return tuple(pads)
+
+
+def _torch_padding(kind: str, name: str, padding: Any, ndim: int) -> tuple[int, ...]:
+    """PyTorch's ConvTranspose ``padding``: a non-negative int or ``ndim`` of them, as a tuple."""
+    values = (padding,) * ndim if _is_int(padding) else padding
+    values = tuple(values) if isinstance(values, (tuple, list)) else ()
+    if len(values) != ndim or not all(_is_int(v) and v >= 0 for v in values):
+        raise ValueError(
+            f"{kind} '{name}': padding must be 'same', 'valid', a non-negative int or a tuple of {ndim} "
+            f"non-negative int{'s' if ndim > 1 else ''} (PyTorch's ConvTranspose padding), got {padding!r}"
+        )
+    return tuple(int(v) for v in values)
 
 
 def _conv_transpose(
@@ -450,7 +466,7 @@ def _conv_transpose(
     kernel_size: int | Sequence[int],
     *,
     strides: int | Sequence[int],
-    padding: str,
+    padding: str | int | Sequence[int],
     output_padding: int | Sequence[int] | None,
     dilation: int | Sequence[int],
     use_bias: bool,
@@ -468,11 +484,29 @@ def _conv_transpose(
     kernel = as_tuple(kind, name, "kernel_size", kernel_size, ndim)
     strides = as_tuple(kind, name, "strides", strides, ndim)
     dilation = as_tuple(kind, name, "dilation", dilation, ndim)
-    if not isinstance(padding, str) or padding.lower() not in ("same", "valid"):
-        raise ValueError(f"{kind} '{name}': padding must be 'same' or 'valid', got {padding!r}")
-    pad = padding.upper()
-    if output_padding is not None:
-        pad = _transpose_padding(kind, name, pad, output_padding, kernel, strides, dilation)
+    if isinstance(padding, str) and padding.lower() in ("same", "valid"):
+        pad = padding.upper()
+        if output_padding is not None:
+            pad = _transpose_padding(kind, name, pad, output_padding, kernel, strides, dilation)
+    else:  # PyTorch's ConvTranspose padding: crop p from each side of the full scatter
+        torch_pad = _torch_padding(kind, name, padding, ndim)
+        op = 0 if output_padding is None else output_padding
+        pad = _transpose_padding(kind, name, torch_pad, op, kernel, strides, dilation)
+
+    def check_output_size(spatial: Sequence[int], what: str) -> None:
+        # Only PyTorch's padding can crop the output away: (in - 1) * s + 1 + low + high - (k - 1) rows.
+        if isinstance(pad, str):
+            return
+        reach = _dilated(kernel, dilation)
+        sizes = tuple(
+            (n - 1) * s + 2 + lo + hi - k for n, s, (lo, hi), k in zip(spatial, strides, pad, reach)
+        )
+        if min(sizes) < 1:
+            raise ValueError(
+                f"{kind} '{name}': padding={padding!r} leaves an output of spatial size {sizes} for "
+                f"{what} {tuple(spatial)}; it must be at least 1 on each axis"
+            )
+
     regularized = _penalties(kind, name, use_bias, kernel_regularizer, bias_regularizer, activity_regularizer)
     act, w_init, b_init = (
         activations.get(activation),
@@ -482,6 +516,7 @@ def _conv_transpose(
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
         check_rank(kind, name, input_shape, ndim, per_example=True)
+        check_output_size(input_shape[:-1], "input spatial shape")
         w_key, b_key = jax.random.split(key)
         # Keras's layout: (*kernel, filters, in_channels), the forward conv this transposes.
         params = {"w": w_init(w_key, (*kernel, filters, input_shape[-1]), dtype)}
@@ -499,6 +534,7 @@ def _conv_transpose(
                 f"{kind} '{name}' expects inputs of shape {input_layout(ndim)} with {w.shape[-1]} channels, "
                 f"got shape {tuple(jnp.shape(x))}"
             )
+        check_output_size(jnp.shape(x)[1:-1], "input spatial shape")
         y = jax.lax.conv_transpose(
             x, w, strides, pad, rhs_dilation=dilation, dimension_numbers=_SPEC[ndim], transpose_kernel=True
         )
@@ -516,19 +552,31 @@ _TRANSPOSE_DOC = """A {nd}D transposed convolution (the gradient of :func:`Conv{
     without ``output_padding``, ``in * stride`` with ``"same"`` padding and
     ``in * stride + max(k - stride, 0)`` with ``"valid"``; with it,
     ``(in - 1) * stride + k + output_padding`` with ``"valid"`` and
-    ``(in - 1) * stride + k % 2 + output_padding`` with ``"same"``.
+    ``(in - 1) * stride + k % 2 + output_padding`` with ``"same"``. With
+    PyTorch's integer ``padding=p``, as in PyTorch:
+    ``(in - 1) * stride - 2 * p + k + output_padding``.
 
     Args:
         filters: output channels.
         kernel_size: an int or {nd} ints.
         strides: an int or {nd} ints.
         dilation: an int or {nd} ints.
-        padding: ``"same"`` or ``"valid"``.
-        output_padding: ``None`` (the sizes above), or an int or {nd} ints, each
+        padding: ``"same"`` or ``"valid"`` (Keras's), or PyTorch's
+            ``ConvTranspose{nd}d`` padding: a non-negative int or {nd} of them,
+            ``p`` rows cropped from each side of the full output (any ``p``, as
+            long as some output is left), which makes this layer the gradient of
+            :func:`Conv{nd}D` with ``padding=p``. Keras's ``"same"`` is *not*
+            PyTorch's ``p = (kernel_size - 1) // 2`` in general: PyTorch's
+            upsampling ``ConvTranspose2d(kernel_size=3, stride=2, padding=1,
+            output_padding=1)`` gives the size of ``"same"`` with the output
+            shifted by one row; port it as ``padding=1, output_padding=1``.
+        output_padding: ``None`` (the sizes above; ``0`` with an int
+            ``padding``), or an int or {nd} ints, each
             smaller than ``max(stride, dilation)`` on its axis: extra output rows
             on the high side, choosing among the input sizes that a strided
-            :func:`Conv{nd}D` maps to the same size. With ``"valid"`` this is
-            PyTorch's ``ConvTranspose{nd}d(padding=0, output_padding=...)``; with
+            :func:`Conv{nd}D` maps to the same size. With an int ``padding``
+            (``"valid"`` is ``0``) this is PyTorch's
+            ``ConvTranspose{nd}d(padding=..., output_padding=...)``; with
             ``"same"`` it places the window as Keras and TensorFlow do (for
             ``output_padding=stride - 1`` and an odd kernel, the gradient of a
             ``"same"`` :func:`Conv{nd}D` on an input of ``in * stride``).
@@ -548,7 +596,8 @@ _TRANSPOSE_DOC = """A {nd}D transposed convolution (the gradient of :func:`Conv{
 
     Raises:
         ValueError: for bad hyper-parameters (``output_padding`` not below
-            ``max(stride, dilation)``), inputs of the wrong rank or channels.
+            ``max(stride, dilation)``, negative ``padding``), inputs of the wrong
+            rank or channels, or a ``padding`` that crops the whole output.
         TypeError: in ``apply``, for inputs whose dtype is not the params' ``dtype``.
 """
 
@@ -562,7 +611,7 @@ def _conv_transpose_constructor(ndim: int) -> Any:
         kernel_size: int | Sequence[int],
         *,
         strides: int | Sequence[int] = 1,
-        padding: str = "valid",
+        padding: str | int | Sequence[int] = "valid",
         output_padding: int | Sequence[int] | None = None,
         dilation: int | Sequence[int] = 1,
         use_bias: bool = True,
@@ -598,4 +647,9 @@ Conv2DTranspose.__doc__ += """
         (3, 3, 4, 3)
         >>> layer.apply(params, state, jnp.ones((1, 5, 5, 3)), train=False)[0].shape
         (1, 9, 10, 4)
+        >>> # PyTorch's ConvTranspose2d(3, 4, 3, stride=2, padding=1, output_padding=1): doubles the size
+        >>> torch_like = Conv2DTranspose(4, 3, strides=2, padding=1, output_padding=1)
+        >>> params, state = torch_like.init(jax.random.key(0), (5, 5, 3))
+        >>> torch_like.apply(params, state, jnp.ones((1, 5, 5, 3)), train=False)[0].shape
+        (1, 10, 10, 4)
 """

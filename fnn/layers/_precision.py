@@ -137,6 +137,7 @@ def MixedPrecision(layer: Layer, compute_dtype: Any = "bfloat16") -> Layer:
         return layer.init(key, _as_built(input_shape))
 
     children = None if layer.children is None else lambda input_shape: layer.children(_as_built(input_shape))
-    built = make_layer("MixedPrecision", layer.name, init, apply, children)
+    # the wrapped layer's kind: tools (fnn.interop) see through the wrapper, as through its children
+    built = make_layer("MixedPrecision", layer.name, init, apply, children)._replace(kind=layer.kind)
     built.apply.compute_dtype = dtype  # how an outer MixedPrecision recognises this one
     return built

@@ -3,11 +3,12 @@
 Sequences are ``(batch, time, features)``. A mask marks the valid steps: pass
 ``(x, mask)`` with ``mask`` a bool ``(batch, time)`` array (``True`` = valid) or
 int ``(batch,)`` lengths, or get it from ``Embedding(..., mask_index=0)``.
-Masked steps change no state and output zeros in a returned sequence (as
-PyTorch's padded packed sequences and Keras's ``Bidirectional`` and cuDNN
-layers do; ``masked_outputs="repeat"`` repeats the previous output instead, as
-Keras's layers do without cuDNN), so padding never affects the result: the last
-output and final state are those of the last valid step.
+Masked steps change no state and repeat the previous output in a returned
+sequence, as Keras 3's layers do (``zero_output_for_mask=False``);
+``masked_outputs="zeros"`` outputs zeros there instead, as PyTorch's padded
+packed sequences, Keras's cuDNN layers and every ``Bidirectional`` do. Padding
+never affects the result: the last output and final state are those of the last
+valid step.
 
 Parameter layouts follow Keras: ``w_x`` is Keras's ``kernel`` ``(features, G *
 units)``, ``w_h`` its ``recurrent_kernel`` ``(units, G * units)`` and the gate
@@ -370,7 +371,7 @@ def RNN(
     return_sequences: bool = False,
     return_state: bool = False,
     reverse: bool = False,
-    masked_outputs: str = "zeros",
+    masked_outputs: str = "repeat",
     name: str | None = None,
 ) -> Layer:
     """Scans a :class:`Cell` over the time axis with ``lax.scan``.
@@ -386,10 +387,10 @@ def RNN(
             an LSTM) after the last valid step.
         reverse: process the sequence backwards (outputs stay in time order).
         masked_outputs: what a masked step outputs with ``return_sequences``:
-            ``"zeros"`` (PyTorch's padded packed sequences, Keras's
-            ``Bidirectional`` and cuDNN layers) or ``"repeat"``, the output of
-            the valid step processed before (zeros before the first), as
-            Keras's layers run without cuDNN (``zero_output_for_mask=False``).
+            ``"repeat"``, the output of the valid step processed before (zeros
+            before the first), as Keras 3's layers (``zero_output_for_mask=False``),
+            or ``"zeros"``, as PyTorch's padded packed sequences, Keras's
+            ``Bidirectional`` and cuDNN layers.
             Either way masked steps leave the state alone, and the last valid
             output (``return_sequences=False``) and final state are the same.
         name: layer name; the cell's kind by default (``"lstm"``, ...).
@@ -414,9 +415,9 @@ def RNN(
         >>> import jax, jax.numpy as jnp
         >>> lstm = RNN(LSTMCell(8), return_sequences=True)
         >>> params, state = lstm.init(jax.random.key(0), (5, 3))
-        >>> lengths = jnp.array([5, 2])  # the steps after each length are masked: they output zeros
+        >>> lengths = jnp.array([5, 2])  # the steps after each length are masked: they repeat the last
         >>> (ys, mask), _ = lstm.apply(params, state, (jnp.ones((2, 5, 3)), lengths), train=False)
-        >>> ys.shape, mask[1].tolist(), bool((ys[1, 2:] == 0).all())
+        >>> ys.shape, mask[1].tolist(), bool((ys[1, 2:] == ys[1, 1:2]).all())
         ((2, 5, 8), [True, True, False, False, False], True)
     """
     kind = "RNN"
@@ -474,7 +475,7 @@ def SimpleRNN(
     return_sequences: bool = False,
     return_state: bool = False,
     reverse: bool = False,
-    masked_outputs: str = "zeros",
+    masked_outputs: str = "repeat",
     name: str | None = None,
     **cell_args: Any,
 ) -> Layer:
@@ -495,7 +496,7 @@ def LSTM(
     return_sequences: bool = False,
     return_state: bool = False,
     reverse: bool = False,
-    masked_outputs: str = "zeros",
+    masked_outputs: str = "repeat",
     name: str | None = None,
     **cell_args: Any,
 ) -> Layer:
@@ -526,7 +527,7 @@ def GRU(
     return_sequences: bool = False,
     return_state: bool = False,
     reverse: bool = False,
-    masked_outputs: str = "zeros",
+    masked_outputs: str = "repeat",
     name: str | None = None,
     **cell_args: Any,
 ) -> Layer:
@@ -617,8 +618,8 @@ def Bidirectional(
     lines up. A cell works too: ``Bidirectional(LSTMCell(8))`` is
     ``Bidirectional(RNN(LSTMCell(8)))``. Both directions honour the mask, so
     right-padding is skipped in both; masked steps of sequence outputs are
-    zeros, as in Keras's ``Bidirectional``, unless the wrapped layer was built
-    with ``masked_outputs="repeat"``.
+    zeros, as in Keras's ``Bidirectional`` (which zeroes them whatever the
+    wrapped layer does).
 
     With ``return_state`` (``Bidirectional(LSTM(8, return_state=True))`` as in
     Keras, or ``Bidirectional(LSTMCell(8), return_state=True)``) the layer
@@ -710,6 +711,8 @@ def Bidirectional(
                 )
             y, y_mask, final = _direction_output(kind, name, layer, out)
             y = _flip_time(y, backward and y.ndim >= 3)  # sequences back in time order
+            if mask is not None and y.ndim >= 3:  # Keras's Bidirectional zeroes masked steps
+                y = jnp.where(mask[:, :, None], y, jnp.zeros_like(y))
             outputs.append((y, y_mask, final))
         (y_f, mask_f, final_f), (y_b, _, final_b) = outputs
         merged = _MERGES[merge_mode](y_f, y_b)

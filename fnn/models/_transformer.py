@@ -1,0 +1,286 @@
+"""What the zoo's Hugging Face transformers share: the block combinator, attention, inputs, settings.
+
+Each Hugging Face module (``BertSelfAttention``, ``GPT2Block``, ...) is one
+:func:`module`: a combinator whose children are keyed by the module's attribute
+names, so that a layer's fnn path with ``.`` for ``/`` is its Hugging Face
+weight name and :func:`fnn.interop.load_torch` needs no name map. The repeated
+blocks (``encoder.layer``, ``h``) are a :func:`~fnn.Sequential` of blocks with
+default names, which PyTorch numbers as ``nn.ModuleList`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from fnn._checks import check_fraction, check_int
+from fnn._core import Layer, Shape, _shape_token, as_shape, batched_struct, make_layer, require_key, shape_of
+from fnn.layers._combinators import _check_children, _child, _child_key
+from fnn.layers._dense import Dense
+from fnn.layers._norm import LayerNorm
+
+# Hugging Face's _init_weights: Linear and Embedding weights normal(0, initializer_range=0.02),
+# zero biases, LayerNorm scale 1 and offset 0 (fnn's defaults).
+HF_INIT = jax.nn.initializers.normal(0.02)
+
+# Hugging Face's ACT2FN names of the activations these models use.
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "gelu": lambda x: jax.nn.gelu(x, approximate=False),  # exact, erf: BERT, ViT
+    "gelu_new": lambda x: jax.nn.gelu(x, approximate=True),  # tanh approximation: GPT-2
+    "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    "relu": jax.nn.relu,
+}
+
+
+class Context:
+    """What a block's ``forward(ctx, x)`` gets.
+
+    ``ctx(key, h)`` applies the child ``key`` to ``h``; ``ctx.params`` are the
+    block's params (its own arrays and its children's); ``ctx.train`` the
+    ``train`` flag; ``ctx.dropout(h, rate)`` inverted dropout while training,
+    each call with its own key.
+    """
+
+    def __init__(self, call: Callable, params: dict, train: bool, dropout_key: Callable[[int], jax.Array]):
+        self._call, self.params, self.train, self._dropout_key = call, params, train, dropout_key
+        self._dropouts = 0
+
+    def __call__(self, key: str, h: Any) -> Any:
+        return self._call(key, h)
+
+    def dropout(self, h: jax.Array, rate: float) -> jax.Array:
+        if not self.train or rate == 0:
+            return h
+        key = self._dropout_key(self._dropouts)
+        self._dropouts += 1
+        keep = jax.random.bernoulli(key, 1.0 - rate, jnp.shape(h))
+        return jnp.where(keep, h / (1.0 - rate), jnp.zeros_like(h))
+
+
+def _shapes(x: Any) -> Any:
+    """Per-example :class:`Shape` s (with dtypes) of a batch: an array, or a tuple or dict of them."""
+    if isinstance(x, (tuple, list)):
+        return tuple(_shapes(v) for v in x)
+    if isinstance(x, Mapping):
+        return {k: _shapes(v) for k, v in x.items()}
+    return Shape(jnp.shape(x)[1:], x.dtype)
+
+
+def module(
+    kind: str,
+    name: str,
+    layers: Mapping[str, Layer],
+    forward: Callable[[Context, Any], Any],
+    own: Mapping[str, Callable[[jax.Array], jax.Array]] | None = None,
+) -> Layer:
+    """A combinator over named children wired by ``forward(ctx, x)`` (see :class:`Context`).
+
+    It keeps the combinators' contract (DESIGN.md): params and state are dicts
+    keyed by the children's keys (Hugging Face's attribute names), child ``i``
+    (in ``layers``' order) gets ``fold_in(key, i)`` and runs under
+    ``jax.named_scope``, and errors name the child. ``own`` adds the block's own
+    arrays (``nn.Parameter`` s such as ViT's ``cls_token``) to its params: each
+    is ``init(key)`` with ``fold_in(key, len(layers) + j)``; dropout keys follow.
+
+    ``children`` traces ``forward`` (``jax.eval_shape``: no FLOPs) to find each
+    child's input shape, once per input shape, so ``forward`` must call every
+    child, with arrays whose shapes depend on the input's shape only.
+    """
+    keys = list(layers)
+    own = dict(own or {})
+    if set(own) & set(keys):
+        raise ValueError(f"{kind} '{name}': own params {sorted(set(own) & set(keys))} clash with children")
+    all_keys = keys + list(own)
+    index = {k: i for i, k in enumerate(keys)}
+
+    def trace(key: jax.Array, x: Any) -> dict:
+        """Runs ``forward`` on ``x``, initialising each child when first called: its input shapes."""
+        params = {k: make(jax.random.fold_in(key, len(keys) + j)) for j, (k, make) in enumerate(own.items())}
+        state: dict = {}
+        seen: dict = {}
+
+        def call(k: str, h: Any) -> Any:
+            seen[k] = shape = _shapes(h)
+            with _child(kind, name, index[k], k, shape):
+                if k not in state:
+                    params[k], state[k] = layers[k].init(jax.random.fold_in(key, index[k]), shape)
+                return layers[k].apply(params[k], state[k], h, train=False)[0]
+
+        forward(Context(call, params, False, lambda j: key), x)
+        if set(seen) != set(keys):
+            raise RuntimeError(f"{kind} '{name}': forward never called {sorted(set(keys) - set(seen))}")
+        return seen
+
+    cache: dict = {}  # children's input shapes, per input shape: the layers never change
+
+    def children(input_shape: Any) -> list[tuple[str, Layer, Any]]:
+        shape = as_shape(input_shape)
+        token = _shape_token(shape)
+        if token not in cache:
+            seen: dict = {}
+
+            def run(key: jax.Array) -> None:
+                x = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), batched_struct(shape))
+                seen.update(trace(key, x))
+
+            jax.eval_shape(run, jax.random.key(0))
+            cache[token] = [(k, layers[k], seen[k]) for k in keys]
+        return cache[token]
+
+    def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
+        params = {k: make(jax.random.fold_in(key, len(keys) + j)) for j, (k, make) in enumerate(own.items())}
+        state = {}
+        for i, (k, layer, shape) in enumerate(children(input_shape)):
+            with _child(kind, name, i, k, shape):
+                params[k], state[k] = layer.init(jax.random.fold_in(key, i), shape)
+        return {k: params[k] for k in all_keys}, state
+
+    def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
+        _check_children(kind, name, "params", all_keys, params)
+        _check_children(kind, name, "state", keys, state)
+        new_state: dict = {}
+
+        def call(k: str, h: Any) -> Any:
+            i = index[k]
+            with _child(kind, name, i, k, shape_of(h)):
+                y, new_state[k] = layers[k].apply(params[k], state[k], h, train=train, key=_child_key(key, i))
+            return y
+
+        def dropout_key(j: int) -> jax.Array:
+            return jax.random.fold_in(require_key(kind, name, key), len(all_keys) + j)
+
+        y = forward(Context(call, params, train, dropout_key), x)
+        return y, {k: new_state.get(k, state[k]) for k in keys}
+
+    return make_layer(kind, name, init, apply, children)
+
+
+# ------------------------------------------------------------------ pieces
+
+
+def dense(units: int, name: str, dtype: Any, *, use_bias: bool = True, init: Any = HF_INIT) -> Layer:
+    """An ``nn.Linear`` initialised as Hugging Face does."""
+    return Dense(units, use_bias=use_bias, kernel_init=init, dtype=dtype, name=name)
+
+
+def layer_norm(epsilon: float, name: str, dtype: Any) -> Layer:
+    """An ``nn.LayerNorm(eps=epsilon)``."""
+    return LayerNorm(epsilon=epsilon, dtype=dtype, name=name)
+
+
+def attention(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    heads: int,
+    keep: jax.Array,
+    dropout: Callable[[jax.Array], jax.Array],
+) -> jax.Array:
+    """Scaled dot-product attention of ``heads`` heads: ``(batch, T, D)`` each -> ``(batch, T, D)``.
+
+    ``keep`` (bool, broadcastable to ``(batch, heads, Tq, Tk)``) says which keys
+    each query sees. A masked score becomes the dtype's lowest value (not
+    ``-inf``), as in Hugging Face, so a query that sees no key averages them all
+    instead of returning NaN. ``dropout`` is applied to the probabilities.
+    """
+    batch, time, features = q.shape
+    head_dim = features // heads
+    q, k, v = (a.reshape(batch, a.shape[1], heads, head_dim) for a in (q, k, v))
+    scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) * (head_dim**-0.5)
+    scores = jnp.where(keep, scores, jnp.asarray(jnp.finfo(scores.dtype).min, scores.dtype))
+    probs = jax.nn.softmax(scores, axis=-1)
+    out = jnp.einsum("bhqk,bkhd->bqhd", dropout(probs), v)
+    return out.reshape(batch, time, features)
+
+
+def padding_keep(mask: jax.Array) -> jax.Array:
+    """``(batch, T)`` bool key mask -> ``(batch, 1, 1, T)``, for :func:`attention`."""
+    return mask[:, None, None, :]
+
+
+def causal_keep(mask: jax.Array) -> jax.Array:
+    """Key mask and causality: query ``t`` sees the unmasked keys ``<= t``. ``(batch, 1, T, T)``."""
+    time = mask.shape[1]
+    return jnp.tril(jnp.ones((time, time), bool))[None, None] & padding_keep(mask)
+
+
+# ------------------------------------------------------------------ checks
+
+
+def check_config(owner: str, ints: Mapping[str, Any], rates: Mapping[str, Any], epsilon: Any) -> None:
+    """Validates a config's sizes (positive ints), dropout rates and LayerNorm epsilon."""
+    for arg, value in ints.items():
+        check_int(owner, arg, value)
+    for arg, value in rates.items():
+        check_fraction(owner, arg, value)
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
+        raise ValueError(f"{owner}: the LayerNorm epsilon must be a positive float, got {epsilon!r}")
+
+
+def check_heads(owner: str, hidden_arg: str, hidden: int, heads_arg: str, heads: int) -> None:
+    if hidden % heads:
+        raise ValueError(
+            f"{owner}: {hidden_arg}={hidden} must be a multiple of {heads_arg}={heads} (each head gets "
+            f"{hidden_arg} // {heads_arg} features)"
+        )
+
+
+def check_activation(owner: str, arg: str, value: Any) -> Callable[[jax.Array], jax.Array]:
+    if value not in ACTIVATIONS:
+        raise ValueError(f"{owner}: {arg} must be one of {sorted(ACTIVATIONS)}, got {value!r}")
+    return ACTIVATIONS[value]
+
+
+def token_inputs(
+    kind: str, name: str, x: Any, keys: Sequence[str], max_positions: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``(input_ids, attention_mask, token_type_ids)`` from ids ``(batch, T)`` or a dict of such arrays.
+
+    The mask is bool (``True``: a token to attend to), all ``True`` when not
+    given; the token types are zeros when not given.
+    """
+    if isinstance(x, Mapping):
+        unknown = sorted(set(x) - set(keys))
+        if "input_ids" not in x or unknown:
+            raise ValueError(
+                f"{kind} '{name}' takes token ids (batch, T) or a dict with 'input_ids' and optionally "
+                f"{', '.join(repr(k) for k in keys[1:])}; got keys {sorted(x)}"
+            )
+        ids = x["input_ids"]
+    else:
+        ids = x
+    if not jnp.issubdtype(jnp.result_type(ids), jnp.integer):
+        raise TypeError(
+            f"{kind} '{name}' expects integer input_ids (token ids), got {jnp.result_type(ids)} of shape "
+            f"{tuple(jnp.shape(ids))}; fnn never casts inputs silently: cast them, e.g. x.astype(jnp.int32)"
+        )
+    ids = jnp.asarray(ids)
+    if ids.ndim != 2:
+        raise ValueError(f"{kind} '{name}' expects input_ids of shape (batch, T), got shape {ids.shape}")
+    if ids.shape[1] > max_positions:
+        raise ValueError(
+            f"{kind} '{name}' has position embeddings for at most {max_positions} tokens, got "
+            f"input_ids of shape {tuple(ids.shape)}"
+        )
+    extra = dict(x) if isinstance(x, Mapping) else {}
+    for arg, kinds in (("attention_mask", (jnp.integer, jnp.bool_)), ("token_type_ids", (jnp.integer,))):
+        if arg not in extra:
+            continue
+        value = extra[arg]
+        if not any(jnp.issubdtype(jnp.result_type(value), t) for t in kinds):
+            raise TypeError(
+                f"{kind} '{name}': {arg} must be {'integer or bool' if len(kinds) == 2 else 'integer'}, "
+                f"got {jnp.result_type(value)}"
+            )
+        if jnp.shape(value) != ids.shape:
+            raise ValueError(
+                f"{kind} '{name}': {arg} must have input_ids' shape {tuple(ids.shape)}, got {tuple(jnp.shape(value))}"
+            )
+    mask = extra.get("attention_mask")
+    mask = jnp.ones(ids.shape, bool) if mask is None else jnp.asarray(mask) != 0
+    types = extra.get("token_type_ids")
+    types = jnp.zeros(ids.shape, jnp.int32) if types is None else jnp.asarray(types)
+    return ids, mask, types

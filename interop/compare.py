@@ -157,6 +157,46 @@ CASES: list[Case] = [
 ]
 
 
+def keras_vgg16(rng: np.random.Generator) -> Measured:
+    """Keras Applications' VGG16 (the same network as torchvision's, flattened channels last) with
+    random weights and biases, its ``.weights.h5`` loaded by ``fnn.interop.load_keras``."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+
+    start = time.perf_counter()
+    net = keras.applications.VGG16(weights=None, classifier_activation=None)
+    net.set_weights([rng.normal(0, np.sqrt(2 / max(1, np.prod(w.shape[:-1]))), w.shape).astype(np.float32)
+                     for w in net.get_weights()])  # fmt: skip
+    x = np.asarray(models.preprocess_input(rng.integers(0, 256, size=(2, 224, 224, 3), dtype=np.uint8)))
+    expected = np.asarray(net(x, training=False))
+    model = models.vgg16()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "vgg16.weights.h5"
+        net.save_weights(path)
+        params, state, report = interop.load_keras(model, (224, 224, 3), path)
+    got = np.asarray(jax.jit(lambda p, s, x: model.apply(p, s, x, train=False)[0])(params, state, x))
+    return Measured(
+        params=int(net.count_params()),
+        fnn_params=count_params(params)[0],
+        max_abs_error=float(np.max(np.abs(got - expected))),
+        max_abs_output=float(np.max(np.abs(expected))),
+        output_shape=tuple(got.shape),
+        tensors_loaded=sum(len(n) for _, n in report.mapped),
+        tensors_ignored=len(report.ignored),
+        layers_loaded=len(report.mapped),
+        seconds=time.perf_counter() - start,
+    )
+
+
+CASES.append(
+    Case(
+        "VGG-16 (Keras)",
+        "keras.applications.VGG16(weights=None, classifier_activation=None)",
+        "fnn.models.vgg16()",
+        keras_vgg16,
+    )  # fmt: skip
+)
+
 # Hugging Face transformers, from configs (interop/compare_transformers.py).
 _HF_FNN = {
     "BERT-base": "fnn.models.bert()",
@@ -170,13 +210,17 @@ CASES += [
 
 
 def versions() -> dict[str, str]:
+    import keras
     import torchvision
+    import transformers
 
     return {
         "fnn": getattr(fnn, "__version__", "?"),
         "jax": jax.__version__,
         "torch": torch.__version__,
         "torchvision": torchvision.__version__,
+        "keras": keras.__version__,
+        "transformers": transformers.__version__,
         "python": platform.python_version(),
         "device": str(jax.devices()[0].platform),
     }
@@ -194,7 +238,8 @@ def markdown(results: list[dict], env: dict[str, str], date: str) -> str:
         "images through `fnn.models.preprocess_input`; ViT-Tiny: through `vit_preprocess_input`; BERT and GPT-2:",
         "128 random tokens, the second sequence padded on the right). Hugging Face models are built from their",
         "configs, randomised (biases and LayerNorms too) and written with `save_pretrained`, the names of",
-        f"published checkpoints. The bar is a max abs error of {BAR:.0e} over the outputs (logits, or BERT's",
+        "published checkpoints; Keras's VGG16 is written with `save_weights` and read with `load_keras`.",
+        f"The bar is a max abs error of {BAR:.0e} over the outputs (logits, or BERT's",
         "hidden states and pooled output), and fnn's parameter count must equal the reference's.",
         "",
         "| model | reference | fnn | params | max abs error | max abs output | bar | result |",

@@ -277,6 +277,12 @@ def test_a_dense_after_a_flatten_takes_pytorch_s_channels_first_order():
     np.testing.assert_allclose(y, features @ linear.T, rtol=1e-5, atol=1e-5)
     exported = interop.to_torch(model, (2, 2, 2), params, state)
     np.testing.assert_array_equal(exported["3.weight"], linear)
+    nested = fnn.Sequential([fnn.Conv2D(3, 1), fnn.Flatten(), fnn.Sequential([fnn.Dense(2)])])  # VGG's shape
+    variables = {"conv2d": params["conv2d"], "flatten": {}, "sequential": {"dense": params["dense"]}}
+    exported = interop.to_torch(
+        nested, (2, 2, 2), variables, {"conv2d": {}, "flatten": {}, "sequential": {"dense": {}}}
+    )
+    np.testing.assert_array_equal(exported["2.0.weight"], linear)
 
 
 def test_wrappers_keep_the_names_and_two_layers_never_share_one():
@@ -351,3 +357,83 @@ def test_bfloat16_round_trips_through_keras_files(tmp_path):
     loaded = interop.load_keras(model, fnn.Shape((3,), jnp.bfloat16), tmp_path / "m.weights.h5")
     assert loaded.params["dense"]["w"].dtype == jnp.bfloat16
     np.testing.assert_array_equal(loaded.params["dense"]["w"], params["dense"]["w"])
+
+
+def test_keras_reads_the_zoo_s_channels_first_flatten_in_its_own_order():
+    # fnn.models flatten as PyTorch does (channels first) for torchvision's weights; Keras's Dense
+    # after Flatten reads channels last, so load_keras/to_keras reorder that Dense's rows (a Keras
+    # VGG16's fc1 loads into fnn.models.vgg16: interop/results.md).
+    model = fnn.models.lenet5(num_classes=3)
+    rng = np.random.default_rng(0)
+    params, state = jax.tree.map(
+        lambda s: rng.normal(size=s.shape).astype(s.dtype), abstract_init(model, (32, 32, 1))
+    )
+    exported = interop.to_keras(model, (32, 32, 1), params, state)
+    fc1 = params["fc1"]["w"]  # rows in (C, H, W) = (16, 5, 5) order
+    keras_rows = fc1.reshape(16, 5, 5, -1).transpose(1, 2, 0, 3).reshape(fc1.shape)
+    np.testing.assert_array_equal(exported["layers/dense/vars/0"], keras_rows)
+    loaded = interop.load_keras(model, (32, 32, 1), exported)
+    np.testing.assert_array_equal(loaded.params["fc1"]["w"], fc1)
+
+
+def test_only_a_flatten_of_a_channels_first_map_reorders_the_next_dense():
+    # Review of issue 23: a flatten of a (T, F) sequence, of embeddings or of a rank-2 input keeps
+    # PyTorch's order; one at the end of a nested Sequential still reorders the Dense after it;
+    # a weighted layer between the flatten and the Dense is refused, not loaded in the wrong order.
+    def torch_weight(model, shape, path, name):
+        params, state = abstract_init(model, shape)
+        params = jax.tree.map(
+            lambda s: np.arange(np.prod(s.shape), dtype=np.float32).reshape(s.shape), params
+        )
+        exported = interop.to_torch(model, shape, params, jax.tree.map(np.zeros_like, state))
+        w = params
+        for k in path:
+            w = w[k]
+        return exported[name], np.asarray(w["w"])
+
+    for model, shape in [
+        (fnn.Sequential([fnn.Flatten(), fnn.Dense(2)]), (4, 3)),
+        (fnn.Sequential([fnn.Embedding(5, 3), fnn.Flatten(), fnn.Dense(2)]), fnn.Shape((4,), jnp.int32)),
+    ]:
+        exported, w = torch_weight(model, shape, ["dense"], f"{len(model.children(shape)) - 1}.weight")
+        np.testing.assert_array_equal(exported, w.T)
+    model = fnn.Sequential([fnn.Sequential([fnn.Conv2D(2, 1), fnn.Relu(), fnn.Flatten()]), fnn.Dense(3)])
+    exported, w = torch_weight(model, (2, 2, 1), ["dense"], "1.weight")
+    np.testing.assert_array_equal(exported, w.reshape(2, 2, 2, 3).transpose(2, 0, 1, 3).reshape(8, 3).T)
+    model = fnn.Sequential([fnn.Conv2D(2, 1), fnn.Flatten(), fnn.BatchNorm(), fnn.Dense(3)])
+    with pytest.raises(
+        ValueError, match=r"batch_norm \(BatchNorm\) sits between a flatten and the next Dense"
+    ):
+        interop.to_torch(model, (2, 2, 1), *abstract_init(model, (2, 2, 1)))
+
+
+def test_keras_export_nests_a_sequential_in_a_sequential_or_writes_one_flat_model():
+    model = fnn.Sequential([fnn.Sequential([fnn.Dense(2)]), fnn.Dense(1)])
+    params, state = abstract_init(model, (3,))
+    params = jax.tree.map(lambda s: np.ones(s.shape, s.dtype), params)
+    assert sorted(interop.to_keras(model, (3,), params, state)) == [
+        "layers/dense/vars/0", "layers/dense/vars/1",
+        "layers/sequential/layers/dense/vars/0", "layers/sequential/layers/dense/vars/1",
+    ]  # fmt: skip
+    flat = interop.to_keras(model, (3,), params, state, flat=True)
+    assert sorted(flat) == [
+        "layers/dense/vars/0",
+        "layers/dense/vars/1",
+        "layers/dense_1/vars/0",
+        "layers/dense_1/vars/1",
+    ]
+    assert interop.load_keras(model, (3,), flat).report.ok  # a flat file loads into the nested model
+
+
+def test_the_error_lists_the_problems_first_and_hints_at_channels_first_shapes():
+    model = fnn.Sequential([fnn.Conv2D(4, 3), fnn.Flatten(), fnn.Dense(2)])
+    params, state = abstract_init(model, (6, 6, 3))
+    tensors = interop.to_torch(
+        model, (6, 6, 3), *jax.tree.map(lambda s: np.ones(s.shape, s.dtype), (params, state))
+    )
+    with pytest.raises(
+        interop.WeightsMismatchError,
+        match=r"(?s)^load_torch: the weights do not fit the model\nMISMATCHED.*"
+        r"\(0 layers loaded, 0 kept, 0 tensors ignored.*is input_shape \(3, 6, 6\) channels first\? Pass \(6, 6, 3\)",
+    ):
+        interop.load_torch(model, (3, 6, 6), tensors)

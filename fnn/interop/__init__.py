@@ -156,7 +156,8 @@ def to_torch(
     """The model's weights as a PyTorch ``state_dict`` of numpy arrays (names as for :func:`load_torch`).
 
     ``module.load_state_dict({k: torch.from_numpy(v) for k, v in sd.items()})``
-    loads it into the matching PyTorch module. BatchNorm layers get a
+    loads it into the matching PyTorch module (bfloat16 arrays: write them with
+    :func:`save_torch` and read the file with ``safetensors.torch.load_file``). BatchNorm layers get a
     ``num_batches_tracked`` of 0, which PyTorch's strict loading expects.
 
     Raises:
@@ -167,14 +168,25 @@ def to_torch(
 
 
 def to_keras(
-    model: Layer, input_shape: Any, params: Any, state: Any, *, names: Mapping[str, str] | None = None
+    model: Layer,
+    input_shape: Any,
+    params: Any,
+    state: Any,
+    *,
+    names: Mapping[str, str] | None = None,
+    flat: bool = False,
 ) -> dict[str, Any]:
     """The model's weights as ``{Keras HDF5 path: numpy array}`` (paths as for :func:`load_keras`).
+
+    A ``Sequential`` inside a ``Sequential`` is a nested model group
+    (``layers/sequential/layers/dense``), as Keras writes a ``Sequential`` in a
+    ``Sequential``; ``flat=True`` writes every layer in the top group instead, as
+    Keras writes one functional model (``keras.applications``' VGG16, say).
 
     Raises:
         ValueError: for a layer Keras has no layout for here, all listed.
     """
-    return _export("keras", model, input_shape, params, state, names)
+    return _export("keras", model, input_shape, params, state, names, flat)
 
 
 def save_torch(
@@ -199,10 +211,11 @@ def save_keras(
     state: Any,
     *,
     names: Mapping[str, str] | None = None,
+    flat: bool = False,
 ) -> None:
-    """Writes :func:`to_keras`'s weights as a Keras 3 ``.weights.h5`` file, atomically
-    (``model.load_weights(path)`` reads it)."""
-    write_keras(path, to_keras(model, input_shape, params, state, names=names))
+    """Writes :func:`to_keras`'s weights (``flat`` as there) as a Keras 3 ``.weights.h5`` file,
+    atomically (``model.load_weights(path)`` reads it)."""
+    write_keras(path, to_keras(model, input_shape, params, state, names=names, flat=flat))
 
 
 __all__ = [

@@ -35,6 +35,14 @@ from fnn.interop._layouts import KERAS, TORCH, Layout, _keras_name, channels_fir
 
 _EXTRA_DEFAULTS = {"RNN": ("lstm", "gru", "simple_rnn", "rnn")}
 _NESTED_MODELS = ("sequential", "functional")  # Keras's class names of a model inside a model
+# Layers whose outputs PyTorch holds channels first (NCHW), fnn channels last: a flatten after them
+# orders the features differently.
+_SPATIAL = (
+    "Conv1D", "Conv2D", "Conv3D", "Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose", "DepthwiseConv2D",
+    "SeparableConv2D", "MaxPool1D", "MaxPool2D", "MaxPool3D", "AvgPool1D", "AvgPool2D", "AvgPool3D",
+    "AdaptiveAvgPool2D", "BasicBlock", "Bottleneck", "InvertedResidual",
+)  # fmt: skip
+_PER_CHANNEL = ("BatchNorm", "GroupNorm")  # keep a spatial map spatial
 DEFAULT_IGNORE = {
     "torch": ("*num_batches_tracked",),  # BatchNorm's step counter: no fnn counterpart, unused in eval
     "keras": ("optimizer/*", "*seed_generator*"),  # the optimiser's slots and RNG states are not weights
@@ -47,7 +55,7 @@ class _Unit(NamedTuple):
     input_shape: Any
     levels: tuple[tuple[str, ...], ...]  # PyTorch: each level's candidate names, preferred first
     keras: str  # Keras's group path, or "" for PyTorch
-    flattened: tuple[int, ...] | None = None  # PyTorch: a Dense after Flatten of this (*spatial, C) shape
+    flattened: tuple[int, ...] | None = None  # a Dense after a flatten, in the other order, of this shape
 
     @property
     def path(self) -> str:
@@ -84,11 +92,14 @@ class _Walk:
     whichever naming the file uses), ``None`` when exporting.
     """
 
-    def __init__(self, style: str, params: Any, state: Any, present: set[str] | None) -> None:
-        self.style, self.params, self.state, self.present = style, params, state, present
+    def __init__(
+        self, style: str, params: Any, state: Any, present: set[str] | None, flat: bool = False
+    ) -> None:
+        self.style, self.params, self.state, self.present, self.flat = style, params, state, present, flat
         self.layouts = TORCH if style == "torch" else KERAS
         self.units: list[_Unit] = []
         self.ambiguous: set[str] = set()  # Keras: units whose position among same-class layers is unsure
+        self.unmappable: list[str] = []
 
     def _has_prefix(self, prefix: str) -> bool:
         return self.present is None or any(n.startswith(prefix) for n in self.present)
@@ -111,29 +122,34 @@ class _Walk:
         )
 
     def visit(self, layer: Layer, shape: Any, keys: tuple, levels: tuple, ns: str, counters: dict,
-              parent: str | None = None, flattened: tuple | None = None) -> None:  # fmt: skip
+              parent: str | None = None, order: Any = None) -> Any:  # fmt: skip
+        """Lists ``layer``'s units; returns the feature order after it (see :meth:`_order_after`),
+        given ``order``, the one before it."""
         kind = layer.kind
+        flat = order[1] if isinstance(order, tuple) else None
         if kind in self.layouts:
             group = ""
             if self.style == "keras":
                 layout = self.layouts[kind]
-                name = (
-                    layout.name(_variables(self.params, self.state, keys))
-                    if callable(layout.name)
-                    else layout.name
+                variables = _variables(self.params, self.state, keys)
+                group = ns + self._count(
+                    layout.name(variables) if callable(layout.name) else layout.name, counters
                 )
-                group = ns + self._count(name, counters)
-            flat = flattened if kind == "Dense" and self.style == "torch" else None
-            self.units.append(_Unit(keys, kind, shape, levels, group, flat))
-            return
+            self.units.append(_Unit(keys, kind, shape, levels, group, flat if kind == "Dense" else None))
+            if flat and kind != "Dense":
+                self.unmappable.append(
+                    f"{'/'.join(keys)} ({kind}) sits between a flatten and the next Dense, where "
+                    f"{'PyTorch' if self.style == 'torch' else 'Keras'} orders the features otherwise than fnn"
+                )
+            return None if kind == "Dense" else self._order_after(layer, shape, keys, order)
         if not layer.children:
             if self._has_weights(keys):
                 self.units.append(_Unit(keys, kind, shape, levels, ""))  # no layout: reported as missing
-            return
+            return self._order_after(layer, shape, keys, order)
         if self.style == "keras" and kind == "Sequential" and keys:
             ns, counters = self._keras_nested(ns, counters, parent)
         children = layer.children(shape)
-        pending_flatten = None  # PyTorch flattens (C, *spatial): a Dense after a Flatten reorders its rows
+        inner = order if kind == "Sequential" else None  # a Sequential passes the order through its layers
         branches = []
         for i, (key, child, child_shape) in enumerate(children):
             if kind == "Sequential":
@@ -141,23 +157,29 @@ class _Walk:
             else:
                 level = (key,)
             before = (len(self.units), dict(counters))
-            self.visit(child, child_shape, (*keys, key), (*levels, level), ns, counters, kind,
-                       pending_flatten if kind == "Sequential" else None)  # fmt: skip
+            after = self.visit(child, child_shape, (*keys, key), (*levels, level), ns, counters, kind, inner)
+            inner = after if kind == "Sequential" else None
             branches.append((before, len(self.units), dict(counters)))
-            if kind == "Sequential":
-                pending_flatten = self._after(child, child_shape, (*keys, key), pending_flatten)
         if self.style == "keras" and kind != "Sequential" and len(children) > 1:
             self._mark_ambiguous(branches)
+        return inner if kind == "Sequential" else self._order_after(layer, shape, keys, order)
 
-    def _after(self, child: Layer, shape: Any, keys: tuple, pending: tuple | None) -> tuple | None:
-        """The Flatten input shape still pending after ``child``: a Flatten of a (*spatial, C)
-        input starts one; a layer without weights that keeps the shape (dropout, an
-        activation) passes it on; anything else ends it."""
-        if child.kind == "Flatten":
-            return tuple(shape) if len(shape) >= 2 else None
-        if pending is None or self._has_weights(keys) or child.children:
+    def _order_after(self, layer: Layer, shape: Any, keys: tuple, order: Any) -> Any:
+        """The order of the features after ``layer``, as far as a flatten cares: ``"spatial"``, a
+        map ``(*spatial, C)`` that PyTorch holds channels first; ``("flat", shape)``, such a map
+        flattened in the other order than the foreign one (fnn's ``Flatten`` and Keras: channels
+        last; PyTorch and the zoo's ``FlattenChannelsFirst``: channels first), which the next Dense
+        reorders its rows for; ``None``, nothing to reorder (tokens, sequences, vectors)."""
+        kind = layer.kind
+        torch = self.style == "torch"
+        if kind in ("Flatten", "FlattenChannelsFirst"):
+            differs = (kind == "Flatten") == torch and (order == "spatial" or not torch)
+            return ("flat", tuple(shape)) if differs and len(shape) >= 2 else None
+        if torch and kind in _SPATIAL:
+            return "spatial"
+        if order is None or layer.children or (self._has_weights(keys) and kind not in _PER_CHANNEL):
             return None
-        return pending if output_shape(child, shape) == shape else None
+        return order if output_shape(layer, shape) == shape else None  # weightless, shape-keeping
 
     def _keras_nested(self, ns: str, counters: dict, parent: str | None) -> tuple[str, dict]:
         """A Sequential inside a model: Keras's nested ``sequential``/``functional`` group when the
@@ -165,7 +187,9 @@ class _Walk:
         for model_class in _NESTED_MODELS:
             trial = dict(counters)
             nested = ns + self._count(model_class, trial) + "/layers/"
-            wanted = parent == "Sequential" if self.present is None else self._in_file(nested)
+            wanted = (
+                parent == "Sequential" and not self.flat if self.present is None else self._in_file(nested)
+            )
             if wanted:
                 counters[model_class] = trial[model_class]
                 return nested, {}
@@ -190,10 +214,23 @@ class _Walk:
 
 
 def _units(
-    style: str, model: Layer, shape: Any, params: Any, state: Any, present: set | None, names: Mapping
+    style: str,
+    model: Layer,
+    shape: Any,
+    params: Any,
+    state: Any,
+    present: set | None,
+    names: Mapping,
+    flat: bool = False,
 ) -> list[tuple[_Unit, str]]:
-    walk = _Walk(style, params, state, present)
-    walk.visit(model, shape, (), (), "layers/", {})
+    walk = _Walk(style, params, state, present, flat)
+    # A model's own image input is channels first in PyTorch (NCHW): a flatten of it reorders too.
+    image = all(isinstance(d, int) for d in shape) and len(shape) >= 3
+    walk.visit(model, shape, (), (), "layers/", {}, order="spatial" if image else None)
+    if walk.unmappable:
+        raise ValueError(
+            "cannot map the features' order through a flatten:\n  " + "\n  ".join(walk.unmappable)
+        )
     units = []
     for unit in walk.units:
         default = walk.torch_name(unit) if style == "torch" else unit.keras
@@ -265,27 +302,38 @@ class WeightsReport:
         """Whether every layer was loaded or kept and every tensor used or ignored."""
         return not (self.missing or self.mismatched or self.unused)
 
-    def __str__(self) -> str:
-        def block(title: str, items: Sequence[str]) -> list[str]:
-            return [f"{title} ({len(items)}):", *(f"  {i}" for i in items)] if items else []
+    def problems(self) -> str:
+        """The missing, mismatched and unused entries alone."""
+        return "\n".join(
+            _block("MISSING from the file", self.missing)
+            + _block("MISMATCHED", self.mismatched)
+            + _block("UNUSED from the file (name them in ignore= to skip them)", self.unused)
+        )
 
+    def __str__(self) -> str:
         mapped = [f"{path or '(the model)'} <- {', '.join(names)}" for path, names in self.mapped]
         return "\n".join(
-            block("loaded", mapped)
-            + block("kept as they were (keep=)", self.kept)
-            + block("MISSING from the file", self.missing)
-            + block("MISMATCHED", self.mismatched)
-            + block("UNUSED from the file (name them in ignore= to skip them)", self.unused)
-            + block("ignored", self.ignored)
-            + block("cast without loss", self.cast)
+            _block("loaded", mapped)
+            + _block("kept as they were (keep=)", self.kept)
+            + ([self.problems()] if not self.ok else [])
+            + _block("ignored", self.ignored)
+            + _block("cast without loss", self.cast)
         )
+
+
+def _block(title: str, items: Sequence[str]) -> list[str]:
+    return [f"{title} ({len(items)}):", *(f"  {i}" for i in items)] if items else []
 
 
 class WeightsMismatchError(ValueError):
     """A foreign file does not fit the model; ``.report`` holds the :class:`WeightsReport`."""
 
-    def __init__(self, what: str, report: WeightsReport) -> None:
-        super().__init__(f"{what}: the weights do not fit the model\n{report}")
+    def __init__(self, what: str, report: WeightsReport, hint: str = "") -> None:
+        summary = (
+            f"({len(report.mapped)} layers loaded, {len(report.kept)} kept, {len(report.ignored)} tensors "
+            "ignored: the error's .report lists them)"
+        )
+        super().__init__(f"{what}: the weights do not fit the model\n{report.problems()}\n{summary}{hint}")
         self.report = report
 
 
@@ -312,7 +360,7 @@ def _resolve(style: str, unit: _Unit, prefix: str, layouts: Mapping[str, Layout]
     the layer of a multi-layer PyTorch RNN (``names={"lstm_1": "lstm:1"}``: ``weight_ih_l1``)."""
     layout = layouts[unit.kind]
     if unit.flattened:
-        layout = channels_first_rows(layout, unit.flattened)
+        layout = channels_first_rows(layout, unit.flattened, foreign_first=style == "torch")
     rnn_layer = "0"
     if style == "torch" and unit.kind in ("RNN", "Bidirectional") and ":" in prefix:
         prefix, rnn_layer = prefix.rsplit(":", 1)
@@ -433,7 +481,10 @@ def _load(
         tuple(casts),
     )
     if not report.ok:
-        raise WeightsMismatchError(what, report)
+        dims = tuple(shape) if all(isinstance(d, int) for d in shape) else ()
+        channels_first = len(dims) >= 3 and dims[0] in (1, 3, 4) and dims[-1] > 4 and report.mismatched
+        hint = f"\nfnn computes channels last: is input_shape {dims} channels first? Pass {(*dims[1:], dims[0])}."
+        raise WeightsMismatchError(what, report, hint if channels_first else "")
     params, state = jax.tree.map(
         lambda a: jnp.asarray(a) if isinstance(a, np.ndarray) else a, (params, state)
     )
@@ -446,12 +497,19 @@ def _load(
 
 
 def _export(
-    style: str, model: Layer, input_shape: Any, params: Any, state: Any, names: Mapping[str, str] | None
+    style: str,
+    model: Layer,
+    input_shape: Any,
+    params: Any,
+    state: Any,
+    names: Mapping[str, str] | None,
+    flat: bool = False,
 ) -> dict[str, np.ndarray]:
     what = f"to_{style}"
     layouts = TORCH if style == "torch" else KERAS
     out, problems = {}, []
-    for unit, prefix in _units(style, model, as_shape(input_shape), params, state, None, dict(names or {})):
+    units = _units(style, model, as_shape(input_shape), params, state, None, dict(names or {}), flat)
+    for unit, prefix in units:
         if unit.kind not in layouts:
             problems.append(f"{_label(unit, model)}: fnn has no {style} layout for this layer kind")
             continue

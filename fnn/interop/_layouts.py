@@ -129,24 +129,24 @@ def _weight_bias_torch() -> Layout:
     return Layout(to, back)
 
 
-def channels_first_rows(layout: Layout, shape: tuple[int, ...]) -> Layout:
-    """A Dense's layout after a Flatten of ``shape = (*spatial, C)``: PyTorch flattens ``(C, *spatial)``,
-    so the kernel's rows are reordered on the way (its ``Linear`` weight's columns)."""
+def channels_first_rows(layout: Layout, shape: tuple[int, ...], foreign_first: bool = True) -> Layout:
+    """A Dense's layout after a flatten of ``shape = (*spatial, C)`` in the other order than the
+    foreign one: PyTorch flattens ``(C, *spatial)``, fnn's ``Flatten`` and Keras ``(*spatial, C)``
+    (``foreign_first``: the foreign order is channels first). The kernel's rows are reordered."""
     n = len(shape)
 
-    def rows(w: Any, to_torch: bool) -> Any:
-        if to_torch:  # rows in (*spatial, C) order -> (C, *spatial)
+    def rows(w: Any, channels_first: bool) -> Any:
+        if channels_first:  # rows in (*spatial, C) order -> (C, *spatial)
             return w.reshape(*shape, -1).transpose((n - 1, *range(n - 1), n)).reshape(w.shape)
         return w.reshape(shape[-1], *shape[:-1], -1).transpose((*range(1, n), 0, n)).reshape(w.shape)
 
     def to(v: Variables, input_shape: Any) -> dict:
-        return layout.to_foreign(
-            {**v, "params": {**v["params"], "w": rows(v["params"]["w"], True)}}, input_shape
-        )
+        w = rows(v["params"]["w"], foreign_first)
+        return layout.to_foreign({**v, "params": {**v["params"], "w": w}}, input_shape)
 
     def back(t: dict, like: Variables, input_shape: Any) -> Variables:
         out = layout.from_foreign(t, like, input_shape)
-        return {**out, "params": {**out["params"], "w": rows(out["params"]["w"], False)}}
+        return {**out, "params": {**out["params"], "w": rows(out["params"]["w"], not foreign_first)}}
 
     return Layout(to, back, layout.optional, layout.name)
 

@@ -130,7 +130,10 @@ def bert(
     ``save_pretrained`` file loads with :func:`fnn.interop.load_torch`. Weights
     of a ``BertFor...`` model are under ``bert.``: load
     ``{k.removeprefix("bert."): v for k, v in read_safetensors(path).items()}``
-    with ``ignore="cls.*"`` (its heads). Other ``BertConfig`` fields are taken
+    with ``ignore=["cls.*", "classifier.*", "qa_outputs.*"]`` (the task heads:
+    ``BertForMaskedLM``'s and ``BertForPreTraining``'s ``cls``, the sequence and
+    token classifiers' ``classifier``); ``BertForMaskedLM`` has no pooler, so
+    build it with ``add_pooling_layer=False``. Other ``BertConfig`` fields are taken
     at their defaults (absolute positions, an encoder: no cross-attention).
     Initialised as Hugging Face does (``normal(0, 0.02)`` weights, zero biases).
 

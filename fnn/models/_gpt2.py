@@ -185,7 +185,11 @@ def gpt2_lm_head(*, name: str | None = None, **config: Any) -> Layer:
     ``save_pretrained`` writes them. The head is tied to the token embedding,
     as in Hugging Face: ``logits = last_hidden_state @ wte.T``, with no
     weight of its own (a ``state_dict`` that lists ``lm_head.weight``, the same
-    tensor, loads with ``ignore="lm_head.weight"``). A file without the prefix
+    tensor, loads with ``ignore="lm_head.weight"``; check first that it equals
+    ``wte.weight``, as it does unless the config unties them). Back to
+    ``transformers``: :func:`fnn.interop.save_torch`, then ``from_pretrained``,
+    which ties the head itself (a strict ``load_state_dict`` would miss
+    ``lm_head.weight``). A file without the prefix
     (a ``GPT2Model``'s, or the hub's ``gpt2``) loads as
     ``{"transformer." + k: v for k, v in read_safetensors(path).items()}``.
 

@@ -203,18 +203,12 @@ CASES = [
         make_input=masked(4, 3),
     ),
     Case("gru", lambda: fnn.GRU(3), (4, 2)),  # the default, reset_after=True
-    Case(
-        "attention_causal_dropout",
-        lambda: fnn.MultiHeadAttention(2, key_dim=3, causal=True, dropout=0.2),
-        (4, 4),
-        needs_key=True,
-    ),
-    # Cross-attention with every mask and the scores; (x, mask) inputs reach attention through
-    # transformer_block (this case replaced attention_masked, to keep the suite's time).
+    # Cross-attention with every mask, causal, dropout and the scores; self-attention and (x, mask)
+    # inputs reach attention through transformer_block (one case: the suite's time).
     Case(
         "attention_cross_masks_scores",
         lambda: fnn.MultiHeadAttention(
-            2, key_dim=2, value_dim=1, output_dim=3, causal=True, return_attention_scores=True
+            2, key_dim=2, value_dim=1, output_dim=3, causal=True, dropout=0.2, return_attention_scores=True
         ),
         Shapes(
             query=(3, 4),
@@ -224,6 +218,7 @@ CASES = [
             attention_mask=fnn.Shape((2, 3, 4), jnp.bool_),
         ),
         make_input=cross(3, 4, (4, 2), heads=2),
+        needs_key=True,
     ),
     Case("sinusoidal_positions", lambda: fnn.SinusoidalPositionalEmbedding(), (5, 4)),
     Case("learned_positions", lambda: fnn.LearnedPositionalEmbedding(8), (5, 4)),

@@ -25,6 +25,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import compare_transformers  # interop/compare_transformers.py: BERT, GPT-2, ViT from transformers configs
 import jax
@@ -61,6 +62,25 @@ class Case:
     reference: str  # the real library's model, as its user would build it
     fnn: str  # the fnn model it is compared with
     run: Callable[[np.random.Generator], Measured]
+
+
+def measure(
+    reference_params: int, model: fnn.Layer, loaded: Any, x: np.ndarray, expected: np.ndarray, start: float
+) -> Measured:
+    """Runs the loaded fnn model on ``x`` and compares with the reference's ``expected`` output."""
+    params, state, report = loaded
+    got = np.asarray(jax.jit(lambda p, s, x: model.apply(p, s, x, train=False)[0])(params, state, x))
+    return Measured(
+        params=reference_params,
+        fnn_params=count_params(params)[0],
+        max_abs_error=float(np.max(np.abs(got - expected))),
+        max_abs_output=float(np.max(np.abs(expected))),
+        output_shape=tuple(got.shape),
+        tensors_loaded=sum(len(n) for _, n in report.mapped),
+        tensors_ignored=len(report.ignored),
+        layers_loaded=len(report.mapped),
+        seconds=time.perf_counter() - start,
+    )
 
 
 def _torch_params(module: torch.nn.Module) -> int:
@@ -100,18 +120,7 @@ def torch_case(
             safetensors.torch.save_file({k: v.contiguous() for k, v in module.state_dict().items()}, path)
             del module
             params, state, report = interop.load_torch(model, input_shape, path)
-        got = np.asarray(jax.jit(lambda p, s, x: model.apply(p, s, x, train=False)[0])(params, state, x))
-        return Measured(
-            params=reference_params,
-            fnn_params=count_params(params)[0],
-            max_abs_error=float(np.max(np.abs(got - expected))),
-            max_abs_output=float(np.max(np.abs(expected))),
-            output_shape=tuple(got.shape),
-            tensors_loaded=sum(len(n) for _, n in report.mapped),
-            tensors_ignored=len(report.ignored),
-            layers_loaded=len(report.mapped),
-            seconds=time.perf_counter() - start,
-        )
+        return measure(reference_params, model, (params, state, report), x, expected, start)
 
     return Case(name, reference, f"fnn.models.{build_fnn.__name__}()", run)
 
@@ -174,18 +183,7 @@ def keras_vgg16(rng: np.random.Generator) -> Measured:
         path = Path(tmp) / "vgg16.weights.h5"
         net.save_weights(path)
         params, state, report = interop.load_keras(model, (224, 224, 3), path)
-    got = np.asarray(jax.jit(lambda p, s, x: model.apply(p, s, x, train=False)[0])(params, state, x))
-    return Measured(
-        params=int(net.count_params()),
-        fnn_params=count_params(params)[0],
-        max_abs_error=float(np.max(np.abs(got - expected))),
-        max_abs_output=float(np.max(np.abs(expected))),
-        output_shape=tuple(got.shape),
-        tensors_loaded=sum(len(n) for _, n in report.mapped),
-        tensors_ignored=len(report.ignored),
-        layers_loaded=len(report.mapped),
-        seconds=time.perf_counter() - start,
-    )
+    return measure(int(net.count_params()), model, (params, state, report), x, expected, start)
 
 
 CASES.append(

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from fnn._core import Layer, check_name, default_name
 from fnn.layers._combinators import Sequential
 from fnn.layers._recurrent import Embedding
+from fnn.models._common import module
 from fnn.models._transformer import (
     HF_INIT,
     attention,
@@ -18,7 +19,6 @@ from fnn.models._transformer import (
     check_heads,
     dense,
     layer_norm,
-    module,
     padding_keep,
     token_inputs,
 )

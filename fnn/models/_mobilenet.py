@@ -15,11 +15,11 @@ from fnn.layers._dropout import Dropout
 from fnn.layers._pool import GlobalAvgPool
 from fnn.models._common import (
     batch_norm,
-    block,
     check_dropout,
     check_top,
     classifier_dense,
     conv,
+    module,
     pooling_layers,
 )
 
@@ -72,7 +72,7 @@ def _inverted_residual(
         y = call("conv", x)
         return x + y if residual else y  # same shapes: stride 1 and in_channels == out_channels
 
-    return block(kind, name, {"conv": Sequential(layers, name="conv")}, forward)
+    return module(kind, name, {"conv": Sequential(layers, name="conv")}, forward)
 
 
 def MobileNetV2(

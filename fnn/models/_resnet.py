@@ -17,9 +17,9 @@ from fnn.layers._pool import GlobalAvgPool, MaxPool2D
 from fnn.models._common import (
     add_residual,
     batch_norm,
-    block,
     check_top,
     conv,
+    module,
     pooling_layers,
     torch_linear_init,
 )
@@ -52,7 +52,7 @@ def _basic_block(planes: int, stride: int, downsample: bool, dtype: Any) -> Laye
         identity = call("downsample", x) if downsample else x
         return jax.nn.relu(add_residual(kind, name, identity, out, _FIX))
 
-    return block(kind, name, layers, forward)
+    return module(kind, name, layers, forward)
 
 
 def _bottleneck(planes: int, stride: int, downsample: bool, dtype: Any) -> Layer:
@@ -77,7 +77,7 @@ def _bottleneck(planes: int, stride: int, downsample: bool, dtype: Any) -> Layer
         identity = call("downsample", x) if downsample else x
         return jax.nn.relu(add_residual(kind, name, identity, out, _FIX))
 
-    return block(kind, name, layers, forward)
+    return module(kind, name, layers, forward)
 
 
 def ResNet(

@@ -1,7 +1,7 @@
 """What the zoo's Hugging Face transformers share: the block combinator, attention, inputs, settings.
 
 Each Hugging Face module (``BertSelfAttention``, ``GPT2Block``, ...) is one
-:func:`module`: a combinator whose children are keyed by the module's attribute
+:func:`~fnn.models._common.module`: a combinator whose children are keyed by the module's attribute
 names, so that a layer's fnn path with ``.`` for ``/`` is its Hugging Face
 weight name and :func:`fnn.interop.load_torch` needs no name map. The repeated
 blocks (``encoder.layer``, ``h``) are a :func:`~fnn.Sequential` of blocks with
@@ -17,8 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from fnn._checks import check_fraction, check_int
-from fnn._core import Layer, Shape, _shape_token, as_shape, batched_struct, make_layer, require_key, shape_of
-from fnn.layers._combinators import _check_children, _child, _child_key
+from fnn._core import Layer
 from fnn.layers._dense import Dense
 from fnn.layers._norm import LayerNorm
 
@@ -33,129 +32,6 @@ ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
     "relu": jax.nn.relu,
 }
-
-
-class Context:
-    """What a block's ``forward(ctx, x)`` gets.
-
-    ``ctx(key, h)`` applies the child ``key`` to ``h``; ``ctx.params`` are the
-    block's params (its own arrays and its children's); ``ctx.train`` the
-    ``train`` flag; ``ctx.dropout(h, rate)`` inverted dropout while training,
-    each call with its own key.
-    """
-
-    def __init__(self, call: Callable, params: dict, train: bool, dropout_key: Callable[[int], jax.Array]):
-        self._call, self.params, self.train, self._dropout_key = call, params, train, dropout_key
-        self._dropouts = 0
-
-    def __call__(self, key: str, h: Any) -> Any:
-        return self._call(key, h)
-
-    def dropout(self, h: jax.Array, rate: float) -> jax.Array:
-        if not self.train or rate == 0:
-            return h
-        key = self._dropout_key(self._dropouts)
-        self._dropouts += 1
-        keep = jax.random.bernoulli(key, 1.0 - rate, jnp.shape(h))
-        return jnp.where(keep, h / (1.0 - rate), jnp.zeros_like(h))
-
-
-def _shapes(x: Any) -> Any:
-    """Per-example :class:`Shape` s (with dtypes) of a batch: an array, or a tuple or dict of them."""
-    if isinstance(x, (tuple, list)):
-        return tuple(_shapes(v) for v in x)
-    if isinstance(x, Mapping):
-        return {k: _shapes(v) for k, v in x.items()}
-    return Shape(jnp.shape(x)[1:], x.dtype)
-
-
-def module(
-    kind: str,
-    name: str,
-    layers: Mapping[str, Layer],
-    forward: Callable[[Context, Any], Any],
-    own: Mapping[str, Callable[[jax.Array], jax.Array]] | None = None,
-) -> Layer:
-    """A combinator over named children wired by ``forward(ctx, x)`` (see :class:`Context`).
-
-    It keeps the combinators' contract (DESIGN.md): params and state are dicts
-    keyed by the children's keys (Hugging Face's attribute names), child ``i``
-    (in ``layers``' order) gets ``fold_in(key, i)`` and runs under
-    ``jax.named_scope``, and errors name the child. ``own`` adds the block's own
-    arrays (``nn.Parameter`` s such as ViT's ``cls_token``) to its params: each
-    is ``init(key)`` with ``fold_in(key, len(layers) + j)``; dropout keys follow.
-
-    ``children`` traces ``forward`` (``jax.eval_shape``: no FLOPs) to find each
-    child's input shape, once per input shape, so ``forward`` must call every
-    child, with arrays whose shapes depend on the input's shape only.
-    """
-    keys = list(layers)
-    own = dict(own or {})
-    if set(own) & set(keys):
-        raise ValueError(f"{kind} '{name}': own params {sorted(set(own) & set(keys))} clash with children")
-    all_keys = keys + list(own)
-    index = {k: i for i, k in enumerate(keys)}
-
-    def trace(key: jax.Array, x: Any) -> dict:
-        """Runs ``forward`` on ``x``, initialising each child when first called: its input shapes."""
-        params = {k: make(jax.random.fold_in(key, len(keys) + j)) for j, (k, make) in enumerate(own.items())}
-        state: dict = {}
-        seen: dict = {}
-
-        def call(k: str, h: Any) -> Any:
-            seen[k] = shape = _shapes(h)
-            with _child(kind, name, index[k], k, shape):
-                if k not in state:
-                    params[k], state[k] = layers[k].init(jax.random.fold_in(key, index[k]), shape)
-                return layers[k].apply(params[k], state[k], h, train=False)[0]
-
-        forward(Context(call, params, False, lambda j: key), x)
-        if set(seen) != set(keys):
-            raise RuntimeError(f"{kind} '{name}': forward never called {sorted(set(keys) - set(seen))}")
-        return seen
-
-    cache: dict = {}  # children's input shapes, per input shape: the layers never change
-
-    def children(input_shape: Any) -> list[tuple[str, Layer, Any]]:
-        shape = as_shape(input_shape)
-        token = _shape_token(shape)
-        if token not in cache:
-            seen: dict = {}
-
-            def run(key: jax.Array) -> None:
-                x = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), batched_struct(shape))
-                seen.update(trace(key, x))
-
-            jax.eval_shape(run, jax.random.key(0))
-            cache[token] = [(k, layers[k], seen[k]) for k in keys]
-        return cache[token]
-
-    def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
-        params = {k: make(jax.random.fold_in(key, len(keys) + j)) for j, (k, make) in enumerate(own.items())}
-        state = {}
-        for i, (k, layer, shape) in enumerate(children(input_shape)):
-            with _child(kind, name, i, k, shape):
-                params[k], state[k] = layer.init(jax.random.fold_in(key, i), shape)
-        return {k: params[k] for k in all_keys}, state
-
-    def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
-        _check_children(kind, name, "params", all_keys, params)
-        _check_children(kind, name, "state", keys, state)
-        new_state: dict = {}
-
-        def call(k: str, h: Any) -> Any:
-            i = index[k]
-            with _child(kind, name, i, k, shape_of(h)):
-                y, new_state[k] = layers[k].apply(params[k], state[k], h, train=train, key=_child_key(key, i))
-            return y
-
-        def dropout_key(j: int) -> jax.Array:
-            return jax.random.fold_in(require_key(kind, name, key), len(all_keys) + j)
-
-        y = forward(Context(call, params, train, dropout_key), x)
-        return y, {k: new_state.get(k, state[k]) for k in keys}
-
-    return make_layer(kind, name, init, apply, children)
 
 
 # ------------------------------------------------------------------ pieces

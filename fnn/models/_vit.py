@@ -11,7 +11,7 @@ from fnn._checks import check_int
 from fnn._core import Layer, check_name, default_name
 from fnn.layers._combinators import Sequential
 from fnn.layers._conv import Conv2D
-from fnn.models._common import normalized_images
+from fnn.models._common import module, normalized_images
 from fnn.models._transformer import (
     HF_INIT,
     attention,
@@ -20,7 +20,6 @@ from fnn.models._transformer import (
     check_heads,
     dense,
     layer_norm,
-    module,
 )
 
 VIT_MEAN = (0.5, 0.5, 0.5)

@@ -287,7 +287,11 @@ def setup_fnn(model, precision=None):
         _count(params),
         step,
         _jax_put,
-        epochs={"fit": fit_epochs, "fit fused": lambda x, y, b, e: fit_epochs(x, y, b, e, len(x) // b)},
+        epochs={
+            "fit": fit_epochs,
+            "fit unfused": lambda x, y, b, e: fit_epochs(x, y, b, e, 1),
+            "fit fused": lambda x, y, b, e: fit_epochs(x, y, b, e, len(x) // b),
+        },
     )
 
 

@@ -34,6 +34,7 @@ from fnn import (
     testing,
     train,
 )
+from fnn._compilation_cache import enable_compilation_cache
 from fnn._core import Layer, Shape, Summary, as_shape, output_shape, summary
 from fnn._export import ExportedModel, export, load_exported
 from fnn._graph import Graph, graph
@@ -75,6 +76,7 @@ from fnn.train import (
 )
 
 __all__ = [
+    "enable_compilation_cache",
     "TensorBoard",
     "tensorboard",
     "Graph",

@@ -19,6 +19,7 @@ is not (Keras: z, r, h), and its two biases add up to fnn's one for LSTM.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -51,6 +52,10 @@ class Cell(NamedTuple):
         name: the cell's name.
         penalties: the cell's regularizers (``kernel_regularizer=`` ...), which
             :func:`RNN` writes to its state when training; ``None`` for none.
+        output: ``carry -> y_t``, where ``step``'s output is part of its carry
+            (an LSTM's ``h``): then :func:`RNN` reads the last output from the
+            final carry instead of carrying it through the loop too. ``None``
+            when it is not.
     """
 
     init: Callable[[jax.Array, int], dict]
@@ -59,6 +64,7 @@ class Cell(NamedTuple):
     units: int
     name: str
     penalties: Penalties | None = None
+    output: Callable[[Any], jax.Array] | None = None
 
 
 def _cell_penalties(
@@ -81,6 +87,15 @@ def _weights(
         "w_x": initializers.get(kernel_init)(k_x, (features, gates * units), dtype),
         "w_h": initializers.get(recurrent_init)(k_h, (units, gates * units), dtype),
     }
+
+
+def _zeros(units: int) -> Callable[[int, Any], jax.Array]:
+    """A one-array carry's initial value, ``(batch, units)`` zeros."""
+    return lambda batch, dtype: jnp.zeros((batch, units), dtype)
+
+
+def _itself(carry: jax.Array) -> jax.Array:
+    return carry
 
 
 def _fused_matmul(params: dict, x: jax.Array, h: jax.Array) -> jax.Array:
@@ -126,7 +141,7 @@ def SimpleRNNCell(
         h = act(_fused_matmul(params, x, h) + params["b"][None, :])
         return h, h
 
-    return Cell(init, step, lambda batch, dtype_: jnp.zeros((batch, units), dtype_), units, name, regularized)
+    return Cell(init, step, _zeros(units), units, name, regularized, output=_itself)
 
 
 def LSTMCell(
@@ -173,7 +188,7 @@ def LSTMCell(
     def zeros(batch: int, dtype_: Any) -> dict:
         return {"h": jnp.zeros((batch, units), dtype_), "c": jnp.zeros((batch, units), dtype_)}
 
-    return Cell(init, step, zeros, units, name, regularized)
+    return Cell(init, step, zeros, units, name, regularized, output=operator.itemgetter("h"))
 
 
 def GRUCell(
@@ -252,7 +267,7 @@ def GRUCell(
         h = z * h + (1 - z) * n
         return h, h
 
-    return Cell(init, step, lambda batch, dtype_: jnp.zeros((batch, units), dtype_), units, name, regularized)
+    return Cell(init, step, _zeros(units), units, name, regularized, output=_itself)
 
 
 # ---------------------------------------------------------------------------- inputs
@@ -355,10 +370,17 @@ def _scan_unmasked(
     if sequences:
         carry, ys = jax.lax.scan(lambda c, x_t: cell.step(params, c, x_t), carry, xs, reverse=reverse)
         return carry, ys[0] if reverse else ys[-1], jnp.swapaxes(ys, 0, 1)
-    # Scan all steps but the one processed last, then take that one outside the loop for its output.
-    body, final = (xs[1:], xs[0]) if reverse else (xs[:-1], xs[-1])
-    carry, _ = jax.lax.scan(lambda c, x_t: (cell.step(params, c, x_t)[0], None), carry, body, reverse=reverse)
-    carry, last = cell.step(params, carry, final)
+    if cell.output is not None:  # the loop carries the carry alone, as a hand-written one does
+        carry, _ = jax.lax.scan(
+            lambda c, x_t: (cell.step(params, c, x_t)[0], None), carry, xs, reverse=reverse
+        )
+        return carry, cell.output(carry), None
+
+    def body(state: tuple, x_t: jax.Array) -> tuple[tuple, None]:
+        return cell.step(params, state[0], x_t), None
+
+    zeros = jnp.zeros((xs.shape[1], cell.units), xs.dtype)
+    (carry, last), _ = jax.lax.scan(body, (carry, zeros), xs, reverse=reverse)
     return carry, last, None
 
 

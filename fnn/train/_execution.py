@@ -8,7 +8,6 @@ decides how many steps each compiled call runs and runs an epoch's calls.
 from __future__ import annotations
 
 import functools
-import math
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -22,14 +21,20 @@ from fnn.parallel import DataParallel
 from fnn.train._run import Carry, Summed
 from fnn.train._state import TrainState, turned_non_finite
 
-# On CPU, "auto" times an unfused and a fused epoch and keeps the faster (see
-# Execution); a single-epoch run cannot compare, and fuses when its step has
-# fewer FLOPs than this (XLA's cost analysis), where dispatch overhead dominates.
+# On CPU, "auto" times the first epoch unfused and fuses only where that can pay (see
+# Plan); a single-epoch run cannot compare, and fuses when its step has fewer FLOPs than
+# this (XLA's cost analysis), where dispatch overhead dominates.
 CPU_FUSE_MAX_FLOPS = 2e7
 
 # Compiling a fused epoch (the step inside a lax.scan) takes about this many times as long
 # as compiling the step alone; "auto" fuses only where the saving beats that.
 FUSED_COMPILE_RATIO = 1.5
+
+# Operations seen to run slower inside XLA:CPU's loops than called one step at a time: a
+# LeNet's step with them ran 2.9x slower in a lax.scan (XLA:CPU leaves the backward
+# convolutions in slow layouts inside the loop; a hand-written scan does the same).
+# "auto" never fuses a step with one of them on CPU (benchmarks/results/auto_execution.md).
+SLOW_IN_CPU_LOOPS = ("stablehlo.convolution",)
 
 C = TypeVar("C")
 
@@ -139,41 +144,55 @@ class Plan:
     """How many steps each compiled call runs, possibly chosen by measurement.
 
     An int is used as given. ``"auto"`` fuses whole epochs on accelerators. On
-    CPU it runs the first epoch unfused and times it, and times a call that
-    does nothing. Fusing can save at most that per-call cost on each step
-    left, and compiling the fused epoch costs about what compiling one step
-    did; only when the saving is larger is the fused epoch compiled and timed,
-    and the faster kept. So a fused program is never compiled where it cannot
-    pay (a short run, or a heavy step such as a convolution's). A single epoch
-    is fused or not by XLA's cost analysis of the step. Both modes give
-    bitwise the same results, so the choice affects speed only.
+    CPU it looks at the step first (:meth:`look`): one with operations that
+    XLA:CPU runs slower inside loops (:data:`SLOW_IN_CPU_LOOPS`) is never fused,
+    and a single epoch is fused or not by XLA's cost analysis of the step.
+    Otherwise the first epoch runs unfused and is timed, with the CPU time the
+    Python thread spends per step (dispatch and the loop): that is all fusing
+    can save on each step left, and compiling the fused epoch costs about
+    :data:`FUSED_COMPILE_RATIO` times what compiling the step did. Only when the
+    saving is larger is the fused epoch compiled, run and timed, and the faster
+    kept. So no program is compiled that does not run, and none where it
+    cannot pay. Both modes give bitwise the same results: the choice affects
+    speed only.
     """
 
-    def __init__(self, requested: int | str, full_batches: int, epochs: int, flops: Callable[[], float]):
+    def __init__(self, requested: int | str, full_batches: int, epochs: int):
         if requested != "auto" and not (
             isinstance(requested, int) and not isinstance(requested, bool) and requested >= 1
         ):
             raise ValueError(f"fit: steps_per_execution must be 'auto' or a positive int, got {requested!r}")
         self.timings: dict[int, float] = {}
-        self.steps_left = epochs * full_batches  # fusing can pay off only over these
+        self.steps_left, self.epochs = epochs * full_batches, epochs  # fusing can pay off only over these
+        self.looks = requested == "auto" and full_batches >= 2 and jax.default_backend() == "cpu"
         if requested != "auto":
             self.candidates = [min(requested, max(full_batches, 1))]
         elif full_batches < 2:
             self.candidates = [1]
         elif jax.default_backend() != "cpu":
             self.candidates = [full_batches]
-        elif epochs < 2:  # nothing to compare: guess from XLA's cost analysis
-            self.candidates = [full_batches if flops() < CPU_FUSE_MAX_FLOPS else 1]
         else:
             # Unfused first: a process's first executions run slow, and the unfused
             # epoch can skip its warm-up steps when timing; the fused one cannot.
             self.candidates = [1, full_batches]
-        self.measuring = len(self.candidates) > 1
+
+    @property
+    def measuring(self) -> bool:
+        """Whether a candidate is still to be timed."""
+        return any(c not in self.timings for c in self.candidates) and len(self.candidates) > 1
 
     def limit(self, max_per_call: int | None) -> None:
         if max_per_call is not None:
             self.candidates = sorted({min(c, max_per_call) for c in self.candidates})
-            self.measuring = len(self.candidates) > 1
+
+    def look(self, lowered: jax.stages.Lowered) -> None:
+        """CPU evidence before running: the step's operations, and its FLOPs for a single epoch."""
+        self.looks = False
+        if any(op in lowered.as_text() for op in SLOW_IN_CPU_LOOPS):
+            self.candidates = [1]
+        elif self.epochs < 2 and len(self.candidates) > 1:  # nothing to compare: guess from the cost
+            flops = lowered.cost_analysis().get("flops", float("inf"))
+            self.candidates = [self.candidates[-1] if flops < CPU_FUSE_MAX_FLOPS else 1]
 
     def next(self) -> int:
         untried = [c for c in self.candidates if c not in self.timings]
@@ -183,19 +202,19 @@ class Plan:
         self.timings.setdefault(steps_per_call, seconds_per_step)
         self.steps_left -= steps
 
-    def drop_fusing_unless_it_pays(self, call_seconds: float, compile_seconds: float) -> None:
+    def drop_fusing_unless_it_pays(self, host_seconds: float, compile_seconds: float) -> None:
         """Keeps the fused candidates only if their saving can beat their compile time.
 
         Args:
-            call_seconds: the cost of one compiled call that does nothing: what fusing saves per step.
-            compile_seconds: what compiling the one-step program took, about what a fused one takes.
+            host_seconds: the Python thread's CPU time per unfused step (dispatch and
+                the loop): at most what fusing saves per step.
+            compile_seconds: what compiling the one-step program took.
         """
         self.candidates = [
             c
             for c in self.candidates
-            if c == 1 or call_seconds * (1 - 1 / c) * self.steps_left > FUSED_COMPILE_RATIO * compile_seconds
+            if c == 1 or host_seconds * (1 - 1 / c) * self.steps_left > FUSED_COMPILE_RATIO * compile_seconds
         ]
-        self.measuring = len(self.candidates) > 1
 
 
 class Execution:
@@ -222,7 +241,7 @@ class Execution:
         self.every, self.dp, self.eager = every, dp, eager
         self.out = {} if dp is None else {"out_shardings": dp.replicated}
         self.wrap = (lambda f: f) if dp is None else dp.one_at_a_time
-        self.fresh = jax.jit(lambda: Carry.start(None, carry_spec.sums), **self.out)
+        self.sums = carry_spec.sums
         self.fusable = hasattr(source, "rows") and eager is None
         if self.fusable:
             self._compile_indexed(carry_spec)
@@ -233,7 +252,7 @@ class Execution:
 
     def start(self, train_state: TrainState) -> Carry:
         """A carry for a new epoch: ``train_state`` with zeroed running logs."""
-        return self.fresh()._replace(train_state=train_state)
+        return Carry.start(train_state, self.sums, None if self.dp is None else self.dp.replicated)
 
     def _compile_indexed(self, carry_spec: Carry) -> None:
         step, source = self.step, self.source
@@ -246,14 +265,18 @@ class Execution:
         self.many_jit = jax.jit(functools.partial(fused_steps, step), donate_argnums=0, **self.out)
         self.any_rows, self.any_chunk = self.wrap(self.one_jit), self.wrap(self.many_jit)
         self.one, self.many = self.any_rows, self.any_chunk
-        if self.plan.measuring:  # compiled up front, so that the timed epoch excludes compiling
+        self.carry_spec, self.compile_seconds = carry_spec, 0.0
+        # Each call's row index, placed once: a Python int would be a host-to-device transfer per call.
+        positions = np.arange(max(source.full_batches, 1), dtype=np.int32)
+        self.positions = jax.device_put(list(positions), self.out.get("out_shardings"))
+        if self.plan.looks:  # lowered once, to look at; compiled only if it runs
             rows_spec = self.rows_spec(source.full_batches)
-            started = time.perf_counter()
-            self.one = self.wrap(self.one_jit.lower(carry_spec, source.data, rows_spec, 0).compile())
-            self.compile_seconds = time.perf_counter() - started
-            nothing = jax.jit(lambda carry, data, rows, i: carry, donate_argnums=0, **self.out)
-            self.nothing = self.wrap(nothing.lower(carry_spec, source.data, rows_spec, 0).compile())
-        self.carry_spec = carry_spec
+            lowered = self.one_jit.lower(carry_spec, source.data, rows_spec, self.positions[0])
+            self.plan.look(lowered)
+            if self.plan.next() == 1:  # compiled up front, so that the timed epoch excludes compiling
+                started = time.perf_counter()
+                self.one = self.wrap(lowered.compile())
+                self.compile_seconds = time.perf_counter() - started
 
     def _stream_epoch(self, carry: Carry, epoch: int, start: int):
         """A stream's epoch: one compiled step per batch, or a fused call per stack of batches."""
@@ -281,45 +304,37 @@ class Execution:
             return
         source, plan = self.source, self.plan
         rows, last = source.rows(epoch)
-        per_call = plan.next()
+        per_call, fused = plan.next(), plan.candidates[-1]
         measure = plan.measuring and start == 0
-        if measure and per_call == 1:  # what a call costs that does nothing: all fusing saves
-            carry, call_seconds = _time_calls(self.nothing, carry, source.data, rows)
-        fused = plan.candidates[-1]
         if measure and per_call > 1:  # compiled only now that it may pay, and before the timing
             self.many = self.wrap(
                 self.many_jit.lower(self.carry_spec, source.data, self.rows_spec(fused)).compile()
             )
-        timed_from, start_time = (source.full_batches // 2 if per_call == 1 else 0), time.perf_counter()
+        # An unfused epoch is timed over its second half (the first warms up), with the
+        # Python thread's CPU time: what fusing would save.
+        timed_from = source.full_batches // 2 if per_call == 1 else 0
+        start_time, start_thread = time.perf_counter(), time.thread_time()
         for begin, length in calls(start, source.full_batches, per_call, self.every):
             if measure and begin == timed_from and begin > 0:
-                jax.block_until_ready(carry)  # the first half warmed up; time the second
-                start_time = time.perf_counter()
+                jax.block_until_ready(carry)
+                start_time, start_thread = time.perf_counter(), time.thread_time()
             if length == 1:
-                carry = self.one(carry, source.data, rows, begin)
+                carry = self.one(carry, source.data, rows, self.positions[begin])
             else:  # other chunk lengths (a shorter last one) compile once more
                 chunk = rows if length == source.full_batches else rows[begin : begin + length]
                 carry = (self.many if length == fused else self.any_chunk)(carry, source.data, chunk)
             carry = yield length, carry
         if measure:
             jax.block_until_ready(carry)
-            seconds = (time.perf_counter() - start_time) / (source.full_batches - timed_from)
-            plan.record(per_call, seconds, source.full_batches)
+            steps = source.full_batches - timed_from
+            plan.record(per_call, (time.perf_counter() - start_time) / steps, source.full_batches)
             if per_call == 1:
-                plan.drop_fusing_unless_it_pays(call_seconds, self.compile_seconds)
+                plan.drop_fusing_unless_it_pays(
+                    (time.thread_time() - start_thread) / steps, self.compile_seconds
+                )
         if last is not None:  # the last, smaller batch: one more compile
-            carry = self.any_rows(carry, source.data, last, 0)
+            carry = self.any_rows(carry, source.data, last, self.positions[0])
             yield 1, carry
-
-
-def _time_calls(call: Callable, carry: Any, data: Any, rows: Any, repeats: int = 5) -> tuple[Any, float]:
-    """The fastest of ``repeats`` synced calls of ``call(carry, data, rows, 0) -> carry``, in seconds."""
-    best = math.inf
-    for _ in range(repeats):
-        started = time.perf_counter()
-        carry = jax.block_until_ready(call(carry, data, rows, 0))
-        best = min(best, time.perf_counter() - started)
-    return carry, best
 
 
 def eager_forward(model: Any) -> Callable[[TrainState, Any], None]:
@@ -342,12 +357,10 @@ def build_execution(
             "fit: steps_per_execution > 1 needs in-memory arrays (x and y) in one process, or a stream of "
             "batches on one device; not a multi-process or multi-device stream, or run_eagerly"
         )
-    spec = jax.tree.map(lambda a: jax.ShapeDtypeStruct(np.shape(a), jnp.result_type(a)), source.batch_spec())
-    flops = lambda: jax.jit(step).lower(carry, spec).cost_analysis().get("flops", float("inf"))  # noqa: E731
     if fusable:
-        plan = Plan(requested, source.full_batches, epochs, flops)
+        plan = Plan(requested, source.full_batches, epochs)
     else:  # a stream fuses only as asked: "auto" would need its length and a timing of both
         fixed = 1 if requested == "auto" else requested
-        plan = Plan(fixed, source.steps_in_epoch() or fixed, epochs, flops)
+        plan = Plan(fixed, source.steps_in_epoch() or fixed, epochs)
     plan.limit(every)
     return Execution(step, source, plan, carry, every, dp, eager)

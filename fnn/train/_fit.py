@@ -10,8 +10,6 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import optax
 
 from fnn import losses as losses_lib
@@ -120,8 +118,10 @@ def fit(
         verbose: 0 silent, 1 a progress bar per epoch, 2 one line per epoch.
         steps_per_execution: steps fused into one compiled ``lax.scan`` call (a
             stream's batches stacked), or ``"auto"``: for arrays, whole epochs on
-            accelerators, on CPU only where the saving beats the compile time
-            (a stream: 1). Bitwise the same results; ``History`` says what ran.
+            accelerators; on CPU never for a step with convolutions (they run
+            slower inside XLA:CPU's loops), else only where the host time the
+            first epoch measured per step, saved on every step left, beats the
+            compile (a stream: 1). Bitwise the same results; ``History`` says what ran.
         steps_per_epoch: for iterables: batches per epoch. One iterator is then
             read on across epochs (as Keras does), so a long or repeating stream
             is not cut to its first batches each epoch; a re-iterable read to its
@@ -194,9 +194,12 @@ def fit(
         check_labels("fit", loss, labels, model, train_state.params, train_state.state, input_shape)
     validation = Validation(val, loss, metrics, validation_batch_size, {"loss_weights": loss_weights})
     run = FitRun(model, epochs, train_state, input_shape, log_specs(train_step, train_state, batch))
-    # The steps donate their inputs; copy so the caller's arrays stay valid.
-    run.carry = jax.tree.map(jnp.copy, run.carry) if dp is None else dp.replicate(run.carry)
-    run.progress.epoch, run.gradients = initial_epoch, gradients_of(model, loss, loss_weights, batch, run, dp)
+    if dp is not None:  # (the train state is in new buffers: the steps donate them)
+        run.carry = dp.replicate(run.carry)
+    run.progress.epoch, run.gradients = (
+        initial_epoch,
+        gradients_of(model, loss, loss_weights, getattr(source, "first_batch", source.batch_spec), run, dp),
+    )
     saved = callbacks.restore(run, source.fingerprint(seed), dp)
     if run.progress.stream_state is not None:
         source.resume(run.progress.stream_state)

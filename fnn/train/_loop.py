@@ -185,9 +185,10 @@ class _Bar:
 
 
 def gradients_of(
-    model: Layer, loss: Any, loss_weights: Any, batch: Any, run: FitRun, dp: DataParallel | None
-) -> Callable[[], Any]:
-    """``FitRun.gradients``: the training loss's gradients at the run's current params on ``batch``."""
+    model: Layer, loss: Any, loss_weights: Any, first_batch: Callable[[], Any], run: FitRun,
+    dp: DataParallel | None,
+) -> Callable[[], Any]:  # fmt: skip
+    """``FitRun.gradients``: the training loss's gradients at the run's current params on ``first_batch()``."""
     compiled = None  # compiled on first use only
 
     def gradients() -> Any:
@@ -195,11 +196,11 @@ def gradients_of(
         if loss is None:
             raise ValueError("FitRun.gradients needs fit's loss; a custom train_step has none")
         compiled = compiled or jax.jit(make_grad_fn(model, loss, loss_weights=loss_weights))
-        ts = run.train_state
+        ts, batch = run.train_state, first_batch()  # cut and placed only when asked
         if dp is not None:  # on this process's first device, beside nothing else
             ts, placed = dp.local((ts, batch))
         else:
-            placed = place(batch)  # placed only when asked
+            placed = place(batch)
         return compiled(ts.params, ts.state, placed, jax.random.fold_in(ts.key, ts.step))
 
     return gradients

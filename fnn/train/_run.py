@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
+import numpy as np
 
 from fnn.train._state import TrainState
 
@@ -48,17 +48,19 @@ class Carry(NamedTuple):
     nan_step: jax.Array
 
     @classmethod
-    def start(cls, train_state: TrainState | None, specs: Mapping[str, Any]) -> Carry:
-        """A carry at the start of an epoch: zero sums for the logs (shapes as ``specs``; distinct buffers)."""
+    def start(cls, train_state: TrainState | None, specs: Mapping[str, Any], sharding: Any = None) -> Carry:
+        """A carry at the start of an epoch: zero sums for the logs (shapes as ``specs``; new buffers, on ``sharding``)."""
 
         def zeros(spec: Any) -> Any:
             if isinstance(spec, Summed):  # float32 at least: int32 counts would wrap, bfloat16 round
-                wide = lambda s: jnp.float64 if s.dtype == jnp.float64 else jnp.float32  # noqa: E731
-                return jax.tree.map(lambda s: jnp.zeros(jnp.shape(s), wide(s)), spec)
-            return jnp.zeros((), jnp.float32)
+                wide = lambda s: np.float64 if s.dtype == np.float64 else np.float32  # noqa: E731
+                return jax.tree.map(lambda s: np.zeros(np.shape(s), wide(s)), spec)
+            return np.zeros((), np.float32)
 
+        # Made on the host and placed: a transfer, not a compiled program per zero.
         sums = {name: zeros(spec) for name, spec in specs.items()}
-        return cls(train_state, sums, jnp.zeros((), jnp.float32), jnp.full((), -1, jnp.int32))
+        zero = jax.device_put((sums, np.zeros((), np.float32), np.full((), -1, np.int32)), sharding)
+        return cls(train_state, *zero)
 
     def logs(self) -> dict[str, float]:
         """The epoch's logs so far, as Python floats (NaN before the first step)."""

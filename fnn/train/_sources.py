@@ -19,7 +19,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fnn import data as data_lib
@@ -39,7 +38,7 @@ class ArraySource:
         self.n, self.batch_size, self.shuffle, self.seed, self.dp = n, batch_size, shuffle, seed, dp
         self.full_batches, self.remainder = divmod(n, batch_size)
         if dp is None:
-            self.data, self._rows = place(arrays), jnp.asarray
+            self.data, self._rows = place(arrays), jax.device_put
         else:  # the data on every device; each gathers its part of a batch
             dp.check_batch_size("batch_size", batch_size)
             if self.remainder:
@@ -47,6 +46,12 @@ class ArraySource:
             self.data, self._rows = dp.replicate(arrays), dp.shard_rows
 
     def batch_spec(self) -> Any:
+        """A batch's shapes and dtypes (cutting a real one would compile a program)."""
+        return jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct((self.batch_size, *a.shape[1:]), a.dtype), self.data
+        )
+
+    def first_batch(self) -> Any:
         return data_lib.take(self.data, slice(0, self.batch_size))
 
     def steps_in_epoch(self) -> int:

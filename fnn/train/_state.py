@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from fnn import checkpoint, optimizers
-from fnn._core import Layer
+from fnn._core import Layer, _in_key_order, _key_order, _StaticShape, as_shape
 
 
 @jax.jit  # one program per tree, not a dispatch (and a compile) per leaf
@@ -82,7 +84,10 @@ class TrainState(NamedTuple):
         """Initialises a run: params and state from ``model.init`` (unless given).
 
         ``key`` is split in two: one half initialises the model, the other drives
-        the per-step randomness (dropout).
+        the per-step randomness (dropout). At most two compiled programs: the
+        model's init (cached per model and input shape) and the rest. Every
+        array is a fresh buffer (``params`` and ``state`` given are copied), so
+        steps that donate their inputs leave the caller's arrays valid.
 
         Examples:
             >>> import fnn
@@ -91,13 +96,7 @@ class TrainState(NamedTuple):
             >>> int(ts.step), ts.params["w"].shape
             (0, (3, 2))
         """
-        init_key, run_key = jax.random.split(key)
-        if params is None:
-            params, init_state = model.init(init_key, input_shape)
-            state = init_state if state is None else state
-        elif state is None:
-            state = model.init(init_key, input_shape)[1]
-        return cls(params, state, optimizer.init(params), jnp.zeros((), jnp.int32), run_key)
+        return create_train_state(model, optimizer, input_shape, key, params, state)
 
     @classmethod
     def restore(
@@ -139,9 +138,7 @@ class TrainState(NamedTuple):
             0
         """
         tx = optimizers.get(optimizer)
-        fresh = jax.eval_shape(
-            lambda k: cls.create(model, tx, input_shape, k), jax.random.key(0) if key is None else key
-        )
+        fresh = _abstract_train_state(model, tx, input_shape)
         try:
             return checkpoint.restore(path, fresh)
         except checkpoint.CheckpointError as whole:
@@ -155,6 +152,87 @@ class TrainState(NamedTuple):
         return cls.create(model, tx, input_shape, jax.random.key(0) if key is None else key, **weights)
 
 
+def _abstract_train_state(model: Layer, tx: optax.GradientTransformation, input_shape: Any) -> TrainState:
+    """The shapes and dtypes of a fresh TrainState, its dicts in the model's key order (nothing runs)."""
+    orders: dict[str, Any] = {}
+
+    def create(key: jax.Array) -> TrainState:
+        params, state = model.init(key, input_shape)
+        orders.update(params=_key_order(params), state=_key_order(state))
+        return TrainState(params, state, tx.init(params), jnp.zeros((), jnp.int32), key)
+
+    ts = jax.eval_shape(create, jax.random.key(0))
+    return ts._replace(params=_in_key_order(ts.params, orders["params"]),
+                       state=_in_key_order(ts.state, orders["state"]))  # fmt: skip
+
+
+def seed_bits(seed: int) -> jax.Array:
+    """The bits of ``seed`` that ``jax.random.key(seed)`` keeps (the low 32 without x64), placed.
+
+    ``jax.random.key(bits)`` inside a compiled call is then ``jax.random.key(seed)``
+    without compiling a program of its own.
+    """
+    return jax.device_put(
+        np.asarray(seed, np.uint64) if jax.config.jax_enable_x64 else np.uint32(seed & 0xFFFFFFFF)
+    )
+
+
+def create_train_state(
+    model: Layer, tx: optax.GradientTransformation, input_shape: Any, key: jax.Array, params: Any = None,
+    state: Any = None,
+) -> TrainState:  # fmt: skip
+    """:meth:`TrainState.create` in at most two programs; ``key`` is a PRNG key or :func:`seed_bits`'s."""
+    from_seed = not jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+    if params is None or state is None:
+        init = _init_program(model, input_shape, from_seed)
+        params, init_state = init(key) if params is None else (params, init(key)[1])
+        state = init_state if state is None else state
+    ts = _begin_program(tx, from_seed)(key, params, state)
+    return ts._replace(params=_in_key_order(ts.params, _key_order(params)),
+                       state=_in_key_order(ts.state, _key_order(state)))  # fmt: skip
+
+
+def _init_program(model: Layer, input_shape: Any, from_seed: bool) -> Any:
+    try:
+        static = _StaticShape(as_shape(input_shape))
+        return _cached_init_program(model, static, from_seed)
+    except TypeError:  # not a shape (the layer's own check names what is wrong), or an unhashable model
+        return lambda key: model.init(jax.random.split(_key(key, from_seed))[0], input_shape)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_init_program(model: Layer, static: _StaticShape, from_seed: bool) -> Any:
+    orders: dict[str, Any] = {}  # filled while tracing: jit hands dicts back with sorted keys
+
+    def init(key: jax.Array) -> Any:
+        out = model.init(jax.random.split(_key(key, from_seed))[0], static.shape)
+        orders["out"] = _key_order(out)
+        return out
+
+    # As fnn's compiled init: LLVM's level 1 compiles random bits a third as long; an init runs once.
+    jitted = jax.jit(init, compiler_options={"xla_backend_optimization_level": 1})
+    return lambda key: _in_key_order(jitted(key), orders["out"])
+
+
+def _begin_program(tx: optax.GradientTransformation, from_seed: bool) -> Any:
+    def begin(key: jax.Array, params: Any, state: Any) -> TrainState:
+        params, state = jax.tree.map(jnp.copy, (params, state))  # fresh buffers, whoever else holds these
+        run_key = jax.random.split(_key(key, from_seed))[1]
+        return TrainState(params, state, tx.init(params), jnp.zeros((), jnp.int32), run_key)
+
+    return jax.jit(begin)
+
+
+def _key(key: jax.Array, from_seed: bool) -> jax.Array:
+    return jax.random.key(key) if from_seed else key
+
+
+@jax.jit
+def fresh_copy(tree: Any) -> Any:
+    """A copy of ``tree`` in new buffers, in one program (steps that donate their inputs may then consume it)."""
+    return jax.tree.map(jnp.copy, tree)
+
+
 def initial_train_state(
     model: Layer, tx: optax.GradientTransformation, input_shape: Any, seed: int, params: Any, state: Any,
     train_state: Any, resume_from: Any, initial_epoch: int,
@@ -164,24 +242,25 @@ def initial_train_state(
     ``resume_from`` (a checkpoint) goes on from the epoch after the one it saved,
     unless ``initial_epoch`` says otherwise; ``train_state`` is used as given;
     else a fresh one is made from ``seed`` (with ``params``/``state`` if given).
+    Its arrays are new buffers (fit's steps donate them); at most two programs compile.
     """
-    if resume_from is not None:
-        if train_state is not None:
-            raise ValueError("fit: pass resume_from or train_state, not both")
+    if resume_from is not None and train_state is not None:
+        raise ValueError("fit: pass resume_from or train_state, not both")
+    if (resume_from is not None or train_state is not None) and (params is not None or state is not None):
+        raise ValueError("fit: pass train_state (or resume_from) or params/state, not both")
+    if resume_from is not None:  # restored into new buffers
         saved_epoch = checkpoint.read_metadata(resume_from).get("epoch")
         if initial_epoch == 0 and isinstance(saved_epoch, int):
             initial_epoch = saved_epoch + 1
-        train_state = TrainState.restore(resume_from, model, tx, input_shape, key=jax.random.key(seed))
-    if train_state is None:
-        return TrainState.create(
-            model, tx, input_shape, jax.random.key(seed), params=params, state=state
+        return TrainState.restore(
+            resume_from, model, tx, input_shape, key=jax.random.key(seed)
         ), initial_epoch
-    if params is not None or state is not None:
-        raise ValueError("fit: pass train_state (or resume_from) or params/state, not both")
+    if train_state is None:
+        return create_train_state(model, tx, input_shape, seed_bits(seed), params, state), initial_epoch
     if not isinstance(train_state, TrainState):
         raise TypeError(
             f"fit: train_state must be a TrainState, got {type(train_state).__name__}; a checkpoint "
             "restored without a target is plain dicts: use fnn.TrainState.restore(path, model, "
             "optimizer, input_shape), or fit(resume_from=path)"
         )
-    return train_state, initial_epoch
+    return fresh_copy(train_state), initial_epoch

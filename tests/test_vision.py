@@ -173,6 +173,8 @@ def np_pool(x, window, strides, pads, reducer):
         (fnn.MaxPool2D, (5, 6, 2), dict(pool_size=(2, 3), strides=1)),
         (fnn.MaxPool2D, (5, 5, 1), dict(pool_size=3, strides=2, padding=1)),
         (fnn.MaxPool3D, (4, 4, 3, 1), dict(pool_size=2, padding="same")),
+        (fnn.MaxPool2D, (5, 7, 3), dict(pool_size=2)),
+        (fnn.MaxPool3D, (4, 5, 6, 2), dict(pool_size=(2, 1, 3))),
         (fnn.AvgPool1D, (7, 2), dict(pool_size=3, strides=2)),
         (fnn.AvgPool2D, (5, 5, 2), dict(pool_size=2, padding="same")),
         (fnn.AvgPool2D, (4, 4, 1), dict(pool_size=3, strides=1, padding=[(1, 1), (0, 2)])),
@@ -189,6 +191,29 @@ def test_pooling_matches_a_numpy_loop(ctor, shape, kwargs):
     pads = pads_for(padding, shape[:-1], window, strides)
     reducer = "max" if "Max" in ctor.__name__ else "avg"
     np.testing.assert_allclose(y, np_pool(x, window, strides, pads, reducer), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "ctor, shape, pool_size",
+    [(fnn.MaxPool1D, (7, 2), 2), (fnn.MaxPool2D, (5, 7, 3), 2), (fnn.MaxPool2D, (6, 6, 1), (3, 2)),
+     (fnn.MaxPool3D, (4, 5, 6, 2), (2, 1, 3))],
+)  # fmt: skip
+def test_max_pooling_sends_the_gradient_to_each_windows_first_maximum(ctor, shape, pool_size):
+    # Non-overlapping windows take a reshape path; ties (rounded inputs) must not split the gradient.
+    x = np.round(rand((2, *shape)) * 2).astype(np.float32)
+    layer = ctor(pool_size)
+    y, pullback = jax.vjp(lambda x: layer.apply({}, {}, x, train=False)[0], jnp.asarray(x))
+    g = rand(y.shape) + 2.0
+    (grad,) = pullback(jnp.asarray(g))
+    window = per_axis(pool_size, len(shape) - 1)
+    expected = np.zeros_like(x)
+    for index in np.ndindex(*y.shape):
+        batch, *out, channel = index
+        corner = [o * k for o, k in zip(out, window)]
+        block = x[(batch, *(slice(c, c + k) for c, k in zip(corner, window)), channel)]
+        first = np.unravel_index(np.argmax(block), block.shape)  # row-major: the first maximum
+        expected[(batch, *(c + f for c, f in zip(corner, first)), channel)] += g[index]
+    np.testing.assert_array_equal(np.asarray(grad), expected)
 
 
 def test_global_pooling():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -12,6 +13,49 @@ import jax.numpy as jnp
 from fnn._core import Layer, check_name
 from fnn.layers._basic import stateless
 from fnn.layers._conv import Padding, as_padding, as_tuple, check_rank, check_window_fits, input_layout
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1,))
+def _tiled_max(x: jax.Array, window: tuple[int, ...]) -> jax.Array:
+    """Max pooling over windows that tile the spatial axes (strides = window, no padding).
+
+    A reshape and a max: XLA:CPU runs it and its gradient several times faster than
+    ``reduce_window`` and its ``select_and_scatter``, and compiles it faster. The
+    gradient goes to the first maximum of each window, as ``reduce_window``'s does
+    (and Keras's and PyTorch's).
+    """
+    return jnp.max(_windows(x, window), axis=-1)
+
+
+def _windows(x: jax.Array, window: tuple[int, ...]) -> jax.Array:
+    """``(batch, *spatial, channels)`` -> ``(batch, *spatial // window, channels, prod(window))``, cropped."""
+    outer = [n // k for n, k in zip(x.shape[1:-1], window, strict=True)]
+    x = x[(slice(None), *(slice(o * k) for o, k in zip(outer, window, strict=True)), slice(None))]
+    split = x.reshape(
+        x.shape[0], *(d for o, k in zip(outer, window, strict=True) for d in (o, k)), x.shape[-1]
+    )
+    n = len(window)
+    order = (0, *range(1, 2 * n, 2), 2 * n + 1, *range(2, 2 * n + 1, 2))
+    return split.transpose(order).reshape(x.shape[0], *outer, x.shape[-1], math.prod(window))
+
+
+def _tiled_max_forward(x: jax.Array, window: tuple[int, ...]) -> tuple[jax.Array, tuple]:
+    windows = _windows(x, window)
+    return jnp.max(windows, axis=-1), (jnp.argmax(windows, axis=-1), x.shape)
+
+
+def _tiled_max_backward(window: tuple[int, ...], saved: tuple, g: jax.Array) -> tuple[jax.Array]:
+    first, shape = saved
+    n, outer = len(window), first.shape[1:-1]
+    onto = jax.nn.one_hot(first, math.prod(window), dtype=g.dtype) * g[..., None]
+    split = onto.reshape(g.shape[0], *outer, g.shape[-1], *window)
+    order = (0, *(i for j in range(n) for i in (1 + j, n + 2 + j)), n + 1)
+    grads = split.transpose(order).reshape(g.shape[0], *(o * k for o, k in zip(outer, window)), g.shape[-1])
+    missing = [(0, 0), *((0, full - o * k) for full, o, k in zip(shape[1:-1], outer, window)), (0, 0)]
+    return (jnp.pad(grads, missing),)
+
+
+_tiled_max.defvjp(_tiled_max_forward, _tiled_max_backward)
 
 
 def _pool(
@@ -38,6 +82,8 @@ def _pool(
         check_rank(kind, name, jnp.shape(x), ndim, per_example=False)
         check_window_fits(kind, name, "pool window", jnp.shape(x)[1:-1], window, pad)
         x = jnp.asarray(x)
+        if reducer == "max" and pad == "VALID" and steps == window:
+            return _tiled_max(x, window)
         if reducer == "max":
             return reduce(x, -jnp.inf, jax.lax.max)
         total = reduce(x, 0.0, jax.lax.add)

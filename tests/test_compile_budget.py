@@ -6,7 +6,9 @@ import contextlib
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import fnn
@@ -132,3 +134,18 @@ def test_the_compilation_cache_refuses_a_folder_others_can_write(tmp_path, resto
 def test_the_compilation_cache_threshold_is_checked(tmp_path, bad, restored_cache_config):
     with pytest.raises(ValueError, match=r"min_compile_seconds must be a finite number >= 0, got"):
         fnn.enable_compilation_cache(tmp_path, min_compile_seconds=bad)
+
+
+def test_models_alike_but_for_their_constants_keep_their_own_values():
+    # Setup programs are shared between models whose programs read the same: constants count.
+    def constant(value):
+        return lambda key, shape, dtype: jnp.full(shape, value, dtype).at[0, 0].set(-value)
+
+    states = [
+        fnn.TrainState.create(fnn.Dense(3, kernel_init=constant(v)), optax.sgd(0.1), (4,), jax.random.key(0))
+        for v in (1.0, 2.0, 1.0)
+    ]
+    for ts, v in zip(states, (1.0, 2.0, 1.0)):
+        expected = np.full((4, 3), v, np.float32)
+        expected[0, 0] = -v
+        np.testing.assert_array_equal(ts.params["w"], expected)

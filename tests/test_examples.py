@@ -216,11 +216,11 @@ def test_speed_suite_runs_each_pair_and_skips_missing_peers(tmp_path):
     results = {r["framework"]: r for r in json.loads((tmp_path / "results.json").read_text())["results"]}
     for name in ("jax", "fnn"):
         assert results[name]["params"] == 2_762 and results[name]["step_ms"]["median"] > 0
-    assert results["fnn"]["epoch_samples_per_s"].keys() >= {"loop", "fit", "fit fused"}
+    assert results["fnn"]["epoch_samples_per_s"].keys() >= {"loop", "fit", "fit unfused", "fit fused"}
     if importlib.util.find_spec("haiku") is None:
         assert results["haiku"] == {"framework": "haiku", "model": "tiny", "skipped": "not installed"}
-    table = (tmp_path / "results.md").read_text()
-    assert "## Targets" in table and "tiny: step time" in table
+    table = (tmp_path / "RESULTS.md").read_text()
+    assert "## Targets" in table and "tiny: step time" in table and "CPU: " in table
 
 
 def test_readme_example_runs():

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import collections
 import functools
+import hashlib
 import os
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -210,7 +213,7 @@ def _cached_init_program(model: Layer, static: _StaticShape, from_seed: bool) ->
         return out
 
     # As fnn's compiled init: LLVM's level 1 compiles random bits a third as long; an init runs once.
-    jitted = jax.jit(init, compiler_options={"xla_backend_optimization_level": 1})
+    jitted = _compiled_once(jax.jit(init, compiler_options={"xla_backend_optimization_level": 1}))
     return lambda key: _in_key_order(jitted(key), orders["out"])
 
 
@@ -220,7 +223,33 @@ def _begin_program(tx: optax.GradientTransformation, from_seed: bool) -> Any:
         run_key = jax.random.split(_key(key, from_seed))[1]
         return TrainState(params, state, tx.init(params), jnp.zeros((), jnp.int32), run_key)
 
-    return jax.jit(begin)
+    return _compiled_once(jax.jit(begin))
+
+
+# Setup programs compiled in this process, by the hash of their text, most recently used last.
+_PROGRAMS: collections.OrderedDict[bytes, jax.stages.Compiled] = collections.OrderedDict()
+
+
+def _compiled_once(jitted: Any) -> Callable:
+    """``jitted``, its executable taken from this process's setup programs when one has the same text.
+
+    So a new model just like an earlier one (a notebook cell run again, a test)
+    reuses its init and TrainState programs instead of compiling them again.
+    Identical program text with the same argument and result structures is the
+    same computation, so this changes no result.
+    """
+
+    def call(*args: Any) -> Any:
+        lowered = jitted.lower(*args)
+        # The text holds no pytree structure (a dict's keys): that goes in too.
+        text = hashlib.sha256(f"{lowered.in_tree}{lowered.out_tree}{lowered.as_text()}".encode()).digest()
+        compiled = _PROGRAMS.pop(text, None) or lowered.compile()
+        _PROGRAMS[text] = compiled
+        while len(_PROGRAMS) > 32:
+            _PROGRAMS.popitem(last=False)
+        return compiled(*args)
+
+    return call
 
 
 def _key(key: jax.Array, from_seed: bool) -> jax.Array:

@@ -37,6 +37,8 @@ docs: $(STAMP)
 bench:
 	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
 	.venv-bench/bin/python -m pip install --quiet -e '.[bench]'
+	@# fnn is installed editable: byte-compile it, as pip does the peers' wheels, so imports compare alike
+	.venv-bench/bin/python -m compileall -q fnn
 	.venv-bench/bin/python benchmarks/run.py
 
 # fnn.interop against the real PyTorch, Keras and Hugging Face libraries, in their own environment:

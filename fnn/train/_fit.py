@@ -196,10 +196,9 @@ def fit(
     run = FitRun(model, epochs, train_state, input_shape, log_specs(train_step, train_state, batch))
     if dp is not None:  # (the train state is in new buffers: the steps donate them)
         run.carry = dp.replicate(run.carry)
-    run.progress.epoch, run.gradients = (
-        initial_epoch,
-        gradients_of(model, loss, loss_weights, getattr(source, "first_batch", source.batch_spec), run, dp),
-    )
+    run.progress.epoch = initial_epoch
+    first_batch = getattr(source, "first_batch", source.batch_spec)  # a stream's spec is its first batch
+    run.gradients = gradients_of(model, loss, loss_weights, first_batch, run, dp)
     saved = callbacks.restore(run, source.fingerprint(seed), dp)
     if run.progress.stream_state is not None:
         source.resume(run.progress.stream_state)

@@ -41,6 +41,7 @@ def enable_compilation_cache(path: str | os.PathLike, *, min_compile_seconds: fl
 
     Raises:
         PermissionError: when ``path`` is writable by others or owned by another user.
+        NotADirectoryError: when ``path`` is a file.
         ValueError: when ``min_compile_seconds`` is negative or not finite.
 
     Examples:
@@ -52,6 +53,8 @@ def enable_compilation_cache(path: str | os.PathLike, *, min_compile_seconds: fl
             f"enable_compilation_cache: min_compile_seconds must be a finite number >= 0, got {min_compile_seconds!r}"
         )
     folder = Path(path).expanduser().resolve()
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(f"enable_compilation_cache: {folder} is a file, not a folder")
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     _check_private(folder)
     jax.config.update("jax_compilation_cache_dir", str(folder))
@@ -62,8 +65,6 @@ def enable_compilation_cache(path: str | os.PathLike, *, min_compile_seconds: fl
 
 def _check_private(folder: Path) -> None:
     info = folder.stat()
-    if not stat.S_ISDIR(info.st_mode):
-        raise NotADirectoryError(f"enable_compilation_cache: {folder} is not a folder")
     if hasattr(os, "getuid") and info.st_uid != os.getuid():
         raise PermissionError(
             f"enable_compilation_cache: {folder} is owned by user id {info.st_uid}, not you ({os.getuid()}); "

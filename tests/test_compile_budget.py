@@ -130,6 +130,12 @@ def test_the_compilation_cache_refuses_a_folder_others_can_write(tmp_path, resto
     assert jax.config.jax_compilation_cache_dir != str(shared)
 
 
+def test_the_compilation_cache_refuses_a_file(tmp_path, restored_cache_config):
+    (tmp_path / "cache").write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match=r"cache is a file, not a folder"):
+        fnn.enable_compilation_cache(tmp_path / "cache")
+
+
 @pytest.mark.parametrize("bad", [-1.0, float("nan"), "1"])
 def test_the_compilation_cache_threshold_is_checked(tmp_path, bad, restored_cache_config):
     with pytest.raises(ValueError, match=r"min_compile_seconds must be a finite number >= 0, got"):

@@ -162,11 +162,21 @@ def _abstract_train_state(model: Layer, tx: optax.GradientTransformation, input_
     def create(key: jax.Array) -> TrainState:
         params, state = model.init(key, input_shape)
         orders.update(params=_key_order(params), state=_key_order(state))
-        return TrainState(params, state, tx.init(params), jnp.zeros((), jnp.int32), key)
+        return _started(tx, params, state, key)
 
-    ts = jax.eval_shape(create, jax.random.key(0))
-    return ts._replace(params=_in_key_order(ts.params, orders["params"]),
-                       state=_in_key_order(ts.state, orders["state"]))  # fmt: skip
+    return _in_orders(jax.eval_shape(create, jax.random.key(0)), orders["params"], orders["state"])
+
+
+def _started(tx: optax.GradientTransformation, params: Any, state: Any, run_key: jax.Array) -> TrainState:
+    """A TrainState at step zero: a fresh optimiser state for ``params``."""
+    return TrainState(params, state, tx.init(params), jnp.zeros((), jnp.int32), run_key)
+
+
+def _in_orders(ts: TrainState, params_order: Any, state_order: Any) -> TrainState:
+    """``ts`` with its params and state dicts in the given key orders (jit and eval_shape sort them)."""
+    return ts._replace(
+        params=_in_key_order(ts.params, params_order), state=_in_key_order(ts.state, state_order)
+    )
 
 
 def seed_bits(seed: int) -> jax.Array:
@@ -190,9 +200,9 @@ def create_train_state(
         init = _init_program(model, input_shape, from_seed)
         params, init_state = init(key) if params is None else (params, init(key)[1])
         state = init_state if state is None else state
-    ts = _begin_program(tx, from_seed)(key, params, state)
-    return ts._replace(params=_in_key_order(ts.params, _key_order(params)),
-                       state=_in_key_order(ts.state, _key_order(state)))  # fmt: skip
+    return _in_orders(
+        _begin_program(tx, from_seed)(key, params, state), _key_order(params), _key_order(state)
+    )
 
 
 def _init_program(model: Layer, input_shape: Any, from_seed: bool) -> Any:
@@ -220,8 +230,7 @@ def _cached_init_program(model: Layer, static: _StaticShape, from_seed: bool) ->
 def _begin_program(tx: optax.GradientTransformation, from_seed: bool) -> Any:
     def begin(key: jax.Array, params: Any, state: Any) -> TrainState:
         params, state = jax.tree.map(jnp.copy, (params, state))  # fresh buffers, whoever else holds these
-        run_key = jax.random.split(_key(key, from_seed))[1]
-        return TrainState(params, state, tx.init(params), jnp.zeros((), jnp.int32), run_key)
+        return _started(tx, params, state, jax.random.split(_key(key, from_seed))[1])
 
     return _compiled_once(jax.jit(begin))
 
@@ -257,7 +266,7 @@ def _key(key: jax.Array, from_seed: bool) -> jax.Array:
 
 
 @jax.jit
-def fresh_copy(tree: Any) -> Any:
+def _fresh_copy(tree: Any) -> Any:
     """A copy of ``tree`` in new buffers, in one program (steps that donate their inputs may then consume it)."""
     return jax.tree.map(jnp.copy, tree)
 
@@ -292,4 +301,4 @@ def initial_train_state(
             "restored without a target is plain dicts: use fnn.TrainState.restore(path, model, "
             "optimizer, input_shape), or fit(resume_from=path)"
         )
-    return fresh_copy(train_state), initial_epoch
+    return _fresh_copy(train_state), initial_epoch

@@ -18,13 +18,11 @@ Run: python benchmarks/conv_cpu.py [--rounds 9] [--out benchmarks/results]
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-from _common import machine, write_report
+from _common import machine, timed_pair, write_report
 
 import fnn
 
@@ -59,23 +57,6 @@ def pool_reduce_window(x):
 
 def pool_fnn(x):
     return fnn.MaxPool2D(2).apply({}, {}, x, train=False)[0]
-
-
-def timed_pair(fns: dict, args: tuple, rounds: int) -> dict:
-    """Median milliseconds per call of each function, interleaved, and its first call's seconds."""
-    first, times = {}, {name: [] for name in fns}
-    for name, fn in fns.items():
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        first[name] = time.perf_counter() - start
-    for r in range(rounds):
-        for name, fn in list(fns.items())[:: 1 if r % 2 else -1]:
-            start = time.perf_counter()
-            for _ in range(5):
-                out = fn(*args)
-            jax.block_until_ready(out)
-            times[name].append((time.perf_counter() - start) / 5)
-    return {name: {"ms": 1e3 * statistics.median(times[name]), "first_s": first[name]} for name in fns}
 
 
 def main() -> None:

@@ -37,6 +37,7 @@ from fnn import (
 from fnn._compilation_cache import enable_compilation_cache
 from fnn._core import Layer, Shape, Summary, as_shape, output_shape, summary
 from fnn._export import ExportedModel, export, load_exported
+from fnn._generation import generate, sample_logits
 from fnn._graph import Graph, graph
 from fnn._layer_losses import add_loss, collected_losses
 from fnn._version import __version__ as __version__
@@ -81,6 +82,8 @@ __all__ = [
     "tensorboard",
     "Graph",
     "graph",
+    "generate",
+    "sample_logits",
     "ExportedModel",
     "export",
     "load_exported",

@@ -118,3 +118,28 @@ def check_fraction(owner: str, name: str, value: Any) -> float:
     ):
         raise ValueError(f"{owner}: {name} must be in [0, 1), got {value!r}")
     return float(value)
+
+
+def check_positive_float(owner: str, name: str, value: Any) -> float:
+    """``value`` as a finite ``float`` > 0 (a base wavelength, a cap), or a clear error.
+
+    Bools are refused and NumPy scalars accepted; NaN and infinity are refused.
+
+    Raises:
+        ValueError: ``"{owner}: {name} must be a finite number > 0, got {value!r}"``.
+
+    Examples:
+        >>> check_positive_float("MultiHeadAttention 'mha'", "soft_cap", 50)
+        50.0
+        >>> check_positive_float("MultiHeadAttention 'mha'", "soft_cap", 0.0)
+        Traceback (most recent call last):
+        ...
+        ValueError: MultiHeadAttention 'mha': soft_cap must be a finite number > 0, got 0.0
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.integer, np.floating))
+        or not 0 < value < float("inf")
+    ):
+        raise ValueError(f"{owner}: {name} must be a finite number > 0, got {value!r}")
+    return float(value)

@@ -78,6 +78,17 @@ def cross(q_time, kv_time, features, heads):
     return make
 
 
+def decoder_inputs(time, features, memory_time, memory_features):
+    """Decoder-block dicts: padded sequences, and an encoder memory with its own padding."""
+
+    def make(rng, batch):
+        x, mask = masked(time, features)(rng, batch)
+        memory, memory_mask = masked(memory_time, memory_features)(rng, batch)
+        return {"x": x, "mask": mask, "memory": memory, "memory_mask": memory_mask}
+
+    return make
+
+
 def _branchy() -> fnn.Layer:
     return fnn.Sequential(
         [
@@ -219,6 +230,32 @@ CASES = [
         ),
         make_input=cross(3, 4, (4, 2), heads=2),
         needs_key=True,
+    ),
+    # Grouped-query attention with RoPE, causal and padded keys: the dot_product_attention path.
+    Case(
+        "attention_gqa_rope",
+        lambda: fnn.MultiHeadAttention(4, key_dim=2, num_key_value_heads=2, causal=True, rope=True),
+        ((4, 4), fnn.Shape((4,), jnp.bool_)),
+        make_input=masked(4, 4),
+    ),
+    Case(
+        "decoder_block_cross",
+        lambda: fnn.TransformerDecoderBlock(2, 8, cross_attention=True, dropout=0.1),
+        Shapes(
+            x=(4, 4), mask=fnn.Shape((4,), jnp.bool_), memory=(3, 2), memory_mask=fnn.Shape((3,), jnp.bool_)
+        ),
+        make_input=decoder_inputs(4, 4, 3, 2),
+        needs_key=True,
+    ),
+    # Two GPT-2-style blocks with multi-query attention, run by lax.scan.
+    Case(
+        "repeat_decoder_blocks",
+        lambda: fnn.Repeat(
+            fnn.TransformerDecoderBlock(2, 8, num_key_value_heads=1, norm="layer", mlp="gelu", use_bias=True),
+            2,
+        ),
+        ((4, 4), fnn.Shape((4,), jnp.bool_)),
+        make_input=masked(4, 4),
     ),
     Case("sinusoidal_positions", lambda: fnn.SinusoidalPositionalEmbedding(), (5, 4)),
     Case("learned_positions", lambda: fnn.LearnedPositionalEmbedding(8), (5, 4)),

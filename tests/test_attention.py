@@ -325,3 +325,145 @@ def test_cross_attention_errors(call, match):
 def test_return_attention_scores_must_be_a_bool():
     with pytest.raises(TypeError, match=r"'mha': return_attention_scores must be a bool, got 1"):
         fnn.MultiHeadAttention(2, return_attention_scores=1, name="mha")
+
+
+# Issue 25: jax.nn.dot_product_attention, grouped-query attention, RoPE and soft-capping.
+
+
+def np_rope(x, positions, base=10_000.0):
+    """Rotates each feature pair (i, i + d/2) by position * base**(-2i/d), one pair at a time."""
+    out = np.array(x, np.float64)
+    half = x.shape[-1] // 2
+    for b in range(x.shape[0]):
+        for t in range(x.shape[1]):
+            pos = positions[b, t] if np.ndim(positions) == 2 else positions[t]
+            for i in range(half):
+                angle = pos * base ** (-2 * i / x.shape[-1])
+                x1, x2 = x[b, t, :, i].astype(np.float64), x[b, t, :, i + half].astype(np.float64)
+                out[b, t, :, i] = x1 * np.cos(angle) - x2 * np.sin(angle)
+                out[b, t, :, i + half] = x2 * np.cos(angle) + x1 * np.sin(angle)
+    return out
+
+
+def np_general_attention(params, query, key, value, allowed, rope_base=None, soft_cap=None):
+    """float64 loop reference with grouped key/value heads, RoPE and soft-capping; ``allowed``
+    (batch, heads, Tq, Tkv); rows with no allowed key get zero weights."""
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
+    q, k, v = (
+        np.einsum("btf,fhd->bthd", np.float64(x), p[n]["w"]) + p[n]["b"]
+        for n, x in (("query", query), ("key", key), ("value", value))
+    )
+    if rope_base is not None:
+        q, k = np_rope(q, np.arange(q.shape[1]), rope_base), np_rope(k, np.arange(k.shape[1]), rope_base)
+    batch, q_time, heads, dim = q.shape
+    group = heads // k.shape[2]
+    scores = np.zeros((batch, heads, q_time, k.shape[1]))
+    out = np.zeros((batch, q_time, heads, v.shape[-1]))
+    for b in range(batch):
+        for h in range(heads):
+            for t in range(q_time):
+                keys = np.flatnonzero(allowed[b, h, t])
+                if keys.size == 0:
+                    continue
+                logits = np.array([q[b, t, h] @ k[b, s, h // group] / np.sqrt(dim) for s in keys])
+                if soft_cap is not None:
+                    logits = soft_cap * np.tanh(logits / soft_cap)
+                w = np.exp(logits - logits.max())
+                scores[b, h, t, keys] = w / w.sum()
+                out[b, t, h] = scores[b, h, t] @ v[b, :, h // group]
+    return np.einsum("bthd,hdo->bto", out, p["output"]["w"]) + p["output"]["b"], scores
+
+
+def test_rotary_embedding_matches_a_loop_and_depends_on_relative_positions_only():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 3, 6)).astype(np.float32)
+    positions = np.array([[0, 1, 2, 3, 4], [7, 3, 0, 11, 2]])
+    np.testing.assert_allclose(fnn.rotary_embedding(x, positions[0]), np_rope(x, positions[0]), atol=1e-5)
+    np.testing.assert_allclose(
+        fnn.rotary_embedding(x, positions, base=100.0), np_rope(x, positions, 100.0), atol=1e-5
+    )
+    q, k = x[:1, :1], x[1:, :1]
+    dots = [
+        float(jnp.sum(fnn.rotary_embedding(q, jnp.array([m])) * fnn.rotary_embedding(k, jnp.array([n]))))
+        for m, n in ((3, 1), (9, 7), (102, 100))
+    ]
+    np.testing.assert_allclose(dots, dots[0], rtol=1e-4)
+    assert fnn.rotary_embedding(x.astype(jnp.bfloat16), positions[0]).dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+def test_grouped_query_attention_with_rope_and_masks_matches_numpy_on_both_paths(kv_heads):
+    fast, weighed = (
+        fnn.MultiHeadAttention(4, key_dim=4, num_key_value_heads=kv_heads, causal=True, rope=True,
+                               return_attention_scores=scores)
+        for scores in (False, True)
+    )  # fmt: skip
+    shapes = {"query": (5, 6), "value": (5, 3)}
+    params = random_params(fast, shapes, seed=2)
+    assert params["key"]["w"].shape == (3, kv_heads, 4) and params["value"]["b"].shape == (kv_heads, 4)
+    rng = np.random.default_rng(3)
+    x = {k: rng.standard_normal((2, *s)).astype(np.float32) for k, s in shapes.items()}
+    value_mask = np.array([[1, 1, 1, 0, 0], [0, 1, 1, 1, 1]], bool)  # example 1's query 0: no key
+    masked = {**x, "value_mask": value_mask}
+    y_fast, _ = jax.jit(functools.partial(fast.apply, train=False))(params, {}, masked)
+    (y, scores), _ = jax.jit(functools.partial(weighed.apply, train=False))(params, {}, masked)
+    allowed = (np.tril(np.ones((5, 5), bool)) & value_mask[:, None, :])[:, None].repeat(4, axis=1)
+    y_ref, scores_ref = np_general_attention(params, x["query"], x["value"], x["value"], allowed, 10_000.0)
+    np.testing.assert_allclose(scores, scores_ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(y_fast, y_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(y_fast[1, 0], params["output"]["b"], rtol=1e-6)  # zeros, then the bias
+
+
+def test_soft_capped_attention_matches_numpy_and_bounds_the_logits():
+    layer = fnn.MultiHeadAttention(2, soft_cap=1.5, return_attention_scores=True)
+    params = jax.tree.map(lambda a: 3 * a, random_params(layer, (4, 6), seed=5))  # large logits
+    x = np.random.default_rng(6).standard_normal((2, 4, 6)).astype(np.float32)
+    (y, scores), _ = jax.jit(functools.partial(layer.apply, train=False))(params, {}, x)
+    y_ref, scores_ref = np_general_attention(params, x, x, x, np.ones((2, 2, 4, 4), bool), soft_cap=1.5)
+    np.testing.assert_allclose(scores, scores_ref, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-4)
+    # |logit| <= 1.5: no weight is more than e^3 times another in its row.
+    assert float(scores.max(-1).min() / scores.min(-1).min()) <= np.exp(3.0) * 1.001
+
+
+def test_attention_gradients_with_gqa_rope_and_soft_cap_match_finite_differences():
+    layer = fnn.MultiHeadAttention(4, key_dim=2, num_key_value_heads=2, causal=True, rope=True, soft_cap=2.0)
+    fused = fnn.MultiHeadAttention(4, key_dim=2, num_key_value_heads=2, causal=True, rope=True)
+    params = random_params(layer, (3, 4), seed=7)
+    x = np.random.default_rng(8).standard_normal((2, 3, 4))
+    mask = np.array([[1, 1, 0], [1, 1, 1]], bool)
+    for attention in (layer, fused):
+        fnn.testing.check_grads(
+            lambda p, a=attention: jnp.sum(
+                jnp.sin(a.apply(p, {}, (jnp.asarray(x), mask), train=False)[0][0])
+            ),
+            params,
+        )
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: fnn.MultiHeadAttention(4, num_key_value_heads=3, name="mha"), ValueError,
+         r"'mha': num_key_value_heads \(3\) must divide num_heads \(4\)"),
+        (lambda: fnn.MultiHeadAttention(4, num_key_value_heads=0, name="mha"), ValueError,
+         r"'mha': num_key_value_heads must be a positive int, got 0"),
+        (lambda: fnn.MultiHeadAttention(2, rope=1, name="mha"), TypeError, r"'mha': rope must be a bool, got 1"),
+        (lambda: fnn.MultiHeadAttention(2, soft_cap=0.0, name="mha"), ValueError,
+         r"'mha': soft_cap must be a finite number > 0, got 0.0"),
+        (lambda: fnn.MultiHeadAttention(2, rope_base=float("nan"), name="mha"), ValueError,
+         r"'mha': rope_base must be a finite number > 0, got nan"),
+        (lambda: fnn.MultiHeadAttention(2, implementation="flash", name="mha"), ValueError,
+         r"'mha': implementation must be one of \(None, 'xla', 'cudnn'\), got 'flash'"),
+        (lambda: fnn.MultiHeadAttention(2, key_dim=3, rope=True, name="mha").init(jax.random.key(0), (4, 6)),
+         ValueError, r"'mha': rope needs an even key_dim, got 3"),
+        (lambda: fnn.rotary_embedding(jnp.ones((2, 3, 1, 5)), jnp.arange(3)), ValueError,
+         r"rotary_embedding expects x of shape \(batch, time, heads, even d\), got \(2, 3, 1, 5\)"),
+        (lambda: fnn.rotary_embedding(jnp.ones((2, 3, 1, 4)), jnp.arange(4)), ValueError,
+         r"positions of shape \(time,\) = \(3,\) or \(batch, time\) = \(2, 3\), got \(4,\)"),
+    ],
+)  # fmt: skip
+def test_gqa_rope_and_soft_cap_errors(make, error, match):
+    with pytest.raises(error, match=match):
+        make()

@@ -4,7 +4,9 @@ from fnn.layers._attention import (
     LearnedPositionalEmbedding,
     MultiHeadAttention,
     SinusoidalPositionalEmbedding,
+    TransformerDecoderBlock,
     TransformerEncoderBlock,
+    rotary_embedding,
     sinusoidal_positions,
 )
 from fnn.layers._basic import (
@@ -48,6 +50,7 @@ from fnn.layers._combinators import (
     InferenceMode,
     Parallel,
     Remat,
+    Repeat,
     Residual,
     Sequential,
 )
@@ -137,7 +140,9 @@ __all__ = [
     "MultiHeadAttention",
     "SinusoidalPositionalEmbedding",
     "TransformerEncoderBlock",
+    "TransformerDecoderBlock",
     "sinusoidal_positions",
+    "rotary_embedding",
     "MaxPool1D",
     "MaxPool2D",
     "MaxPool3D",
@@ -180,6 +185,7 @@ __all__ = [
     "normalization_state",
     "REMAT_POLICIES",
     "Remat",
+    "Repeat",
     "Residual",
     "Selu",
     "Sequential",

@@ -1,4 +1,4 @@
-"""Attention: MultiHeadAttention, positional embeddings, TransformerEncoderBlock.
+"""Attention: MultiHeadAttention (GQA, RoPE, decoding cache), positional embeddings, Transformer blocks.
 
 Sequences are ``(batch, time, features)``; like the RNNs, these layers take
 ``x`` or ``(x, mask)`` with a bool padding mask ``(batch, time)`` (``True`` =
@@ -10,17 +10,19 @@ cross-attention and arbitrary masks, as Keras's call arguments.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.typing import ArrayLike
 
 from fnn import activations, initializers
-from fnn._checks import check_fraction
+from fnn._checks import check_fraction, check_positive_float
 from fnn._core import Layer, check_input_dtype, check_name, check_positive_int, make_layer, require_key
-from fnn.layers._norm import LayerNorm
+from fnn.layers._norm import LayerNorm, RMSNorm
 
 
 def _unpack(kind: str, name: str, x: Any) -> tuple[jax.Array, jax.Array | None]:
@@ -148,11 +150,17 @@ def MultiHeadAttention(
     key_dim: int | None = None,
     value_dim: int | None = None,
     output_dim: int | None = None,
+    num_key_value_heads: int | None = None,
     dropout: float = 0.0,
     causal: bool = False,
+    rope: bool = False,
+    rope_base: float = 10_000.0,
+    soft_cap: float | None = None,
     return_attention_scores: bool = False,
     use_bias: bool = True,
     kernel_init: Any = "glorot_uniform",
+    implementation: str | None = None,
+    cache_length: int | None = None,
     dtype: Any = jnp.float32,
     name: str | None = None,
 ) -> Layer:
@@ -162,20 +170,56 @@ def MultiHeadAttention(
     value, key=None, ...)``) takes a dict. Every mask is ``True`` where attention
     is allowed, and all given masks are combined with AND.
 
+    It runs on :func:`jax.nn.dot_product_attention` (XLA's implementation on
+    CPU; a fused cuDNN kernel on GPUs where JAX has one and ``implementation``
+    allows it), except when it must see the weights: with
+    ``return_attention_scores``, attention dropout in training, or
+    ``soft_cap``, it computes them explicitly (the slower path, with the
+    ``(batch, heads, Tq, Tkv)`` weights in memory), and so it does in float64,
+    which JAX's kernel computes in float32.
+
     Args:
         num_heads: attention heads.
         key_dim: size of each head's queries and keys; the query's ``features //
             num_heads`` by default (then the heads must divide them).
         value_dim: size of each head's values; ``key_dim`` by default.
         output_dim: output features; the query's by default.
+        num_key_value_heads: heads of the keys and values, ``num_heads`` by
+            default; fewer is grouped-query attention (GQA: query head ``n``
+            uses key/value head ``n // (num_heads // num_key_value_heads)``), 1
+            is multi-query attention. It must divide ``num_heads``.
         dropout: dropout rate on the attention weights (training only, needs a key).
         causal: query ``t`` attends to keys ``s <= t`` only (Keras's
             ``use_causal_mask``: the lower triangle of ``(Tq, Tkv)``).
+        rope: rotary position embeddings (RoPE, Su et al. 2021) on the queries
+            and keys of each head, by :func:`rotary_embedding` with positions
+            ``0 .. T - 1``; ``key_dim`` must be even.
+        rope_base: RoPE's base wavelength (10,000 as in RoFormer and Llama).
+        soft_cap: if given, the scaled logits become ``soft_cap * tanh(logits /
+            soft_cap)`` (Gemma 2's attention soft-capping).
         return_attention_scores: also return the attention weights ``(batch,
             heads, Tq, Tkv)``: after the softmax and the masks, before dropout
             (as Keras 3 returns them).
         use_bias: biases on the projections.
         kernel_init: initialiser of the projections.
+        implementation: :func:`jax.nn.dot_product_attention`'s: ``None`` (JAX
+            picks), ``"xla"`` or ``"cudnn"`` (GPU only; JAX raises where the
+            inputs do not suit it).
+        cache_length: build the layer for autoregressive decoding (causal
+            self-attention only): its state holds a key/value cache of
+            ``cache_length`` positions for one sequence, ``{"cache": {"key": (1,
+            cache_length, kv_heads, key_dim), "value": (1, cache_length,
+            kv_heads, value_dim), "length": int32 ()}}``, and each ``apply``
+            (``train=False``, inputs ``(1, t, features)`` without masks) attends
+            from its ``t`` new positions to every cached one, appends their keys
+            and values and advances ``length``: the one documented exception to
+            "eval leaves the state unchanged". Outputs past ``cache_length`` are
+            NaN, never silently wrong. A batch of other than 1 sequence is
+            attended as by the layer without a cache, the state unchanged (so
+            shape inference works), and is NaN once the cache holds anything.
+            The params are those of the same layer without a cache: train that
+            one, decode with this one, and decode a batch with
+            :func:`fnn.generate` (or ``jax.vmap`` over sequences).
         dtype: parameter dtype.
         name: layer name; ``"multi_head_attention"`` by default.
 
@@ -206,16 +250,18 @@ def MultiHeadAttention(
     output is ``(that, scores)``.
 
     Params ``{"query": {"w": (Fq, heads, key_dim), "b": (heads, key_dim)}, "key":
-    {"w": (Fk, heads, key_dim), "b"}, "value": {"w": (Fv, heads, value_dim), "b":
-    (heads, value_dim)}, "output": {"w": (heads, value_dim, output_dim), "b":
-    (output_dim,)}}`` (Keras's EinsumDense layout; no ``"b"`` without ``use_bias``).
+    {"w": (Fk, kv_heads, key_dim), "b"}, "value": {"w": (Fv, kv_heads,
+    value_dim), "b": (kv_heads, value_dim)}, "output": {"w": (heads, value_dim,
+    output_dim), "b": (output_dim,)}}`` (Keras's EinsumDense layout, and its
+    GroupedQueryAttention's with ``num_key_value_heads``; no ``"b"`` without
+    ``use_bias``).
 
     Raises:
         ValueError: for a size, dict key, sequence or mask shape (or a mask's
             dtype) that does not fit, naming the layer, the expected and the
             actual value.
-        TypeError: for a non-bool ``return_attention_scores``, or sequences
-            not in the params' dtype.
+        TypeError: for a non-bool ``return_attention_scores`` or ``rope``, or
+            sequences not in the params' dtype.
 
     Examples:
         >>> import jax, jax.numpy as jnp
@@ -234,6 +280,14 @@ def MultiHeadAttention(
         >>> (y, scores), _ = cross.apply(params, {}, x, train=False)
         >>> y.shape, scores.shape
         ((3, 4, 8), (3, 2, 4, 6))
+
+        Grouped-query attention with rotary positions: 4 query heads share 2
+        key/value heads.
+
+        >>> gqa = MultiHeadAttention(4, num_key_value_heads=2, rope=True, causal=True)
+        >>> params, _ = gqa.init(jax.random.key(0), (5, 16))
+        >>> params["query"]["w"].shape, params["key"]["w"].shape
+        ((16, 4, 4), (16, 2, 4))
     """
     kind = "MultiHeadAttention"
     name = check_name(kind, name or "multi_head_attention")
@@ -243,14 +297,38 @@ def MultiHeadAttention(
         None if v is None else check_positive_int(kind, name, arg, v)
         for arg, v in (("key_dim", key_dim), ("value_dim", value_dim), ("output_dim", output_dim))
     )
+    kv_heads = num_heads
+    if num_key_value_heads is not None:
+        kv_heads = check_positive_int(kind, name, "num_key_value_heads", num_key_value_heads)
+        if num_heads % kv_heads:
+            raise ValueError(
+                f"{kind} '{name}': num_key_value_heads ({kv_heads}) must divide num_heads ({num_heads})"
+            )
     dropout = check_fraction(f"{kind} '{name}'", "dropout", dropout)
-    if not isinstance(return_attention_scores, bool):  # it fixes the output's structure
-        raise TypeError(
-            f"{kind} '{name}': return_attention_scores must be a bool, got {return_attention_scores!r}"
+    for arg, flag in (("return_attention_scores", return_attention_scores), ("rope", rope)):
+        if not isinstance(flag, bool):  # they fix the output's structure and the params' checks
+            raise TypeError(f"{kind} '{name}': {arg} must be a bool, got {flag!r}")
+    rope_base = check_positive_float(f"{kind} '{name}'", "rope_base", rope_base)
+    if soft_cap is not None:
+        soft_cap = check_positive_float(f"{kind} '{name}'", "soft_cap", soft_cap)
+    if cache_length is not None:
+        cache_length = check_positive_int(kind, name, "cache_length", cache_length)
+        if not causal:
+            raise ValueError(
+                f"{kind} '{name}': cache_length is for causal self-attention: pass causal=True too"
+            )
+    if implementation not in _IMPLEMENTATIONS:
+        raise ValueError(
+            f"{kind} '{name}': implementation must be one of {_IMPLEMENTATIONS}, got {implementation!r}"
         )
     w_init = initializers.get(kernel_init)
 
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
+        if isinstance(input_shape, Mapping) and cache_length is not None:
+            raise ValueError(
+                f"{kind} '{name}': cache_length is for self-attention; init it with a (time, features) "
+                f"input_shape, got {input_shape}"
+            )
         if isinstance(input_shape, Mapping):
             features = _cross_features(kind, name, input_shape)
             which = "the query features"
@@ -265,6 +343,8 @@ def MultiHeadAttention(
                 "when key_dim is not given"
             )
         k_dim = key_dim or features["query"] // num_heads
+        if rope and k_dim % 2:
+            raise ValueError(f"{kind} '{name}': rope needs an even key_dim, got {k_dim}")
         v_dim, out_dim = value_dim or k_dim, output_dim or features["query"]
         keys = jax.random.split(key, 4)
 
@@ -276,18 +356,45 @@ def MultiHeadAttention(
 
         params = {
             "query": projection(keys[0], (features["query"], num_heads, k_dim), (num_heads, k_dim)),
-            "key": projection(keys[1], (features["key"], num_heads, k_dim), (num_heads, k_dim)),
-            "value": projection(keys[2], (features["value"], num_heads, v_dim), (num_heads, v_dim)),
+            "key": projection(keys[1], (features["key"], kv_heads, k_dim), (kv_heads, k_dim)),
+            "value": projection(keys[2], (features["value"], kv_heads, v_dim), (kv_heads, v_dim)),
             "output": projection(keys[3], (num_heads, v_dim, out_dim), (out_dim,)),
         }
-        return params, {}
+        if cache_length is None:
+            return params, {}
+        cache = {
+            "key": jnp.zeros((1, cache_length, kv_heads, k_dim), dtype),
+            "value": jnp.zeros((1, cache_length, kv_heads, v_dim), dtype),
+            "length": jnp.zeros((), jnp.int32),
+        }
+        return params, {"cache": cache}
 
     def project(p: dict, x: jax.Array) -> jax.Array:
         y = jnp.einsum("btf,fhd->bthd", x, p["w"])
         return y + p["b"][None, None] if "b" in p else y
 
+    def check_decoding(inputs: _Attending, train: bool) -> None:
+        if train:
+            raise ValueError(
+                f"{kind} '{name}' holds a decoding cache (cache_length={cache_length}): apply it with "
+                "train=False, and train the same layer built without cache_length (its params are the same)"
+            )
+        if inputs.query.shape[0] != 1:
+            return  # not decoding: attends as the cache-free layer
+        if inputs.form != "array":
+            raise ValueError(
+                f"{kind} '{name}' decodes plain (1, time, features) inputs, without masks; got a {inputs.form}"
+            )
+        if inputs.query.shape[1] > cache_length:
+            raise ValueError(
+                f"{kind} '{name}' decodes at most cache_length={cache_length} positions a call, got inputs "
+                f"{inputs.query.shape}"
+            )
+
     def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
         inputs = _attention_inputs(kind, name, num_heads, x)
+        if cache_length is not None:
+            check_decoding(inputs, train)
         projected = []
         for part in ("query", "key", "value"):
             seqs = getattr(inputs, part)
@@ -300,41 +407,165 @@ def MultiHeadAttention(
                 )
             projected.append(project(params[part], seqs))
         q, k, v = projected
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(q.shape[-1])
-        q_time, kv_time = q.shape[1], k.shape[1]
-        allowed = None  # (batch or 1, heads or 1, Tq, Tkv) once any mask applies
-
-        def restrict(mask: jax.Array) -> None:
-            nonlocal allowed
-            allowed = mask if allowed is None else allowed & mask
-
-        if causal:
-            restrict(jnp.tril(jnp.ones((q_time, kv_time), bool))[None, None])
-        if inputs.value_mask is not None:
-            restrict(inputs.value_mask[:, None, None, :])
-        if inputs.query_mask is not None:
-            restrict(inputs.query_mask[:, None, :, None])
-        if inputs.attention_mask is not None:
-            m = inputs.attention_mask
-            restrict(m[:, None] if m.ndim == 3 else m)
-        if allowed is None:
-            weights = jax.nn.softmax(logits, axis=-1)
+        decoding = cache_length is not None and q.shape[0] == 1
+        q_positions, k_positions = jnp.arange(q.shape[1]), jnp.arange(k.shape[1])
+        if decoding:
+            start = state["cache"]["length"]
+            q_positions = k_positions = start + q_positions
+        if rope:
+            q = rotary_embedding(q, q_positions, base=rope_base)
+            k = rotary_embedding(k, k_positions, base=rope_base)
+        if not decoding:
+            allowed = _allowed(inputs, causal, q.shape[1], k.shape[1])
+        else:  # attend to every cached position up to the query's own
+            cache = {
+                "key": jax.lax.dynamic_update_slice(state["cache"]["key"], k, (0, start, 0, 0)),
+                "value": jax.lax.dynamic_update_slice(state["cache"]["value"], v, (0, start, 0, 0)),
+                "length": start + q.shape[1],
+            }
+            k, v, state = cache["key"], cache["value"], {"cache": cache}
+            allowed = (jnp.arange(cache_length)[None, :] <= q_positions[:, None])[None, None]
+        # float64 too: jax.nn.dot_product_attention computes in float32 inside.
+        explicit = (
+            return_attention_scores
+            or soft_cap is not None
+            or (train and dropout > 0)
+            or q.dtype == jnp.float64
+        )
+        if explicit:
+            drop_key = require_key(kind, name, key) if train and dropout > 0 else None
+            attended, weights = _attention_weighed(q, k, v, allowed, soft_cap, dropout, drop_key)
         else:
-            weights = jax.nn.softmax(jnp.where(allowed, logits, jnp.finfo(logits.dtype).min), axis=-1)
-            # A row with no allowed key would be uniform over the masked keys: zero it, as Keras does.
-            weights = jnp.where(allowed, weights, jnp.zeros_like(weights))
-        attention = weights
-        if train and dropout > 0:
-            keep = jax.random.bernoulli(require_key(kind, name, key), 1 - dropout, weights.shape)
-            attention = jnp.where(keep, weights / (1 - dropout), jnp.zeros_like(weights))
-        attended = jnp.einsum("bhqk,bkhd->bqhd", attention, v)
+            # Causal alone (no other mask, no cache) is the kernel's own flag: fused kernels skip blocks.
+            unmasked = all(m is None for m in (inputs.value_mask, inputs.query_mask, inputs.attention_mask))
+            only_causal = causal and unmasked and not decoding and q.shape[1] == k.shape[1]
+            attended = _fused_attention(
+                q, k, v, None if only_causal else allowed, only_causal, implementation
+            )
         y = jnp.einsum("bqhd,hdo->bqo", attended, params["output"]["w"])
         if "b" in params["output"]:
             y = y + params["output"]["b"][None, None]
+        if decoding:  # past the cache's end: NaN, never a silently wrong output
+            y = jnp.where(state["cache"]["length"] <= cache_length, y, jnp.full_like(y, jnp.nan))
+        elif cache_length is not None:  # a batch, attended without the cache: right for an empty one only
+            y = jnp.where(state["cache"]["length"] == 0, y, jnp.full_like(y, jnp.nan))
         out = _repack(y, inputs.passed_on)
         return ((out, weights) if return_attention_scores else out), state
 
     return make_layer(kind, name, init, apply)
+
+
+_IMPLEMENTATIONS = (None, "xla", "cudnn")
+
+
+def _allowed(inputs: _Attending, causal: bool, q_time: int, kv_time: int) -> jax.Array | None:
+    """All masks ANDed: bool (batch or 1, heads or 1, Tq, Tkv), or None when there is none."""
+    masks = []
+    if causal:
+        masks.append(jnp.tril(jnp.ones((q_time, kv_time), bool))[None, None])
+    if inputs.value_mask is not None:
+        masks.append(inputs.value_mask[:, None, None, :])
+    if inputs.query_mask is not None:
+        masks.append(inputs.query_mask[:, None, :, None])
+    if inputs.attention_mask is not None:
+        m = inputs.attention_mask
+        masks.append(m[:, None] if m.ndim == 3 else m)
+    return functools.reduce(jnp.logical_and, masks) if masks else None
+
+
+def _by_query_head(a: jax.Array, heads: int) -> jax.Array:
+    """(batch, T, kv_heads, d) -> (batch, T, heads, d): each key/value head repeated for its group."""
+    return a if a.shape[2] == heads else jnp.repeat(a, heads // a.shape[2], axis=2)
+
+
+def _attention_weighed(
+    q: jax.Array,
+    k: jax.Array,
+    v: jax.Array,
+    allowed: jax.Array | None,
+    soft_cap: float | None,
+    dropout: float,
+    key: Any,
+) -> tuple[jax.Array, jax.Array]:
+    """Attention with its weights in hand: ``(attended (B, Tq, H, dv), weights (B, H, Tq, Tkv))``.
+
+    ``weights`` come after the softmax and the masks, before dropout (``key``
+    None: none). A query row with no allowed key gets all-zero weights.
+    """
+    heads = q.shape[2]
+    k, v = _by_query_head(k, heads), _by_query_head(v, heads)
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(q.shape[-1])
+    if soft_cap is not None:
+        logits = soft_cap * jnp.tanh(logits / soft_cap)
+    if allowed is None:
+        weights = jax.nn.softmax(logits, axis=-1)
+    else:
+        weights = jax.nn.softmax(jnp.where(allowed, logits, jnp.finfo(logits.dtype).min), axis=-1)
+        # A row with no allowed key would be uniform over the masked keys: zero it, as Keras does.
+        weights = jnp.where(allowed, weights, jnp.zeros_like(weights))
+    attention = weights
+    if key is not None:
+        keep = jax.random.bernoulli(key, 1 - dropout, weights.shape)
+        attention = jnp.where(keep, weights / (1 - dropout), jnp.zeros_like(weights))
+    return jnp.einsum("bhqk,bkhd->bqhd", attention, v), weights
+
+
+def _fused_attention(
+    q: jax.Array, k: jax.Array, v: jax.Array, allowed: jax.Array | None, causal: bool, implementation: Any
+) -> jax.Array:
+    """:func:`jax.nn.dot_product_attention`, (B, Tq, H, dv); rows with no allowed key are zeros."""
+    # The kernel promotes bfloat16 with float32 inside: allowed even where a user runs strict promotion.
+    with jax.numpy_dtype_promotion("standard"):
+        if allowed is None:
+            return jax.nn.dot_product_attention(q, k, v, is_causal=causal, implementation=implementation)
+        attended = jax.nn.dot_product_attention(q, k, v, mask=allowed, implementation=implementation)
+    # The kernel spreads a row with no allowed key uniformly over all keys; fnn's rows are zeros.
+    anything = jnp.any(allowed, axis=-1)  # (batch or 1, heads or 1, Tq)
+    return jnp.where(jnp.swapaxes(anything, 1, 2)[..., None], attended, jnp.zeros_like(attended))
+
+
+def rotary_embedding(x: ArrayLike, positions: ArrayLike, *, base: float = 10_000.0) -> jax.Array:
+    """Rotary position embedding (RoPE) of per-head features, the "rotate half" form.
+
+    Feature pairs ``(i, i + d/2)`` of each head turn by the angle ``position *
+    base ** (-2i / d)``: ``[x1 cos - x2 sin, x2 cos + x1 sin]`` for the halves
+    ``x1, x2``, as in GPT-NeoX, Llama and Hugging Face's ``rotate_half``. The dot
+    product of a rotated query and key depends on their positions only through
+    their difference.
+
+    Args:
+        x: ``(batch, time, heads, d)`` queries or keys, ``d`` even.
+        positions: ``(time,)`` or ``(batch, time)`` positions (ints or floats).
+        base: the base wavelength.
+
+    Returns:
+        ``x`` rotated, same shape and dtype (the angles are computed in float32).
+
+    Raises:
+        ValueError: for an odd ``d`` or positions whose shape does not fit.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> x = jnp.ones((1, 3, 1, 2))
+        >>> rotary_embedding(x, jnp.arange(3))[0, :, 0].round(3).tolist()  # turns by 0, 1 and 2 radians
+        [[1.0, 1.0], [-0.301, 1.382], [-1.325, 0.493]]
+    """
+    x, positions = jnp.asarray(x), jnp.asarray(positions)
+    if x.ndim != 4 or x.shape[-1] % 2:
+        raise ValueError(f"rotary_embedding expects x of shape (batch, time, heads, even d), got {x.shape}")
+    if positions.shape not in ((x.shape[1],), x.shape[:2]):
+        raise ValueError(
+            f"rotary_embedding expects positions of shape (time,) = ({x.shape[1]},) or (batch, time) = "
+            f"{x.shape[:2]}, got {positions.shape}"
+        )
+    half = x.shape[-1] // 2
+    rates = base ** (-jnp.arange(half, dtype=jnp.float32) / half)
+    rates = rates.reshape((1,) * positions.ndim + (half,))
+    angles = positions.astype(jnp.float32)[..., None] * rates  # (time, half) or (batch, time, half)
+    angles = angles[None, :, None, :] if positions.ndim == 1 else angles[:, :, None, :]
+    cos, sin = jnp.cos(angles).astype(x.dtype), jnp.sin(angles).astype(x.dtype)
+    x1, x2 = x[..., :half], x[..., half:]
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
 
 
 def sinusoidal_positions(time: int, features: int, dtype: Any = jnp.float32) -> jax.Array:
@@ -494,5 +725,206 @@ def TransformerEncoderBlock(
             h = norm("norm_attention", h + attend(h))
             h = norm("norm_ff", h + feed_forward(h))
         return _repack(h, mask), state
+
+    return make_layer(kind, name, init, apply)
+
+
+_NORMS = {"rms": RMSNorm, "layer": LayerNorm}
+_MLPS = ("swiglu", "gelu", "relu")
+_DECODER_KEYS = ("x", "mask", "memory", "memory_mask")
+
+
+def _check_decoder_input(kind: str, name: str, cross: bool, x: Any) -> None:
+    """A decoder block's input (or its per-example shape) has the form its cross-attention needs."""
+    if not isinstance(x, Mapping):
+        if cross:
+            raise ValueError(
+                f"{kind} '{name}' has cross-attention: it takes a dict {{'x', 'memory'}} (and optional "
+                f"'mask', 'memory_mask'), got {type(x).__name__}"
+            )
+        return
+    unknown = set(x) - set(_DECODER_KEYS)
+    if "x" not in x or unknown or ("memory" in x) != cross:
+        need = "'x' and 'memory'" if cross else "'x' and no 'memory' (it has no cross-attention)"
+        raise ValueError(
+            f"{kind} '{name}': a dict input needs {need} and may have 'mask'"
+            f"{', memory_mask' if cross else ''}; got {sorted(x)}"
+        )
+
+
+def _decoder_inputs(kind: str, name: str, cross: bool, x: Any) -> tuple[jax.Array, Any, Any, Any]:
+    """``x`` | ``(x, mask)`` | ``{"x", "mask", "memory", "memory_mask"}`` -> (x, mask, memory, memory_mask)."""
+    _check_decoder_input(kind, name, cross, x)
+    if not isinstance(x, Mapping):
+        return (*_unpack(kind, name, x), None, None)
+    seqs, mask = _unpack(kind, name, (x["x"], x["mask"]) if x.get("mask") is not None else x["x"])
+    return seqs, mask, x.get("memory"), x.get("memory_mask")
+
+
+def TransformerDecoderBlock(
+    num_heads: int,
+    ff_dim: int,
+    *,
+    num_key_value_heads: int | None = None,
+    cross_attention: bool = False,
+    norm: str = "rms",
+    mlp: str = "swiglu",
+    rope: bool = True,
+    rope_base: float = 10_000.0,
+    use_bias: bool = False,
+    dropout: float = 0.0,
+    epsilon: float = 1e-6,
+    cache_length: int | None = None,
+    implementation: str | None = None,
+    dtype: Any = jnp.float32,
+    name: str | None = None,
+) -> Layer:
+    """A pre-norm decoder block: causal self-attention, optional cross-attention, an MLP.
+
+    ``h = x + attn(norm(x))``; with ``cross_attention``, ``h = h + cross(norm(h),
+    memory)``; then ``y = h + mlp(norm(h))``. The defaults are Llama's block
+    (RMSNorm, SwiGLU ``down(silu(gate(h)) * up(h))``, rotary positions, no
+    biases); ``norm="layer", mlp="gelu", rope=False, use_bias=True`` is GPT-2's.
+    Stack it with :func:`~fnn.Repeat` to compile a deep model once.
+
+    Args:
+        num_heads: attention heads; they must divide the features.
+        ff_dim: hidden width of the MLP.
+        num_key_value_heads: grouped-query attention, as for
+            :func:`MultiHeadAttention` (self-attention only).
+        cross_attention: attend to an encoder's output (``"memory"``) too.
+        norm: ``"rms"`` (:func:`~fnn.RMSNorm`) or ``"layer"`` (:func:`~fnn.LayerNorm`).
+        mlp: ``"swiglu"``, ``"gelu"`` or ``"relu"`` (the latter two: ``down(act(up(h)))``).
+        rope: rotary position embeddings in the self-attention.
+        rope_base: RoPE's base wavelength.
+        use_bias: biases in the attention projections and the MLP.
+        dropout: dropout rate on each branch's output in training (needs a key).
+        epsilon: of the norms.
+        cache_length: build the block for decoding with a key/value cache of
+            this many positions (see :func:`MultiHeadAttention`).
+        implementation: of :func:`jax.nn.dot_product_attention`.
+        dtype: dtype of all its params.
+        name: layer name; ``"transformer_decoder_block"`` by default.
+
+    Inputs: ``x`` ``(batch, time, features)`` or ``(x, mask)`` with a bool
+    padding mask ``(batch, time)``; with ``cross_attention``, a dict ``{"x",
+    "memory", "mask" (optional), "memory_mask" (optional)}`` with ``memory``
+    ``(batch, Tm, Fm)``. The output has the input's form (the dict passes
+    ``memory`` on), so blocks stack in a :func:`~fnn.Sequential` or
+    :func:`~fnn.Repeat`.
+
+    Params ``{"norm_attention", "attention", "norm_cross", "cross_attention",
+    "norm_mlp", "mlp": {"gate", "up", "down"}}`` (no cross parts without
+    ``cross_attention``; no ``"gate"`` but for SwiGLU).
+
+    Raises:
+        ValueError: for an unknown ``norm`` or ``mlp``, or an input that does
+            not fit, naming the layer.
+
+    Examples:
+        >>> import jax, jax.numpy as jnp
+        >>> block = TransformerDecoderBlock(4, 64, num_key_value_heads=2)
+        >>> params, state = block.init(jax.random.key(0), (10, 32))
+        >>> block.apply(params, state, jnp.ones((2, 10, 32)), train=False)[0].shape
+        (2, 10, 32)
+        >>> sorted(params["mlp"])
+        ['down', 'gate', 'up']
+    """
+    kind = "TransformerDecoderBlock"
+    name = check_name(kind, name or "transformer_decoder_block")
+    ff_dim = check_positive_int(kind, name, "ff_dim", ff_dim)
+    dropout = check_fraction(f"{kind} '{name}'", "dropout", dropout)
+    if norm not in _NORMS:
+        raise ValueError(f"{kind} '{name}': norm must be one of {sorted(_NORMS)}, got {norm!r}")
+    if mlp not in _MLPS:
+        raise ValueError(f"{kind} '{name}': mlp must be one of {_MLPS}, got {mlp!r}")
+    common = {"use_bias": use_bias, "implementation": implementation, "dtype": dtype}
+    attention = MultiHeadAttention(
+        num_heads, num_key_value_heads=num_key_value_heads, causal=True, rope=rope, rope_base=rope_base,
+        cache_length=cache_length, name="attention", **common,
+    )  # fmt: skip
+    cross = MultiHeadAttention(num_heads, name="cross_attention", **common) if cross_attention else None
+    norms = {part: _NORMS[norm](epsilon=epsilon, dtype=dtype) for part in ("attention", "cross", "mlp")}
+    act = jax.nn.silu if mlp == "swiglu" else activations.get(mlp)
+
+    def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
+        _check_decoder_input(kind, name, cross is not None, input_shape)
+        if isinstance(input_shape, Mapping):
+            x_shape = _per_example_features(kind, name, input_shape["x"])
+            memory_shape = input_shape.get("memory")
+        else:
+            x_shape, memory_shape = _per_example_features(kind, name, input_shape), None
+        features = x_shape[-1]
+        keys = jax.random.split(key, 6)
+        params, state = {}, {}
+        params["norm_attention"] = norms["attention"].init(keys[0], (features,))[0]
+        params["attention"], attention_state = attention.init(keys[1], tuple(x_shape))
+        if attention_state:
+            state["attention"] = attention_state
+        if cross is not None:
+            params["norm_cross"] = norms["cross"].init(keys[0], (features,))[0]
+            params["cross_attention"] = cross.init(keys[2], {"query": x_shape, "value": tuple(memory_shape)})[
+                0
+            ]
+        params["norm_mlp"] = norms["mlp"].init(keys[0], (features,))[0]
+        glorot = jax.nn.initializers.glorot_uniform()
+
+        def dense(k: jax.Array, fan_in: int, fan_out: int) -> dict:
+            p = {"w": glorot(k, (fan_in, fan_out), dtype)}
+            return {**p, "b": jnp.zeros((fan_out,), dtype)} if use_bias else p
+
+        params["mlp"] = {"up": dense(keys[3], features, ff_dim), "down": dense(keys[4], ff_dim, features)}
+        if mlp == "swiglu":
+            params["mlp"]["gate"] = dense(keys[5], features, ff_dim)
+        return params, state
+
+    def apply(params: dict, state: dict, x: Any, *, train: bool, key: Any = None):
+        seqs, mask, memory, memory_mask = _decoder_inputs(kind, name, cross is not None, x)
+        check_input_dtype(kind, name, seqs, params["mlp"]["up"]["w"].dtype)
+        features = params["mlp"]["up"]["w"].shape[0]
+        if seqs.shape[-1] != features:
+            raise ValueError(
+                f"{kind} '{name}' expects inputs of shape (batch, time, {features}), got {seqs.shape}"
+            )
+        if train and dropout > 0:
+            require_key(kind, name, key)
+        keys = [None] * 4 if key is None else list(jax.random.split(key, 4))
+
+        def normed(part: str, h: jax.Array) -> jax.Array:
+            return norms[part].apply(params[f"norm_{part}"], {}, h, train=False)[0]
+
+        def drop(h: jax.Array, k: Any) -> jax.Array:
+            if not train or dropout == 0:
+                return h
+            keep = jax.random.bernoulli(k, 1 - dropout, h.shape)
+            return jnp.where(keep, h / (1 - dropout), jnp.zeros_like(h))
+
+        def dense(p: dict, h: jax.Array) -> jax.Array:
+            y = h @ p["w"]
+            return y + p["b"][None, None] if "b" in p else y
+
+        new_state = dict(state)
+        y, attention_state = attention.apply(
+            params["attention"], state.get("attention", {}), _repack(normed("attention", seqs), mask),
+            train=train, key=keys[0],
+        )  # fmt: skip
+        if "attention" in state:
+            new_state["attention"] = attention_state
+        h = seqs + drop(y[0] if isinstance(y, tuple) else y, keys[1])
+        if cross is not None:
+            attend = {"query": normed("cross", h), "value": memory}
+            if mask is not None:
+                attend["query_mask"] = mask
+            if memory_mask is not None:
+                attend["value_mask"] = memory_mask
+            y, _ = cross.apply(params["cross_attention"], {}, attend, train=train)
+            h = h + drop(y[0] if isinstance(y, tuple) else y, keys[2])
+        hidden = normed("mlp", h)
+        up = dense(params["mlp"]["up"], hidden)
+        hidden = act(dense(params["mlp"]["gate"], hidden)) * up if mlp == "swiglu" else act(up)
+        h = h + drop(dense(params["mlp"]["down"], hidden), keys[3])
+        if isinstance(x, Mapping):
+            return {**x, "x": h}, new_state
+        return _repack(h, mask), new_state
 
     return make_layer(kind, name, init, apply)

@@ -525,15 +525,16 @@ def targets(by, models, peak, short=()):
     return out
 
 
-EXPERIMENTS = (  # (what a missed target asks, the single-topic benchmark that measures why)
+EXPERIMENTS = (  # (the question, the single-topic benchmark that answers it)
     ("Why the LSTM epoch trails PyTorch: ways to write the recurrence", "recurrent_variants"),
     ("Why the CNN trails PyTorch: XLA's convolution against im2col, and pooling", "conv_cpu"),
     ("The optimizer's share of the MLP step: a fused Adam against optax's", "fused_optimizer"),
+    ("Compile time against depth: N Transformer blocks in a Sequential and in `fnn.Repeat`", "scan_layers"),
 )
 
 
 def experiments(results_dir):
-    """The single-topic benchmarks behind the missed targets, as ``make bench`` last wrote them."""
+    """The single-topic benchmarks behind the missed targets and ``Repeat``, as ``make bench`` last wrote them."""
     lines = []
     for title, name in EXPERIMENTS:
         table = results_dir / f"{name}.md"

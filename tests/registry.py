@@ -231,13 +231,6 @@ CASES = [
         make_input=cross(3, 4, (4, 2), heads=2),
         needs_key=True,
     ),
-    # Grouped-query attention with RoPE, causal and padded keys: the dot_product_attention path.
-    Case(
-        "attention_gqa_rope",
-        lambda: fnn.MultiHeadAttention(4, key_dim=2, num_key_value_heads=2, causal=True, rope=True),
-        ((4, 4), fnn.Shape((4,), jnp.bool_)),
-        make_input=masked(4, 4),
-    ),
     Case(
         "decoder_block_cross",
         lambda: fnn.TransformerDecoderBlock(2, 8, cross_attention=True, dropout=0.1),
@@ -247,7 +240,8 @@ CASES = [
         make_input=decoder_inputs(4, 4, 3, 2),
         needs_key=True,
     ),
-    # Two GPT-2-style blocks with multi-query attention, run by lax.scan.
+    # Two GPT-2-style blocks with multi-query attention, RoPE and padded keys (the
+    # dot_product_attention path in float32), run by lax.scan.
     Case(
         "repeat_decoder_blocks",
         lambda: fnn.Repeat(

@@ -181,25 +181,7 @@ def random_params(layer, input_shape, seed):
 def np_cross_attention(params, query, key, value, allowed):
     """float64 loop reference; ``allowed`` (batch, heads, Tq, Tkv). A row with no allowed key
     gets all-zero weights, as in Keras's masked softmax."""
-    p = jax.tree.map(lambda a: np.asarray(a, np.float64), params)
-    q, k, v = (
-        np.einsum("btf,fhd->bthd", np.float64(x), p[n]["w"]) + p[n]["b"]
-        for n, x in (("query", query), ("key", key), ("value", value))
-    )
-    batch, q_time, heads, dim = q.shape
-    scores = np.zeros((batch, heads, q_time, k.shape[1]))
-    out = np.zeros((batch, q_time, heads, v.shape[-1]))
-    for b in range(batch):
-        for h in range(heads):
-            for t in range(q_time):
-                keys = np.flatnonzero(allowed[b, h, t])
-                if keys.size == 0:
-                    continue
-                logits = np.array([q[b, t, h] @ k[b, s, h] / np.sqrt(dim) for s in keys])
-                w = np.exp(logits - logits.max())
-                scores[b, h, t, keys] = w / w.sum()
-                out[b, t, h] = scores[b, h, t] @ v[b, :, h]
-    return np.einsum("bthd,hdo->bto", out, p["output"]["w"]) + p["output"]["b"], scores
+    return np_general_attention(params, query, key, value, allowed)
 
 
 def test_cross_attention_with_all_masks_matches_numpy():

@@ -1,4 +1,4 @@
-"""Data-parallel training on JAX's own engine: device meshes, sharded batches, many hosts.
+"""Parallel training on JAX's own engine: device meshes, sharded batches and parameters, many hosts.
 
 One process with several devices (GPUs, or simulated CPU devices)::
 
@@ -16,6 +16,12 @@ Several processes (hosts): run the same script in each, call
 own shard of the data; ``fit(..., mesh=data_mesh())`` assembles global batches
 with ``jax.make_array_from_process_local_data``. Every process ends with the
 same parameters; only process 0 writes checkpoints, logs and progress bars.
+
+Models bigger than one device: a mesh with more axes (:func:`make_mesh`,
+e.g. ``data=4, model=2``) and sharding policies by parameter path
+(:func:`fsdp`, :func:`tensor_parallel`, :func:`by_path`) give each parameter a
+``PartitionSpec`` (:func:`partition_specs`, :func:`optimizer_specs`);
+:func:`shard` places them and ``jax.jit`` does the rest.
 
 A simulated multi-device CPU, for testing, must be set before JAX starts::
 
@@ -41,8 +47,34 @@ from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from fnn._checks import check_int
+from fnn._sharding import (
+    MODEL_AXIS,
+    by_path,
+    device_bytes,
+    fsdp,
+    make_mesh,
+    optimizer_specs,
+    partition_specs,
+    shard,
+    tensor_parallel,
+)
 
-__all__ = ["DATA_AXIS", "data_mesh", "initialize", "is_primary", "barrier"]
+__all__ = [
+    "DATA_AXIS",
+    "MODEL_AXIS",
+    "barrier",
+    "by_path",
+    "data_mesh",
+    "device_bytes",
+    "fsdp",
+    "initialize",
+    "is_primary",
+    "make_mesh",
+    "optimizer_specs",
+    "partition_specs",
+    "shard",
+    "tensor_parallel",
+]
 
 DATA_AXIS = "data"
 
@@ -167,10 +199,13 @@ def barrier(name: str) -> None:
 class DataParallel:
     """How ``fit`` places data and state on a mesh (internal to fnn).
 
-    Batches are split along the ``"data"`` axis; everything else is replicated.
+    Batches are split along the ``"data"`` axis. The train state is replicated,
+    or with ``policies`` (``fit(..., sharding=[fsdp()])``) its params and their
+    optimiser state are split as :func:`partition_specs` and
+    :func:`optimizer_specs` say (``tx`` is the optimiser); the rest is replicated.
     """
 
-    def __init__(self, mesh: Any, owner: str = "fit"):
+    def __init__(self, mesh: Any, owner: str = "fit", policies: Sequence[Any] = (), tx: Any = None):
         if not isinstance(mesh, Mesh):
             raise TypeError(
                 f"{owner}: mesh must be a jax.sharding.Mesh (see fnn.parallel.data_mesh), got {mesh!r}"
@@ -186,6 +221,43 @@ class DataParallel:
         self.rows_sharding = NamedSharding(mesh, PartitionSpec(None, DATA_AXIS))
         self.processes = len({d.process_index for d in mesh.devices.flat})
         self.multi_process = self.processes > 1
+        self.policies, self.tx = tuple(policies), tx
+
+    def shardings(self, tree: Any) -> Any:
+        """Where each leaf of a carry, a train state or any other tree goes."""
+        from fnn.train._run import Carry  # the training core imports this module
+        from fnn.train._state import TrainState
+
+        if isinstance(tree, Carry):
+            return tree._replace(
+                train_state=self.shardings(tree.train_state),
+                **{
+                    f: jax.tree.map(lambda _: self.replicated, getattr(tree, f))
+                    for f in ("sums", "count", "nan_step")
+                },
+            )
+        if not self.policies or not isinstance(tree, TrainState):
+            return jax.tree.map(lambda _: self.replicated, tree)
+        params = partition_specs(tree.params, self.mesh, *self.policies)
+        named = lambda specs: jax.tree.map(  # noqa: E731
+            lambda spec: NamedSharding(self.mesh, spec), specs, is_leaf=lambda x: isinstance(x, PartitionSpec)
+        )
+        return tree._replace(
+            params=named(params),
+            opt_state=named(optimizer_specs(self.tx, tree.opt_state, params)),
+            **{
+                f: jax.tree.map(lambda _: self.replicated, getattr(tree, f)) for f in ("state", "step", "key")
+            },
+        )
+
+    def place(self, tree: Any) -> Any:
+        """``tree`` on the mesh where :meth:`shardings` says (every process passes the same tree)."""
+        if not self.policies:
+            return self.replicate(tree)
+        if self.multi_process:
+            specs = jax.tree.map(lambda s: s.spec, self.shardings(tree))
+            return multihost_utils.host_local_array_to_global_array(tree, self.mesh, specs)
+        return jax.device_put(tree, self.shardings(tree))
 
     def one_at_a_time(self, fn: Any) -> Any:
         """``fn``, waiting for each call to finish when the mesh holds several local CPU devices.
@@ -229,10 +301,11 @@ class DataParallel:
         return jax.device_put(tree, self.replicated)
 
     def conform(self, tree: Any) -> Any:
-        """``tree`` with every leaf replicated: callbacks may put new single-device values in it."""
-        if all(getattr(a, "sharding", None) == self.replicated for a in jax.tree.leaves(tree)):
+        """``tree`` placed as :meth:`shardings` says: callbacks may put new single-device values in it."""
+        wanted = jax.tree.leaves(self.shardings(tree))
+        if all(getattr(a, "sharding", None) == w for a, w in zip(jax.tree.leaves(tree), wanted)):
             return tree
-        return self.replicate(self.local(tree))
+        return self.place(self.local(tree))
 
     def shard_rows(self, rows: Any) -> Any:
         """Batch indices ``(steps, batch)`` split along the batch axis, for a gather on the devices."""
@@ -253,8 +326,19 @@ class DataParallel:
         return jax.lax.with_sharding_constraint(batch, self.batch_sharding)
 
     def local(self, tree: Any) -> Any:
-        """A replicated tree as single-device arrays on this process's first device."""
-        return jax.tree.map(lambda a: a.addressable_shards[0].data if isinstance(a, jax.Array) else a, tree)
+        """A placed tree as whole single-device arrays on this process's first device (sharded ones gathered)."""
+        device = next(d for d in self.mesh.devices.flat if d.process_index == jax.process_index())
+
+        def whole(a: Any) -> Any:
+            if not isinstance(a, jax.Array):
+                return a
+            if a.sharding.is_fully_replicated:
+                return a.addressable_shards[0].data
+            if a.is_fully_addressable:
+                return jax.device_put(a, jax.sharding.SingleDeviceSharding(device))
+            return jax.device_put(multihost_utils.process_allgather(a, tiled=True), device)
+
+        return jax.tree.map(whole, tree)
 
     def gather_ints(self, value: int) -> list[int]:
         """``value`` from every process, in process order."""

@@ -1,6 +1,7 @@
 """Subprocess side of tests/test_parallel.py: JAX's device count is fixed at start-up.
 
 python -m tests.parallel_worker devices          # one process, JAX_NUM_CPU_DEVICES devices
+python -m tests.parallel_worker sharded          # FSDP and tensor parallel on 8 devices
 python -m tests.parallel_worker train PID PORT DIR   # one of two processes on 127.0.0.1
 python -m tests.parallel_worker die PID PORT DIR     # as train; process 1 dies in epoch 2
 """
@@ -138,8 +139,99 @@ def train(pid: int, port: str, directory: str, die: bool) -> None:
         json.dump(history.history, f)
 
 
+def sharded() -> dict:
+    """A decoder LM's train step with FSDP (8 x 1) and FSDP + tensor parallel (4 x 2) against one device."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    import fnn
+    from fnn import parallel
+
+    model = fnn.Sequential(
+        [fnn.Embedding(64, 64), fnn.Repeat(fnn.TransformerDecoderBlock(4, 256), 2), fnn.Dense(64)]
+    )
+    params, state = model.init(jax.random.key(0), fnn.Shape((16,), jnp.int32))
+    tx = optax.adam(1e-2)
+    tokens = jax.random.randint(jax.random.key(1), (16, 17), 0, 64)
+    x, y = tokens[:, :-1], tokens[:, 1:]
+
+    def step(params, opt_state):
+        def loss(p):
+            logits = model.apply(p, state, x, train=False)[0]
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+        grads = jax.grad(loss)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    def three_steps(train_step, params, opt_state):
+        for _ in range(3):
+            params, opt_state = train_step(params, opt_state)
+        return params, opt_state
+
+    reference = three_steps(jax.jit(step), params, tx.init(params))
+    report = {"devices": len(jax.devices())}
+    for name, axes, policies in [
+        ("fsdp", {"data": 8}, (parallel.fsdp(),)),
+        ("fsdp_tp", {"data": 4, "model": 2}, (parallel.tensor_parallel(), parallel.fsdp())),
+    ]:
+        mesh = parallel.make_mesh(**axes)
+        specs = parallel.partition_specs(params, mesh, *policies)
+        opt_specs = parallel.optimizer_specs(tx, tx.init(params), specs)
+        placed = parallel.shard((params, tx.init(params)), mesh, (specs, opt_specs))
+        shardings = jax.tree.map(lambda a: a.sharding, placed)
+        train_step = jax.jit(step, out_shardings=shardings)
+        runs = [three_steps(train_step, *placed) for _ in range(2)]
+        held = parallel.device_bytes(placed)
+        total = sum(a.nbytes for a in jax.tree.leaves((params, tx.init(params))))
+        report[name] = {
+            "max_difference": max_difference(reference, runs[0]),
+            "repeat_bitwise": bitwise_equal(runs[0], runs[1]),
+            "kept_sharding": jax.tree.map(lambda a: a.sharding, runs[0]) == shardings,
+            "largest_device_share": max(held.values()) / total,
+            "query_spec": str(specs["repeat"]["attention"]["query"]["w"]),
+        }
+    # fit: the same run on one device, under FSDP, and under FSDP + tensor parallel.
+    data = np.asarray(jax.random.randint(jax.random.key(2), (64, 17), 0, 64))
+    kw = {"loss": "sparse_categorical_crossentropy", "optimizer": "sgd", "epochs": 2, "batch_size": 16,
+          "verbose": 0, "validation_split": 0.25}  # fmt: skip
+    one = fnn.fit(model, data[:, :-1], data[:, 1:], **kw)
+    fits = [
+        fnn.fit(model, data[:, :-1], data[:, 1:], mesh=parallel.make_mesh(**axes), sharding=policies, **kw)
+        for axes, policies in [
+            ({"data": 8}, [parallel.fsdp()]),
+            ({"data": 4, "model": 2}, [parallel.tensor_parallel(), parallel.fsdp()]),
+        ]
+    ]
+    # Checkpointed under FSDP on 8 devices after 1 epoch, resumed on 8 (bitwise), on 4, and on 1 device.
+    import tempfile
+
+    checkpoint = fnn.ModelCheckpoint(tempfile.mkdtemp())
+    fsdp8 = {"mesh": parallel.make_mesh(data=8), "sharding": [parallel.fsdp()]}
+    fnn.fit(model, data[:, :-1], data[:, 1:], **{**kw, "epochs": 1}, callbacks=[checkpoint], **fsdp8)
+    saved = checkpoint.manager.path(checkpoint.manager.latest())
+    four = {"mesh": parallel.make_mesh(jax.devices()[:4], data=4), "sharding": [parallel.fsdp()]}
+    resumed = [
+        fnn.fit(model, data[:, :-1], data[:, 1:], **kw, resume_from=saved, **placement)
+        for placement in (fsdp8, four, {})
+    ]
+    report["resumed"] = {
+        "bitwise_on_8": bitwise_equal(resumed[0].train_state[:4], fits[0].train_state[:4]),
+        "max_difference_on_4_and_1": [max_difference(fits[0].params, h.params) for h in resumed[1:]],
+    }
+    report["fit"] = {
+        "max_difference": [max_difference(one.params, h.params) for h in fits],
+        "sharded": [not h.params["repeat"]["mlp"]["up"]["w"].sharding.is_fully_replicated for h in fits],
+        "val_loss": [one.history["val_loss"][-1]] + [h.history["val_loss"][-1] for h in fits],
+    }
+    return report
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "devices":
         print(json.dumps(devices()))
+    elif sys.argv[1] == "sharded":
+        print(json.dumps(sharded()))
     else:
         train(int(sys.argv[2]), sys.argv[3], sys.argv[4], die=sys.argv[1] == "die")

@@ -79,7 +79,7 @@ class CallbackList:
             return None
         run.carry, run.progress, states = restored
         if dp is not None:
-            run.carry = dp.replicate(run.carry)
+            run.carry = dp.place(run.carry)
         run.stop_training = run.progress.stop_reason is not None
         return states
 

@@ -239,7 +239,7 @@ class Execution:
     ):  # fmt: skip
         self.step, self.source, self.plan = step, source, plan
         self.every, self.dp, self.eager = every, dp, eager
-        self.out = {} if dp is None else {"out_shardings": dp.replicated}
+        self.out = {} if dp is None else {"out_shardings": dp.shardings(carry_spec)}
         self.wrap = (lambda f: f) if dp is None else dp.one_at_a_time
         self.sums = carry_spec.sums
         self.fusable = hasattr(source, "rows") and eager is None
@@ -268,7 +268,7 @@ class Execution:
         self.carry_spec, self.compile_seconds = carry_spec, 0.0
         # Each call's row index, placed once: a Python int would be a host-to-device transfer per call.
         positions = np.arange(max(source.full_batches, 1), dtype=np.int32)
-        self.positions = jax.device_put(list(positions), self.out.get("out_shardings"))
+        self.positions = jax.device_put(list(positions), None if self.dp is None else self.dp.replicated)
         if self.plan.looks:  # lowered to look at; compiled by its first call (a jit's calls dispatch fastest)
             rows_spec = self.rows_spec(source.full_batches)
             self.plan.look(self.one_jit.lower(carry_spec, source.data, rows_spec, self.positions[0]))

@@ -56,6 +56,7 @@ def fit(
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     mesh: Any = None,
+    sharding: Any = None,
     train_step: Callable | None = None,
     run_eagerly: bool = False,
     resume_from: str | os.PathLike | None = None,
@@ -142,6 +143,12 @@ def fit(
             everything else replicated. ``batch_size`` is the global batch and
             must divide by the devices; in a multi-process run each process
             passes its own equal shard, and only process 0 shows progress.
+        sharding: with ``mesh``, split the params and their optimiser state
+            instead of replicating them: sharding policies of
+            :mod:`fnn.parallel`, applied in order, e.g. ``[fsdp()]`` (FSDP,
+            about ``1/devices`` of them on each device) or
+            ``[tensor_parallel(), fsdp()]`` on a ``make_mesh(data=4,
+            model=2)``. The step is the same; XLA gathers and reduces.
         train_step: your own ``train_step(params, state, opt_state, batch,
             key) -> (params, state, opt_state, logs)`` (as
             :func:`fnn.make_train_step` builds; scalar logs with ``"loss"``)
@@ -172,10 +179,14 @@ def fit(
         (['accuracy', 'learning_rate', 'loss'], 2)
     """
     check_fit_options(epochs, initial_epoch, verbose, seed, shuffle, loss, train_step)
-    dp = None if mesh is None else DataParallel(mesh)
+    tx = optimizers.get(optimizer)
+    if sharding is not None and mesh is None:
+        raise ValueError(
+            "fit: sharding needs a mesh to split the params over (mesh=fnn.parallel.make_mesh(...))"
+        )
+    dp = None if mesh is None else DataParallel(mesh, policies=sharding or (), tx=tx)
     callbacks = CallbackList(callbacks, checkpoint_dir, checkpoint_every, primary=dp is None or is_primary())
     verbose = verbose if dp is None or is_primary() else 0
-    tx = optimizers.get(optimizer)
     if train_step is None:
         train_step = make_fit_step(model, loss, tx, metrics, loss_weights)
     source, val = make_sources(
@@ -195,7 +206,7 @@ def fit(
     validation = Validation(val, loss, metrics, validation_batch_size, {"loss_weights": loss_weights})
     run = FitRun(model, epochs, train_state, input_shape, log_specs(train_step, train_state, batch))
     if dp is not None:  # (the train state is in new buffers: the steps donate them)
-        run.carry = dp.replicate(run.carry)
+        run.carry = dp.place(run.carry)
     run.progress.epoch = initial_epoch
     first_batch = getattr(source, "first_batch", source.batch_spec)  # a stream's spec is its first batch
     run.gradients = gradients_of(model, loss, loss_weights, first_batch, run, dp)

@@ -39,8 +39,8 @@ bench:
 	.venv-bench/bin/python -m pip install --quiet -e '.[bench]'
 	@# fnn is installed editable: byte-compile it, as pip does the peers' wheels, so imports compare alike
 	.venv-bench/bin/python -m compileall -q fnn
-	@# the experiments behind the targets run.py reports missed, and Repeat's; RESULTS.md quotes their tables
-	for b in recurrent_variants conv_cpu fused_optimizer scan_layers; do .venv-bench/bin/python benchmarks/$$b.py || exit 1; done
+	@# the experiments behind the targets run.py reports missed, Repeat's and sharding's; RESULTS.md quotes them
+	for b in recurrent_variants conv_cpu fused_optimizer scan_layers sharding; do .venv-bench/bin/python benchmarks/$$b.py || exit 1; done
 	.venv-bench/bin/python benchmarks/run.py
 
 # fnn.interop against the real PyTorch, Keras and Hugging Face libraries, in their own environment:

@@ -530,6 +530,7 @@ EXPERIMENTS = (  # (the question, the single-topic benchmark that answers it)
     ("Why the CNN trails PyTorch: XLA's convolution against im2col, and pooling", "conv_cpu"),
     ("The optimizer's share of the MLP step: a fused Adam against optax's", "fused_optimizer"),
     ("Compile time against depth: N Transformer blocks in a Sequential and in `fnn.Repeat`", "scan_layers"),
+    ("FSDP and tensor parallel on 8 simulated devices: memory per device and step time", "sharding"),
 )
 
 

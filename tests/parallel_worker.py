@@ -171,7 +171,7 @@ def sharded() -> dict:
         return params, opt_state
 
     reference = three_steps(jax.jit(step), params, tx.init(params))
-    report = {"devices": len(jax.devices())}
+    report: dict = {"devices": len(jax.devices())}
     for name, axes, policies in [
         ("fsdp", {"data": 8}, (parallel.fsdp(),)),
         ("fsdp_tp", {"data": 4, "model": 2}, (parallel.tensor_parallel(), parallel.fsdp())),
@@ -225,7 +225,30 @@ def sharded() -> dict:
         "sharded": [not h.params["repeat"]["mlp"]["up"]["w"].sharding.is_fully_replicated for h in fits],
         "val_loss": [one.history["val_loss"][-1]] + [h.history["val_loss"][-1] for h in fits],
     }
+    report["scaling_page"] = scaling_page()
     return report
+
+
+def scaling_page() -> list[str]:
+    """What docs/scaling.md's ``scaling.py`` blocks print, run on these devices in a folder of their own
+    (tests/test_docs.py shows titled blocks without running them: one device would not do)."""
+    import contextlib
+    import io
+    import tempfile
+    from pathlib import Path
+
+    from tests.test_docs import FENCE
+
+    page = Path(__file__).resolve().parent.parent / "docs" / "scaling.md"
+    blocks = [m["body"] for m in FENCE.finditer(page.read_text()) if m["info"] == 'python title="scaling.py"']
+    out, here = io.StringIO(), os.getcwd()
+    os.chdir(tempfile.mkdtemp())
+    try:
+        with contextlib.redirect_stdout(out):
+            exec(compile("\n".join(blocks), str(page), "exec"), {"__name__": "__main__"})
+    finally:
+        os.chdir(here)
+    return out.getvalue().splitlines()
 
 
 if __name__ == "__main__":

@@ -218,3 +218,7 @@ def test_fsdp_and_tensor_parallel_train_steps_match_one_device_on_8_simulated_de
     # A checkpoint written under FSDP on 8 devices resumes bitwise there, and on 4 devices or 1.
     assert report["resumed"]["bitwise_on_8"], report["resumed"]
     assert max(report["resumed"]["max_difference_on_4_and_1"]) < 1e-6, report["resumed"]
+    # docs/scaling.md, run on the 8 devices it describes.
+    printed = report["scaling_page"]
+    assert "FSDP over 8 devices: the fullest device holds 0.1" in "\n".join(printed), printed
+    assert printed[-1] == "resumed on one device, epoch [1]", printed

@@ -1,0 +1,119 @@
+"""FSDP and tensor parallelism on 8 simulated CPU devices: memory per device, step time, equality.
+
+The model: Embedding(1024, 256) -> 4 x TransformerDecoderBlock(8 heads, MLP 1024)
+under ``fnn.Repeat`` -> Dense(1024), tokens (16, 32), Adam. For each placement,
+replicated (data parallel), FSDP (``fsdp()`` on an 8-device ``"data"`` axis) and
+FSDP + tensor parallel (``tensor_parallel(), fsdp()`` on ``data=4, model=2``),
+the batch split along ``"data"`` as ``fit`` splits it:
+the largest device's bytes of params + Adam state (``fnn.parallel.device_bytes``),
+against a stated per-device budget; the jitted train step's median time over
+``--rounds`` rounds of 3 steps; and the largest parameter difference from one
+device after 3 steps. Simulated devices share the machine's cores, so step
+times show the partitioned program's overhead, not a speed-up.
+
+Run: python benchmarks/sharding.py [--rounds 5] [--budget-mb 16] [--out benchmarks/results]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")  # before JAX starts
+
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import optax  # noqa: E402
+from _common import machine, write_report  # noqa: E402
+from jax.sharding import NamedSharding, PartitionSpec  # noqa: E402
+
+import fnn  # noqa: E402
+from fnn import parallel  # noqa: E402
+
+VOCAB, FEATURES, BATCH, TIME = 1024, 256, 16, 32
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--budget-mb", type=float, default=16.0)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args()
+    model = fnn.Sequential(
+        [
+            fnn.Embedding(VOCAB, FEATURES),
+            fnn.Repeat(fnn.TransformerDecoderBlock(8, 4 * FEATURES), 4),
+            fnn.Dense(VOCAB),
+        ]
+    )
+    params, state = model.init(jax.random.key(0), fnn.Shape((TIME,), jnp.int32))
+    tx = optax.adam(1e-3)
+    tokens = jax.random.randint(jax.random.key(1), (BATCH, TIME + 1), 0, VOCAB)
+
+    def step(params, opt_state, tokens):
+        def loss(p):
+            logits = model.apply(p, state, tokens[:, :-1], train=False)[0]
+            return optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]).mean()
+
+        updates, opt_state = tx.update(jax.grad(loss)(params), opt_state, params)
+        return optax.apply_updates(params, updates), opt_state
+
+    def three(train_step, carry, tokens):
+        for _ in range(3):
+            carry = train_step(*carry, tokens)
+        return jax.block_until_ready(carry)
+
+    reference = three(jax.jit(step), (params, tx.init(params)), tokens)
+    total = sum(a.nbytes for a in jax.tree.leaves((params, tx.init(params))))
+    placements = {
+        "replicated (data parallel)": ({"data": 8}, ()),
+        "FSDP": ({"data": 8}, (parallel.fsdp(),)),
+        "FSDP + tensor parallel": ({"data": 4, "model": 2}, (parallel.tensor_parallel(), parallel.fsdp())),
+    }
+    results = {"total_bytes": total, "budget_bytes": args.budget_mb * 2**20, "placements": {}}
+    for name, (axes, policies) in placements.items():
+        mesh = parallel.make_mesh(**axes)
+        specs = parallel.partition_specs(params, mesh, *policies)
+        carry = parallel.shard(
+            (params, tx.init(params)), mesh, (specs, parallel.optimizer_specs(tx, tx.init(params), specs))
+        )
+        train_step = jax.jit(step, out_shardings=jax.tree.map(lambda a: a.sharding, carry))
+        batch = jax.device_put(tokens, NamedSharding(mesh, PartitionSpec("data")))  # split as fit splits it
+        out = three(train_step, carry, batch)  # compiles
+        times = []
+        for _ in range(args.rounds):
+            start = time.perf_counter()
+            three(train_step, carry, batch)
+            times.append((time.perf_counter() - start) / 3)
+        results["placements"][name] = {
+            "largest_device_bytes": max(parallel.device_bytes(carry).values()),
+            "step_ms": 1e3 * statistics.median(times),
+            "max_difference": max(
+                float(jnp.max(jnp.abs(a - b)))
+                for a, b in zip(jax.tree.leaves(reference), jax.tree.leaves(out))
+            ),
+        }
+    base = results["placements"]["replicated (data parallel)"]["step_ms"]
+    table = [
+        f"{len(jax.devices())} simulated devices; {machine()}. Params + Adam state: {total / 2**20:.1f} MB; "
+        f"per-device budget {args.budget_mb:g} MB. Step: median of {args.rounds} rounds of 3 steps.",
+        "",
+        "| placement | largest device MB | share of the whole | fits the budget | step ms | vs data parallel | "
+        "max difference from one device |",
+        "|---|---:|---:|---|---:|---:|---:|",
+    ]
+    for name, r in results["placements"].items():
+        held = r["largest_device_bytes"]
+        table.append(
+            f"| {name} | {held / 2**20:.1f} | {held / total:.3f} | {'yes' if held <= args.budget_mb * 2**20 else 'no'} "
+            f"| {r['step_ms']:.1f} | {r['step_ms'] / base:.2f} | {r['max_difference']:.1e} |"
+        )
+    write_report(args.out, "sharding", results, table)
+
+
+if __name__ == "__main__":
+    main()

@@ -67,6 +67,7 @@ __all__ = [
     "data_mesh",
     "device_bytes",
     "fsdp",
+    "gathered",
     "initialize",
     "is_primary",
     "make_mesh",
@@ -196,6 +197,28 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+def gathered(tree: Any) -> Any:
+    """``tree``'s arrays as whole NumPy arrays (keys as keys), gathered from every process that holds a part.
+
+    For the results of a run whose params are split over several processes
+    (``fit(..., sharding=[fsdp()])`` on many hosts), where ``jax.device_get``
+    refuses arrays this process cannot address. Every process must call it.
+    """
+
+    def whole(a: Any) -> Any:
+        if not isinstance(a, jax.Array):
+            return a
+        if jax.dtypes.issubdtype(a.dtype, jax.dtypes.prng_key):  # keys: their data, wrapped again
+            return jax.random.wrap_key_data(whole(jax.random.key_data(a)), impl=jax.random.key_impl(a))
+        if a.sharding.is_fully_replicated:
+            return np.asarray(a.addressable_shards[0].data)
+        if a.is_fully_addressable:
+            return np.asarray(jax.device_get(a))
+        return np.asarray(multihost_utils.process_allgather(a, tiled=True))
+
+    return jax.tree.map(whole, tree)
+
+
 class DataParallel:
     """How ``fit`` places data and state on a mesh (internal to fnn).
 
@@ -254,10 +277,16 @@ class DataParallel:
         """``tree`` on the mesh where :meth:`shardings` says (every process passes the same tree)."""
         if not self.policies:
             return self.replicate(tree)
-        if self.multi_process:
-            specs = jax.tree.map(lambda s: s.spec, self.shardings(tree))
-            return multihost_utils.host_local_array_to_global_array(tree, self.mesh, specs)
-        return jax.device_put(tree, self.shardings(tree))
+        if not self.multi_process:
+            return jax.device_put(tree, self.shardings(tree))
+
+        def put(value: Any, sharding: NamedSharding) -> jax.Array:
+            if sharding == self.replicated:
+                return self.replicate(value)
+            whole = np.asarray(jax.device_get(value))  # every process holds the whole value: cut its parts
+            return jax.make_array_from_callback(whole.shape, sharding, lambda index: whole[index])
+
+        return jax.tree.map(put, tree, self.shardings(tree))
 
     def one_at_a_time(self, fn: Any) -> Any:
         """``fn``, waiting for each call to finish when the mesh holds several local CPU devices.
@@ -336,7 +365,7 @@ class DataParallel:
                 return a.addressable_shards[0].data
             if a.is_fully_addressable:
                 return jax.device_put(a, jax.sharding.SingleDeviceSharding(device))
-            return jax.device_put(multihost_utils.process_allgather(a, tiled=True), device)
+            return jax.device_put(gathered(a), device)
 
         return jax.tree.map(whole, tree)
 

@@ -4,6 +4,7 @@ python -m tests.parallel_worker devices          # one process, JAX_NUM_CPU_DEVI
 python -m tests.parallel_worker sharded          # FSDP and tensor parallel on 8 devices
 python -m tests.parallel_worker train PID PORT DIR   # one of two processes on 127.0.0.1
 python -m tests.parallel_worker die PID PORT DIR     # as train; process 1 dies in epoch 2
+python -m tests.parallel_worker fsdp PID PORT DIR    # as train, the params split over the processes
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ def devices() -> dict:
     return report
 
 
-def train(pid: int, port: str, directory: str, die: bool) -> None:
+def train(pid: int, port: str, directory: str, die: bool, fsdp: bool = False) -> None:
     import jax
 
     import fnn
@@ -126,17 +127,21 @@ def train(pid: int, port: str, directory: str, die: bool) -> None:
 
     x, y = shard(digits(), pid)
     start = fnn.checkpoint.restore(os.path.join(directory, "start"))  # written by a single process
+    # FSDP splits the params over both processes (no backups yet: process 0 writes gathered arrays).
+    placement = {"sharding": [fnn.parallel.fsdp(min_size=16)]} if fsdp else {
+        "checkpoint_dir": os.path.join(directory, "backup")
+    }  # fmt: skip
     history = fnn.fit(
         batchnorm_model(), x, y, optimizer="sgd", shuffle=False, mesh=fnn.parallel.data_mesh(),
         params=start["params"], state=start["state"],
-        validation_data=shard(digits(), 1 - pid), checkpoint_dir=os.path.join(directory, "backup"),
-        callbacks=[DieInEpochTwo()], **FIT,
+        validation_data=shard(digits(), 1 - pid), callbacks=[DieInEpochTwo()], **placement, **FIT,
     )  # fmt: skip
-    ts = jax.device_get(history.train_state)
+    sharded_params = not all(a.is_fully_addressable for a in jax.tree.leaves(history.train_state.params))
+    ts = fnn.parallel.gathered(history.train_state) if fsdp else jax.device_get(history.train_state)
     leaves = {str(i): np.asarray(a) for i, a in enumerate(jax.tree.leaves((ts.params, ts.state)))}
     np.savez(os.path.join(directory, f"result_{pid}.npz"), **leaves)
     with open(os.path.join(directory, f"history_{pid}.json"), "w") as f:
-        json.dump(history.history, f)
+        json.dump({**history.history, "sharded_params": sharded_params}, f)
 
 
 def sharded() -> dict:
@@ -257,4 +262,6 @@ if __name__ == "__main__":
     elif sys.argv[1] == "sharded":
         print(json.dumps(sharded()))
     else:
-        train(int(sys.argv[2]), sys.argv[3], sys.argv[4], die=sys.argv[1] == "die")
+        train(
+            int(sys.argv[2]), sys.argv[3], sys.argv[4], die=sys.argv[1] == "die", fsdp=sys.argv[1] == "fsdp"
+        )

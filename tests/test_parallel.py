@@ -83,10 +83,11 @@ def leaves(ts) -> list[np.ndarray]:
     return [np.asarray(a) for a in jax.tree.leaves((ts.params, ts.state))]
 
 
-def test_two_processes_on_loopback_end_identical_and_match_one_process(tmp_path):
+def two_processes_match_one(tmp_path: Path, mode: str) -> tuple[list[np.ndarray], dict]:
+    """Runs worker ``mode`` in two processes on loopback; checks they end identical and match one process."""
     start = start_checkpoint(tmp_path)  # a single-process checkpoint both processes restore
     port = free_port()
-    procs = [run_worker("train", str(pid), port, str(tmp_path), devices=2) for pid in (0, 1)]
+    procs = [run_worker(mode, str(pid), port, str(tmp_path), devices=2) for pid in (0, 1)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out[-3000:]
@@ -106,13 +107,23 @@ def test_two_processes_on_loopback_end_identical_and_match_one_process(tmp_path)
     np.testing.assert_allclose(
         history["val_loss"], single.history["val_loss"], rtol=1e-5
     )  # averaged over processes
+    return multi, history
 
+
+def test_two_processes_on_loopback_end_identical_and_match_one_process(tmp_path):
+    multi, _ = two_processes_match_one(tmp_path, "train")
     # Process 0 alone wrote the backups; a single process restores them.
     backup = fnn.checkpoint.CheckpointManager(tmp_path / "backup")
     assert backup.latest() == worker.EPOCHS * (worker.EXAMPLES // worker.BATCH)
     restored = backup.restore()["train_state"]
     for a, b in zip(jax.tree.leaves((restored["params"], restored["state"])), multi, strict=True):
         np.testing.assert_array_equal(np.asarray(a), b)
+
+
+def test_two_processes_train_a_model_whose_params_are_split_between_them(tmp_path):
+    # FSDP over 2 processes x 2 devices: each process holds only its parts of the params.
+    _, history = two_processes_match_one(tmp_path, "fsdp")
+    assert history["sharded_params"]
 
 
 def test_a_peer_that_dies_makes_the_survivor_fail_instead_of_hanging(tmp_path):

@@ -137,11 +137,25 @@ def train(pid: int, port: str, directory: str, die: bool, fsdp: bool = False) ->
         validation_data=shard(digits(), 1 - pid), callbacks=[DieInEpochTwo()], **placement, **FIT,
     )  # fmt: skip
     sharded_params = not all(a.is_fully_addressable for a in jax.tree.leaves(history.train_state.params))
+    refused = ""
+    if fsdp:  # checkpoints of params split over processes are refused before anything runs
+        try:
+            fnn.fit(
+                batchnorm_model(),
+                x,
+                y,
+                mesh=fnn.parallel.data_mesh(),
+                checkpoint_dir=directory,
+                **placement,
+                **FIT,
+            )
+        except ValueError as e:
+            refused = str(e)
     ts = fnn.parallel.gathered(history.train_state) if fsdp else jax.device_get(history.train_state)
     leaves = {str(i): np.asarray(a) for i, a in enumerate(jax.tree.leaves((ts.params, ts.state)))}
     np.savez(os.path.join(directory, f"result_{pid}.npz"), **leaves)
     with open(os.path.join(directory, f"history_{pid}.json"), "w") as f:
-        json.dump({**history.history, "sharded_params": sharded_params}, f)
+        json.dump({**history.history, "sharded_params": sharded_params, "checkpoint_refused": refused}, f)
 
 
 def sharded() -> dict:

@@ -159,7 +159,8 @@ def train(pid: int, port: str, directory: str, die: bool, fsdp: bool = False) ->
 
 
 def sharded() -> dict:
-    """A decoder LM's train step with FSDP (8 x 1) and FSDP + tensor parallel (4 x 2) against one device."""
+    """A decoder LM's train step with FSDP (8 x 1), and fit with FSDP and FSDP + tensor parallel (4 x 2),
+    against one device; checkpoints across meshes; docs/scaling.md."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -191,10 +192,7 @@ def sharded() -> dict:
 
     reference = three_steps(jax.jit(step), params, tx.init(params))
     report: dict = {"devices": len(jax.devices())}
-    for name, axes, policies in [
-        ("fsdp", {"data": 8}, (parallel.fsdp(),)),
-        ("fsdp_tp", {"data": 4, "model": 2}, (parallel.tensor_parallel(), parallel.fsdp())),
-    ]:
+    for name, axes, policies in [("fsdp", {"data": 8}, (parallel.fsdp(),))]:  # fit below runs FSDP + TP
         mesh = parallel.make_mesh(**axes)
         specs = parallel.partition_specs(params, mesh, *policies)
         opt_specs = parallel.optimizer_specs(tx, tx.init(params), specs)
@@ -223,21 +221,18 @@ def sharded() -> dict:
             ({"data": 4, "model": 2}, [parallel.tensor_parallel(), parallel.fsdp()]),
         ]
     ]
-    # Checkpointed under FSDP on 8 devices after 1 epoch, resumed on 8 (bitwise), on 4, and on 1 device.
+    # Checkpointed under FSDP on 8 devices after 1 epoch, resumed on 8 (bitwise) and on 1 device
+    # (benchmarks/sharding.py resumes on 4 as well).
     import tempfile
 
     checkpoint = fnn.ModelCheckpoint(tempfile.mkdtemp())
     fsdp8 = {"mesh": parallel.make_mesh(data=8), "sharding": [parallel.fsdp()]}
     fnn.fit(model, data[:, :-1], data[:, 1:], **{**kw, "epochs": 1}, callbacks=[checkpoint], **fsdp8)
     saved = checkpoint.manager.path(checkpoint.manager.latest())
-    four = {"mesh": parallel.make_mesh(jax.devices()[:4], data=4), "sharding": [parallel.fsdp()]}
-    resumed = [
-        fnn.fit(model, data[:, :-1], data[:, 1:], **kw, resume_from=saved, **placement)
-        for placement in (fsdp8, four, {})
-    ]
+    resumed = [fnn.fit(model, data[:, :-1], data[:, 1:], **kw, resume_from=saved, **p) for p in (fsdp8, {})]
     report["resumed"] = {
         "bitwise_on_8": bitwise_equal(resumed[0].train_state[:4], fits[0].train_state[:4]),
-        "max_difference_on_4_and_1": [max_difference(fits[0].params, h.params) for h in resumed[1:]],
+        "max_difference_on_1": max_difference(fits[0].params, resumed[1].params),
     }
     report["fit"] = {
         "max_difference": [max_difference(one.params, h.params) for h in fits],

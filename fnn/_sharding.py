@@ -257,12 +257,16 @@ def optimizer_specs(tx: optax.GradientTransformation, opt_state: Any, param_spec
     )
 
 
-def shard(tree: Any, mesh: Mesh, specs: Any) -> Any:
-    """``tree``'s arrays placed on ``mesh`` as ``specs`` say (a pytree of ``PartitionSpec`` s like it)."""
-    shardings = jax.tree.map(
+def named_shardings(mesh: Mesh, specs: Any) -> Any:
+    """A pytree of ``PartitionSpec`` s as ``NamedSharding`` s on ``mesh``."""
+    return jax.tree.map(
         lambda spec: NamedSharding(mesh, spec), specs, is_leaf=lambda x: isinstance(x, PartitionSpec)
     )
-    return jax.device_put(tree, shardings)
+
+
+def shard(tree: Any, mesh: Mesh, specs: Any) -> Any:
+    """``tree``'s arrays placed on ``mesh`` as ``specs`` say (a pytree of ``PartitionSpec`` s like it)."""
+    return jax.device_put(tree, named_shardings(mesh, specs))
 
 
 def device_bytes(tree: Any) -> dict[Any, int]:

@@ -53,6 +53,7 @@ from fnn._sharding import (
     device_bytes,
     fsdp,
     make_mesh,
+    named_shardings,
     optimizer_specs,
     partition_specs,
     shard,
@@ -251,26 +252,15 @@ class DataParallel:
         from fnn.train._run import Carry  # the training core imports this module
         from fnn.train._state import TrainState
 
+        everywhere = jax.tree.map(lambda _: self.replicated, tree)
         if isinstance(tree, Carry):
-            return tree._replace(
-                train_state=self.shardings(tree.train_state),
-                **{
-                    f: jax.tree.map(lambda _: self.replicated, getattr(tree, f))
-                    for f in ("sums", "count", "nan_step")
-                },
-            )
+            return everywhere._replace(train_state=self.shardings(tree.train_state))
         if not self.policies or not isinstance(tree, TrainState):
-            return jax.tree.map(lambda _: self.replicated, tree)
+            return everywhere
         params = partition_specs(tree.params, self.mesh, *self.policies)
-        named = lambda specs: jax.tree.map(  # noqa: E731
-            lambda spec: NamedSharding(self.mesh, spec), specs, is_leaf=lambda x: isinstance(x, PartitionSpec)
-        )
-        return tree._replace(
-            params=named(params),
-            opt_state=named(optimizer_specs(self.tx, tree.opt_state, params)),
-            **{
-                f: jax.tree.map(lambda _: self.replicated, getattr(tree, f)) for f in ("state", "step", "key")
-            },
+        opt_state = optimizer_specs(self.tx, tree.opt_state, params)
+        return everywhere._replace(
+            params=named_shardings(self.mesh, params), opt_state=named_shardings(self.mesh, opt_state)
         )
 
     def place(self, tree: Any) -> Any:

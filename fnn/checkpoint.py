@@ -11,6 +11,15 @@ A checkpoint is a directory holding two files:
   that field (``json.dumps(manifest, sort_keys=True, separators=(",", ":"))``),
   so that a change anywhere in the manifest, its digest included, is detected.
 
+A tree with arrays split over devices (FSDP, tensor parallel: see
+:mod:`fnn.parallel`) is saved in parts instead of ``tensors.safetensors``
+(format 3): each process writes the shards its devices hold (the first copy of
+each) to ``shards-<process>.safetensors``, and the manifest lists every shard's
+file, place (``[[start, stop], ...]`` per axis) and digest. Every process calls
+:func:`save` for such a tree. :func:`restore` assembles, for each device of the
+target's sharding, just the part it needs, so a checkpoint restores onto any
+mesh or onto one device; the shards must tile each array exactly.
+
 Writes go to a hidden temporary directory that is fsynced and then renamed, so
 a crash at any point leaves either the complete new checkpoint or none; an
 overwrite that dies between moving the old copy aside and the new one in
@@ -63,6 +72,7 @@ import ml_dtypes
 import numpy as np
 import safetensors
 import safetensors.numpy
+from jax.experimental import multihost_utils
 
 from fnn._checks import check_int
 from fnn._core import path_str, select_paths
@@ -83,6 +93,7 @@ __all__ = [
 
 FORMAT = "fnn.checkpoint"
 VERSION = 2  # 2: the manifest carries its own digest and the tensors file's size
+SHARDED_VERSION = 3  # arrays split over devices: each process's shards in a file of its own
 MANIFEST = "manifest.json"
 TENSORS = "tensors.safetensors"
 MANIFEST_DIGEST = "manifest_sha256"
@@ -113,6 +124,7 @@ _DTYPES: dict[str, tuple[str, np.dtype]] = {
 }
 _KEY_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
 _SCALARS = (bool, int, float, str)
+_SHARDS_FILE = re.compile(r"shards-\d{5}\.safetensors")
 _FILE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _SCRATCH = re.compile(r"\.(?P<name>.+)\.(?P<kind>tmp|old|del)-[0-9a-f]{32}")  # .<name>.<kind>-<uuid hex>
 
@@ -163,17 +175,33 @@ def _describe(node: Any, path: tuple, tensors: dict[str, Any]) -> Any:
     return {"dict": dict(items), "type": kind}
 
 
-def _to_numpy(leaf: Any) -> tuple[np.ndarray, dict]:
-    """The bytes to store for a leaf and its manifest entry (without the digest)."""
+def _dtype_name(leaf: Any) -> str:
+    """The numpy dtype name a leaf is stored as (a typed key's data is uint32), if it can be stored."""
+    name = "uint32" if _is_key(leaf) else np.dtype(leaf.dtype).name
+    if name not in _DTYPES:
+        raise CheckpointError(f"cannot save dtype {leaf.dtype}; supported: {sorted(_DTYPES)}")
+    return name
+
+
+def _entry(leaf: Any) -> tuple[Any, dict]:
+    """A leaf's stored array (a typed key's data) and its manifest entry (dtype, shape, key_impl)."""
     entry: dict[str, Any] = {}
     if _is_key(leaf):
         entry["key_impl"] = str(jax.random.key_impl(leaf))
         leaf = jax.random.key_data(leaf)
-    array = np.asarray(jax.device_get(leaf), order="C")  # (ascontiguousarray makes 0-d arrays 1-d)
-    if array.dtype.name not in _DTYPES:
-        raise CheckpointError(f"cannot save dtype {array.dtype}; supported: {sorted(_DTYPES)}")
-    entry.update(dtype=array.dtype.name, shape=list(array.shape))
-    return array, entry
+    entry.update(dtype=_dtype_name(leaf), shape=list(np.shape(leaf)))
+    return leaf, entry
+
+
+def _to_numpy(leaf: Any) -> tuple[np.ndarray, dict]:
+    """The bytes to store for a leaf and its manifest entry (without the digest)."""
+    leaf, entry = _entry(leaf)
+    return np.asarray(jax.device_get(leaf), order="C"), entry  # (ascontiguousarray makes 0-d arrays 1-d)
+
+
+def _is_split(leaf: Any) -> bool:
+    """Whether a leaf is a jax.Array whose devices each hold only part of it."""
+    return isinstance(leaf, jax.Array) and not leaf.sharding.is_fully_replicated
 
 
 def _digest(data: Any) -> str:
@@ -278,6 +306,11 @@ def save(
             :class:`CheckpointManager` opening its directory renames it back, so
             ``path`` always ends up with the old or the new checkpoint.
 
+    A tree with arrays split over several devices is written in parts, one file
+    per process (see the module's notes). Every process of a multi-process run
+    must then call :func:`save` with its part of the same tree: it is a
+    collective, and an error in any process ends it in all of them.
+
     Returns:
         The checkpoint's path.
 
@@ -289,59 +322,209 @@ def save(
     tensors: dict[str, Any] = {}
     structure = _describe(tree, (), tensors)
     try:
-        meta_text = json.dumps(dict(metadata or {}))
+        metadata = json.loads(json.dumps(dict(metadata or {})))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"metadata must be plain JSON data: {e}") from None
-    if path.parent.is_dir():
-        _clean_scratch(path.parent, path.name)  # from a crashed save: may put back an overwritten copy
-    if path.exists() and not overwrite:
-        raise CheckpointError(f"{path} exists; pass overwrite=True to replace it")
     files = dict(files or {})
     for name, data in files.items():
         if not isinstance(name, str) or not _FILE_NAME.fullmatch(name) or name in (MANIFEST, TENSORS):
             raise CheckpointError(f"file name {name!r} must be a plain name other than {MANIFEST}, {TENSORS}")
         if not isinstance(data, (bytes, bytearray)):
             raise CheckpointError(f"file {name!r} must be bytes, got {type(data).__name__}")
+    for leaf in tensors.values():
+        _dtype_name(leaf)
+    if any(_is_split(leaf) for leaf in tensors.values()):
+        return _save_sharded(path, tensors, structure, metadata, files, overwrite)
+    if path.parent.is_dir():
+        _clean_scratch(path.parent, path.name)  # from a crashed save: may put back an overwritten copy
+    if path.exists() and not overwrite:
+        raise CheckpointError(f"{path} exists; pass overwrite=True to replace it")
     arrays, entries = {}, {}
     for name, leaf in tensors.items():
         arrays[name], entries[name] = _to_numpy(leaf)
         entries[name]["sha256"] = _digest(arrays[name].reshape(-1).view(np.uint8))
-    manifest = {
-        "format": FORMAT,
-        "version": VERSION,
-        "fnn_version": __version__,
-        "jax_version": jax.__version__,
-        "tensors": entries,
-        "tree": structure,
-        "metadata": json.loads(meta_text),
-        "files": {name: {"sha256": _digest(data), "bytes": len(data)} for name, data in files.items()},
-    }
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex}"
+    tmp = _scratch(path, "tmp", uuid.uuid4().hex)
     tmp.mkdir()
     try:
         safetensors.numpy.save_file(arrays, tmp / TENSORS)  # straight to the file: no copy in memory
         _fsync_file(tmp / TENSORS)
-        for name, data in files.items():
-            _write_file(tmp / name, bytes(data))
+        _write_files(tmp, files)
+        manifest = _manifest(VERSION, entries, structure, metadata, files)
         manifest["tensors_bytes"] = (tmp / TENSORS).stat().st_size
-        manifest = json.loads(json.dumps(manifest))  # the digest covers exactly what a reader parses
-        manifest[MANIFEST_DIGEST] = _manifest_digest(manifest)
-        _write_file(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())  # last: it marks completion
-        fsync_dir(tmp)
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{uuid.uuid4().hex}"
-            os.rename(path, old)  # from here until the next rename, only `old` holds the checkpoint
-            os.rename(tmp, path)
-            fsync_dir(path.parent)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, path)
-            fsync_dir(path.parent)
+        _commit(tmp, path, manifest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         _clean_scratch(path.parent, path.name)  # puts the old copy back if it was moved aside
         raise
+    return path
+
+
+def _scratch(path: Path, kind: str, token: str) -> Path:
+    return path.parent / f".{path.name}.{kind}-{token}"
+
+
+def _write_files(tmp: Path, files: Mapping[str, bytes]) -> None:
+    for name, data in files.items():
+        _write_file(tmp / name, bytes(data))
+
+
+def _manifest(
+    version: int, entries: dict, structure: Any, metadata: dict, files: Mapping[str, bytes]
+) -> dict:
+    return {
+        "format": FORMAT,
+        "version": version,
+        "fnn_version": __version__,
+        "jax_version": jax.__version__,
+        "tensors": entries,
+        "tree": structure,
+        "metadata": metadata,
+        "files": {name: {"sha256": _digest(data), "bytes": len(data)} for name, data in files.items()},
+    }
+
+
+def _commit(tmp: Path, path: Path, manifest: dict) -> None:
+    """Writes ``manifest`` into the finished ``tmp`` directory, last, then renames it to ``path``."""
+    manifest = json.loads(json.dumps(manifest))  # the digest covers exactly what a reader parses
+    manifest[MANIFEST_DIGEST] = _manifest_digest(manifest)
+    _write_file(tmp / MANIFEST, json.dumps(manifest, indent=1).encode())  # last: it marks completion
+    fsync_dir(tmp)
+    if path.exists():
+        old = _scratch(path, "old", uuid.uuid4().hex)
+        os.rename(path, old)  # from here until the next rename, only `old` holds the checkpoint
+        os.rename(tmp, path)
+        fsync_dir(path.parent)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.rename(tmp, path)
+        fsync_dir(path.parent)
+
+
+# ------------------------------------------------------------- sharded checkpoints
+
+
+def _bounds(index: tuple, shape: Sequence[int]) -> list[list[int]]:
+    """A shard's ``index`` (slices) as ``[[start, stop], ...]`` within ``shape``."""
+    return [list(s.indices(d)[:2]) for s, d in zip(index, shape)]
+
+
+def _shard_key(name: str, bounds: Sequence[Sequence[int]]) -> str:
+    """The name of one shard of tensor ``name`` in a shards file: ``params/w@0:4,0:8``."""
+    return f"{name}@" + ",".join(f"{a}:{b}" for a, b in bounds)
+
+
+def _shards_file(process: int) -> str:
+    return f"shards-{process:05d}.safetensors"
+
+
+def _owned_shards(tensors: Mapping[str, Any], process: int) -> tuple[dict[str, np.ndarray], dict[str, list]]:
+    """The parts of ``tensors`` this process writes: of each array, the shards of its devices that are
+    the first copy (``replica_id == 0``); host values and whole arrays go to process 0."""
+    arrays: dict[str, np.ndarray] = {}
+    listing: dict[str, list] = {}
+    for name, leaf in tensors.items():
+        leaf, _ = _entry(leaf)
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable or _is_split(leaf):
+            parts = [(s.index, s.data) for s in leaf.addressable_shards if s.replica_id == 0]
+        else:
+            parts = [((), leaf)] if process == 0 else []
+        for index, data in parts:
+            bounds = _bounds(index, leaf.shape) if index else [[0, d] for d in leaf.shape]
+            array = np.asarray(jax.device_get(data), order="C")
+            arrays[_shard_key(name, bounds)] = array
+            listing.setdefault(name, []).append(
+                {"index": bounds, "sha256": _digest(array.reshape(-1).view(np.uint8))}
+            )
+    return arrays, listing
+
+
+def _all_ok(ok: bool) -> list[int]:
+    """Which processes failed (every process calls it and gets the same answer)."""
+    if jax.process_count() == 1:
+        return [] if ok else [0]
+    flags = np.asarray(multihost_utils.process_allgather(np.int32(ok))).reshape(-1)
+    return [p for p, flag in enumerate(flags) if not flag]
+
+
+def _token_from_process_0() -> str:
+    token = np.frombuffer(uuid.uuid4().bytes, np.uint8)
+    if jax.process_count() > 1:
+        token = np.asarray(multihost_utils.broadcast_one_to_all(token), np.uint8)
+    return token.tobytes().hex()
+
+
+def _save_sharded(
+    path: Path, tensors: dict[str, Any], structure: Any, metadata: dict, files: dict, overwrite: bool
+) -> Path:
+    """:func:`save` for trees with arrays split over devices: a collective, every process calls it.
+
+    Process 0 prepares a temporary directory; each process writes the shards it
+    owns into ``shards-<process>.safetensors`` with a listing of their places and
+    digests; process 0 merges the listings into the manifest (format 3), writes
+    it last and renames the directory into place. A failure in any process ends
+    the save in every process, and leaves no partial checkpoint.
+    """
+    me = jax.process_index()
+    token = _token_from_process_0()
+    tmp = _scratch(path, "tmp", token)
+    error: BaseException | None = None
+
+    def step(action: Any, what: str) -> None:
+        nonlocal error
+        if error is None:
+            try:
+                action()
+            except BaseException as e:
+                error = e
+        failed = _all_ok(error is None)
+        if failed:
+            if me == 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+                _clean_scratch(path.parent, path.name)
+            if error is not None:
+                raise error
+            raise CheckpointError(f"{path}: process(es) {failed} failed {what}; see their errors")
+
+    def begin() -> None:
+        if me != 0:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _clean_scratch(path.parent, path.name)
+        if path.exists() and not overwrite:
+            raise CheckpointError(f"{path} exists; pass overwrite=True to replace it")
+        tmp.mkdir()
+
+    def write_shards() -> None:
+        arrays, listing = _owned_shards(tensors, me)
+        file = tmp / _shards_file(me)
+        safetensors.numpy.save_file(arrays, file)
+        _fsync_file(file)
+        part = {"file": file.name, "bytes": file.stat().st_size, "shards": listing}
+        _write_file(tmp / f"shards-{me:05d}.json", json.dumps(part).encode())
+        if me == 0:
+            _write_files(tmp, files)
+
+    def finish() -> None:
+        if me != 0:
+            return
+        entries = {name: {**_entry(leaf)[1], "shards": []} for name, leaf in tensors.items()}
+        shard_files = {}
+        for process in range(jax.process_count()):
+            listing = tmp / f"shards-{process:05d}.json"
+            part = json.loads(_read(listing, MAX_MANIFEST_BYTES))
+            shard_files[part["file"]] = part["bytes"]
+            for name, shards in part["shards"].items():
+                entries[name]["shards"] += [{"file": part["file"], **shard} for shard in shards]
+            os.remove(listing)
+        manifest = _manifest(SHARDED_VERSION, entries, structure, metadata, files)
+        manifest["shard_files"] = shard_files
+        _check_tiling(tmp / MANIFEST, manifest)
+        _commit(tmp, path, manifest)
+
+    step(begin, "to start the save")
+    step(write_shards, "to write their shards")
+    step(finish, "to finish the save")
     return path
 
 
@@ -394,9 +577,11 @@ def _parse_manifest(file: Path, data: bytes) -> dict:
             "verified but an edit of its manifest cannot be detected; save it again to upgrade it",
             stacklevel=4,
         )
-    if version not in (1, VERSION):
-        raise CheckpointError(f"{file}: format version {version!r}; this fnn reads {VERSION} (and 1)")
-    if version == VERSION and manifest.get(MANIFEST_DIGEST) != _manifest_digest(manifest):
+    if version not in (1, VERSION, SHARDED_VERSION):
+        raise CheckpointError(
+            f"{file}: format version {version!r}; this fnn reads {VERSION}, {SHARDED_VERSION} (sharded) and 1"
+        )
+    if version != 1 and manifest.get(MANIFEST_DIGEST) != _manifest_digest(manifest):
         raise CheckpointError(
             f"{file}: its content does not match its {MANIFEST_DIGEST} (corrupted or edited)"
         )
@@ -407,6 +592,12 @@ def _parse_manifest(file: Path, data: bytes) -> dict:
             raise CheckpointError(f"{file}: field {field!r} is missing or malformed")
     if version == VERSION and not _is_size(manifest["tensors_bytes"]):
         raise CheckpointError(f"{file}: field 'tensors_bytes' is missing or malformed")
+    shard_files = manifest.get("shard_files")
+    if version == SHARDED_VERSION and not (
+        isinstance(shard_files, dict)
+        and all(_SHARDS_FILE.fullmatch(k) and _is_size(v) for k, v in shard_files.items())
+    ):
+        raise CheckpointError(f"{file}: field 'shard_files' is missing or malformed")
     for name, entry in manifest["files"].items():
         if not (
             isinstance(entry, dict)
@@ -421,7 +612,7 @@ def _parse_manifest(file: Path, data: bytes) -> dict:
             and entry["dtype"] in _DTYPES
             and isinstance(entry.get("shape"), list)
             and all(_is_size(d) for d in entry["shape"])
-            and isinstance(entry.get("sha256"), str)
+            and isinstance(entry.get("shards" if version == SHARDED_VERSION else "sha256"), (list, str))
             and entry.get("key_impl", "threefry2x32") in _KEY_IMPLS
         ):
             raise CheckpointError(f"{file}: malformed entry for tensor {name!r}: {entry!r}")
@@ -432,6 +623,8 @@ def _parse_manifest(file: Path, data: bytes) -> dict:
                     f"{file}: tensor {name!r}: {entry['key_impl']} keys are uint32 data ending in "
                     f"{data_shape}, the manifest has {entry['dtype']}{entry['shape']}"
                 )
+    if version == SHARDED_VERSION:
+        _check_tiling(file, manifest)
     named = _tensor_refs(manifest.get("tree"), file)
     if sorted(named) != sorted(manifest["tensors"]):
         raise CheckpointError(
@@ -439,6 +632,38 @@ def _parse_manifest(file: Path, data: bytes) -> dict:
             f"that are not listed, and lists {sorted(set(manifest['tensors']) - set(named))} it does not name"
         )
     return manifest
+
+
+def _check_tiling(file: Path, manifest: dict) -> None:
+    """Checks that each tensor's shards lie inside it, in listed files, and cover it exactly once."""
+    for name, entry in manifest["tensors"].items():
+        shape = entry["shape"]
+        boxes = []
+        for shard in entry["shards"]:
+            index = shard.get("index") if isinstance(shard, dict) else None
+            if not (
+                isinstance(index, list)
+                and len(index) == len(shape)
+                and all(
+                    isinstance(b, list) and len(b) == 2 and all(_is_size(x) for x in b) and b[0] <= b[1] <= d
+                    for b, d in zip(index, shape)
+                )
+                and isinstance(shard.get("sha256"), str)
+                and shard.get("file") in manifest["shard_files"]
+            ):
+                raise CheckpointError(f"{file}: tensor {name!r}: malformed shard {shard!r}")
+            boxes.append(index)
+        covered = sum(math.prod(b - a for a, b in box) for box in boxes)
+        overlapping = any(
+            all(max(a[0], b[0]) < min(a[1], b[1]) for a, b in zip(one, other))
+            for i, one in enumerate(boxes)
+            for other in boxes[:i]
+        )
+        if overlapping or covered != math.prod(shape):
+            raise CheckpointError(
+                f"{file}: tensor {name!r}{shape}: its shards "
+                + ("overlap" if overlapping else f"cover {covered} of its {math.prod(shape)} elements")
+            )
 
 
 def _tensor_refs(node: Any, file: Path, depth: int = 0) -> list[str]:
@@ -512,8 +737,8 @@ def _spec(entry: Mapping) -> str:
     return f"{entry['dtype']}{list(entry['shape'])}"
 
 
-def _read_tensors(path: Path, manifest: dict, names: Iterable[str], verify: bool) -> dict[str, Any]:
-    """The named tensors as device arrays (typed keys rewrapped), checked against the manifest."""
+def _read_tensors(path: Path, manifest: dict, names: Iterable[str], verify: bool) -> dict[str, np.ndarray]:
+    """The named tensors of a one-file checkpoint as NumPy arrays, checked against the manifest."""
     file = path / TENSORS
     size = manifest["tensors_bytes"]  # None only in format 1
     data = _read(file, size, exact=size is not None)
@@ -539,16 +764,117 @@ def _read_tensors(path: Path, manifest: dict, names: Iterable[str], verify: bool
         if verify and _digest(raw["data"]) != entry["sha256"]:
             problems.append(f"tensor {name!r}: its bytes do not match the manifest's sha256 (corrupted data)")
             continue
-        array = np.frombuffer(raw["data"], dtype).reshape(entry["shape"])
-        if array.dtype.itemsize == 8 and not jax.config.jax_enable_x64 and array.dtype.kind in "iuf":
-            problems.append(
-                f"tensor {name!r} is {array.dtype}, which needs jax_enable_x64 (it would be cast to 32 bits)"
-            )
-            continue
-        value = jnp.asarray(array)
-        out[name] = jax.random.wrap_key_data(value, impl=entry["key_impl"]) if "key_impl" in entry else value
+        out[name] = np.frombuffer(raw["data"], dtype).reshape(entry["shape"])
     if problems:
         raise CheckpointError(f"{file}: " + "; ".join(problems))
+    return out
+
+
+class _ShardReader:
+    """Regions of the tensors of a sharded checkpoint, read from the files that hold them.
+
+    Each shards file is read (bounded by its declared size) the first time a
+    region needs one of its shards, and each shard's digest is checked the
+    first time it is used; a process restoring its own part reads only the
+    files holding that part.
+    """
+
+    def __init__(self, path: Path, manifest: dict, verify: bool):
+        self.path, self.manifest, self.verify = path, manifest, verify
+        self.files: dict[str, dict[str, Any]] = {}
+        self.shards: dict[str, np.ndarray] = {}
+
+    def _file(self, name: str) -> dict[str, Any]:
+        if name not in self.files:
+            file = self.path / name
+            data = _read(file, self.manifest["shard_files"][name], exact=True)
+            try:
+                stored = dict(safetensors.deserialize(data))
+            except Exception as e:  # safetensors raises its own error type for any malformed file
+                raise CheckpointError(f"{file}: not a valid safetensors file ({e})") from None
+            listed = {
+                _shard_key(tensor, shard["index"])
+                for tensor, entry in self.manifest["tensors"].items()
+                for shard in entry["shards"]
+                if shard["file"] == name
+            }
+            if set(stored) != listed:
+                raise CheckpointError(
+                    f"{file}: holds shards {sorted(set(stored) - listed)} the manifest does not list and "
+                    f"lacks {sorted(listed - set(stored))}"
+                )
+            self.files[name] = stored
+        return self.files[name]
+
+    def _shard(self, tensor: str, shard: dict) -> np.ndarray:
+        key = _shard_key(tensor, shard["index"])
+        if key not in self.shards:
+            raw = self._file(shard["file"])[key]
+            code, dtype = _DTYPES[self.manifest["tensors"][tensor]["dtype"]]
+            shape = [b - a for a, b in shard["index"]]
+            where = f"{self.path / shard['file']}: shard {key!r}"
+            if raw["dtype"] != code or list(raw["shape"]) != shape:
+                raise CheckpointError(
+                    f"{where}: the file's header says {raw['dtype']}{list(raw['shape'])}, the manifest {code}{shape}"
+                )
+            if self.verify and _digest(raw["data"]) != shard["sha256"]:
+                raise CheckpointError(
+                    f"{where}: its bytes do not match the manifest's sha256 (corrupted data)"
+                )
+            self.shards[key] = np.frombuffer(raw["data"], dtype).reshape(shape)
+        return self.shards[key]
+
+    def region(self, tensor: str, index: tuple) -> np.ndarray:
+        """The part ``index`` (a tuple of slices, as ``jax.make_array_from_callback`` passes) of a tensor."""
+        entry = self.manifest["tensors"][tensor]
+        want = _bounds(index, entry["shape"]) + [[0, d] for d in entry["shape"][len(index) :]]
+        out = np.empty([b - a for a, b in want], _DTYPES[entry["dtype"]][1])
+        for shard in entry["shards"]:
+            common = [[max(a, c), min(b, d)] for (a, b), (c, d) in zip(want, shard["index"])]
+            if out.size == 0 or any(a >= b for a, b in common):
+                continue
+            source = self._shard(tensor, shard)[
+                tuple(slice(a - s, b - s) for (a, b), (s, _) in zip(common, shard["index"]))
+            ]
+            out[tuple(slice(a - s, b - s) for (a, b), (s, _) in zip(common, want))] = source
+        return out
+
+
+def _load(path: Path, manifest: dict, names: Sequence[str], verify: bool, like: Mapping[str, Any]) -> dict:
+    """The named tensors as arrays (typed keys rewrapped), each placed like its leaf in ``like``.
+
+    A leaf with a sharding (a placed ``jax.Array``, a ``ShapeDtypeStruct`` with
+    one) gets the same sharding, built from the parts each device needs
+    (``jax.make_array_from_callback``): a checkpoint restores onto any mesh, or
+    onto one device, whatever mesh wrote it.
+    """
+    entries = manifest["tensors"]
+    wide = [
+        f"tensor {n!r} is {entries[n]['dtype']}, which needs jax_enable_x64 (it would be cast to 32 bits)"
+        for n in names
+        if not jax.config.jax_enable_x64 and entries[n]["dtype"] in ("int64", "uint64", "float64")
+    ]
+    if wide:
+        raise CheckpointError(f"{path}: " + "; ".join(wide))
+    if manifest["version"] == SHARDED_VERSION:
+        reader = _ShardReader(path, manifest, verify)
+        region = reader.region
+    else:
+        whole = _read_tensors(path, manifest, names, verify)
+        region = lambda name, index: whole[name][index]  # noqa: E731
+    out = {}
+    for name in names:
+        entry, leaf = entries[name], like.get(name)
+        sharding = (
+            getattr(leaf, "sharding", None) if isinstance(leaf, (jax.Array, jax.ShapeDtypeStruct)) else None
+        )
+        if sharding is None:
+            value = jnp.asarray(region(name, ()))
+        else:
+            value = jax.make_array_from_callback(
+                tuple(entry["shape"]), sharding, functools.partial(region, name)
+            )
+        out[name] = jax.random.wrap_key_data(value, impl=entry["key_impl"]) if "key_impl" in entry else value
     return out
 
 
@@ -605,7 +931,9 @@ def restore(path: str | os.PathLike, target: Any = None, *, verify: bool = True)
             or typed keys as leaves), e.g. freshly initialised params or a
             :class:`fnn.TrainState`. Every difference (missing or unexpected paths,
             shapes, dtypes) is reported at once; nothing is cast or dropped.
-            Leaves that are sharded arrays are placed with the same sharding.
+            A leaf with a sharding (a placed array, or a ``ShapeDtypeStruct``
+            with ``sharding=``) comes back with that sharding, whatever mesh
+            wrote the checkpoint; each device gets only its part.
             Without a target, the tree is rebuilt from the manifest with plain
             dicts, lists and tuples (NamedTuples come back as dicts).
         verify: check each tensor's SHA-256 digest (on by default). The
@@ -623,14 +951,14 @@ def restore(path: str | os.PathLike, target: Any = None, *, verify: bool = True)
     path = Path(path)
     manifest = _read_manifest(path)
     if target is None:
-        arrays = _read_tensors(path, manifest, manifest["tensors"], verify)
+        arrays = _load(path, manifest, list(manifest["tensors"]), verify, {})
         return _rebuild(manifest.get("tree"), arrays, str(path / MANIFEST))
     specs, values = _saved_leaves(manifest, str(path / MANIFEST))
     wanted = _target_specs(target)
     problems = _mismatches(wanted, specs)
     if problems:
         raise CheckpointError(f"{path} does not fit the target:\n  " + "\n  ".join(problems))
-    arrays = _read_tensors(path, manifest, [n for n in wanted if n not in values], verify)
+    arrays = _load(path, manifest, [n for n in wanted if n not in values], verify, wanted)
     return _fill(target, {**arrays, **values})
 
 
@@ -658,8 +986,9 @@ class CheckpointManager:
     opens the directory (an old copy moved aside by an overwrite is put
     back). One process should write to a directory at a time: in a
     multi-process run (:mod:`fnn.parallel`) every process calls :meth:`save`,
-    which waits for all of them and lets process 0 write, so the directory
-    must be one all processes see if they are to resume from it. Opening a
+    which waits for all of them and lets process 0 write (or, for arrays
+    split over the processes, each process its parts), so the directory must
+    be one all processes see if they are to resume from it. Opening a
     manager clears scratch, so a program that only watches a directory
     another one writes (an evaluator, say) reads with :func:`restore` and
     :func:`read_metadata` on its ``ckpt_*`` directories instead.
@@ -797,12 +1126,15 @@ class CheckpointManager:
             "metrics": {k: float(v) for k, v in (metrics or {}).items()},
             **({"monitor": {"name": self.monitor, "mode": self.mode}} if self.monitor else {}),
         }
-        barrier(f"fnn.checkpoint {self.directory.name} {step}")  # every process has reached this state
-        if not is_primary():
-            return self.path(step)
-        path = save(self.path(step), tree, metadata=meta, overwrite=True)
-        self._prune()
-        return path
+        if any(_is_split(a) and not a.is_fully_addressable for a in jax.tree.leaves(tree)):
+            save(self.path(step), tree, metadata=meta, overwrite=True)  # each process writes its parts
+        else:
+            barrier(f"fnn.checkpoint {self.directory.name} {step}")  # every process has reached this state
+            if is_primary():
+                save(self.path(step), tree, metadata=meta, overwrite=True)
+        if is_primary():
+            self._prune()
+        return self.path(step)
 
     def _prune(self) -> None:
         steps = self.steps()

@@ -15,7 +15,8 @@ Several processes (hosts): run the same script in each, call
 :func:`initialize` before anything else touches JAX, and pass each process its
 own shard of the data; ``fit(..., mesh=data_mesh())`` assembles global batches
 with ``jax.make_array_from_process_local_data``. Every process ends with the
-same parameters; only process 0 writes checkpoints, logs and progress bars.
+same parameters; only process 0 writes logs, progress bars and checkpoints
+(of params split over the processes, each process writes its parts).
 
 Models bigger than one device: a mesh with more axes (:func:`make_mesh`,
 e.g. ``data=4, model=2``) and sharding policies by parameter path
@@ -115,8 +116,8 @@ def initialize(
     ``heartbeat_timeout_s``, the coordinator tells the others, which abort with
     "The following tasks are unhealthy (stopped sending heartbeats)"; one that
     was waiting in a collective with the dead peer usually fails sooner. A peer
-    that is alive but stuck outside JAX keeps sending heartbeats: bound that
-    case with the scheduler's time limit. See docs/parallel.md.
+    that is alive but stuck keeps sending heartbeats: give each process an
+    :class:`fnn.Watchdog` for that case. See docs/parallel.md.
 
     Args:
         coordinator_address: ``"host:port"`` of process 0, which runs the

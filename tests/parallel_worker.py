@@ -5,17 +5,20 @@ python -m tests.parallel_worker sharded          # FSDP and tensor parallel on 8
 python -m tests.parallel_worker train PID PORT DIR   # one of two processes on 127.0.0.1
 python -m tests.parallel_worker die PID PORT DIR     # as train; process 1 dies in epoch 2
 python -m tests.parallel_worker fsdp PID PORT DIR    # as train, the params split over the processes
+python -m tests.parallel_worker hang PID PORT DIR    # as fsdp; process 1 hangs in epoch 2, watchdogs end both
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 
 import numpy as np
 
 PROCESSES, EXAMPLES, BATCH, EPOCHS = 2, 240, 48, 2
+HANG_TIMEOUT_S = 15  # the watchdog's: well above an epoch here (compile included) on a loaded machine
 
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
@@ -113,49 +116,53 @@ def devices() -> dict:
     return report
 
 
-def train(pid: int, port: str, directory: str, die: bool, fsdp: bool = False) -> None:
+def train(pid: int, port: str, directory: str, mode: str) -> None:
+    import threading
+
     import jax
 
     import fnn
 
     fnn.parallel.initialize(f"127.0.0.1:{port}", PROCESSES, pid, heartbeat_timeout_s=5)
+    fsdp = mode in ("fsdp", "hang")
 
-    class DieInEpochTwo(fnn.Callback):
+    class FailInEpochTwo(fnn.Callback):
         def on_epoch_end(self, epoch, logs, run):
-            if die and pid == 1 and epoch == 0:
+            if mode == "die" and pid == 1 and epoch == 0:
                 os._exit(17)
+
+        def on_epoch_begin(self, epoch, run):
+            if mode == "hang" and pid == 1 and epoch == 1:
+                threading.Event().wait()  # stuck for good, alive (its heartbeats go on)
+
+    callbacks = (
+        [fnn.Watchdog(timeout_s=HANG_TIMEOUT_S), FailInEpochTwo()] if mode == "hang" else [FailInEpochTwo()]
+    )
 
     x, y = shard(digits(), pid)
     start = fnn.checkpoint.restore(os.path.join(directory, "start"))  # written by a single process
-    # FSDP splits the params over both processes (no backups yet: process 0 writes gathered arrays).
-    placement = {"sharding": [fnn.parallel.fsdp(min_size=16)]} if fsdp else {
-        "checkpoint_dir": os.path.join(directory, "backup")
+    run = {
+        "model": batchnorm_model(), "x": x, "y": y, "optimizer": "sgd", "shuffle": False,
+        "params": start["params"], "state": start["state"], "validation_data": shard(digits(), 1 - pid),
+        "checkpoint_dir": os.path.join(directory, "backup"), "callbacks": callbacks, **FIT,
     }  # fmt: skip
-    history = fnn.fit(
-        batchnorm_model(), x, y, optimizer="sgd", shuffle=False, mesh=fnn.parallel.data_mesh(),
-        params=start["params"], state=start["state"],
-        validation_data=shard(digits(), 1 - pid), callbacks=[DieInEpochTwo()], **placement, **FIT,
-    )  # fmt: skip
+    # FSDP splits the params over both processes; each writes its part of the backups.
+    sharding = {"sharding": [fnn.parallel.fsdp(min_size=16)]} if fsdp else {}
+    history = fnn.fit(**run, mesh=fnn.parallel.data_mesh(), **sharding)
     sharded_params = not all(a.is_fully_addressable for a in jax.tree.leaves(history.train_state.params))
-    refused = ""
-    if fsdp:  # checkpoints of params split over processes are refused before anything runs
-        try:
-            fnn.fit(
-                batchnorm_model(),
-                x,
-                y,
-                mesh=fnn.parallel.data_mesh(),
-                checkpoint_dir=directory,
-                **placement,
-                **FIT,
-            )
-        except ValueError as e:
-            refused = str(e)
-    ts = fnn.parallel.gathered(history.train_state) if fsdp else jax.device_get(history.train_state)
-    leaves = {str(i): np.asarray(a) for i, a in enumerate(jax.tree.leaves((ts.params, ts.state)))}
-    np.savez(os.path.join(directory, f"result_{pid}.npz"), **leaves)
-    with open(os.path.join(directory, f"history_{pid}.json"), "w") as f:
-        json.dump({**history.history, "sharded_params": sharded_params, "checkpoint_refused": refused}, f)
+    results = {"": history}
+    if fsdp:  # one epoch more, resumed from those backups onto another mesh: 2 x 2, split within processes
+        results["_longer"] = fnn.fit(
+            **{**run, "epochs": EPOCHS + 1},
+            mesh=fnn.parallel.make_mesh(data=2, model=2),
+            sharding=[fnn.parallel.fsdp("model", min_size=16)],
+        )
+    for name, h in results.items():
+        ts = fnn.parallel.gathered(h.train_state) if fsdp else jax.device_get(h.train_state)
+        leaves = {str(i): np.asarray(a) for i, a in enumerate(jax.tree.leaves((ts.params, ts.state)))}
+        np.savez(os.path.join(directory, f"result{name}_{pid}.npz"), **leaves)
+        with open(os.path.join(directory, f"history{name}_{pid}.json"), "w") as f:
+            json.dump({**h.history, "sharded_params": sharded_params}, f)
 
 
 def sharded() -> dict:
@@ -239,7 +246,80 @@ def sharded() -> dict:
         "sharded": [not h.params["repeat"]["mlp"]["up"]["w"].sharding.is_fully_replicated for h in fits],
         "val_loss": [one.history["val_loss"][-1]] + [h.history["val_loss"][-1] for h in fits],
     }
+    report["files"] = sharded_files(params, parallel.make_mesh(data=8), parallel.make_mesh(data=4, model=2))
     report["scaling_page"] = scaling_page()
+    return report
+
+
+def sharded_files(params, mesh8, mesh42) -> dict:
+    """A checkpoint of params split over 8 devices: its files, restored onto 4 x 2 and whole, and what
+    corruption, an edited manifest and a failed save do."""
+    import tempfile
+    from pathlib import Path
+
+    import jax
+
+    from fnn import checkpoint, parallel
+
+    placed = parallel.shard(params, mesh8, parallel.partition_specs(params, mesh8, parallel.fsdp()))
+    path = checkpoint.save(Path(tempfile.mkdtemp()) / "ckpt", {"params": placed, "key": jax.random.key(4)})
+    manifest = json.loads((path / checkpoint.MANIFEST).read_text())
+    specs = parallel.partition_specs(params, mesh42, parallel.tensor_parallel(), parallel.fsdp())
+    target = jax.tree.map(
+        lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+        params,
+        parallel.named_shardings(mesh42, specs),
+    )
+    onto = checkpoint.restore(path, {"params": target, "key": jax.random.key(0)})
+    whole = checkpoint.restore(path)
+    report = {
+        "listing": sorted(p.name for p in path.iterdir()),
+        "version": manifest["version"],
+        "up_shards": len(manifest["tensors"]["params/repeat/mlp/up/w"]["shards"]),
+        "onto_4x2": bitwise_equal(onto["params"], params)
+        and jax.tree.map(lambda a: a.sharding, onto["params"]) == jax.tree.map(lambda t: t.sharding, target),
+        "whole": bitwise_equal(whole["params"], params) and bitwise_equal(jax.random.key_data(whole["key"]),
+                                                                          jax.random.key_data(jax.random.key(4))),
+    }  # fmt: skip
+
+    def error(edit) -> str:
+        copy = Path(tempfile.mkdtemp()) / "ckpt"
+        shutil.copytree(path, copy)
+        edit(copy)
+        try:
+            checkpoint.restore(copy)
+        except checkpoint.CheckpointError as e:
+            return str(e).replace(str(copy), "CKPT")
+        return "restored"
+
+    def flip(copy) -> None:
+        data = bytearray((copy / "shards-00000.safetensors").read_bytes())
+        data[-1] ^= 1
+        (copy / "shards-00000.safetensors").write_bytes(bytes(data))
+
+    def drop_shard(copy) -> None:  # a consistent manifest (digest recomputed) that misses one part
+        edited = json.loads((copy / checkpoint.MANIFEST).read_text())
+        edited["tensors"]["params/repeat/mlp/up/w"]["shards"].pop()
+        edited[checkpoint.MANIFEST_DIGEST] = checkpoint._manifest_digest(edited)
+        (copy / checkpoint.MANIFEST).write_text(json.dumps(edited))
+
+    truncate = lambda copy: os.truncate(copy / "shards-00000.safetensors", 1000)  # noqa: E731
+    report["errors"] = {"flipped": error(flip), "truncated": error(truncate), "dropped": error(drop_shard)}
+
+    def crash(*args):
+        raise OSError("disk full")
+
+    real, checkpoint._commit = checkpoint._commit, crash
+    try:
+        checkpoint.save(path, {"params": placed}, overwrite=True)
+    except OSError as e:
+        report["crash"] = str(e)
+    finally:
+        checkpoint._commit = real
+    report["after_crash"] = (
+        sorted(p.name for p in path.parent.iterdir()),
+        bitwise_equal(checkpoint.restore(path)["params"], params),
+    )
     return report
 
 
@@ -271,6 +351,4 @@ if __name__ == "__main__":
     elif sys.argv[1] == "sharded":
         print(json.dumps(sharded()))
     else:
-        train(
-            int(sys.argv[2]), sys.argv[3], sys.argv[4], die=sys.argv[1] == "die", fsdp=sys.argv[1] == "fsdp"
-        )
+        train(int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[1])

@@ -676,3 +676,51 @@ def test_the_version_comes_from_the_package_metadata_and_goes_into_the_manifest(
     assert fnn.__version__ == metadata.version("fnn")
     save(tmp_path / "c", {"w": jnp.ones(1)})
     assert json.loads((tmp_path / "c" / MANIFEST).read_text())["fnn_version"] == fnn.__version__
+
+
+def sharded_checkpoint(path):
+    """A checkpoint in the sharded layout (format 3); on one device each array is one shard (the
+    suite's 8-device worker writes real shards: tests/parallel_worker.py)."""
+    from fnn.checkpoint import _describe, _save_sharded
+
+    tensors = {}
+    structure = _describe(tree(), (), tensors)
+    return _save_sharded(path, tensors, structure, {"epoch": 3}, {}, overwrite=False)
+
+
+def test_the_sharded_layout_restores_the_same_tree(tmp_path):
+    path = sharded_checkpoint(tmp_path / "c")
+    assert sorted(p.name for p in path.iterdir()) == [MANIFEST, "shards-00000.safetensors"]
+    same(restore(path, tree()), tree())
+    assert fnn.checkpoint.read_metadata(path) == {"epoch": 3}
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["shard_files"].update({"../evil.safetensors": 1}), r"field 'shard_files' is missing or malformed"),
+        (lambda m: m["tensors"]["f32"]["shards"][0].update(index=[[0, 2], [0, 4]]), r"tensor 'f32': malformed shard"),
+        (lambda m: m["tensors"]["f32"]["shards"][0].update(file="shards-00001.safetensors"), r"malformed shard"),
+        (lambda m: m["tensors"]["f32"]["shards"].append(m["tensors"]["f32"]["shards"][0]), r"'f32'\[2, 3\]: its shards overlap"),
+        (lambda m: m["tensors"]["f32"]["shards"].clear(), r"'f32'\[2, 3\]: its shards cover 0 of its 6 elements"),
+        (lambda m: m.update(version=4), r"format version 4; this fnn reads 2, 3 \(sharded\) and 1"),
+    ],
+)  # fmt: skip
+def test_a_sharded_manifest_whose_shards_do_not_tile_each_array_is_refused(tmp_path, edit, message):
+    path = sharded_checkpoint(tmp_path / "c")
+    reseal(path, edit)
+    with pytest.raises(CheckpointError, match=message):
+        restore(path)
+
+
+def test_a_shards_file_that_lacks_a_listed_shard_is_refused(tmp_path):
+    path = sharded_checkpoint(tmp_path / "c")
+    file = path / "shards-00000.safetensors"
+    raw, n, head = header(file)
+    head["f32@0:2,0:9"] = head.pop("f32@0:2,0:3")  # same length: the header keeps its size
+    write_header(file, raw, n, head)
+    with pytest.raises(
+        CheckpointError,
+        match=r"holds shards \['f32@0:2,0:9'\] the manifest does not list and lacks \['f32@0:2,0:3'\]",
+    ):
+        restore(path)

@@ -166,3 +166,48 @@ def test_step_callbacks_and_resume_agree_on_the_progress(tmp_path):
     assert {"epoch", "position", "history", "epochs_done", "stop_reason"} <= set(saved)
     assert saved["epoch"] == 2 and saved["position"] == 0 and saved["epochs_done"] == [0, 1]
     assert_same_run(run(data=digits(128), epochs=2, checkpoint_dir=tmp_path, checkpoint_every=2), first)
+
+
+def test_a_watchdog_reports_a_run_that_stops_progressing_and_stops_however_fit_ends():
+    import threading
+
+    stuck, reports = threading.Event(), []
+
+    class StuckInEpochTwo(fnn.Callback):
+        def on_epoch_begin(self, epoch, run):
+            if epoch == 1:
+                stuck.wait()  # until the watchdog reports (its default would end the process)
+
+    def report(message):  # also called if epoch 0 (compiling) takes longer than the timeout
+        reports.append(message)
+        if "since epoch 1 began" in message:
+            stuck.set()
+
+    watchdog = fnn.Watchdog(timeout_s=0.2, on_timeout=report)
+    history = run(epochs=2, callbacks=[watchdog, StuckInEpochTwo()])
+    assert history.epochs == [0, 1]
+    assert reports[-1:] == [
+        "fnn.Watchdog: no progress for 0.2 s since epoch 1 began (process 0): a peer process is stuck or "
+        "dead, or this one is; ending the run. Rerun it to continue from its last backup (fit(checkpoint_dir=...))"
+    ]
+
+    class Fails(fnn.Callback):
+        def on_epoch_end(self, epoch, logs, run):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run(epochs=1, callbacks=[fnn.Watchdog(timeout_s=60), Fails()])
+    assert not [t for t in threading.enumerate() if t.name == "fnn.Watchdog"]  # stopped with the run
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"timeout_s": 0}, r"Watchdog: timeout_s must be a positive number of seconds, got 0"),
+        ({"timeout_s": True}, r"Watchdog: timeout_s must be a positive number of seconds, got True"),
+        ({"every_steps": 0}, r"Watchdog: every_steps must be a positive int or None, got 0"),
+    ],
+)
+def test_a_watchdog_checks_its_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        fnn.Watchdog(**kwargs)

@@ -83,7 +83,30 @@ def leaves(ts) -> list[np.ndarray]:
     return [np.asarray(a) for a in jax.tree.leaves((ts.params, ts.state))]
 
 
-def two_processes_match_one(tmp_path: Path, mode: str) -> tuple[list[np.ndarray], dict]:
+def one_process(start: dict, epochs: int = worker.EPOCHS) -> fnn.History:
+    """The two processes' run, in one process on one device."""
+    x, y = worker.single_process_order(worker.digits())
+    return fnn.fit(
+        worker.batchnorm_model(), x, y, optimizer="sgd", shuffle=False, validation_data=worker.digits(),
+        params=start["params"], state=start["state"], **{**worker.FIT, "epochs": epochs},
+    )  # fmt: skip
+
+
+def results_of(tmp_path: Path, name: str = "") -> list[np.ndarray]:
+    """What both processes saved as ``result{name}``, checked to be the same bytes."""
+    results = [np.load(tmp_path / f"result{name}_{pid}.npz") for pid in (0, 1)]
+    assert all(results[0][k].tobytes() == results[1][k].tobytes() for k in results[0].files)
+    return [results[0][str(i)] for i in range(len(results[0].files))]
+
+
+def assert_matches(multi: list[np.ndarray], single: fnn.History, history: dict) -> None:
+    for a, b in zip(multi, leaves(single.train_state), strict=True):
+        np.testing.assert_allclose(a, b, atol=TOLERANCE, rtol=0)
+    np.testing.assert_allclose(history["loss"], single.history["loss"], rtol=1e-5)
+    np.testing.assert_allclose(history["val_loss"], single.history["val_loss"], rtol=1e-5)  # over processes
+
+
+def two_processes_match_one(tmp_path: Path, mode: str) -> tuple[list[np.ndarray], dict, dict]:
     """Runs worker ``mode`` in two processes on loopback; checks they end identical and match one process."""
     start = start_checkpoint(tmp_path)  # a single-process checkpoint both processes restore
     port = free_port()
@@ -91,42 +114,47 @@ def two_processes_match_one(tmp_path: Path, mode: str) -> tuple[list[np.ndarray]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     for p, out in zip(procs, outs):
         assert p.returncode == 0, out[-3000:]
-    results = [np.load(tmp_path / f"result_{pid}.npz") for pid in (0, 1)]
-    assert all(results[0][k].tobytes() == results[1][k].tobytes() for k in results[0].files)
-    multi = [results[0][str(i)] for i in range(len(results[0].files))]
-
-    x, y = worker.single_process_order(worker.digits())
-    single = fnn.fit(
-        worker.batchnorm_model(), x, y, optimizer="sgd", shuffle=False, validation_data=worker.digits(),
-        params=start["params"], state=start["state"], **worker.FIT,
-    )  # fmt: skip
-    for a, b in zip(multi, leaves(single.train_state), strict=True):
-        np.testing.assert_allclose(a, b, atol=TOLERANCE, rtol=0)
+    multi = results_of(tmp_path)
     history = json.loads((tmp_path / "history_0.json").read_text())
-    np.testing.assert_allclose(history["loss"], single.history["loss"], rtol=1e-5)
-    np.testing.assert_allclose(
-        history["val_loss"], single.history["val_loss"], rtol=1e-5
-    )  # averaged over processes
-    return multi, history
+    assert_matches(multi, one_process(start), history)
+    return multi, history, start
+
+
+def backup_equals(manager: fnn.checkpoint.CheckpointManager, step: int, multi: list[np.ndarray]) -> bool:
+    restored = manager.restore(step)["train_state"]  # on one device, whatever wrote it
+    got = jax.tree.leaves((restored["params"], restored["state"]))
+    return len(got) == len(multi) and all(np.array_equal(np.asarray(a), b) for a, b in zip(got, multi))
 
 
 def test_two_processes_on_loopback_end_identical_and_match_one_process(tmp_path):
-    multi, _ = two_processes_match_one(tmp_path, "train")
-    # Process 0 alone wrote the backups; a single process restores them.
+    multi, _, _ = two_processes_match_one(tmp_path, "train")
+    # Process 0 alone wrote the backups of the replicated state; a single process restores them.
     backup = fnn.checkpoint.CheckpointManager(tmp_path / "backup")
     assert backup.latest() == worker.EPOCHS * (worker.EXAMPLES // worker.BATCH)
-    restored = backup.restore()["train_state"]
-    for a, b in zip(jax.tree.leaves((restored["params"], restored["state"])), multi, strict=True):
-        np.testing.assert_array_equal(np.asarray(a), b)
+    assert backup_equals(backup, backup.latest(), multi)
 
 
-def test_two_processes_train_a_model_whose_params_are_split_between_them(tmp_path):
+def test_two_processes_train_split_params_back_them_up_in_parts_and_resume_on_another_mesh(tmp_path):
     # FSDP over 2 processes x 2 devices: each process holds only its parts of the params.
-    _, history = two_processes_match_one(tmp_path, "fsdp")
+    multi, history, start = two_processes_match_one(tmp_path, "fsdp")
     assert history["sharded_params"]
-    assert history["checkpoint_refused"].startswith(
-        "fit: checkpoints of params split over several processes (sharding= on a multi-process mesh) are not written yet"
-    )
+    # Each process wrote its parts of each backup, in a file of its own.
+    backup = fnn.checkpoint.CheckpointManager(tmp_path / "backup")
+    steps = [epochs * (worker.EXAMPLES // worker.BATCH) for epochs in (worker.EPOCHS, worker.EPOCHS + 1)]
+    assert backup.steps() == steps
+    for step in steps:
+        manifest = json.loads((backup.path(step) / fnn.checkpoint.MANIFEST).read_text())
+        assert (manifest["version"], sorted(manifest["shard_files"])) == (
+            3,
+            ["shards-00000.safetensors", "shards-00001.safetensors"],
+        )
+    assert backup_equals(backup, steps[0], multi)
+    # The run went on for an epoch from those backups on a 2 x 2 mesh, its params now split along
+    # "model" inside each process, as one process would have, and backed up what it ended with.
+    longer = results_of(tmp_path, "_longer")
+    history = json.loads((tmp_path / "history_longer_0.json").read_text())
+    assert_matches(longer, one_process(start, worker.EPOCHS + 1), history)
+    assert backup_equals(backup, steps[1], longer)
 
 
 def test_a_peer_that_dies_makes_the_survivor_fail_instead_of_hanging(tmp_path):
@@ -140,6 +168,30 @@ def test_a_peer_that_dies_makes_the_survivor_fail_instead_of_hanging(tmp_path):
         -3000:
     ]
     assert not (tmp_path / "result_0.npz").exists()
+
+
+def test_a_peer_that_hangs_ends_both_processes_within_the_watchdog_timeout_and_the_backup_restores(tmp_path):
+    # Process 1 stops (alive: JAX's heartbeats go on) at epoch 2's start; process 0 waits in the step's
+    # collective, which has no timeout of its own. Each process's fnn.Watchdog ends it.
+    start_checkpoint(tmp_path)
+    port = free_port()
+    procs = [run_worker("hang", str(pid), port, str(tmp_path), devices=2) for pid in (0, 1)]
+    outs = [p.communicate(timeout=150)[0] for p in procs]  # a hang fails here
+    assert procs[0].returncode == 70, outs[0][-3000:]
+    assert re.search(
+        rf"fnn\.Watchdog: no progress for {worker.HANG_TIMEOUT_S} s since epoch 1 began \(process 0\): a peer "
+        r"process is stuck or dead, or this one is; ending the run",
+        outs[0],
+    ), outs[0][-3000:]
+    assert "Thread" in outs[0]  # where each thread was stuck
+    # Process 1 ends by its own watchdog, or by the coordinator once process 0 is gone.
+    assert procs[1].returncode != 0, outs[1][-3000:]
+    # The last complete backup (epoch 1's, in both processes' parts) restores, on one device.
+    backup = fnn.checkpoint.CheckpointManager(tmp_path / "backup")
+    assert backup.steps() == [worker.EXAMPLES // worker.BATCH]
+    restored = backup.restore()["train_state"]
+    assert int(restored["step"]) == worker.EXAMPLES // worker.BATCH
+    assert all(np.isfinite(a).all() for a in jax.tree.leaves(restored["params"]))
 
 
 def test_a_one_device_mesh_trains_exactly_as_no_mesh():
@@ -230,6 +282,27 @@ def test_fsdp_and_tensor_parallel_training_matches_one_device_on_8_simulated_dev
     np.testing.assert_allclose(fit["val_loss"][1:], fit["val_loss"][0], rtol=1e-6)
     # A checkpoint written under FSDP on 8 devices resumes bitwise there, and on one device.
     assert report["resumed"]["bitwise_on_8"] and report["resumed"]["max_difference_on_1"] < 1e-6, report
+    # A checkpoint of params split over 8 devices: one file of shards from the one process, each shard
+    # listed; restored onto a 4 x 2 mesh (placed as asked) and whole, bitwise; each corruption named.
+    files = report["files"]
+    assert files["listing"] == ["manifest.json", "shards-00000.safetensors"], files
+    assert (files["version"], files["up_shards"], files["onto_4x2"], files["whole"]) == (3, 8, True, True)
+    errors = files["errors"]
+    assert re.fullmatch(
+        r"CKPT/shards-00000\.safetensors: shard '[^']+@[0-9:,]*': its bytes do not match the manifest's "
+        r"sha256 \(corrupted data\)",
+        errors["flipped"],
+    ), errors
+    assert re.fullmatch(
+        r"CKPT/shards-00000\.safetensors: 1000 bytes, but the manifest declares \d+ \(truncated\)",
+        errors["truncated"],
+    )
+    assert errors["dropped"] == (
+        "CKPT/manifest.json: tensor 'params/repeat/mlp/up/w'[2, 64, 256]: its shards cover 28672 of its "
+        "32768 elements"
+    )
+    # A save that fails before its rename leaves the previous checkpoint, and no scratch.
+    assert files["crash"] == "disk full" and files["after_crash"] == [["ckpt"], True], files
     # docs/scaling.md, run on the 8 devices it describes.
     printed = report["scaling_page"]
     assert "FSDP over 8 devices: the fullest device holds 0.1" in "\n".join(printed), printed

@@ -16,6 +16,7 @@ from fnn.train._fit import fit
 from fnn.train._run import Carry, FitRun, History, Progress
 from fnn.train._state import TrainState
 from fnn.train._step import make_eval_step, make_grad_fn, make_train_step, make_train_step_from_loss
+from fnn.train._watchdog import Watchdog
 
 __all__ = [
     "BackupAndRestore",
@@ -31,6 +32,7 @@ __all__ = [
     "ReduceLROnPlateau",
     "TerminateOnNaN",
     "TrainState",
+    "Watchdog",
     "Carry",
     "Progress",
     "fused_steps",

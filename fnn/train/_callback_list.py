@@ -21,6 +21,7 @@ from fnn.parallel import DataParallel
 from fnn.train._callbacks import Callback, Logs
 from fnn.train._checkpointing import BackupAndRestore
 from fnn.train._run import Carry, FitRun, read_logs
+from fnn.train._watchdog import Watchdog
 
 
 class CallbackList:
@@ -78,8 +79,8 @@ class CallbackList:
         if restored is None:
             return None
         run.carry, run.progress, states = restored
-        if dp is not None:
-            run.carry = dp.place(run.carry)
+        if dp is not None:  # placed as the template was, unless a callback's state differs
+            run.carry = dp.conform(run.carry)
         run.stop_training = run.progress.stop_reason is not None
         return states
 
@@ -125,3 +126,9 @@ class CallbackList:
     def train_end(self, run: FitRun) -> None:
         for cb in self.callbacks:
             cb.on_train_end(run)
+
+    def close(self) -> None:
+        """After the run, however it ended: stops the callbacks that run threads (:class:`Watchdog`)."""
+        for cb in self.callbacks:
+            if isinstance(cb, Watchdog):
+                cb.close()

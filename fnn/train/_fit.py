@@ -18,7 +18,6 @@ from fnn._core import Layer
 from fnn.parallel import DataParallel, is_primary
 from fnn.train._callback_list import CallbackList
 from fnn.train._callbacks import Callback
-from fnn.train._checkpointing import ModelCheckpoint
 from fnn.train._evaluate import check_labels, example_shapes, is_stream
 from fnn.train._execution import build_execution, eager_forward, log_specs, make_step
 from fnn.train._loop import Loop, Validation, check_fit_options, gradients_of
@@ -186,13 +185,6 @@ def fit(
             "fit: sharding needs a mesh to split the params over (mesh=fnn.parallel.make_mesh(...))"
         )
     dp = None if mesh is None else DataParallel(mesh, policies=sharding or (), tx=tx)
-    saving = checkpoint_dir is not None or any(isinstance(cb, ModelCheckpoint) for cb in callbacks or ())
-    if dp is not None and dp.multi_process and dp.policies and saving:
-        raise ValueError(
-            "fit: checkpoints of params split over several processes (sharding= on a multi-process mesh) "
-            "are not written yet: process 0 would need every part; train without checkpoint_dir and "
-            "ModelCheckpoint, or replicate the params (no sharding)"
-        )
     callbacks = CallbackList(callbacks, checkpoint_dir, checkpoint_every, primary=dp is None or is_primary())
     verbose = verbose if dp is None or is_primary() else 0
     if train_step is None:
@@ -228,10 +220,13 @@ def fit(
         step, source, steps_per_execution, eager, epochs_left, callbacks.every, dp, run.carry
     )
     loop = Loop(model, execution, callbacks, validation, verbose, dp, train_step)
-    callbacks.train_begin(run, saved)
-    for epoch in range(min(run.progress.epoch, epochs), epochs):
-        if run.stop_training:
-            break
-        loop.epoch(run, epoch)
-    callbacks.train_end(run)
+    try:
+        callbacks.train_begin(run, saved)
+        for epoch in range(min(run.progress.epoch, epochs), epochs):
+            if run.stop_training:
+                break
+            loop.epoch(run, epoch)
+        callbacks.train_end(run)
+    finally:
+        callbacks.close()  # watchdogs stop however the run ends
     return loop.history(run)

@@ -425,7 +425,7 @@ def _owned_shards(tensors: Mapping[str, Any], process: int) -> tuple[dict[str, n
     listing: dict[str, list] = {}
     for name, leaf in tensors.items():
         leaf, _ = _entry(leaf)
-        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable or _is_split(leaf):
+        if isinstance(leaf, jax.Array) and (_is_split(leaf) or not leaf.is_fully_addressable):
             parts = [(s.index, s.data) for s in leaf.addressable_shards if s.replica_id == 0]
         else:
             parts = [((), leaf)] if process == 0 else []
@@ -501,7 +501,7 @@ def _save_sharded(
         safetensors.numpy.save_file(arrays, file)
         _fsync_file(file)
         part = {"file": file.name, "bytes": file.stat().st_size, "shards": listing}
-        _write_file(tmp / f"shards-{me:05d}.json", json.dumps(part).encode())
+        _write_file(file.with_suffix(".json"), json.dumps(part).encode())
         if me == 0:
             _write_files(tmp, files)
 
@@ -511,7 +511,7 @@ def _save_sharded(
         entries = {name: {**_entry(leaf)[1], "shards": []} for name, leaf in tensors.items()}
         shard_files = {}
         for process in range(jax.process_count()):
-            listing = tmp / f"shards-{process:05d}.json"
+            listing = (tmp / _shards_file(process)).with_suffix(".json")
             part = json.loads(_read(listing, MAX_MANIFEST_BYTES))
             shard_files[part["file"]] = part["bytes"]
             for name, shards in part["shards"].items():
@@ -612,7 +612,11 @@ def _parse_manifest(file: Path, data: bytes) -> dict:
             and entry["dtype"] in _DTYPES
             and isinstance(entry.get("shape"), list)
             and all(_is_size(d) for d in entry["shape"])
-            and isinstance(entry.get("shards" if version == SHARDED_VERSION else "sha256"), (list, str))
+            and (
+                isinstance(entry.get("shards"), list)
+                if version == SHARDED_VERSION
+                else isinstance(entry.get("sha256"), str)
+            )
             and entry.get("key_impl", "threefry2x32") in _KEY_IMPLS
         ):
             raise CheckpointError(f"{file}: malformed entry for tensor {name!r}: {entry!r}")

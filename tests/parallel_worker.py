@@ -18,7 +18,9 @@ import sys
 import numpy as np
 
 PROCESSES, EXAMPLES, BATCH, EPOCHS = 2, 240, 48, 2
-HANG_TIMEOUT_S = 15  # the watchdog's: well above an epoch here (compile included) on a loaded machine
+# The watchdog's timeout: well above an epoch here (compile included) on a loaded machine. The stuck
+# process gets twice as long, so that the waiting one (process 0) reports first, as the test expects.
+HANG_TIMEOUT_S = 10
 
 
 def digits() -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +138,9 @@ def train(pid: int, port: str, directory: str, mode: str) -> None:
                 threading.Event().wait()  # stuck for good, alive (its heartbeats go on)
 
     callbacks = (
-        [fnn.Watchdog(timeout_s=HANG_TIMEOUT_S), FailInEpochTwo()] if mode == "hang" else [FailInEpochTwo()]
+        [fnn.Watchdog(timeout_s=HANG_TIMEOUT_S * (1 + pid)), FailInEpochTwo()]
+        if mode == "hang"
+        else [FailInEpochTwo()]
     )
 
     x, y = shard(digits(), pid)
@@ -166,11 +170,10 @@ def train(pid: int, port: str, directory: str, mode: str) -> None:
 
 
 def sharded() -> dict:
-    """A decoder LM's train step with FSDP (8 x 1), and fit with FSDP and FSDP + tensor parallel (4 x 2),
-    against one device; checkpoints across meshes; docs/scaling.md."""
+    """fit of a decoder LM with FSDP (8 x 1) and FSDP + tensor parallel (4 x 2) against one device;
+    checkpoints across meshes; docs/scaling.md."""
     import jax
     import jax.numpy as jnp
-    import optax
 
     import fnn
     from fnn import parallel
@@ -178,44 +181,8 @@ def sharded() -> dict:
     model = fnn.Sequential(
         [fnn.Embedding(64, 64), fnn.Repeat(fnn.TransformerDecoderBlock(4, 256), 2), fnn.Dense(64)]
     )
-    params, state = model.init(jax.random.key(0), fnn.Shape((16,), jnp.int32))
-    tx = optax.adam(1e-2)
-    tokens = jax.random.randint(jax.random.key(1), (16, 17), 0, 64)
-    x, y = tokens[:, :-1], tokens[:, 1:]
-
-    def step(params, opt_state):
-        def loss(p):
-            logits = model.apply(p, state, x, train=False)[0]
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-        grads = jax.grad(loss)(params)
-        updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state
-
-    def three_steps(train_step, params, opt_state):
-        for _ in range(3):
-            params, opt_state = train_step(params, opt_state)
-        return params, opt_state
-
-    reference = three_steps(jax.jit(step), params, tx.init(params))
+    params, _ = model.init(jax.random.key(0), fnn.Shape((16,), jnp.int32))
     report: dict = {"devices": len(jax.devices())}
-    for name, axes, policies in [("fsdp", {"data": 8}, (parallel.fsdp(),))]:  # fit below runs FSDP + TP
-        mesh = parallel.make_mesh(**axes)
-        specs = parallel.partition_specs(params, mesh, *policies)
-        opt_specs = parallel.optimizer_specs(tx, tx.init(params), specs)
-        placed = parallel.shard((params, tx.init(params)), mesh, (specs, opt_specs))
-        shardings = jax.tree.map(lambda a: a.sharding, placed)
-        train_step = jax.jit(step, out_shardings=shardings)
-        runs = [three_steps(train_step, *placed) for _ in range(2)]
-        held = parallel.device_bytes(placed)
-        total = sum(a.nbytes for a in jax.tree.leaves((params, tx.init(params))))
-        report[name] = {
-            "max_difference": max_difference(reference, runs[0]),
-            "repeat_bitwise": bitwise_equal(runs[0], runs[1]),
-            "kept_sharding": jax.tree.map(lambda a: a.sharding, runs[0]) == shardings,
-            "largest_device_share": max(held.values()) / total,
-            "query_spec": str(specs["repeat"]["attention"]["query"]["w"]),
-        }
     # fit: the same run on one device, under FSDP, and under FSDP + tensor parallel.
     data = np.asarray(jax.random.randint(jax.random.key(2), (64, 17), 0, 64))
     kw = {"loss": "sparse_categorical_crossentropy", "optimizer": "sgd", "epochs": 2, "batch_size": 16,
@@ -240,6 +207,12 @@ def sharded() -> dict:
     report["resumed"] = {
         "bitwise_on_8": bitwise_equal(resumed[0].train_state[:4], fits[0].train_state[:4]),
         "max_difference_on_1": max_difference(fits[0].params, resumed[1].params),
+    }
+    split = fits[0].params
+    report["fsdp"] = {
+        "largest_device_share": max(parallel.device_bytes(split).values())
+        / sum(a.nbytes for a in jax.tree.leaves(split)),
+        "query_spec": str(split["repeat"]["attention"]["query"]["w"].sharding.spec),
     }
     report["fit"] = {
         "max_difference": [max_difference(one.params, h.params) for h in fits],

@@ -9,7 +9,11 @@ the largest device's bytes of params + Adam state (``fnn.parallel.device_bytes``
 against a stated per-device budget; the jitted train step's median time over
 ``--rounds`` rounds of 3 steps; and the largest parameter difference from one
 device after 3 steps. Simulated devices share the machine's cores, so step
-times show the partitioned program's overhead, not a speed-up.
+times show the partitioned program's overhead, not a speed-up. Then ``fit``
+under FSDP, checkpointed and resumed on 8, 4 and 1 devices; and the FSDP
+state's checkpoint (written in parts) saved and restored onto the same
+placement, onto FSDP + tensor parallel and onto one device, against the arrays
+gathered into one plain safetensors file.
 
 Run: python benchmarks/sharding.py [--rounds 5] [--budget-mb 16] [--out benchmarks/results]
 """
@@ -75,6 +79,7 @@ def main() -> None:
         "FSDP + tensor parallel": ({"data": 4, "model": 2}, (parallel.tensor_parallel(), parallel.fsdp())),
     }
     results = {"total_bytes": total, "budget_bytes": args.budget_mb * 2**20, "placements": {}}
+    placed = {}
     for name, (axes, policies) in placements.items():
         mesh = parallel.make_mesh(**axes)
         specs = parallel.partition_specs(params, mesh, *policies)
@@ -84,6 +89,7 @@ def main() -> None:
         train_step = jax.jit(step, out_shardings=jax.tree.map(lambda a: a.sharding, carry))
         batch = jax.device_put(tokens, NamedSharding(mesh, PartitionSpec("data")))  # split as fit splits it
         out = three(train_step, carry, batch)  # compiles
+        placed[name] = carry
         times = []
         for _ in range(args.rounds):
             start = time.perf_counter()
@@ -98,6 +104,7 @@ def main() -> None:
             ),
         }
     results["fit"] = fit_and_resume(model, tokens)
+    results["checkpoint"] = checkpoint_times(placed["FSDP"], placed["FSDP + tensor parallel"], args.rounds)
     base = results["placements"]["replicated (data parallel)"]["step_ms"]
     table = [
         f"{len(jax.devices())} simulated devices; {machine()}. Params + Adam state: {total / 2**20:.1f} MB; "
@@ -122,7 +129,83 @@ def main() -> None:
         f"{f['resumed_bitwise_on_8']}; on 4 devices and on 1, largest difference "
         f"{f['max_difference_on_4']:.1e} and {f['max_difference_on_1']:.1e}.",
     ]
+    c = results["checkpoint"]
+    table += [
+        "",
+        "Checkpoint of the FSDP params + Adam state (median of "
+        f"{args.rounds}; reference: the arrays gathered to the host and written as one safetensors file, then "
+        "read and placed with `jax.device_put`, no digests):",
+        "",
+        "| operation | fnn s | reference s | ratio |",
+        "|---|---:|---:|---:|",
+        *(
+            f"| {name} | {c[name]['fnn']:.3f} | {c[name]['reference']:.3f} | "
+            f"{c[name]['fnn'] / c[name]['reference']:.2f} |"
+            for name in c
+            if name != "files"
+        ),
+        "",
+        f"Files: {', '.join(c['files'])} (format 3: each process writes the shards its devices own).",
+    ]
     write_report(args.out, "sharding", results, table)
+
+
+def checkpoint_times(fsdp: tuple, fsdp_tp: tuple, rounds: int) -> dict:
+    """Seconds to save the FSDP carry in parts and to restore it onto the same placement, onto
+    FSDP + tensor parallel (4 x 2) and onto one device, against gather + one safetensors file."""
+    import tempfile
+
+    import numpy as np
+    import safetensors.numpy
+
+    folder = Path(tempfile.mkdtemp())
+    path, reference_file = folder / "ckpt", folder / "reference.safetensors"
+    leaves = jax.tree.leaves(fsdp)
+    named = lambda values: {str(i): v for i, v in enumerate(values)}  # noqa: E731
+
+    def like(carry: tuple) -> list:
+        return [jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding) for a in jax.tree.leaves(carry)]
+
+    def read_reference(shardings: list | None) -> list:
+        loaded = safetensors.numpy.load_file(reference_file)
+        values = [loaded[str(i)] for i in range(len(leaves))]
+        if shardings is None:
+            return [jnp.asarray(v) for v in values]
+        return [jax.device_put(v, t.sharding) for v, t in zip(values, shardings)]
+
+    def median(fn) -> float:
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times.append(time.perf_counter() - start)
+        return statistics.median(times)
+
+    out = {
+        "save": {
+            "fnn": median(lambda: fnn.checkpoint.save(path, leaves, overwrite=True) and 0),
+            "reference": median(
+                lambda: safetensors.numpy.save_file(
+                    named(np.asarray(a) for a in jax.device_get(leaves)), reference_file
+                )
+            ),
+        }
+    }
+    for name, target in [
+        ("restore onto the same FSDP placement", like(fsdp)),
+        ("restore onto FSDP + tensor parallel (4 x 2)", like(fsdp_tp)),
+        ("restore onto one device", None),
+    ]:
+        out[name] = {
+            "fnn": median(lambda t=target: fnn.checkpoint.restore(path, t)),
+            "reference": median(lambda t=target: read_reference(t)),
+        }
+    out["restore onto one device, verify=False"] = {
+        "fnn": median(lambda: fnn.checkpoint.restore(path, verify=False)),
+        "reference": out["restore onto one device"]["reference"],
+    }
+    out["files"] = sorted(p.name for p in path.iterdir())
+    return out
 
 
 def fit_and_resume(model: fnn.Layer, tokens: jax.Array) -> dict:

@@ -218,6 +218,10 @@ def sharded() -> dict:
         "max_difference": [max_difference(one.params, h.params) for h in fits],
         "sharded": [not h.params["repeat"]["mlp"]["up"]["w"].sharding.is_fully_replicated for h in fits],
         "val_loss": [one.history["val_loss"][-1]] + [h.history["val_loss"][-1] for h in fits],
+        # predict takes the split params as they are (FSDP + TP), and gives what one device's give.
+        "predict": max_difference(
+            *(fnn.predict(model, h.params, h.state, data[:16, :-1], batch_size=16) for h in (one, fits[1]))
+        ),
     }
     report["files"] = sharded_files(params, parallel.make_mesh(data=8), parallel.make_mesh(data=4, model=2))
     report["scaling_page"] = scaling_page()

@@ -3,7 +3,7 @@
 python -m tests.parallel_worker devices          # one process, JAX_NUM_CPU_DEVICES devices
 python -m tests.parallel_worker sharded          # FSDP and tensor parallel on 8 devices
 python -m tests.parallel_worker train PID PORT DIR   # one of two processes on 127.0.0.1
-python -m tests.parallel_worker die PID PORT DIR     # as train; process 1 dies in epoch 2
+python -m tests.parallel_worker die PID PORT DIR     # as fsdp; process 1 dies before epoch 1's backup
 python -m tests.parallel_worker fsdp PID PORT DIR    # as train, the params split over the processes
 python -m tests.parallel_worker hang PID PORT DIR    # as fsdp; process 1 hangs in epoch 2, watchdogs end both
 """
@@ -126,7 +126,7 @@ def train(pid: int, port: str, directory: str, mode: str) -> None:
     import fnn
 
     fnn.parallel.initialize(f"127.0.0.1:{port}", PROCESSES, pid, heartbeat_timeout_s=5)
-    fsdp = mode in ("fsdp", "hang")
+    fsdp = mode in ("fsdp", "hang", "die")
 
     class FailInEpochTwo(fnn.Callback):
         def on_epoch_end(self, epoch, logs, run):

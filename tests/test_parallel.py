@@ -168,6 +168,8 @@ def test_a_peer_that_dies_makes_the_survivor_fail_instead_of_hanging(tmp_path):
         -3000:
     ]
     assert not (tmp_path / "result_0.npz").exists()
+    # Process 1 died just before the backup both write parts of: none is left half-written.
+    assert fnn.checkpoint.CheckpointManager(tmp_path / "backup").steps() == []
 
 
 def test_a_peer_that_hangs_ends_both_processes_within_the_watchdog_timeout_and_the_backup_restores(tmp_path):

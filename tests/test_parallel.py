@@ -157,11 +157,16 @@ def test_two_processes_train_split_params_back_them_up_in_parts_and_resume_on_an
     assert backup_equals(backup, steps[1], longer)
 
 
-def test_a_peer_that_dies_makes_the_survivor_fail_instead_of_hanging(tmp_path):
+def run_pair(tmp_path: Path, mode: str, devices: int, timeout: float) -> tuple[list, list[str]]:
+    """Worker ``mode`` in two processes on loopback, from a start checkpoint: the processes and outputs."""
     start_checkpoint(tmp_path)
     port = free_port()
-    procs = [run_worker("die", str(pid), port, str(tmp_path), devices=1) for pid in (0, 1)]
-    outs = [p.communicate(timeout=120)[0] for p in procs]  # a hang fails here
+    procs = [run_worker(mode, str(pid), port, str(tmp_path), devices=devices) for pid in (0, 1)]
+    return procs, [p.communicate(timeout=timeout)[0] for p in procs]  # a hang fails here
+
+
+def test_a_peer_that_dies_makes_the_survivor_fail_instead_of_hanging(tmp_path):
+    procs, outs = run_pair(tmp_path, "die", devices=1, timeout=120)
     assert procs[1].returncode == 17, outs[1][-2000:]
     assert procs[0].returncode != 0
     assert re.search(r"heartbeat timeout|Connection reset by peer|another task died", outs[0]), outs[0][
@@ -175,10 +180,7 @@ def test_a_peer_that_dies_makes_the_survivor_fail_instead_of_hanging(tmp_path):
 def test_a_peer_that_hangs_ends_both_processes_within_the_watchdog_timeout_and_the_backup_restores(tmp_path):
     # Process 1 stops (alive: JAX's heartbeats go on) at epoch 2's start; process 0 waits in the step's
     # collective, which has no timeout of its own. Each process's fnn.Watchdog ends it.
-    start_checkpoint(tmp_path)
-    port = free_port()
-    procs = [run_worker("hang", str(pid), port, str(tmp_path), devices=2) for pid in (0, 1)]
-    outs = [p.communicate(timeout=150)[0] for p in procs]  # a hang fails here
+    procs, outs = run_pair(tmp_path, "hang", devices=2, timeout=150)
     assert procs[0].returncode == 70, outs[0][-3000:]
     assert re.search(
         rf"fnn\.Watchdog: no progress for {worker.HANG_TIMEOUT_S} s since epoch 1 began \(process 0\): a peer "

@@ -555,6 +555,26 @@ class Summary:
 
     __repr__ = __str__
 
+    def _repr_html_(self) -> str:
+        """The table as HTML, for notebooks."""
+        from fnn import _display
+
+        header = ["Layer", "Output shape", "Params", "State"] + (["Frozen"] if self.frozen else [])
+        rows = [
+            [r.path, str(r.output_shape), r.params, r.state] + ([r.frozen] if self.frozen else [])
+            for r in self.rows
+        ]
+        totals = f"Trainable params: {self.params - self.frozen:,}" + (
+            f" · frozen: {self.frozen:,}" if self.frozen else ""
+        )
+        return _display.block(
+            _display.paragraph(
+                f'Model "{self.name}": input {self.input_shape} → output {self.output_shape}', bold=True
+            ),
+            _display.table(header, rows, indents=[r.depth for r in self.rows]),
+            _display.paragraph(f"{totals} · state entries: {self.state:,} · total bytes: {self.bytes:,}"),
+        )
+
 
 def _summary_rows(layer: Layer, input_shape: Any, path: str, depth: int) -> list[SummaryRow]:
     params, state = abstract_init(layer, input_shape)

@@ -363,6 +363,19 @@ class Graph:
             atomic_write_bytes(path, done.stdout)
         return done.stdout
 
+    def _repr_html_(self) -> str:
+        """For notebooks: the drawing as inline SVG, or where Graphviz is missing, the text form and why."""
+        from fnn import _display
+
+        if shutil.which("dot") is not None:
+            return _display.block(_display.inline_svg(self.to_svg()))
+        return _display.block(
+            _display.paragraph(
+                "Graphviz's `dot` is not installed, so here is the graph as text (to_text()):"
+            ),
+            _display.preformatted(self.to_text()),
+        )
+
     def to_svg(self, path: str | Path | None = None) -> bytes:
         """SVG through Graphviz (written atomically to ``path`` when given)."""
         return self._render("svg", path)

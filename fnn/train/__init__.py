@@ -13,6 +13,7 @@ from fnn.train._debug import NonFinite, find_non_finite
 from fnn.train._evaluate import evaluate, place, predict
 from fnn.train._execution import CPU_FUSE_MAX_FLOPS, fused_steps
 from fnn.train._fit import fit
+from fnn.train._liveplot import LivePlot
 from fnn.train._run import Carry, FitRun, History, Progress
 from fnn.train._state import TrainState
 from fnn.train._step import make_eval_step, make_grad_fn, make_train_step, make_train_step_from_loss
@@ -29,6 +30,7 @@ __all__ = [
     "FitRun",
     "History",
     "LearningRateScheduler",
+    "LivePlot",
     "ReduceLROnPlateau",
     "TerminateOnNaN",
     "TrainState",

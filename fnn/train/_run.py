@@ -200,6 +200,29 @@ class History:
     def params(self) -> Any:
         return self.train_state.params
 
+    def _repr_html_(self) -> str:
+        """For notebooks: the curves (with matplotlib) and the last epochs' logs as a table."""
+        from fnn import _display
+
+        names = list(self.history)
+        shown = list(range(len(self.epochs)))[-10:]
+        parts = [
+            _display.paragraph(
+                f"History: {len(self.epochs)} epoch(s)"
+                + (f"; stopped: {self.stop_reason}" if self.stop_reason else "")
+            )
+        ]
+        if self.epochs and any(not k.startswith("val_") and k != "learning_rate" for k in names):
+            try:
+                from fnn import plot
+
+                parts.append(_display.figure_svg(plot.history(self)))
+            except ImportError:  # matplotlib is an extra: the table alone
+                pass
+        rows = [[self.epochs[i], *(self.history[k][i] for k in names)] for i in shown]
+        parts.append(_display.table(["epoch", *names], rows))
+        return _display.block(*parts)
+
     @property
     def state(self) -> Any:
         return self.train_state.state

@@ -1,0 +1,136 @@
+"""Rich notebook displays: Summary, Graph and History as HTML, and the LivePlot callback.
+
+The HTML must be well-formed (parsed here as XML), escape every text it shows,
+and render in a real browser (headless Chromium, where the machine has it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import types
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+import fnn
+from fnn._core import Summary, SummaryRow
+from fnn.train import _liveplot
+
+pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
+
+
+def model():
+    return fnn.Sequential([fnn.Dense(4, "relu"), fnn.Dense(2)])
+
+
+def trained(epochs=3, callbacks=()):
+    x = np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32)
+    return fnn.fit(model(), x, x[:, :2], loss="mse", optimizer="sgd", epochs=epochs, verbose=0,
+                   validation_split=0.25, callbacks=list(callbacks))  # fmt: skip
+
+
+def parsed(markup: str) -> ET.Element:
+    return ET.fromstring(markup)  # raises on anything not well formed
+
+
+def cells(root: ET.Element) -> list[list[str]]:
+    return [[c.text or "" for c in row] for row in root.iter("tr")]
+
+
+def test_a_summary_shows_as_an_html_table_with_the_same_figures_as_its_text():
+    summary = fnn.summary(model(), (3,))
+    root = parsed(summary._repr_html_())
+    rows = cells(root)
+    assert rows[0] == ["Layer", "Output shape", "Params", "State"]
+    assert rows[1:] == [["sequential", "(2,)", "26", "0"], ["sequential/dense", "(4,)", "16", "0"],
+                        ["sequential/dense_1", "(2,)", "10", "0"]]  # fmt: skip
+    assert "Trainable params: 26" in ET.tostring(root, encoding="unicode")
+
+
+def test_html_escapes_what_it_shows():
+    row = SummaryRow("<script>alert(1)</script>", 0, (1,), 1, 0)
+    markup = Summary('a"&<b>', (1,), (1,), (row,), 1, 0, 4)._repr_html_()
+    assert "<script>" not in markup and "&lt;script&gt;" in markup
+    root = parsed(markup)
+    assert 'Model "a"&<b>"' in "".join(root.itertext())
+
+
+def test_a_graph_without_graphviz_shows_its_text_and_says_why(monkeypatch):
+    graph = fnn.graph(model(), (3,))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    root = parsed(graph._repr_html_())
+    assert root.find("pre").text == graph.to_text()
+    assert "Graphviz's `dot` is not installed" in root.find("p").text
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+def test_a_graph_with_graphviz_shows_as_inline_svg():
+    root = parsed(fnn.graph(model(), (3,))._repr_html_())
+    assert root[0].tag.endswith("svg")
+
+
+def test_a_history_shows_its_curves_and_last_epochs():
+    history = trained()
+    root = parsed(history._repr_html_())
+    assert root.find("p").text == "History: 3 epoch(s)"
+    assert any(child.tag.endswith("svg") for child in root)  # the curves, inline
+    rows = cells(root)
+    assert rows[0] == ["epoch", *history.history]
+    assert len(rows) == 4 and rows[-1][0] == "2"
+    assert float(rows[-1][1]) == pytest.approx(history.history["loss"][-1], rel=1e-3)
+
+
+def test_live_plot_writes_a_png_at_the_end_outside_a_notebook(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    trained(epochs=2, callbacks=[fnn.LivePlot()])
+    assert (tmp_path / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_live_plot_redraws_one_output_in_place_in_a_notebook(tmp_path, monkeypatch):
+    shown = []
+
+    class Handle:
+        def update(self, image):
+            shown.append(("update", image.data))
+
+    def display(image, display_id):
+        shown.append(("display", image.data))
+        return Handle()
+
+    ipython_display = types.ModuleType("IPython.display")
+    ipython_display.display, ipython_display.SVG = display, lambda data: types.SimpleNamespace(data=data)
+    monkeypatch.setitem(sys.modules, "IPython.display", ipython_display)
+    monkeypatch.setattr(_liveplot, "in_notebook", lambda: True)
+    monkeypatch.chdir(tmp_path)
+    trained(epochs=3, callbacks=[fnn.LivePlot()])
+    assert [kind for kind, _ in shown] == ["display", "update", "update"]
+    assert all(parsed(svg).tag.endswith("svg") for _, svg in shown)
+    assert os.listdir(tmp_path) == []  # in a notebook, no file unless asked
+
+
+def test_the_displays_render_in_a_browser(tmp_path):
+    from tests.test_playground_browser import CHROMIUM, CHROMIUM_ARGS, sync_api
+
+    if CHROMIUM is None:
+        pytest.skip("no chromium on this machine (Debian: apt-get install chromium; or set FNN_CHROMIUM)")
+    page_html = "".join(
+        f'<section id="{name}">{markup}</section>'
+        for name, markup in [
+            ("summary", fnn.summary(model(), (3,))._repr_html_()),
+            ("graph", fnn.graph(model(), (3,))._repr_html_()),
+            ("history", trained()._repr_html_()),
+        ]
+    )
+    (tmp_path / "page.html").write_text(f"<!doctype html><html><body>{page_html}</body></html>")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page()
+        page.goto((tmp_path / "page.html").as_uri())
+        assert page.locator("#summary tr").count() == 4
+        assert page.locator("#graph pre").count() + page.locator("#graph svg").count() == 1
+        box = page.locator("#history svg").bounding_box()
+        assert box is not None and box["width"] > 100 and box["height"] > 100
+        browser.close()

@@ -1,0 +1,73 @@
+"""The course notebooks (notebooks/): saved without outputs, and run top to bottom in a kernel of this
+environment, their headline figures and rich outputs checked."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat", reason="the notebooks need the dev extra (nbclient, ipykernel)")
+nbclient = pytest.importorskip("nbclient", reason="the notebooks need the dev extra (nbclient, ipykernel)")
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+CELL_TIMEOUT_S = 300  # a hung cell fails the test instead of the suite
+
+
+def executed(path: Path, tmp_path: Path):
+    notebook = nbformat.read(path, as_version=4)
+    # The "python3" kernel runs this interpreter (jupyter_client maps it to sys.executable).
+    client = nbclient.NotebookClient(
+        notebook,
+        timeout=CELL_TIMEOUT_S,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(tmp_path)}},
+    )
+    client.execute()
+    return notebook
+
+
+def outputs(notebook) -> list[dict]:
+    return [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
+
+
+def printed(notebook) -> str:
+    return "".join(o.get("text", "") for o in outputs(notebook) if o.output_type == "stream")
+
+
+def kinds(notebook) -> set[str]:
+    return {kind for o in outputs(notebook) for kind in o.get("data", {})}
+
+
+def test_there_are_notebooks_and_each_is_saved_clean():
+    assert [p.name for p in NOTEBOOKS][:4] == [
+        "01_tensors_and_graphs.ipynb", "02_autodiff.ipynb", "03_sum_to_twenty.ipynb", "04_iris.ipynb",
+    ]  # fmt: skip
+    for path in NOTEBOOKS:
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+        assert notebook.metadata.kernelspec.name == "python3", path.name
+        for cell in notebook.cells:
+            if cell.cell_type == "code":
+                assert cell.outputs == [] and cell.execution_count is None, (path.name, cell.source[:60])
+
+
+CHECKS = {
+    # the summary and the graph of a model show as rich output (HTML)
+    "01_tensors_and_graphs": lambda nb: "text/html" in kinds(nb) and "lambda ; a:f32[2,2]" in printed(nb),
+    "02_autodiff": lambda nb: "gradients match finite differences" in printed(nb),
+    "03_sum_to_twenty": lambda nb: (
+        abs(float(re.search(r"final prediction: ([0-9.]+)", printed(nb))[1]) - 20) < 1
+    ),
+    # LivePlot drew its curves in the notebook; 0.900 here (20 epochs of Adam)
+    "04_iris": lambda nb: (
+        "image/svg+xml" in kinds(nb) and float(re.search(r"test accuracy: ([0-9.]+)", printed(nb))[1]) >= 0.8
+    ),
+}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_each_notebook_runs_top_to_bottom_and_shows_its_figures(path, tmp_path):
+    notebook = executed(path, tmp_path)
+    assert CHECKS[path.stem](notebook), printed(notebook)[-2000:]

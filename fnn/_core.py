@@ -508,6 +508,8 @@ class SummaryRow:
     params: int
     state: int
     frozen: int = 0
+    flops: float | None = None  # per example, XLA's count for the compiled forward pass
+    memory: int | None = None  # bytes: the compiled forward pass's arguments, outputs and temporaries
 
 
 @dataclasses.dataclass(frozen=True)
@@ -522,13 +524,24 @@ class Summary:
     state: int
     bytes: int
     frozen: int = 0
+    cost: bool = False
+
+    def _columns(self) -> tuple[list[str], list[list[Any]]]:
+        """The table's header and rows, the optional columns included where they apply."""
+        header = ["Layer", "Output shape", "Params", "State"] + ["Frozen"] * bool(self.frozen)
+        header += ["FLOPs/example", "Memory (bytes)"] * self.cost
+        rows = [
+            [r.path, str(r.output_shape), r.params, r.state]
+            + [r.frozen] * bool(self.frozen)
+            + [int(r.flops or 0), r.memory or 0] * self.cost
+            for r in self.rows
+        ]
+        return header, rows
 
     def __str__(self) -> str:
-        header = ("Layer", "Output shape", "Params", "State") + (("Frozen",) if self.frozen else ())
+        header, rows = self._columns()
         body = [
-            ("  " * r.depth + r.path, str(r.output_shape), f"{r.params:,}", f"{r.state:,}")
-            + ((f"{r.frozen:,}",) if self.frozen else ())
-            for r in self.rows
+            ("  " * r.depth + row[0], row[1], *(f"{v:,}" for v in row[2:])) for r, row in zip(self.rows, rows)
         ]
         widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
 
@@ -559,11 +572,7 @@ class Summary:
         """The table as HTML, for notebooks."""
         from fnn import _display
 
-        header = ["Layer", "Output shape", "Params", "State"] + (["Frozen"] if self.frozen else [])
-        rows = [
-            [r.path, str(r.output_shape), r.params, r.state] + ([r.frozen] if self.frozen else [])
-            for r in self.rows
-        ]
+        header, rows = self._columns()
         totals = f"Trainable params: {self.params - self.frozen:,}" + (
             f" · frozen: {self.frozen:,}" if self.frozen else ""
         )
@@ -576,22 +585,47 @@ class Summary:
         )
 
 
-def _summary_rows(layer: Layer, input_shape: Any, path: str, depth: int) -> list[SummaryRow]:
+def forward_cost(layer: Layer, input_shape: Any) -> tuple[float, int]:
+    """``(FLOPs, bytes)`` of a layer's compiled forward pass on one example, from XLA's own analyses.
+
+    The FLOPs are XLA's cost analysis of the optimised program (a multiply-add
+    counts 2); the bytes are its memory analysis: arguments (params, state,
+    input), outputs and temporaries. Compiles the layer; computes nothing.
+    """
     params, state = abstract_init(layer, input_shape)
+    compiled = (
+        jax.jit(lambda p, s, x: layer.apply(p, s, x, train=False)[0])
+        .lower(params, state, batched_struct(input_shape, 1))
+        .compile()
+    )
+    costs = compiled.cost_analysis()
+    costs = costs[0] if isinstance(costs, (list, tuple)) else costs  # one entry per program in older JAX
+    memory = compiled.memory_analysis()
+    held = memory.argument_size_in_bytes + memory.output_size_in_bytes + memory.temp_size_in_bytes
+    return float(costs.get("flops", 0.0)), int(held)
+
+
+def _summary_rows(layer: Layer, input_shape: Any, path: str, depth: int, cost: bool) -> list[SummaryRow]:
+    params, state = abstract_init(layer, input_shape)
+    flops, memory = forward_cost(layer, input_shape) if cost else (None, None)
     row = SummaryRow(
         path,
         depth,
         output_shape(layer, input_shape),
         count_params(params)[0],
         count_params(state)[0],
+        flops=flops,
+        memory=memory,
     )
     rows = [row]
     for key, child, child_shape in layer.children(input_shape) if layer.children else []:
-        rows += _summary_rows(child, child_shape, f"{path}/{key}", depth + 1)
+        rows += _summary_rows(child, child_shape, f"{path}/{key}", depth + 1, cost)
     return rows
 
 
-def summary(model: Layer, input_shape: Any, *, frozen: str | Sequence[str] = ()) -> Summary:
+def summary(
+    model: Layer, input_shape: Any, *, frozen: str | Sequence[str] = (), cost: bool = False
+) -> Summary:
     """A Keras-style table of a model: each layer's path, output shape and sizes.
 
     Nothing is computed: shapes and sizes come from ``jax.eval_shape``.
@@ -601,6 +635,10 @@ def summary(model: Layer, input_shape: Any, *, frozen: str | Sequence[str] = ())
         input_shape: per-example input shape (no batch axis).
         frozen: the patterns given to :func:`fnn.optimizers.freeze`; a
             "Frozen" column then counts each layer's frozen parameters.
+        cost: add each layer's FLOPs per example and memory (bytes of
+            arguments, outputs and temporaries) of its compiled forward pass,
+            from XLA's cost and memory analyses of the compiled program; the
+            model's row is the total. Compiles every layer, so it takes longer.
 
     Returns:
         A :class:`Summary`; ``print`` it for the table, or read its fields.
@@ -613,7 +651,7 @@ def summary(model: Layer, input_shape: Any, *, frozen: str | Sequence[str] = ())
         (67, ['sequential', 'sequential/dense', 'sequential/relu', 'sequential/dense_1'])
     """
     shape = as_shape(input_shape)
-    rows = tuple(_summary_rows(model, shape, model.name, 0))
+    rows = tuple(_summary_rows(model, shape, model.name, 0, cost))
     params, state = abstract_init(model, shape)
     n_params, p_bytes = count_params(params)
     n_state, s_bytes = count_params(state)
@@ -627,5 +665,13 @@ def summary(model: Layer, input_shape: Any, *, frozen: str | Sequence[str] = ())
 
         rows = tuple(dataclasses.replace(r, frozen=frozen_under(r)) for r in rows)
     return Summary(
-        model.name, shape, rows[0].output_shape, rows, n_params, n_state, p_bytes + s_bytes, rows[0].frozen
+        model.name,
+        shape,
+        rows[0].output_shape,
+        rows,
+        n_params,
+        n_state,
+        p_bytes + s_bytes,
+        rows[0].frozen,
+        cost,
     )

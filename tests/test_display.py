@@ -134,3 +134,24 @@ def test_the_displays_render_in_a_browser(tmp_path):
         box = page.locator("#history svg").bounding_box()
         assert box is not None and box["width"] > 100 and box["height"] > 100
         browser.close()
+
+
+def test_summary_cost_is_xla_s_count_and_matches_the_closed_forms():
+    # Dense(F -> U): 2FU multiply-adds + U bias adds. Conv2D 3x3 (valid), C -> K channels on H x W:
+    # 2 * 9 * C * K per output position, + K bias adds per position.
+    model = fnn.Sequential([fnn.Conv2D(8, 3), fnn.Flatten(), fnn.Dense(10)])
+    summary = fnn.summary(model, (10, 10, 2), cost=True)
+    flops = {r.path: r.flops for r in summary.rows}
+    assert flops["sequential/conv2d"] == 2 * 9 * 2 * 8 * 64 + 8 * 64
+    assert flops["sequential/dense"] == 2 * 512 * 10 + 10
+    assert (
+        flops["sequential"]
+        == flops["sequential/conv2d"] + flops["sequential/dense"] + flops["sequential/flatten"]
+    )
+    for r in summary.rows:  # the arguments alone: params and the input
+        assert r.memory >= 4 * r.params, r
+    text = str(summary)
+    assert "FLOPs/example" in text and f"{int(flops['sequential']):,}" in text
+    root = parsed(summary._repr_html_())
+    assert cells(root)[0][-2:] == ["FLOPs/example", "Memory (bytes)"]
+    assert "FLOPs" not in str(fnn.summary(model, (10, 10, 2)))  # only when asked: it compiles every layer

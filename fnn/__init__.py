@@ -52,7 +52,7 @@ from fnn.augment import (
 )
 from fnn.layers import *  # noqa: F403  (the layer constructors are part of fnn's namespace)
 from fnn.layers import __all__ as _layer_names
-from fnn.tensorboard import TensorBoard
+from fnn.tensorboard import Profiler, TensorBoard
 from fnn.train import (
     BackupAndRestore,
     Callback,
@@ -108,6 +108,7 @@ __all__ = [
     "RandomRotation",
     "RandomTranslation",
     "ReduceLROnPlateau",
+    "Profiler",
     "TerminateOnNaN",
     "TrainState",
     "Watchdog",

@@ -35,7 +35,7 @@ from fnn._graph import Graph
 from fnn._graph import graph as trace_graph
 from fnn.train._callbacks import Callback, FitRun, Logs
 
-__all__ = ["TensorBoard", "Writer", "filter_image", "graph_def"]
+__all__ = ["Profiler", "TensorBoard", "Writer", "filter_image", "graph_def"]
 
 
 def _tensorboardx() -> Any:
@@ -125,6 +125,39 @@ class Writer:
             raise ValueError(f"Writer.image: expected (H, W) or (H, W, 1|3|4), got shape {array.shape}")
         self._writer.add_image(tag, array, step, dataformats="HWC")
 
+    def embedding(self, tag: str, table: Any, step: int = 0, *, labels: Any = None) -> None:
+        """The Projector tab: a ``(rows, features)`` table (an ``Embedding`` layer's), each row
+        labelled by ``labels`` (one string per row) when given."""
+        matrix = np.asarray(jax.device_get(table), np.float32)
+        if matrix.ndim != 2:
+            raise ValueError(
+                f"Writer.embedding: {tag!r} must be a (rows, features) table, got shape {matrix.shape}"
+            )
+        if labels is not None:
+            labels = [str(label) for label in labels]
+            if len(labels) != len(matrix):
+                raise ValueError(
+                    f"Writer.embedding: {tag!r} has {len(matrix)} rows but {len(labels)} labels; give one per row"
+                )
+        self._writer.add_embedding(matrix, metadata=labels, global_step=step, tag=_tb_name(tag))
+
+    def pr_curve(
+        self, tag: str, labels: Any, probabilities: Any, step: int, *, thresholds: int = 127
+    ) -> None:
+        """The PR Curves tab: binary ``labels`` (0/1, or bool) against predicted ``probabilities`` in [0, 1]."""
+        truth = np.asarray(jax.device_get(labels)).ravel()
+        scores = np.asarray(jax.device_get(probabilities), np.float64).ravel()
+        if truth.shape != scores.shape or not np.isin(truth, (0, 1)).all():
+            raise ValueError(
+                f"Writer.pr_curve: {tag!r} needs one 0/1 label per probability, got {truth.size} labels "
+                f"with values {sorted(set(truth.tolist()))[:5]} and {scores.size} probabilities"
+            )
+        if not ((scores >= 0) & (scores <= 1)).all():
+            raise ValueError(
+                f"Writer.pr_curve: {tag!r}: probabilities must lie in [0, 1] (apply a sigmoid or softmax)"
+            )
+        self._writer.add_pr_curve(tag, truth.astype(bool), scores, step, num_thresholds=thresholds)
+
     def text(self, tag: str, text: str, step: int = 0) -> None:
         """A (Markdown) text."""
         self._writer.add_text(tag, text, step)
@@ -176,6 +209,15 @@ def filter_image(kernel: Any) -> np.ndarray:
     return grid
 
 
+def _embedding_tables(params: Any) -> dict[str, Any]:
+    """``{layer path: table}`` of the Embedding layers in a params tree."""
+    return {
+        path_str(path[:-1]): leaf
+        for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]
+        if path_str(path[-1:]) == "table" and np.ndim(leaf) == 2
+    }
+
+
 class TensorBoard(Callback):
     """Logs a ``fit`` run for TensorBoard.
 
@@ -197,6 +239,10 @@ class TensorBoard(Callback):
         write_graph: write the model's graph (traced once, at the start).
         write_images: write the first 2-D convolution's filters each epoch.
         hparams: hyper-parameters to record with the final metrics.
+        embeddings_freq: epochs between writes of every ``Embedding`` layer's
+            table to the Projector tab (0: none).
+        embeddings_metadata: ``{layer path: labels}`` (one string per row,
+            e.g. the vocabulary) for the Projector, e.g. ``{"embedding": words}``.
 
     Examples:
         >>> import tempfile
@@ -214,8 +260,12 @@ class TensorBoard(Callback):
         write_graph: bool = True,
         write_images: bool = False,
         hparams: Mapping[str, Any] | None = None,
+        embeddings_freq: int = 0,
+        embeddings_metadata: Mapping[str, Any] | None = None,
     ):
         histogram_freq = check_int("TensorBoard", "histogram_freq", histogram_freq, low=0)
+        self.embeddings_freq = check_int("TensorBoard", "embeddings_freq", embeddings_freq, low=0)
+        self.embeddings_metadata = dict(embeddings_metadata or {})
         if update_freq != "epoch" and (
             isinstance(update_freq, bool) or not isinstance(update_freq, int) or update_freq < 1
         ):
@@ -229,6 +279,12 @@ class TensorBoard(Callback):
         self.hparams = dict(hparams or {})
 
     def on_train_begin(self, run: FitRun) -> None:
+        unknown = sorted(set(self.embeddings_metadata) - set(_embedding_tables(run.train_state.params)))
+        if unknown:
+            raise ValueError(
+                f"TensorBoard: embeddings_metadata names {unknown}, which are not Embedding layers; the "
+                f"model's are {sorted(_embedding_tables(run.train_state.params))}"
+            )
         self.train, self.validation = Writer(self.logdir / "train"), Writer(self.logdir / "validation")
         if self.write_graph and run.input_shape is not None:
             self.train.graph(run.model, run.input_shape)
@@ -246,6 +302,8 @@ class TensorBoard(Callback):
             self.train.histograms(params, step)
             if run.gradients is not None:
                 self.train.histograms(run.gradients(), step, prefix="gradients/")
+        if self.embeddings_freq and step % self.embeddings_freq == 0:
+            self._embeddings(params, step)
         if self.write_images:
             for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
                 if np.ndim(leaf) == 4:
@@ -254,9 +312,59 @@ class TensorBoard(Callback):
         self.train.flush()
         self.validation.flush()
 
+    def _embeddings(self, params: Any, step: int) -> None:
+        for name, table in _embedding_tables(params).items():
+            self.train.embedding(name, table, step, labels=self.embeddings_metadata.get(name))
+
     def on_train_end(self, run: FitRun) -> None:
         if self.hparams:
             final = {k: v[-1] for k, v in run.history.items() if v}
             self.train.hparams(self.hparams, final)
         self.train.close()
         self.validation.close()
+
+
+class Profiler(Callback):
+    """Records a ``jax.profiler`` trace of chosen epochs, for TensorBoard's Profile tab.
+
+    The trace (``logdir/plugins/profile/<time>/<host>.xplane.pb``) holds every
+    compiled program's device and host activity; open it with
+    ``tensorboard --logdir LOGDIR`` and the ``tensorboard-plugin-profile``
+    package, or in Perfetto (the ``.trace.json.gz`` beside it). The first
+    epoch includes compiling, so the default is the second.
+
+    Args:
+        logdir: where to write (the same one as :class:`TensorBoard`'s is fine).
+        epochs: the epochs (0-based) to trace, each from its start until its
+            steps have finished.
+
+    Examples:
+        >>> import tempfile
+        >>> profiler = Profiler(tempfile.mkdtemp(), epochs=[1])
+    """
+
+    primary_only = True
+
+    def __init__(self, logdir: str | os.PathLike, *, epochs: Any = (1,)):
+        epochs = [epochs] if isinstance(epochs, int) else list(epochs)
+        self.epochs = {check_int("Profiler", "epochs", e, low=0) for e in epochs}
+        self.logdir, self._tracing = Path(logdir), False
+
+    def on_epoch_begin(self, epoch: int, run: FitRun) -> None:
+        if epoch in self.epochs and not self._tracing:
+            jax.profiler.start_trace(str(self.logdir))
+            self._tracing = True
+
+    def on_epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:
+        if self._tracing:
+            jax.block_until_ready(run.train_state)
+            self.close()
+
+    def on_train_end(self, run: FitRun) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stops a trace in progress (``fit`` calls it however the run ends)."""
+        if self._tracing:
+            self._tracing = False
+            jax.profiler.stop_trace()

@@ -117,3 +117,79 @@ def test_filter_image_tiles_the_filters():
     assert image.shape == (2 * 4 - 1, 3 * 4 - 1) and image.min() == 0.0 and image.max() == 1.0
     with pytest.raises(ValueError, match=r"expected a \(kh, kw, in, out\) kernel, got shape \(3, 3\)"):
         filter_image(kernel[:, :, 0, 0])
+
+
+def test_the_projector_gets_each_embedding_table_with_its_labels(tmp_path):
+    from google.protobuf import text_format
+    from tensorboard.plugins.projector import projector_config_pb2
+
+    words = [f"word{i}" for i in range(12)]
+    model = fnn.Sequential([fnn.Embedding(12, 4), fnn.Flatten(), fnn.Dense(2)])
+    x = np.random.default_rng(0).integers(0, 12, size=(32, 5)).astype(np.int32)
+    y = (x.sum(1) % 2).astype(np.int32)
+    board = TensorBoard(
+        tmp_path, embeddings_freq=1, embeddings_metadata={"embedding": words}, write_graph=False
+    )
+    history = fnn.fit(model, x, y, loss=LOSS, optimizer="sgd", epochs=2, verbose=0, callbacks=[board])
+    config = projector_config_pb2.ProjectorConfig()
+    text_format.Parse((tmp_path / "train" / "projector_config.pbtxt").read_text(), config)
+    assert [e.tensor_name for e in config.embeddings] == ["embedding:00001", "embedding:00002"]
+    last = config.embeddings[-1]
+    table = np.loadtxt(tmp_path / "train" / last.tensor_path, delimiter="\t")
+    np.testing.assert_allclose(table, history.params["embedding"]["table"], rtol=1e-5, atol=1e-6)
+    assert (tmp_path / "train" / last.metadata_path).read_text().split() == words
+    with pytest.raises(ValueError, match=r"embeddings_metadata names \['embed'\], which are not Embedding layers; "
+                       r"the model's are \['embedding'\]"):  # fmt: skip
+        fnn.fit(
+            model,
+            x,
+            y,
+            loss=LOSS,
+            verbose=0,
+            callbacks=[TensorBoard(tmp_path, embeddings_metadata={"embed": words})],
+        )
+
+
+def test_pr_curves_are_read_back_by_tensorboard(tmp_path):
+    labels = np.array([0, 0, 1, 1])
+    with Writer(tmp_path) as writer:
+        writer.pr_curve("positive", labels, np.array([0.1, 0.6, 0.4, 0.9]), step=1)
+        with pytest.raises(
+            ValueError, match=r"needs one 0/1 label per probability, got 4 labels with values \[0, 2\]"
+        ):
+            writer.pr_curve("bad", np.array([0, 2, 0, 2]), np.array([0.1, 0.6, 0.4, 0.9]), step=1)
+        with pytest.raises(ValueError, match=r"probabilities must lie in \[0, 1\]"):
+            writer.pr_curve("bad", labels, np.array([0.1, 1.6, 0.4, 0.9]), step=1)
+    events = EventAccumulator(str(tmp_path), size_guidance={"tensors": 0})
+    events.Reload()
+    assert events.Tags()["tensors"] == ["positive"]
+    from tensorboard.util import tensor_util
+
+    # rows: true positives, false positives, true negatives, false negatives, precision, recall
+    data = tensor_util.make_ndarray(events.Tensors("positive")[0].tensor_proto)
+    assert data.shape == (6, 127)
+    assert data[0, 0] == 2 and data[1, 0] == 2  # at threshold 0 every example is positive: 2 TP, 2 FP
+
+
+def test_the_profiler_traces_the_chosen_epoch_for_the_profile_tab(tmp_path):
+    x, y = digits(64)
+    model = fnn.Sequential([fnn.Dense(8, "relu"), fnn.Dense(10)])
+    fnn.fit(model, x, y, loss=LOSS, epochs=2, verbose=0, callbacks=[fnn.Profiler(tmp_path, epochs=1)])
+    traces = list((tmp_path / "plugins" / "profile").glob("*/*.xplane.pb"))
+    assert len(traces) == 1 and traces[0].stat().st_size > 0
+
+
+def test_a_run_that_fails_mid_trace_stops_the_trace(tmp_path):
+    class Fails(fnn.Callback):
+        def on_epoch_end(self, epoch, logs, run):
+            raise RuntimeError("boom")
+
+    x, y = digits(64)
+    model = fnn.Sequential([fnn.Dense(10)])
+    with pytest.raises(RuntimeError, match="boom"):
+        fnn.fit(
+            model, x, y, loss=LOSS, epochs=1, verbose=0, callbacks=[fnn.Profiler(tmp_path, epochs=0), Fails()]
+        )
+    fnn.fit(
+        model, x, y, loss=LOSS, epochs=1, verbose=0, callbacks=[fnn.Profiler(tmp_path / "again", epochs=0)]
+    )

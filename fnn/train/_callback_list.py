@@ -21,7 +21,6 @@ from fnn.parallel import DataParallel
 from fnn.train._callbacks import Callback, Logs
 from fnn.train._checkpointing import BackupAndRestore
 from fnn.train._run import Carry, FitRun, read_logs
-from fnn.train._watchdog import Watchdog
 
 
 class CallbackList:
@@ -128,7 +127,7 @@ class CallbackList:
             cb.on_train_end(run)
 
     def close(self) -> None:
-        """After the run, however it ended: stops the callbacks that run threads (:class:`Watchdog`)."""
+        """After the run, however it ended: callbacks that hold a thread or a trace (``Watchdog``,
+        ``Profiler``) release it through their ``close``."""
         for cb in self.callbacks:
-            if isinstance(cb, Watchdog):
-                cb.close()
+            cb.close()

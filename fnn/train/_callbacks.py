@@ -51,6 +51,9 @@ class Callback:
     def on_train_end(self, run: FitRun) -> None:
         """Called once after the last epoch, also after an early stop."""
 
+    def close(self) -> None:
+        """Called when ``fit`` returns or raises: release what the callback holds (a thread, a trace)."""
+
     def get_state(self) -> dict[str, Any]:
         """The callback's progress as plain JSON data, kept in backups (see ``BackupAndRestore``)."""
         return {}

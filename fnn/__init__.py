@@ -32,6 +32,7 @@ from fnn import (
     regularizers,
     tensorboard,
     testing,
+    tracking,
     train,
 )
 from fnn._compilation_cache import enable_compilation_cache
@@ -143,6 +144,7 @@ __all__ = [
     "regularizers",
     "summary",
     "testing",
+    "tracking",
     "train",
     *_layer_names,
 ]

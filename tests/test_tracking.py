@@ -1,0 +1,92 @@
+"""fnn.tracking: what fit logs, read back with the trackers' own readers (MLflow's client)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fnn
+from fnn.tracking import Logger, Track
+from tests.fitting import LOSS, digits
+
+pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
+
+
+class Recorder(Logger):
+    def __init__(self):
+        self.calls = []
+
+    def log_hparams(self, hparams):
+        self.calls.append(("hparams", dict(hparams)))
+
+    def log_scalars(self, values, step):
+        self.calls.append(("scalars", step, dict(values)))
+
+    def log_artifact(self, path):
+        self.calls.append(("artifact", str(path)))
+
+    def finish(self, failed=False):
+        self.calls.append(("finish", failed))
+
+
+def run(callbacks, epochs=2, **kwargs):
+    x, y = digits(96)
+    model = fnn.Sequential([fnn.Dense(8, "relu"), fnn.Dense(10)])
+    return fnn.fit(model, x, y, loss=LOSS, metrics=["accuracy"], epochs=epochs, batch_size=32, verbose=0,
+                   validation_split=0.25, callbacks=callbacks, **kwargs)  # fmt: skip
+
+
+def test_track_feeds_hparams_epoch_and_batch_logs_artifacts_and_the_end(tmp_path):
+    recorder, plot = Recorder(), tmp_path / "curves.png"
+    plot.write_bytes(b"png")
+    history = run([Track(recorder, hparams={"lr": 1e-3, "optimizer": fnn.optimizers}, every_steps=1,
+                         artifacts=[plot])])  # fmt: skip
+    hparams = recorder.calls[0]
+    assert hparams[0] == "hparams" and hparams[1]["lr"] == 1e-3 and hparams[1]["epochs"] == 2
+    assert hparams[1]["params"] == 8 * 64 + 8 + 8 * 10 + 10 and hparams[1]["optimizer"].startswith("<module")
+    epochs = [c for c in recorder.calls if c[0] == "scalars" and "loss" in c[2]]
+    assert [c[1] for c in epochs] == [1, 2]
+    for (_, _, logged), i in zip(epochs, range(2)):
+        assert logged == {k: v[i] for k, v in history.history.items()}
+    batches = [c for c in recorder.calls if c[0] == "scalars" and "batch_loss" in c[2]]
+    assert [c[1] for c in batches] == list(range(1, 7))  # 72 examples in batches of 32: 3 steps an epoch
+    assert recorder.calls[-2:] == [("artifact", str(plot)), ("finish", False)]
+
+
+def test_a_failed_run_is_finished_as_failed(tmp_path):
+    class Fails(fnn.Callback):
+        def on_epoch_end(self, epoch, logs, run):
+            raise RuntimeError("boom")
+
+    recorder = Recorder()
+    with pytest.raises(RuntimeError, match="boom"):
+        run([Track(recorder), Fails()])
+    assert recorder.calls[-1] == ("finish", True)
+
+
+def test_track_checks_its_arguments(tmp_path):
+    with pytest.raises(TypeError, match=r"Track: loggers must be fnn.tracking.Logger instances, got 'csv'"):
+        Track("csv")
+    with pytest.raises(ValueError, match=r"Track: every_steps must be a positive int or None, got 0"):
+        Track(Recorder(), every_steps=0)
+    with pytest.raises(FileNotFoundError, match=r"Track: artifacts \['.*nothing.png'\] do not exist"):
+        run([Track(Recorder(), artifacts=[tmp_path / "nothing.png"])], epochs=1)
+
+
+def test_an_mlflow_run_reads_back_with_mlflows_client_as_the_history(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="needs mlflow-skinny (the dev extra)")
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # a local file store: no server, no database
+    uri = (tmp_path / "mlruns").as_uri()
+    logger = fnn.tracking.MLflow("digits", run_name="mlp", tracking_uri=uri)
+    history = run([Track(logger, hparams={"lr": 0.001}, artifacts=[__file__])])
+    client = MlflowClient(uri)
+    got = client.get_run(logger.run_id)
+    assert got.info.status == "FINISHED" and got.info.run_name == "mlp"
+    assert got.data.params["lr"] == "0.001" and got.data.params["epochs"] == "2"
+    for name, values in history.history.items():
+        logged = sorted((m.step, m.value) for m in client.get_metric_history(logger.run_id, name))
+        assert [s for s, _ in logged] == [1, 2]
+        np.testing.assert_allclose([v for _, v in logged], values, rtol=1e-6)
+    assert [a.path for a in client.list_artifacts(logger.run_id)] == ["test_tracking.py"]

@@ -90,3 +90,44 @@ def test_an_mlflow_run_reads_back_with_mlflows_client_as_the_history(tmp_path, m
         assert [s for s, _ in logged] == [1, 2]
         np.testing.assert_allclose([v for _, v in logged], values, rtol=1e-6)
     assert [a.path for a in client.list_artifacts(logger.run_id)] == ["test_tracking.py"]
+
+
+def wandb_records(folder):
+    """The records of the offline W&B run under ``folder``, read with W&B's own reader."""
+    import json
+
+    from wandb.proto import wandb_internal_pb2
+    from wandb.sdk.internal import datastore
+
+    (file,) = folder.glob("wandb/offline-run-*/run-*.wandb")
+    store = datastore.DataStore()
+    store.open_for_scan(str(file))
+    records = []
+    name = lambda item: item.key or "/".join(item.nested_key)  # noqa: E731
+    while (data := store.scan_data()) is not None:
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(data)
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            records.append(("history", {name(i): json.loads(i.value_json) for i in record.history.item}))
+        elif kind == "config":
+            records.append(("config", {name(i): json.loads(i.value_json) for i in record.config.update}))
+        elif kind == "exit":
+            records.append(("exit", record.exit.exit_code))
+    store.close()
+    return records
+
+
+def test_a_wandb_offline_run_reads_back_with_wandbs_reader_as_the_history(tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="needs wandb (the dev extra)")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    logger = fnn.tracking.WandB("digits", name="mlp", dir=tmp_path)
+    history = run([Track(logger, hparams={"lr": 0.001})])
+    records = wandb_records(tmp_path)
+    config = {k: v for kind, c in records if kind == "config" for k, v in c.items()}
+    assert config["lr"] == 0.001 and config["epochs"] == 2
+    rows = [r for kind, r in records if kind == "history"]
+    assert [r["step"] for r in rows] == [1, 2]
+    for name, values in history.history.items():
+        np.testing.assert_allclose([r[name] for r in rows], values, rtol=1e-6)
+    assert ("exit", 0) in records

@@ -190,6 +190,7 @@ class WandB(Logger):
         mode: ``"offline"`` (files under ``dir``; ``wandb sync`` uploads them),
             ``"online"`` or ``"disabled"``.
         dir: where W&B writes its files (``wandb/`` in the working directory by default).
+        **options: passed on to ``wandb.init`` (``settings=wandb.Settings(...)``, ``tags``, ``group`` ...).
 
     Attributes:
         run: the ``wandb`` run.
@@ -202,12 +203,15 @@ class WandB(Logger):
         name: str | None = None,
         mode: str = "offline",
         dir: str | os.PathLike | None = None,
+        **options: Any,
     ):
         try:
             import wandb
         except ImportError as e:
             raise ImportError("fnn.tracking.WandB needs wandb: pip install 'fnn[wandb]'") from e
-        self.run = wandb.init(project=project, name=name, mode=mode, dir=None if dir is None else str(dir))
+        self.run = wandb.init(
+            project=project, name=name, mode=mode, dir=None if dir is None else str(dir), **options
+        )
 
     def log_hparams(self, hparams: Mapping[str, Any]) -> None:
         self.run.config.update(dict(hparams))

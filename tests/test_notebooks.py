@@ -60,7 +60,7 @@ CHECKS = {
     "03_sum_to_twenty": lambda nb: (
         abs(float(re.search(r"final prediction: ([0-9.]+)", printed(nb))[1]) - 20) < 1
     ),
-    # LivePlot drew its curves in the notebook; 0.900 here (20 epochs of Adam)
+    # LivePlot drew its curves in the notebook; 0.867-0.900 over seeds (10 epochs of Adam)
     "04_iris": lambda nb: (
         "image/svg+xml" in kinds(nb) and float(re.search(r"test accuracy: ([0-9.]+)", printed(nb))[1]) >= 0.8
     ),

@@ -121,7 +121,11 @@ def wandb_records(folder):
 def test_a_wandb_offline_run_reads_back_with_wandbs_reader_as_the_history(tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="needs wandb (the dev extra)")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    logger = fnn.tracking.WandB("digits", name="mlp", dir=tmp_path)
+    import wandb
+
+    # Without the repository's git state and the machine's description, which W&B gathers at start.
+    quiet = wandb.Settings(disable_git=True, x_disable_meta=True, x_disable_stats=True, console="off")
+    logger = fnn.tracking.WandB("digits", name="mlp", dir=tmp_path, settings=quiet)
     history = run([Track(logger, hparams={"lr": 0.001})])
     records = wandb_records(tmp_path)
     config = {k: v for kind, c in records if kind == "config" for k, v in c.items()}

@@ -65,5 +65,17 @@ def figure_svg(figure: Any) -> str:
     return inline_svg(buffer.getvalue())
 
 
+def sections(title: str, parts: Sequence[tuple[str, Sequence[str]]]) -> str:
+    """A report: a title, then one collapsible list per non-empty part, ``(heading, items)``."""
+    out = [paragraph(title, bold=True)]
+    for heading, items in parts:
+        if items:
+            listed = "".join(f"<li>{html.escape(str(item))}</li>" for item in items)
+            out.append(
+                f'<details open="open"><summary>{html.escape(heading)} ({len(items)})</summary><ul>{listed}</ul></details>'
+            )
+    return block(*out)
+
+
 def block(*parts: str) -> str:
     return "<div>" + "".join(parts) + "</div>"

@@ -1204,6 +1204,18 @@ class TransferReport(NamedTuple):
             + block("not used from the source", self.unused)
         )
 
+    def _repr_html_(self) -> str:
+        from fnn import _display
+
+        return _display.sections(
+            "transfer",
+            [
+                ("loaded from the source", self.loaded),
+                ("freshly initialised", self.initialised),
+                ("not used from the source", self.unused),
+            ],
+        )
+
 
 def transfer(
     target: Any,

@@ -155,3 +155,23 @@ def test_summary_cost_is_xla_s_count_and_matches_the_closed_forms():
     root = parsed(summary._repr_html_())
     assert cells(root)[0][-2:] == ["FLOPs/example", "Memory (bytes)"]
     assert "FLOPs" not in str(fnn.summary(model, (10, 10, 2)))  # only when asked: it compiles every layer
+
+
+def test_reports_show_as_collapsible_lists():
+    from fnn.interop._convert import WeightsReport
+
+    _, report = fnn.checkpoint.transfer(
+        {"a": np.zeros(2), "b": np.zeros(3)}, {"a": np.ones(2), "c": np.ones(1)}
+    )
+    root = parsed(report._repr_html_())
+    listed = {d.find("summary").text: [li.text for li in d.iter("li")] for d in root.iter("details")}
+    assert listed == {"loaded from the source (1)": ["a"], "freshly initialised (1)": ["b"],
+                      "not used from the source (1)": ["c"]}  # fmt: skip
+    weights = WeightsReport(mapped=(("dense", ("fc.weight", "fc.bias")),), unused=("<extra>",))
+    root = parsed(weights._repr_html_())
+    assert root.find("p/b").text == "weights that do not fit"
+    assert [d.find("summary").text for d in root.iter("details")] == [
+        "UNUSED from the file (1)",
+        "loaded (1)",
+    ]
+    assert "&lt;extra&gt;" in weights._repr_html_()

@@ -310,8 +310,27 @@ class WeightsReport:
             + _block("UNUSED from the file (name them in ignore= to skip them)", self.unused)
         )
 
+    def _mapped(self) -> list[str]:
+        return [f"{path or '(the model)'} <- {', '.join(names)}" for path, names in self.mapped]
+
+    def _repr_html_(self) -> str:
+        from fnn import _display
+
+        return _display.sections(
+            "weights loaded" if self.ok else "weights that do not fit",
+            [
+                ("MISSING from the file", self.missing),
+                ("MISMATCHED", self.mismatched),
+                ("UNUSED from the file", self.unused),
+                ("loaded", self._mapped()),
+                ("kept as they were (keep=)", self.kept),
+                ("ignored", self.ignored),
+                ("cast without loss", self.cast),
+            ],
+        )
+
     def __str__(self) -> str:
-        mapped = [f"{path or '(the model)'} <- {', '.join(names)}" for path, names in self.mapped]
+        mapped = self._mapped()
         return "\n".join(
             _block("loaded", mapped)
             + _block("kept as they were (keep=)", self.kept)

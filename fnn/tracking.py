@@ -9,7 +9,8 @@ every N steps (``batch_loss`` ... at the global step), the files you name at
 the end, and whether the run finished or failed. Only process 0 logs in a
 multi-process run.
 
-Adapters: :class:`MLflow` (``pip install 'fnn[mlflow]'``; any tracking URI
+Adapters: :class:`CSV` (a file, no dependency), :class:`TensorBoard`
+(``fnn[tensorboard]``), :class:`MLflow` (``pip install 'fnn[mlflow]'``; any tracking URI
 MLflow's client accepts) and :class:`WandB` (``pip install 'fnn[wandb]'``;
 offline by default, so nothing leaves the machine until ``wandb sync``).
 Write your own by subclassing :class:`Logger`.
@@ -38,7 +39,7 @@ from typing import Any
 from fnn.train._callbacks import Callback, Logs
 from fnn.train._run import FitRun
 
-__all__ = ["Logger", "MLflow", "Track", "WandB"]
+__all__ = ["CSV", "Logger", "MLflow", "TensorBoard", "Track", "WandB"]
 
 
 class Logger:
@@ -129,6 +130,54 @@ class Track(Callback):
             self._open = False
             for logger in self.loggers:
                 logger.finish(failed=not self._ended)
+
+
+class CSV(Logger):
+    """Scalars as rows of a CSV file (``step`` first, then every name seen), rewritten atomically
+    at each step, as :class:`fnn.CSVLogger` writes its epochs.
+
+    Args:
+        path: the file to write.
+        separator: the field separator.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, separator: str = ","):
+        self.path, self.separator = Path(path), separator
+        self.rows: list[dict[str, Any]] = []
+
+    def log_scalars(self, values: Mapping[str, float], step: int) -> None:
+        from fnn.train._callbacks import write_csv
+
+        self.rows.append({"step": step, **values})
+        write_csv(self.path, self.rows, self.separator)
+
+
+class TensorBoard(Logger):
+    """Scalars as TensorBoard event files (``fnn[tensorboard]``); the hyper-parameters go to the
+    HParams tab with the last value of each scalar when the run ends.
+
+    Args:
+        logdir: the run's directory.
+    """
+
+    def __init__(self, logdir: str | os.PathLike):
+        from fnn.tensorboard import Writer
+
+        self.writer = Writer(logdir)
+        self.hparams: dict[str, Any] = {}
+        self.last: dict[str, float] = {}
+
+    def log_hparams(self, hparams: Mapping[str, Any]) -> None:
+        self.hparams.update(hparams)
+
+    def log_scalars(self, values: Mapping[str, float], step: int) -> None:
+        self.writer.scalars(values, step)
+        self.last.update(values)
+
+    def finish(self, failed: bool = False) -> None:
+        if self.hparams:
+            self.writer.hparams(self.hparams, self.last)
+        self.writer.close()
 
 
 class MLflow(Logger):

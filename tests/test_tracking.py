@@ -135,3 +135,23 @@ def test_a_wandb_offline_run_reads_back_with_wandbs_reader_as_the_history(tmp_pa
     for name, values in history.history.items():
         np.testing.assert_allclose([r[name] for r in rows], values, rtol=1e-6)
     assert ("exit", 0) in records
+
+
+def test_csv_and_tensorboard_loggers_hold_the_history(tmp_path):
+    import csv
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    table, board = fnn.tracking.CSV(tmp_path / "log.csv"), fnn.tracking.TensorBoard(tmp_path / "tb")
+    history = run([Track(table, board, hparams={"lr": 0.001})])
+    with open(tmp_path / "log.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2]
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    for name, values in history.history.items():
+        np.testing.assert_allclose([float(r[name]) for r in rows], values, rtol=1e-6)
+        logged = events.Scalars(name)
+        assert [e.step for e in logged] == [1, 2]
+        np.testing.assert_allclose([e.value for e in logged], values, rtol=1e-6)
+    assert any((tmp_path / "tb").rglob("events.out.tfevents.*"))  # and the HParams run beside it

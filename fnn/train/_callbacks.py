@@ -347,9 +347,14 @@ class CSVLogger(Callback):
 
     def on_epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:
         self.rows.append({"epoch": epoch, **logs})
-        fields = list(dict.fromkeys(k for row in self.rows for k in row))
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=fields, delimiter=self.separator, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(self.path, out.getvalue())
+        write_csv(self.path, self.rows, self.separator)
+
+
+def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], separator: str = ",") -> None:
+    """Rows (dicts; the columns are every key, in first-seen order) as a CSV file, written atomically."""
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, delimiter=separator, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, out.getvalue())

@@ -15,16 +15,27 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 CELL_TIMEOUT_S = 300  # a hung cell fails the test instead of the suite
 
 
-def executed(path: Path, tmp_path: Path):
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    """One kernel of this environment for the module's notebooks: each starts with ``%reset -f``, so
+    nothing of the one before it is left but warm imports (2-3 s a notebook)."""
+    from jupyter_client.manager import KernelManager
+
+    manager = KernelManager(kernel_name="python3")  # jupyter_client maps "python3" to sys.executable
+    manager.start_kernel(cwd=str(tmp_path_factory.mktemp("notebooks")))
+    yield manager
+    manager.shutdown_kernel(now=True)
+
+
+def executed(path: Path, kernel):
     notebook = nbformat.read(path, as_version=4)
-    # The "python3" kernel runs this interpreter (jupyter_client maps it to sys.executable).
-    client = nbclient.NotebookClient(
-        notebook,
-        timeout=CELL_TIMEOUT_S,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    )
-    client.execute()
+    notebook.cells.insert(0, nbformat.v4.new_code_cell('get_ipython().run_line_magic("reset", "-f")'))
+    client = nbclient.NotebookClient(notebook, km=kernel, timeout=CELL_TIMEOUT_S)
+    try:
+        client.execute()
+    finally:
+        if client.kc is not None:
+            client.kc.stop_channels()
     return notebook
 
 
@@ -68,6 +79,6 @@ CHECKS = {
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_each_notebook_runs_top_to_bottom_and_shows_its_figures(path, tmp_path):
-    notebook = executed(path, tmp_path)
+def test_each_notebook_runs_top_to_bottom_and_shows_its_figures(path, kernel):
+    notebook = executed(path, kernel)
     assert CHECKS[path.stem](notebook), printed(notebook)[-2000:]

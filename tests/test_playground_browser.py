@@ -119,3 +119,29 @@ def test_a_diverging_run_shows_a_message_and_the_page_goes_on(page):
     change(page, "#learning_rate", lambda c: (c.fill("0.03"), c.press("Tab")))
     page.wait_for_function("document.getElementById('diverged').hidden")
     assert text(page, "#test_loss") != "not finite"
+
+
+def test_notebook_displays_render_in_the_browser(page, tmp_path):
+    # Summary, Graph and History as a notebook shows them (tests/test_display.py checks their markup),
+    # in a second tab of this module's browser.
+    import fnn
+    from tests.test_display import model, trained
+
+    page_html = "".join(
+        f'<section id="{name}">{markup}</section>'
+        for name, markup in [
+            ("summary", fnn.summary(model(), (3,))._repr_html_()),
+            ("graph", fnn.graph(model(), (3,))._repr_html_()),
+            ("history", trained()._repr_html_()),
+        ]
+    )
+    (tmp_path / "page.html").write_text(f"<!doctype html><html><body>{page_html}</body></html>")
+    tab = page.context.browser.new_page()
+    try:
+        tab.goto((tmp_path / "page.html").as_uri())
+        assert tab.locator("#summary tr").count() == 4
+        assert tab.locator("#graph pre").count() + tab.locator("#graph svg").count() == 1
+        box = tab.locator("#history svg").bounding_box()
+        assert box is not None and box["width"] > 100 and box["height"] > 100
+    finally:
+        tab.close()

@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from fnn._checks import check_int
 from fnn.train._callbacks import Callback, Logs
 from fnn.train._run import FitRun
 
@@ -88,10 +89,7 @@ class Track(Callback):
         for logger in loggers:
             if not isinstance(logger, Logger):
                 raise TypeError(f"Track: loggers must be fnn.tracking.Logger instances, got {logger!r}")
-        if every_steps is not None and (
-            isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 1
-        ):
-            raise ValueError(f"Track: every_steps must be a positive int or None, got {every_steps!r}")
+        every_steps = None if every_steps is None else check_int("Track", "every_steps", every_steps)
         self.loggers, self.step_interval = list(loggers), every_steps
         self.hparams = {k: _plain(v) for k, v in (hparams or {}).items()}
         self.artifacts = [Path(p) for p in artifacts]

@@ -203,9 +203,9 @@ def test_a_watchdog_reports_a_run_that_stops_progressing_and_stops_however_fit_e
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"timeout_s": 0}, r"Watchdog: timeout_s must be a positive number of seconds, got 0"),
-        ({"timeout_s": True}, r"Watchdog: timeout_s must be a positive number of seconds, got True"),
-        ({"every_steps": 0}, r"Watchdog: every_steps must be a positive int or None, got 0"),
+        ({"timeout_s": 0}, r"Watchdog: timeout_s must be a finite number > 0, got 0"),
+        ({"timeout_s": True}, r"Watchdog: timeout_s must be a finite number > 0, got True"),
+        ({"every_steps": 0}, r"Watchdog: every_steps must be a positive int, got 0"),
     ],
 )
 def test_a_watchdog_checks_its_arguments(kwargs, message):

@@ -67,7 +67,7 @@ def test_a_failed_run_is_finished_as_failed(tmp_path):
 def test_track_checks_its_arguments(tmp_path):
     with pytest.raises(TypeError, match=r"Track: loggers must be fnn.tracking.Logger instances, got 'csv'"):
         Track("csv")
-    with pytest.raises(ValueError, match=r"Track: every_steps must be a positive int or None, got 0"):
+    with pytest.raises(ValueError, match=r"Track: every_steps must be a positive int, got 0"):
         Track(Recorder(), every_steps=0)
     with pytest.raises(FileNotFoundError, match=r"Track: artifacts \['.*nothing.png'\] do not exist"):
         run([Track(Recorder(), artifacts=[tmp_path / "nothing.png"])], epochs=1)

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from fnn._checks import check_int, check_positive_float
 from fnn.train._callbacks import Callback, Logs
 from fnn.train._run import FitRun
 
@@ -69,13 +70,9 @@ class Watchdog(Callback):
         every_steps: int | None = None,
         on_timeout: Callable[[str], Any] | None = None,
     ):
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
-            raise ValueError(f"Watchdog: timeout_s must be a positive number of seconds, got {timeout_s!r}")
-        if every_steps is not None and (
-            isinstance(every_steps, bool) or not isinstance(every_steps, int) or every_steps < 1
-        ):
-            raise ValueError(f"Watchdog: every_steps must be a positive int or None, got {every_steps!r}")
-        self.timeout_s, self.step_interval = float(timeout_s), every_steps
+        timeout_s = check_positive_float("Watchdog", "timeout_s", timeout_s)
+        every_steps = None if every_steps is None else check_int("Watchdog", "every_steps", every_steps)
+        self.timeout_s, self.step_interval = timeout_s, every_steps
         self.on_timeout = on_timeout or _exit
         self._stopped = threading.Event()
         self._thread: threading.Thread | None = None

@@ -127,7 +127,7 @@ class CallbackList:
             cb.on_train_end(run)
 
     def close(self) -> None:
-        """After the run, however it ended: callbacks that hold a thread or a trace (``Watchdog``,
-        ``Profiler``) release it through their ``close``."""
+        """After the run, however it ended: each callback's ``close`` (a Watchdog's thread, a
+        Profiler's trace, a Track's runs are released there)."""
         for cb in self.callbacks:
             cb.close()

@@ -228,5 +228,5 @@ def fit(
             loop.epoch(run, epoch)
         callbacks.train_end(run)
     finally:
-        callbacks.close()  # watchdogs stop however the run ends
+        callbacks.close()  # threads, traces and tracker runs are released however the run ends
     return loop.history(run)

@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fnn-installed
 
-.PHONY: demo test chromium docs lint bench interop interop-fixtures clean
+.PHONY: demo test chromium docs notebooks lint bench interop interop-fixtures clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ APT_CHROMIUM := DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
+# notebooks/ run top to bottom into docs/notebooks/, outputs included, for the site (after editing one).
+notebooks: $(STAMP)
+	$(PY) notebooks/render.py
+
 # The speed suite against the peers, in its own environment (the peers are large).
 bench:
 	test -x .venv-bench/bin/python || $(PYTHON) -m venv .venv-bench
@@ -57,8 +61,8 @@ interop: $(INTEROP)
 	$(INTEROP) interop/compare.py interop/results
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check fnn tests benchmarks examples interop conftest.py
-	$(VENV)/bin/ruff format --check fnn tests benchmarks examples interop conftest.py
+	$(VENV)/bin/ruff check fnn tests benchmarks examples interop notebooks/render.py conftest.py
+	$(VENV)/bin/ruff format --check fnn tests benchmarks examples interop notebooks/render.py conftest.py
 
 clean:
 	rm -rf $(VENV) .venv-bench .venv-interop build site *.egg-info

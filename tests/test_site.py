@@ -8,6 +8,7 @@ the built HTML tells whether a tutorial shows its program.
 from __future__ import annotations
 
 import html
+import json
 import os
 import re
 import subprocess
@@ -54,3 +55,17 @@ def test_built_tutorial_shows_the_first_and_last_line_of_its_script(site, page):
     for match in SNIPPET.finditer(page.read_text()):
         lines = [line for line in (ROOT / match["path"]).read_text().splitlines() if line.strip()]
         assert lines[0] in text and lines[-1] in text, f"{page.name} does not show {match['path']}"
+
+
+NOTEBOOKS = sorted((ROOT / "docs" / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_built_notebook_pages_show_their_outputs(site, notebook):
+    cells = json.loads(notebook.read_text())["cells"]
+    printed = [o["text"] for c in cells if c["cell_type"] == "code" for o in c["outputs"] if "text" in o]
+    page = html.unescape(
+        re.sub(r"<[^>]+>", "", (site / "notebooks" / notebook.stem / "index.html").read_text())
+    )
+    last = "".join(printed[-1]).strip().splitlines()[-1]  # the headline figure
+    assert last in page, f"{notebook.name}: the page does not show {last!r}"

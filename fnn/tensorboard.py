@@ -34,6 +34,7 @@ from fnn._core import Layer, path_str
 from fnn._graph import Graph
 from fnn._graph import graph as trace_graph
 from fnn.train._callbacks import Callback, FitRun, Logs
+from fnn.train._tracking import Track
 
 __all__ = ["Profiler", "TensorBoard", "Writer", "filter_image", "graph_def"]
 
@@ -218,7 +219,7 @@ def _embedding_tables(params: Any) -> dict[str, Any]:
     }
 
 
-class TensorBoard(Callback):
+class TensorBoard(Track):
     """Logs a ``fit`` run for TensorBoard.
 
     Writes ``logdir/train`` and ``logdir/validation``: each epoch's logs as
@@ -229,7 +230,9 @@ class TensorBoard(Callback):
     (``batch_loss`` ..., the mean over those steps, at the global step), the
     first 2-D convolution's filters as an image (``write_images``), the
     model's graph, and the run's hyper-parameters with its final metrics
-    (``hparams``).
+    (``hparams``; with the epochs and the parameter count). It is a
+    :class:`fnn.tracking.Track` over :class:`fnn.tracking.TensorBoard` in
+    Keras's layout, plus what only TensorBoard shows.
 
     Args:
         logdir: where to write.
@@ -249,8 +252,6 @@ class TensorBoard(Callback):
         >>> board = TensorBoard(tempfile.mkdtemp(), histogram_freq=1, hparams={"lr": 1e-3})
     """
 
-    primary_only = True
-
     def __init__(
         self,
         logdir: str | os.PathLike,
@@ -263,6 +264,8 @@ class TensorBoard(Callback):
         embeddings_freq: int = 0,
         embeddings_metadata: Mapping[str, Any] | None = None,
     ):
+        from fnn.tracking import TensorBoard as TensorBoardLogger
+
         histogram_freq = check_int("TensorBoard", "histogram_freq", histogram_freq, low=0)
         self.embeddings_freq = check_int("TensorBoard", "embeddings_freq", embeddings_freq, low=0)
         self.embeddings_metadata = dict(embeddings_metadata or {})
@@ -272,11 +275,11 @@ class TensorBoard(Callback):
             raise ValueError(
                 f"TensorBoard: update_freq must be 'epoch' or a positive int, got {update_freq!r}"
             )
-        self.step_interval = None if update_freq == "epoch" else update_freq
-        _tensorboardx()  # fail at construction, not after the first epoch
+        self.board = TensorBoardLogger(logdir, split_validation=True)
+        every_steps = None if update_freq == "epoch" else update_freq
+        super().__init__(self.board, hparams=hparams, every_steps=every_steps)
         self.logdir = Path(logdir)
         self.histogram_freq, self.write_graph, self.write_images = histogram_freq, write_graph, write_images
-        self.hparams = dict(hparams or {})
 
     def on_train_begin(self, run: FitRun) -> None:
         unknown = sorted(set(self.embeddings_metadata) - set(_embedding_tables(run.train_state.params)))
@@ -285,43 +288,28 @@ class TensorBoard(Callback):
                 f"TensorBoard: embeddings_metadata names {unknown}, which are not Embedding layers; the "
                 f"model's are {sorted(_embedding_tables(run.train_state.params))}"
             )
-        self.train, self.validation = Writer(self.logdir / "train"), Writer(self.logdir / "validation")
+        super().on_train_begin(run)
         if self.write_graph and run.input_shape is not None:
-            self.train.graph(run.model, run.input_shape)
-
-    def on_steps_end(self, step: int, logs: Logs, run: FitRun) -> None:
-        self.train.scalars(logs, step, prefix="batch_")
+            self.board.train.graph(run.model, run.input_shape)
 
     def on_epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:
-        step = epoch + 1
-        for name, value in logs.items():
-            writer = self.validation if name.startswith("val_") else self.train
-            writer.scalar(f"epoch_{name.removeprefix('val_')}", value, step)
+        super().on_epoch_end(epoch, logs, run)
+        step, train = epoch + 1, self.board.train
         params = run.train_state.params
         if self.histogram_freq and step % self.histogram_freq == 0:
-            self.train.histograms(params, step)
+            train.histograms(params, step)
             if run.gradients is not None:
-                self.train.histograms(run.gradients(), step, prefix="gradients/")
+                train.histograms(run.gradients(), step, prefix="gradients/")
         if self.embeddings_freq and step % self.embeddings_freq == 0:
-            self._embeddings(params, step)
+            for name, table in _embedding_tables(params).items():
+                train.embedding(name, table, step, labels=self.embeddings_metadata.get(name))
         if self.write_images:
             for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
                 if np.ndim(leaf) == 4:
-                    self.train.image(f"{path_str(path)}/filters", filter_image(leaf), step)
+                    train.image(f"{path_str(path)}/filters", filter_image(leaf), step)
                     break
-        self.train.flush()
-        self.validation.flush()
-
-    def _embeddings(self, params: Any, step: int) -> None:
-        for name, table in _embedding_tables(params).items():
-            self.train.embedding(name, table, step, labels=self.embeddings_metadata.get(name))
-
-    def on_train_end(self, run: FitRun) -> None:
-        if self.hparams:
-            final = {k: v[-1] for k, v in run.history.items() if v}
-            self.train.hparams(self.hparams, final)
-        self.train.close()
-        self.validation.close()
+        train.flush()
+        self.board.validation.flush()
 
 
 class Profiler(Callback):

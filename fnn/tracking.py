@@ -32,136 +32,45 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from fnn._checks import check_int
-from fnn.train._callbacks import Callback, Logs
-from fnn.train._run import FitRun
+from fnn.train._tracking import CSV, Logger, Track
 
 __all__ = ["CSV", "Logger", "MLflow", "TensorBoard", "Track", "WandB"]
 
 
-class Logger:
-    """An experiment tracker's side of :class:`Track`; every method is a no-op by default."""
-
-    def log_hparams(self, hparams: Mapping[str, Any]) -> None:
-        """The run's hyper-parameters (plain values), once, before training."""
-
-    def log_scalars(self, values: Mapping[str, float], step: int) -> None:
-        """Scalars at a step (epoch logs at epochs completed, ``batch_*`` logs at the global step)."""
-
-    def log_artifact(self, path: str | os.PathLike) -> None:
-        """A file or directory to keep with the run."""
-
-    def finish(self, failed: bool = False) -> None:
-        """The run ended (``failed``: ``fit`` raised)."""
-
-
-def _plain(value: Any) -> Any:
-    return value if isinstance(value, (bool, int, float, str)) or value is None else str(value)
-
-
-class Track(Callback):
-    """Feeds a ``fit`` run to experiment loggers (see the module's notes).
-
-    Args:
-        *loggers: :class:`Logger` instances (``MLflow(...)``, ``WandB(...)``, your own).
-        hparams: hyper-parameters to record (values other than bool, int, float
-            and str are recorded as their ``str``); ``fit``'s epochs and the
-            model's parameter count are added.
-        every_steps: also log the training logs every this many steps
-            (fused execution then runs at most that many steps per call).
-        artifacts: files or directories to log when training ends (a
-            checkpoint directory, a plot); missing ones are an error then.
-    """
-
-    primary_only = True
-
-    def __init__(
-        self,
-        *loggers: Logger,
-        hparams: Mapping[str, Any] | None = None,
-        every_steps: int | None = None,
-        artifacts: Sequence[str | os.PathLike] = (),
-    ):
-        for logger in loggers:
-            if not isinstance(logger, Logger):
-                raise TypeError(f"Track: loggers must be fnn.tracking.Logger instances, got {logger!r}")
-        every_steps = None if every_steps is None else check_int("Track", "every_steps", every_steps)
-        self.loggers, self.step_interval = list(loggers), every_steps
-        self.hparams = {k: _plain(v) for k, v in (hparams or {}).items()}
-        self.artifacts = [Path(p) for p in artifacts]
-        self._open = False
-
-    def on_train_begin(self, run: FitRun) -> None:
-        from fnn._core import count_params
-
-        self._open, self._ended = True, False
-        described = {"epochs": run.epochs, "params": count_params(run.train_state.params)[0], **self.hparams}
-        for logger in self.loggers:
-            logger.log_hparams(described)
-
-    def _log(self, values: Mapping[str, float], step: int) -> None:
-        finite = {k: float(v) for k, v in values.items() if math.isfinite(float(v))}  # trackers reject NaN
-        for logger in self.loggers:
-            logger.log_scalars(finite, step)
-
-    def on_steps_end(self, step: int, logs: Logs, run: FitRun) -> None:
-        self._log({f"batch_{k}": v for k, v in logs.items()}, step)
-
-    def on_epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:
-        self._log(logs, epoch + 1)
-
-    def on_train_end(self, run: FitRun) -> None:
-        missing = [str(p) for p in self.artifacts if not p.exists()]
-        if missing:
-            raise FileNotFoundError(f"Track: artifacts {missing} do not exist at the end of training")
-        for path in self.artifacts:
-            for logger in self.loggers:
-                logger.log_artifact(path)
-        self._ended = True
-
-    def close(self) -> None:
-        if self._open:
-            self._open = False
-            for logger in self.loggers:
-                logger.finish(failed=not self._ended)
-
-
-class CSV(Logger):
-    """Scalars as rows of a CSV file (``step`` first, then every name seen), rewritten atomically
-    at each step, as :class:`fnn.CSVLogger` writes its epochs.
-
-    Args:
-        path: the file to write.
-        separator: the field separator.
-    """
-
-    def __init__(self, path: str | os.PathLike, *, separator: str = ","):
-        self.path, self.separator = Path(path), separator
-        self.rows: list[dict[str, Any]] = []
-
-    def log_scalars(self, values: Mapping[str, float], step: int) -> None:
-        from fnn.train._callbacks import write_csv
-
-        self.rows.append({"step": step, **values})
-        write_csv(self.path, self.rows, self.separator)
-
-
 class TensorBoard(Logger):
     """Scalars as TensorBoard event files (``fnn[tensorboard]``); the hyper-parameters go to the
-    HParams tab with the last value of each scalar when the run ends.
+    HParams tab with the last value of each epoch scalar when the run ends.
 
     Args:
         logdir: the run's directory.
+        split_validation: Keras's layout, as :class:`fnn.TensorBoard` writes it:
+            ``logdir/train`` and ``logdir/validation`` runs whose epoch scalars
+            share tags (``epoch_loss`` in both, from ``loss`` and ``val_loss``),
+            so TensorBoard overlays them; ``batch_*`` scalars go to ``train``.
+            Otherwise every scalar goes to ``logdir`` under its own name.
+
+    Attributes:
+        train, validation: the :class:`fnn.tensorboard.Writer` of each run
+            while one is open (the same one without ``split_validation``).
     """
 
-    def __init__(self, logdir: str | os.PathLike):
+    def __init__(self, logdir: str | os.PathLike, *, split_validation: bool = False):
+        from fnn.tensorboard import _tensorboardx
+
+        _tensorboardx()  # fail now, not when the run starts
+        self.logdir, self.split_validation = Path(logdir), split_validation
+
+    def start(self) -> None:
         from fnn.tensorboard import Writer
 
-        self.writer = Writer(logdir)
+        if self.split_validation:
+            self.train, self.validation = Writer(self.logdir / "train"), Writer(self.logdir / "validation")
+        else:
+            self.train = self.validation = Writer(self.logdir)
         self.hparams: dict[str, Any] = {}
         self.last: dict[str, float] = {}
 
@@ -169,13 +78,23 @@ class TensorBoard(Logger):
         self.hparams.update(hparams)
 
     def log_scalars(self, values: Mapping[str, float], step: int) -> None:
-        self.writer.scalars(values, step)
-        self.last.update(values)
+        for name, value in values.items():
+            if name.startswith("batch_"):
+                self.train.scalar(name, value, step)
+                continue
+            self.last[name] = value
+            if not self.split_validation:
+                self.train.scalar(name, value, step)
+            elif name.startswith("val_"):
+                self.validation.scalar(f"epoch_{name.removeprefix('val_')}", value, step)
+            else:
+                self.train.scalar(f"epoch_{name}", value, step)
 
     def finish(self, failed: bool = False) -> None:
         if self.hparams:
-            self.writer.hparams(self.hparams, self.last)
-        self.writer.close()
+            self.train.hparams(self.hparams, self.last)
+        for writer in {id(w): w for w in (self.train, self.validation)}.values():
+            writer.close()
 
 
 class MLflow(Logger):
@@ -215,7 +134,10 @@ class MLflow(Logger):
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, v, now, step) for k, v in values.items()])
+        finite = [
+            Metric(k, v, now, step) for k, v in values.items() if math.isfinite(v)
+        ]  # MLflow refuses NaN
+        self.client.log_batch(self.run_id, metrics=finite)
 
     def log_artifact(self, path: str | os.PathLike) -> None:
         path = Path(path)
@@ -266,7 +188,8 @@ class WandB(Logger):
     def log_scalars(self, values: Mapping[str, float], step: int) -> None:
         # W&B's own step must only grow, and epoch and batch logs count different steps: ours goes
         # in as a value ("step"), W&B's counts the calls.
-        self.run.log({**values, "step": step})
+        finite = {k: v for k, v in values.items() if math.isfinite(v)}  # as MLflow, W&B refuses NaN
+        self.run.log({**finite, "step": step})
 
     def log_artifact(self, path: str | os.PathLike) -> None:
         import wandb

@@ -155,3 +155,18 @@ def test_csv_and_tensorboard_loggers_hold_the_history(tmp_path):
         assert [e.step for e in logged] == [1, 2]
         np.testing.assert_allclose([e.value for e in logged], values, rtol=1e-6)
     assert any((tmp_path / "tb").rglob("events.out.tfevents.*"))  # and the HParams run beside it
+
+
+def test_csv_logger_is_a_track_over_csv_keeps_non_finite_logs_and_restarts_each_run(tmp_path):
+    import csv
+
+    logger = fnn.CSVLogger(tmp_path / "log.csv")
+    assert isinstance(logger, Track) and isinstance(logger.loggers[0], fnn.tracking.CSV)
+    x = np.linspace(-1, 1, 64, dtype=np.float32).reshape(32, 2)
+    model = fnn.Sequential([fnn.Dense(1), fnn.Lambda(lambda h: h * np.float32("nan"), name="nan")])
+    # A NaN loss is written as such (MLflow and W&B refuse NaN, so their adapters leave it out).
+    for _ in range(2):  # the same logger for two runs: each rewrites the file from its first epoch
+        fnn.fit(model, x, x[:, :1], loss="mse", optimizer="sgd", epochs=2, verbose=0, callbacks=[logger])
+        with open(tmp_path / "log.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert [(r["epoch"], r["loss"]) for r in rows] == [("0", "nan"), ("1", "nan")]

@@ -2,7 +2,6 @@
 
 from fnn.train._callbacks import (
     Callback,
-    CSVLogger,
     EarlyStopping,
     LearningRateScheduler,
     ReduceLROnPlateau,
@@ -17,6 +16,7 @@ from fnn.train._liveplot import LivePlot
 from fnn.train._run import Carry, FitRun, History, Progress
 from fnn.train._state import TrainState
 from fnn.train._step import make_eval_step, make_grad_fn, make_train_step, make_train_step_from_loss
+from fnn.train._tracking import CSVLogger
 from fnn.train._watchdog import Watchdog
 
 __all__ = [

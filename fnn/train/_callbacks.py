@@ -7,15 +7,11 @@ value, never an in-place change) or by setting ``run.stop_training``.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import os
 from collections.abc import Callable
 from typing import Any
 
 from fnn import metrics, optimizers
-from fnn._io import atomic_write_text
 from fnn.train._run import FitRun
 from fnn.train._state import TrainState
 
@@ -317,44 +313,3 @@ class TerminateOnNaN(Callback):
             return
         found = run.find_non_finite()
         run.stop_reason += ": " + (found.message if found else "a replay found every value finite")
-
-
-class CSVLogger(Callback):
-    """Writes each epoch's logs as a row of a CSV file (atomically, every epoch).
-
-    Args:
-        path: the file to write.
-        separator: the field separator.
-        append: keep rows already in the file (e.g. when resuming).
-    """
-
-    primary_only = True
-
-    def __init__(self, path: str | os.PathLike, *, separator: str = ",", append: bool = False):
-        self.path, self.separator, self.append = path, separator, append
-
-    def on_train_begin(self, run: FitRun) -> None:
-        self.rows: list[dict[str, Any]] = []
-        if self.append and os.path.exists(self.path):
-            with open(self.path, newline="", encoding="utf-8") as f:
-                self.rows = list(csv.DictReader(f, delimiter=self.separator))
-
-    def get_state(self) -> dict[str, Any]:
-        return {"rows": self.rows}
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        self.rows = state["rows"]
-
-    def on_epoch_end(self, epoch: int, logs: Logs, run: FitRun) -> None:
-        self.rows.append({"epoch": epoch, **logs})
-        write_csv(self.path, self.rows, self.separator)
-
-
-def write_csv(path: str | os.PathLike, rows: list[dict[str, Any]], separator: str = ",") -> None:
-    """Rows (dicts; the columns are every key, in first-seen order) as a CSV file, written atomically."""
-    fields = list(dict.fromkeys(k for row in rows for k in row))
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=fields, delimiter=separator, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, out.getvalue())

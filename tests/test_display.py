@@ -150,3 +150,26 @@ def test_reports_show_as_collapsible_lists():
         "loaded (1)",
     ]
     assert "&lt;extra&gt;" in weights._repr_html_()
+
+
+def test_a_playground_session_shows_its_surface_points_curves_and_code():
+    from fnn.playground import Session, parse_config
+    from fnn.playground._engine import GRID, POINTS
+
+    session = Session(parse_config({"dataset": "xor", "hidden": [4], "seed": 3}))
+    session.train(3)
+    root = parsed(session._repr_html_())
+    ns = "{http://www.w3.org/2000/svg}"
+    surface, curves = root.findall(f"{ns}svg")
+    assert len(surface.findall(f"{ns}rect")) == GRID * GRID
+    assert len(surface.findall(f"{ns}circle")) == POINTS  # training and test points
+    assert len(curves.findall(f"{ns}polyline")[0].get("points").split()) == 4  # epochs 0-3
+    shown = ET.tostring(root, encoding="unicode", method="text")
+    assert f"training loss {session.history['train'][-1]:.4f}" in shown
+    assert root.find("details/summary").text == "Show code" and session.code() in shown
+    # The page's colour scale: -1 orange, 0 white, 1 blue; NaN grey.
+    from fnn.playground._engine import _colour
+
+    assert [_colour(v) for v in (-1.0, 0.0, 1.0, None)] == [
+        "rgb(245,155,55)", "rgb(255,255,255)", "rgb(60,125,230)", "rgb(160,160,160)",
+    ]  # fmt: skip

@@ -122,17 +122,21 @@ def test_a_diverging_run_shows_a_message_and_the_page_goes_on(page):
 
 
 def test_notebook_displays_render_in_the_browser(page, tmp_path):
-    # Summary, Graph and History as a notebook shows them (tests/test_display.py checks their markup),
+    # Summary, Graph, History and a playground Session as a notebook shows them (tests/test_display.py checks their markup),
     # in a second tab of this module's browser.
     import fnn
+    from fnn.playground import Session, parse_config
     from tests.test_display import model, trained
 
+    session = Session(parse_config({"dataset": "circle", "hidden": [3]}))
+    session.train(2)
     page_html = "".join(
         f'<section id="{name}">{markup}</section>'
         for name, markup in [
             ("summary", fnn.summary(model(), (3,))._repr_html_()),
             ("graph", fnn.graph(model(), (3,))._repr_html_()),
             ("history", trained()._repr_html_()),
+            ("session", session._repr_html_()),
         ]
     )
     (tmp_path / "page.html").write_text(f"<!doctype html><html><body>{page_html}</body></html>")
@@ -143,5 +147,10 @@ def test_notebook_displays_render_in_the_browser(page, tmp_path):
         assert tab.locator("#graph pre").count() + tab.locator("#graph svg").count() == 1
         box = tab.locator("#history svg").bounding_box()
         assert box is not None and box["width"] > 100 and box["height"] > 100
+        surface = tab.locator("#session svg").first.bounding_box()
+        assert surface is not None and surface["width"] == surface["height"] == 240
+        assert not tab.locator("#session pre").is_visible()  # "Show code" starts collapsed
+        tab.locator("#session summary").click()
+        assert "fnn" in tab.locator("#session pre").inner_text()
     finally:
         tab.close()

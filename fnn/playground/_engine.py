@@ -219,6 +219,31 @@ class Session:
         """Whether the latest losses are NaN or infinite: training blew up, and no epoch will mend it."""
         return not all(math.isfinite(self.history[k][-1]) for k in ("train", "test"))
 
+    def code(self) -> str:
+        """The playground's "Show code": a script that trains this configuration as far as this session
+        and prints the same losses (:func:`fnn.playground.script`)."""
+        from fnn.playground._code import script
+
+        return script(self.config, self.epoch)
+
+    def _repr_html_(self) -> str:
+        """For notebooks: the output over the input plane with the points, the loss curves, the
+        losses, and the "Show code" script (collapsed)."""
+        from fnn import _display
+
+        shot = self.snapshot()
+        losses = f"epoch {self.epoch}: training loss {_loss_text(shot['train_loss'])}, test loss "
+        losses += _loss_text(shot["test_loss"]) + (" (diverged)" if shot["diverged"] else "")
+        code = f"<details><summary>Show code</summary>{_display.preformatted(self.code())}</details>"
+        return _display.block(
+            _display.paragraph(
+                f"Playground session: {self.config.dataset}, hidden {list(self.config.hidden)}"
+            ),
+            _surface_svg(shot, self.config.problem == "regression") + _curves_svg(shot["history"]),
+            _display.paragraph(losses),
+            code,
+        )
+
     def snapshot(self) -> dict[str, Any]:
         """What the page draws, as JSON-ready data: NaN and infinities as ``None``, flagged ``diverged``."""
         params = self.carry[0]
@@ -252,3 +277,65 @@ def _json_numbers(values: Any, decimals: int | None = None) -> Any:
     if decimals is not None:
         array = np.round(array, decimals)
     return np.where(np.isfinite(array), array, None).tolist()
+
+
+def _colour(value: float | None) -> str:
+    """TensorFlow Playground's scale, as the page's: -1 orange, 0 white, 1 blue (grey for NaN)."""
+    if value is None:
+        return "rgb(160,160,160)"
+    t = max(-1.0, min(1.0, value))
+    r, g, b = (
+        (255 - 195 * t, 255 - 130 * t, 255 - 25 * t)
+        if t >= 0
+        else (255 + 10 * t, 255 + 100 * t, 255 + 200 * t)
+    )
+    return f"rgb({int(r)},{int(g)},{int(b)})"
+
+
+def _loss_text(value: float | None) -> str:
+    return "NaN" if value is None else f"{value:.4f}"
+
+
+def _surface_svg(shot: dict[str, Any], regression: bool, size: int = 240) -> str:
+    """The output surface (GRID x GRID cells, y up) with the training points (white ring) and test
+    points (black ring)."""
+    n, span = shot["grid"], 2 * shot["range"]
+    cell = size / n
+    rects = [
+        f'<rect x="{col * cell:.2f}" y="{(n - 1 - row) * cell:.2f}" width="{cell:.2f}" height="{cell:.2f}" '
+        f'fill="{_colour(shot["surface"][row * n + col])}"/>'
+        for row in range(n)
+        for col in range(n)
+    ]
+    dots = []
+    for part, ring in (("train", "white"), ("test", "black")):
+        for (px, py), target in zip(shot["points"][part], shot["targets"][part]):
+            x, y = (px / span + 0.5) * size, (0.5 - py / span) * size
+            value = None if target is None else (target if regression else 2 * target - 1)
+            dots.append(
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="{_colour(value)}" stroke="{ring}"/>'
+            )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
+        f'viewBox="0 0 {size} {size}">{"".join(rects)}{"".join(dots)}</svg>'
+    )
+
+
+def _curves_svg(history: dict[str, list], width: int = 240, height: int = 120) -> str:
+    """Training (grey) and test (black) loss by epoch, as the page's chart."""
+    finite = [v for k in ("train", "test") for v in history[k] if v is not None]
+    top = max(finite, default=1.0) or 1.0
+    lines = []
+    for part, stroke in (("train", "gray"), ("test", "black")):
+        values = history[part]
+        step = width / max(len(values) - 1, 1)
+        points = " ".join(
+            f"{i * step:.1f},{height - v / top * (height - 4):.1f}"
+            for i, v in enumerate(values)
+            if v is not None
+        )
+        lines.append(f'<polyline points="{points}" fill="none" stroke="{stroke}" stroke-width="1.5"/>')
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}">{"".join(lines)}</svg>'
+    )

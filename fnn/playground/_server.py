@@ -35,7 +35,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from fnn.playground._code import script
 from fnn.playground._engine import Config, ConfigError, Session, parse_config
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -118,7 +117,7 @@ class Playground:
 
     def code(self) -> str:
         with self.changed:
-            return script(self.session.config, self.session.epoch)
+            return self.session.code()
 
 
 class Refused(Exception):

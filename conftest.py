@@ -51,3 +51,20 @@ def strict_dtype_promotion(request):
     mode = "standard" if request.node.get_closest_marker("standard_promotion") else "strict"
     with jax.numpy_dtype_promotion(mode):
         yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """The layer contract tests run case by case (every test of one layer, then the next), not test
+    by test: the xdist workers take contiguous runs of tests, so each layer's compiled apply (cached
+    per process in tests/test_contract.py) is built by one worker instead of both."""
+    contract = [i for i, item in enumerate(items) if item.nodeid.startswith("tests/test_contract.py::")]
+    if contract:
+
+        def case(item) -> str:
+            spec = getattr(item, "callspec", None)
+            found = spec.params.get("case") if spec else None
+            return getattr(found, "id", "")
+
+        ordered = sorted((items[i] for i in contract), key=case)  # stable: test order kept within a case
+        for i, item in zip(contract, ordered):
+            items[i] = item

@@ -16,7 +16,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from fnn.playground import DATASETS, ConfigError, Session, make_dataset, parse_config, script
+from fnn.playground import DATASETS, FEATURES, ConfigError, Session, make_dataset, parse_config, script
 
 pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
 
@@ -352,3 +352,27 @@ def test_play_streams_frames_and_code_describes_the_run(server):
     assert json.loads(request(server + "/api/pause", "POST", {})[2])["playing"] is False
     status, kind, code = request(server + "/api/code")
     assert status == 200 and kind.startswith("text/x-python") and b"make_dataset('gauss'" in code
+
+
+def test_each_node_has_its_heatmap_and_the_last_hidden_layer_gives_the_output():
+    from fnn.playground._data import RANGE, feature_columns
+    from fnn.playground._engine import NEURON_GRID
+
+    session = Session(parse_config({"dataset": "xor", "hidden": [3, 2], "features": ["x1", "x2", "x1*x2"]}))
+    session.train(2)
+    shot = session.snapshot()
+    cells = NEURON_GRID * NEURON_GRID
+    assert shot["neuron_grid"] == NEURON_GRID and list(shot["feature_maps"]) == list(FEATURES)
+    for values in shot["feature_maps"].values():  # every feature, used or not, scaled to [-1, 1]
+        assert len(values) == cells and max(abs(v) for v in values) == 1.0
+    assert [[len(unit) for unit in layer] for layer in shot["neurons"]] == [[cells] * 3, [cells] * 2]
+    # Through the output layer, the last hidden layer's heatmaps give the model's own output there.
+    coarse = np.linspace(-RANGE, RANGE, NEURON_GRID, dtype=np.float32)
+    plane = feature_columns(np.stack(np.meshgrid(coarse, coarse), -1).reshape(-1, 2), session.config.features)
+    params = session.carry[0]
+    expected = np.asarray(session.model.apply(params, session.state, plane, train=False)[0][:, 0])
+    last = np.asarray(shot["neurons"][-1]).T  # (cells, 2), rounded to 2 decimals
+    output = params[list(params)[-1]]
+    np.testing.assert_allclose(
+        last @ np.asarray(output["w"])[:, 0] + np.asarray(output["b"])[0], expected, atol=0.05
+    )

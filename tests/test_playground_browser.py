@@ -121,6 +121,58 @@ def test_a_diverging_run_shows_a_message_and_the_page_goes_on(page):
     assert text(page, "#test_loss") != "not finite"
 
 
+HEATMAPS = "[...document.querySelectorAll('#drawing g.node[data-layer=\"1\"] image')].map(i => i.getAttribute('href'))"
+
+
+def step(page, epochs: int) -> None:
+    """``epochs`` presses of Step, from epoch 0; returns once the page shows the last one."""
+    for _ in range(epochs):
+        with page.expect_response(lambda r: r.url.endswith("/api/step")):
+            page.click("#step")
+    page.wait_for_function(f"document.getElementById('epoch').textContent === '{epochs}'")
+
+
+def test_each_node_is_a_live_heatmap_features_toggle_from_the_drawing_and_the_url_repeats_a_run(page):
+    for selector, value in (("#dataset", "circle"), ("#problem", "classification"), ("#optimizer", "adam")):
+        change(page, selector, lambda c, value=value: c.select_option(value))
+    # Every feature is an input node; a click (or Enter, from the keyboard) uses it or not.
+    feature = page.locator('#drawing g.feature[aria-label="feature x1*x2"]')
+    assert feature.get_attribute("aria-checked") == "false"
+    change(page, '#drawing g.feature[aria-label="feature x1*x2"] image', lambda c: c.click())
+    page.wait_for_function("document.getElementById('feature_x1*x2').checked")
+    change(page, '#drawing g.feature[aria-label="feature x1*x2"]', lambda c: (c.focus(), c.press("Enter")))
+    page.wait_for_function("!document.getElementById('feature_x1*x2').checked")
+    # A layer's + and - buttons.
+    before = int(page.locator("#neurons input >> nth=0").input_value())
+    change(page, '[aria-label="remove a neuron from layer 1"]', lambda c: c.click())
+    page.wait_for_function(f"document.querySelector('#neurons input').value === '{before - 1}'")
+    change(page, '[aria-label="add a neuron to layer 1"]', lambda c: c.click())
+    page.wait_for_function(
+        f"document.querySelectorAll('#drawing g.node[data-layer=\"1\"]').length === {before}"
+    )
+    # Each hidden neuron's heatmap changes as it trains; each weight names its value on hover.
+    untrained = page.evaluate(HEATMAPS)
+    step(page, 3)
+    trained = page.evaluate(HEATMAPS)
+    assert len(trained) == before and all(a != b for a, b in zip(untrained, trained))
+    assert page.locator("#drawing line.weight title").first.text_content().startswith("weight ")
+    # The configuration is in the URL: a new tab opened on it trains the same run.
+    losses = text(page, "#test_loss"), text(page, "#train_loss")
+    url = page.url
+    assert '"optimizer":"adam"' in __import__("urllib.parse").parse.unquote(url)
+    tab = page.context.browser.new_page()
+    try:
+        tab.goto(url)
+        tab.wait_for_function("document.getElementById('epoch').textContent === '0'")
+        tab.wait_for_function("document.getElementById('optimizer').value === 'adam'")
+        step(tab, 3)
+        assert (text(tab, "#test_loss"), text(tab, "#train_loss")) == losses
+    finally:
+        tab.close()
+    page.reload()  # back to the server's session (the new tab replaced it)
+    page.wait_for_function("document.getElementById('test_loss').textContent !== '-'")
+
+
 def test_notebook_displays_render_in_the_browser(page, tmp_path):
     # Summary, Graph, History and a playground Session as a notebook shows them (tests/test_display.py checks their markup),
     # in a second tab of this module's browser.

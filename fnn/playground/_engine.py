@@ -20,6 +20,7 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 REGULARIZATIONS = ("none", "l1", "l2")
 PROBLEMS = ("classification", "regression")
 GRID = 40  # the decision surface is sampled on GRID x GRID points
+NEURON_GRID = 16  # each node's own heatmap (features, hidden units), smaller, as in TensorFlow Playground
 POINTS = 500
 
 
@@ -190,6 +191,12 @@ class Session:
         self._surface = jax.jit(
             lambda p: self.model.apply(p, self.state, self._surface_inputs, train=False)[0][:, 0]
         )
+        coarse = np.linspace(-RANGE, RANGE, NEURON_GRID, dtype=np.float32)
+        plane = feature_columns(np.stack(np.meshgrid(coarse, coarse), -1).reshape(-1, 2), config.features)
+        every = feature_columns(np.stack(np.meshgrid(coarse, coarse), -1).reshape(-1, 2), FEATURES)
+        scaled = every / np.maximum(np.abs(every).max(0), 1e-6)  # each in [-1, 1]
+        self._feature_maps = {name: _json_numbers(scaled[:, i], 2) for i, name in enumerate(FEATURES)}
+        self._neurons = jax.jit(lambda p: _hidden_outputs(self.model, p, self.state, plane))
         self.reset()
 
     def reset(self) -> None:
@@ -265,6 +272,11 @@ class Session:
             "points": {k: _json_numbers(v, 3) for k, v in self.points.items()},
             "targets": {k: _json_numbers(v, 3) for k, v in self.targets.items()},
             "features": list(self.config.features),
+            # Each node's output over the plane, NEURON_GRID x NEURON_GRID, row-major with y up the
+            # rows: every input feature (used or not) scaled to [-1, 1], and each hidden layer's units.
+            "neuron_grid": NEURON_GRID,
+            "feature_maps": self._feature_maps,
+            "neurons": [_json_numbers(np.asarray(h).T, 2) for h in self._neurons(params)],
         }
 
 
@@ -277,6 +289,16 @@ def _json_numbers(values: Any, decimals: int | None = None) -> Any:
     if decimals is not None:
         array = np.round(array, decimals)
     return np.where(np.isfinite(array), array, None).tolist()
+
+
+def _hidden_outputs(model: fnn.Layer, params: Any, state: Any, x: np.ndarray) -> list[jax.Array]:
+    """Each hidden layer's outputs ``(points, units)`` on inputs ``x``: the model's own layers applied
+    one after another (its output layer left out)."""
+    outputs, h = [], jnp.asarray(x)
+    for name, layer, _ in model.children((x.shape[-1],))[:-1]:
+        h, _ = layer.apply(params[name], state[name], h, train=False)
+        outputs.append(h)
+    return outputs
 
 
 def _colour(value: float | None) -> str:

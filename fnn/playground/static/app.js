@@ -45,6 +45,7 @@ function readControls() {
     problem: $("problem").value,
     features: FEATURES.filter((f) => $(`feature_${f}`).checked),
     hidden: [...document.querySelectorAll("#neurons input")].map((input) => Number(input.value)),
+    seed: config.seed,
   };
 }
 
@@ -63,10 +64,23 @@ function writeControls(c) {
   for (const f of FEATURES) $(`feature_${f}`).checked = c.features.includes(f);
   const neurons = $("neurons");
   neurons.replaceChildren(...c.hidden.map((n, i) => {
+    const box = document.createElement("span");
+    box.className = "layer";
     const input = document.createElement("input");
     Object.assign(input, { type: "number", min: 1, max: 8, value: n, title: `neurons in layer ${i + 1}` });
     input.addEventListener("change", () => configure(readControls()));
-    return input;
+    const button = (text, change, label) => {
+      const b = Object.assign(document.createElement("button"), { textContent: text, title: label });
+      b.setAttribute("aria-label", label);
+      b.addEventListener("click", () => {
+        const hidden = [...config.hidden];
+        hidden[i] = Math.max(1, Math.min(8, hidden[i] + change));
+        configure({ ...readControls(), hidden });
+      });
+      return b;
+    };
+    box.append(button("+", 1, `add a neuron to layer ${i + 1}`), input, button("\u2212", -1, `remove a neuron from layer ${i + 1}`));
+    return box;
   }));
   $("layer_count").textContent = `${c.hidden.length} layer(s)`;
 }
@@ -74,7 +88,23 @@ function writeControls(c) {
 function apply(state) {
   config = state.config;
   writeControls(config);
+  // The whole configuration in the URL: a shared link starts the same run (same seed, same losses).
+  history.replaceState(null, "", `#${encodeURIComponent(JSON.stringify(config))}`);
   draw(state);
+}
+
+function configFromUrl() {
+  if (location.hash.length < 2) return null;
+  try { return JSON.parse(decodeURIComponent(location.hash.slice(1))); } catch { return null; }
+}
+
+let lastRate = null; // [time, epoch] of the previous frame, for epochs per second
+function showSpeed(epoch) {
+  const now = performance.now();
+  if (lastRate && epoch > lastRate[1] && now > lastRate[0]) {
+    $("speed").textContent = ((epoch - lastRate[1]) / ((now - lastRate[0]) / 1000)).toFixed(0);
+  }
+  lastRate = [now, epoch];
 }
 
 function colour(value) { // -1: orange, 0: white, 1: blue, as in TensorFlow Playground
@@ -90,6 +120,7 @@ function draw(state) {
   $("train_loss").textContent = loss(state.train_loss);
   $("diverged").hidden = !state.diverged;
   $("play").innerHTML = state.playing ? "&#10074;&#10074; Pause" : "&#9654; Play";
+  showSpeed(state.epoch);
   drawSurface(state);
   drawCurves(state.history);
   drawNetwork(state);
@@ -102,13 +133,14 @@ function drawSurface(state) {
   const n = state.grid, cell = canvas.width / n, range = state.range;
   for (let row = 0; row < n; row++) {
     for (let col = 0; col < n; col++) {
-      ctx.fillStyle = colour(state.surface[row * n + col]);
+      const v = state.surface[row * n + col];
+      ctx.fillStyle = colour($("discretize").checked && v !== null ? Math.sign(v) : v);
       ctx.fillRect(col * cell, canvas.height - (row + 1) * cell, cell + 1, cell + 1); // y grows upwards
     }
   }
   const toPixel = ([x, y]) => [(x + range) / (2 * range) * canvas.width, (range - y) / (2 * range) * canvas.height];
   const regression = state.config.problem === "regression";
-  for (const part of ["train", "test"]) {
+  for (const part of $("show_test").checked ? ["train", "test"] : ["train"]) {
     state.points[part].forEach((point, i) => {
       const [px, py] = toPixel(point);
       const target = state.targets[part][i];
@@ -144,39 +176,78 @@ function drawCurves(history) {
   }
 }
 
+function heatmap(values, n) { // a data: URL of an n x n image of values in [-1, 1], y up the rows
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = n;
+  const ctx = canvas.getContext("2d");
+  for (let row = 0; row < n; row++) {
+    for (let col = 0; col < n; col++) {
+      const v = values[row * n + col];
+      ctx.fillStyle = v === null ? "#aaa" : colour(v);
+      ctx.fillRect(col, n - 1 - row, 1, 1);
+    }
+  }
+  return canvas.toDataURL();
+}
+
+function svgNode(name, attributes, text) {
+  const node = document.createElementNS("http://www.w3.org/2000/svg", name);
+  for (const [k, v] of Object.entries(attributes)) node.setAttribute(k, v);
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
 function drawNetwork(state) {
-  const svg = $("drawing"), ns = "http://www.w3.org/2000/svg";
-  const sizes = [state.features.length, ...state.config.hidden, 1];
+  // Columns: every input feature (used ones wired in), each hidden layer, the output. Each node is
+  // a small heatmap of its own output over the input plane, as in TensorFlow Playground.
+  const svg = $("drawing"), NODE = 28;
+  const hidden = state.config.hidden;
+  const sizes = [FEATURES.length, ...hidden, 1];
   const width = +svg.getAttribute("width"), height = +svg.getAttribute("height");
-  const x = (layer) => 30 + (layer / (sizes.length - 1)) * (width - 60);
+  const x = (layer) => 50 + (layer / (sizes.length - 1)) * (width - 90);
   const y = (layer, i) => ((i + 1) / (sizes[layer] + 1)) * height;
+  const used = state.features.map((f) => FEATURES.indexOf(f)); // row i of the first weights: feature used[i]
+  const row = (layer, i) => (layer === 0 ? used[i] : i);
   const parts = [];
   const largest = Math.max(1e-6, ...state.weights.flat(2).map(Math.abs));
   state.weights.forEach((w, layer) => {
-    w.forEach((row, i) => row.forEach((value, j) => {
-      const line = document.createElementNS(ns, "line");
-      for (const [k, v] of Object.entries({ x1: x(layer), y1: y(layer, i), x2: x(layer + 1), y2: y(layer + 1, j) })) {
-        line.setAttribute(k, v);
-      }
-      line.setAttribute("stroke", colour(value / largest));
-      line.setAttribute("stroke-width", 0.5 + 5 * Math.abs(value) / largest);
-      line.setAttribute("class", "weight");
+    w.forEach((weights, i) => weights.forEach((value, j) => {
+      const line = svgNode("line", {
+        x1: x(layer) + NODE / 2, y1: y(layer, row(layer, i)), x2: x(layer + 1) - NODE / 2, y2: y(layer + 1, j),
+        stroke: colour(value / largest), "stroke-width": 0.5 + 5 * Math.abs(value) / largest, class: "weight",
+      });
+      line.append(svgNode("title", {}, `weight ${value.toFixed(3)}`)); // shown on hover
       parts.push(line);
     }));
   });
+  const n = state.neuron_grid;
   sizes.forEach((size, layer) => {
     for (let i = 0; i < size; i++) {
-      const node = document.createElementNS(ns, "circle");
-      node.setAttribute("cx", x(layer)); node.setAttribute("cy", y(layer, i)); node.setAttribute("r", 9);
-      node.setAttribute("fill", "#fff"); node.setAttribute("stroke", "#555");
-      parts.push(node);
-      if (layer === 0) {
-        const label = document.createElementNS(ns, "text");
-        label.setAttribute("x", 2); label.setAttribute("y", y(0, i) - 12);
-        label.setAttribute("font-size", "10");
-        label.textContent = state.features[i];
-        parts.push(label);
+      const [cx, cy] = [x(layer), y(layer, i)];
+      const values = layer === 0 ? state.feature_maps[FEATURES[i]]
+        : layer <= hidden.length ? state.neurons[layer - 1][i] : null;
+      const group = svgNode("g", { class: "node", "data-layer": layer, "data-unit": i });
+      const href = values ? heatmap(values, n) : $("surface").toDataURL();
+      group.append(svgNode("image", { x: cx - NODE / 2, y: cy - NODE / 2, width: NODE, height: NODE, href }));
+      group.append(svgNode("rect", { x: cx - NODE / 2, y: cy - NODE / 2, width: NODE, height: NODE,
+                                     fill: "none", stroke: "#555" }));
+      if (layer === 0) { // input features: click (or Enter) to use one or not
+        const on = state.features.includes(FEATURES[i]);
+        group.setAttribute("class", on ? "node feature on" : "node feature off");
+        group.setAttribute("tabindex", "0");
+        group.setAttribute("role", "switch");
+        group.setAttribute("aria-checked", on);
+        group.setAttribute("aria-label", `feature ${FEATURES[i]}`);
+        group.append(svgNode("text", { x: cx - NODE / 2 - 4, y: cy + 4, "text-anchor": "end", "font-size": 10 },
+                             FEATURES[i]));
+        const toggle = () => {
+          const features = on ? config.features.filter((f) => f !== FEATURES[i]) : [...config.features, FEATURES[i]];
+          configure({ ...readControls(), features: FEATURES.filter((f) => features.includes(f)) });
+        };
+        group.addEventListener("click", toggle);
+        group.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggle(); } });
       }
+      parts.push(group);
     }
   });
   svg.replaceChildren(...parts);
@@ -207,8 +278,11 @@ function setUp() {
     $("code").textContent = await response.text();
     $("code").hidden = false;
   });
+  for (const id of ["show_test", "discretize"]) $(id).addEventListener("change", () => frame && draw(frame));
   new EventSource("/api/stream").onmessage = (event) => draw(JSON.parse(event.data));
-  call("GET", "/api/state").then((state) => state && apply(state));
+  const shared = configFromUrl();
+  if (shared) configure(shared); // a shared link: its configuration, trained afresh from its seed
+  else call("GET", "/api/state").then((state) => state && apply(state));
 }
 
 setUp();

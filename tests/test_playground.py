@@ -376,3 +376,12 @@ def test_each_node_has_its_heatmap_and_the_last_hidden_layer_gives_the_output():
     np.testing.assert_allclose(
         last @ np.asarray(output["w"])[:, 0] + np.asarray(output["b"])[0], expected, atol=0.05
     )
+
+
+def test_the_dataset_thumbnails_are_a_few_points_of_each_dataset(server):
+    thumbnails = json.loads(urllib.request.urlopen(f"{server}/api/datasets").read())
+    assert list(thumbnails) == list(DATASETS)
+    for name, data in thumbnails.items():
+        x, y = make_dataset(name, len(data["points"]), 0.0, 0)
+        np.testing.assert_allclose(data["points"], x, atol=0.005)
+        np.testing.assert_allclose(data["targets"], y, atol=0.005)

@@ -135,6 +135,11 @@ def step(page, epochs: int) -> None:
 def test_each_node_is_a_live_heatmap_features_toggle_from_the_drawing_and_the_url_repeats_a_run(page):
     for selector, value in (("#dataset", "circle"), ("#problem", "classification"), ("#optimizer", "adam")):
         change(page, selector, lambda c, value=value: c.select_option(value))
+    # The datasets as thumbnails: pressing one chooses it.
+    assert page.locator(".thumbnail").count() == 5
+    change(page, '[aria-label="dataset xor"]', lambda c: c.click())
+    page.wait_for_function("document.getElementById('dataset').value === 'xor'")
+    assert page.locator('[aria-label="dataset xor"]').get_attribute("aria-pressed") == "true"
     # Every feature is an input node; a click (or Enter, from the keyboard) uses it or not.
     feature = page.locator('#drawing g.feature[aria-label="feature x1*x2"]')
     assert feature.get_attribute("aria-checked") == "false"

@@ -11,6 +11,7 @@ API (JSON in and out; a refused request gets a 4xx with ``{"error", "field"}``):
 - ``POST /api/config``: a new configuration (validated), a fresh session.
 - ``POST /api/step``: one epoch. ``POST /api/reset``: back to the seed's start.
 - ``POST /api/play`` / ``POST /api/pause``: start or stop streaming training.
+- ``GET /api/datasets``: a few points of each dataset, for its thumbnail.
 - ``GET /api/code``: the fnn script that reproduces the run (text/x-python).
 - ``GET /api/stream``: server-sent events, one frame each, sent once: a frame's
   ``id`` is its ``version``, and a client that sends ``Last-Event-ID`` gets only
@@ -35,6 +36,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from fnn.playground._data import DATASETS, make_dataset
 from fnn.playground._engine import Config, ConfigError, Session, parse_config
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -118,6 +122,18 @@ class Playground:
     def code(self) -> str:
         with self.changed:
             return self.session.code()
+
+
+THUMBNAIL_POINTS = 120
+
+
+def dataset_thumbnails() -> dict[str, Any]:
+    """Each dataset's look for its thumbnail: ``THUMBNAIL_POINTS`` noise-free points (seed 0) and targets."""
+    out = {}
+    for name in DATASETS:
+        x, y = make_dataset(name, THUMBNAIL_POINTS, 0.0, 0)
+        out[name] = {"points": np.round(x, 2).tolist(), "targets": np.round(y, 2).tolist()}
+    return out
 
 
 class Refused(Exception):
@@ -223,6 +239,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, (STATIC / name).read_bytes(), TYPES[Path(name).suffix])
         elif path == "/api/state":
             self._json(HTTPStatus.OK, self.playground.state())
+        elif path == "/api/datasets":
+            self._json(HTTPStatus.OK, dataset_thumbnails())
         elif path == "/api/code":
             self._send(HTTPStatus.OK, self.playground.code().encode(), "text/x-python; charset=utf-8")
         elif path == "/api/stream":

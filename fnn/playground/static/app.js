@@ -83,6 +83,7 @@ function writeControls(c) {
     return box;
   }));
   $("layer_count").textContent = `${c.hidden.length} layer(s)`;
+  markDataset(c.dataset);
 }
 
 function apply(state) {
@@ -204,7 +205,7 @@ function drawNetwork(state) {
   const hidden = state.config.hidden;
   const sizes = [FEATURES.length, ...hidden, 1];
   const width = +svg.getAttribute("width"), height = +svg.getAttribute("height");
-  const x = (layer) => 50 + (layer / (sizes.length - 1)) * (width - 90);
+  const x = (layer) => 64 + (layer / (sizes.length - 1)) * (width - 104);
   const y = (layer, i) => ((i + 1) / (sizes[layer] + 1)) * height;
   const used = state.features.map((f) => FEATURES.indexOf(f)); // row i of the first weights: feature used[i]
   const row = (layer, i) => (layer === 0 ? used[i] : i);
@@ -253,6 +254,34 @@ function drawNetwork(state) {
   svg.replaceChildren(...parts);
 }
 
+function drawThumbnails(datasets) {
+  // Each dataset as a small picture of its points, pressed to choose it (TensorFlow Playground's
+  // thumbnails); the drop-down stays for the keyboard and screen readers too.
+  $("thumbnails").replaceChildren(...Object.entries(datasets).map(([name, data]) => {
+    const button = document.createElement("button");
+    button.className = "thumbnail";
+    button.dataset.dataset = name;
+    button.setAttribute("aria-label", `dataset ${name}`);
+    button.title = name;
+    const canvas = Object.assign(document.createElement("canvas"), { width: 48, height: 48 });
+    const ctx = canvas.getContext("2d");
+    const regression = data.targets.some((t) => t !== 0 && t !== 1);
+    data.points.forEach(([px, py], i) => {
+      const t = data.targets[i];
+      ctx.fillStyle = colour(regression ? t : 2 * t - 1);
+      ctx.fillRect(((px + 6) / 12) * 46, ((6 - py) / 12) * 46, 2.5, 2.5);
+    });
+    button.append(canvas);
+    button.addEventListener("click", () => configure({ ...readControls(), dataset: name,
+      problem: name === "plane" ? "regression" : readControls().problem }));
+    return button;
+  }));
+}
+
+function markDataset(name) {
+  for (const b of document.querySelectorAll(".thumbnail")) b.setAttribute("aria-pressed", b.dataset.dataset === name);
+}
+
 function setUp() {
   $("features").replaceChildren(...FEATURES.map((f) => {
     const label = document.createElement("label");
@@ -280,6 +309,9 @@ function setUp() {
   });
   for (const id of ["show_test", "discretize"]) $(id).addEventListener("change", () => frame && draw(frame));
   new EventSource("/api/stream").onmessage = (event) => draw(JSON.parse(event.data));
+  call("GET", "/api/datasets").then((datasets) => {
+    if (datasets) { drawThumbnails(datasets); if (config) markDataset(config.dataset); }
+  });
   const shared = configFromUrl();
   if (shared) configure(shared); // a shared link: its configuration, trained afresh from its seed
   else call("GET", "/api/state").then((state) => state && apply(state));

@@ -97,9 +97,12 @@ def test_show_code_reproduces_the_sessions_losses(tmp_path):
     config = parse_config({"dataset": "circle", "hidden": [4, 4], "regularization": "l2",
                            "regularization_rate": 0.001, "noise": 10, "problem": "classification"})  # fmt: skip
     session = Session(config)
-    session.train(40)
+    session.train(20)
+    session.set_weight({"layer": 1, "from": 2, "to": 3, "value": -2.5})  # a weight set by hand, replayed
+    session.train(20)
+    assert session.edits == [(20, 1, 2, 3, -2.5)] and session.code().startswith(script(config, 40)[:60])
     path = tmp_path / "run.py"
-    path.write_text(script(config, 40))
+    path.write_text(session.code())
     done = subprocess.run(
         [sys.executable, str(path)], capture_output=True, text=True, timeout=300, check=False
     )
@@ -195,6 +198,26 @@ def test_training_endpoints_step_reset_and_reject_bad_requests(server):
     assert status == 400 and b"the body is not JSON" in body
     assert request(server + "/api/train", "POST", {})[0] == 404
     assert request(server + "/api/config", "POST", raw=b" " * (65 * 1024))[0] == 413
+
+
+def test_a_weight_set_by_hand_changes_that_weight_and_the_losses_and_bad_edits_are_named(server):
+    start = json.loads(request(server + "/api/config", "POST", {"dataset": "xor", "hidden": [3]})[2])
+    status, _, body = request(server + "/api/weight", "POST", {"layer": 1, "from": 2, "to": 0, "value": 4.0})
+    edited = json.loads(body)
+    assert status == 200 and edited["weights"][1][2][0] == 4.0 and edited["version"] > start["version"]
+    assert edited["test_loss"] != start["test_loss"] and edited["epoch"] == 0
+    unchanged = [[w for k, w in enumerate(row) if (layer, i, k) != (1, 2, 0)]
+                 for layer, rows in enumerate(edited["weights"]) for i, row in enumerate(rows)]  # fmt: skip
+    assert unchanged == [[w for k, w in enumerate(row) if (layer, i, k) != (1, 2, 0)]
+                         for layer, rows in enumerate(start["weights"]) for i, row in enumerate(rows)]  # fmt: skip
+    for bad, message in [
+        ({"layer": 2, "from": 0, "to": 0, "value": 1}, "layer must be in [0, 1], got 2"),
+        ({"layer": 0, "from": 2, "to": 0, "value": 1}, "from must be in [0, 1], got 2"),  # 2 features
+        ({"layer": 0, "from": 0, "to": 0, "value": 11}, "value must be in [-10.0, 10.0], got 11"),
+        ({"layer": 0, "from": 0, "to": 0}, "value must be given, got None"),
+    ]:
+        status, _, body = request(server + "/api/weight", "POST", bad)
+        assert status == 400 and json.loads(body)["error"] == message, body
 
 
 @pytest.mark.parametrize(

@@ -176,6 +176,13 @@ def test_each_node_is_a_live_heatmap_features_toggle_from_the_drawing_and_the_ur
         tab.close()
     page.reload()  # back to the server's session (the new tab replaced it)
     page.wait_for_function("document.getElementById('test_loss').textContent !== '-'")
+    # A click on a weight's line asks for its new value (TensorFlow Playground's edit).
+    page.once("dialog", lambda dialog: dialog.accept("2.5"))
+    with page.expect_response(lambda r: r.url.endswith("/api/weight") and r.status == 200):
+        page.locator("#drawing line.weight").last.click(force=True)
+    page.wait_for_function(
+        "[...document.querySelectorAll('#drawing line.weight title')].some(t => t.textContent === 'weight 2.500')"
+    )
 
 
 def test_notebook_displays_render_in_the_browser(page, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from fnn.playground._engine import Config
 
 _TEMPLATE = '''"""Reproduces an fnn Playground run: {dataset}, {problem}, hidden layers {hidden}."""
@@ -13,9 +15,11 @@ import optax
 
 import fnn
 from fnn.playground import feature_columns, make_dataset
+from fnn.playground._engine import with_weight
 
 SEED, EPOCHS, BATCH = {seed}, {epochs}, {batch_size}
 FEATURES = {features!r}
+EDITS = {edits!r}  # weights set by hand: (before epoch, layer, from, to, value)
 
 x, y = make_dataset({dataset!r}, 500, noise={noise!r}, seed=SEED)
 cut = int(round(500 * {train_ratio!r}))
@@ -46,17 +50,27 @@ def epoch(params, opt_state, order):
     return jax.lax.scan(step, (params, opt_state), order.reshape(-1, BATCH))[0]
 
 
+def edited(params, before):
+    for at, *where, value in EDITS:
+        if at == before:
+            params = with_weight(params, *where, value)
+    return params
+
+
 steps = max(cut // BATCH, 1)
 for e in range(EPOCHS):
+    params = edited(params, e)
     order = np.random.default_rng([SEED, e]).permutation(cut)[: steps * BATCH].astype(np.int32)
     params, opt_state = epoch(params, opt_state, order)
+params = edited(params, EPOCHS)
 print(f"train loss: {{float(loss(params, x_train, y_train)[1]):.4f}}")
 print(f"test loss: {{float(loss(params, x_test, y_test)[1]):.4f}}")
 '''
 
 
-def script(config: Config, epochs: int) -> str:
-    """The runnable script for ``config`` trained ``epochs`` epochs; it prints the test loss last.
+def script(config: Config, epochs: int, edits: Sequence[tuple[int, int, int, int, float]] = ()) -> str:
+    """The runnable script for ``config`` trained ``epochs`` epochs, with the weights set by hand
+    (``edits``: ``(before epoch, layer, from, to, value)``) set again; it prints the test loss last.
 
     Examples:
         >>> "fnn.Dense(4, 'tanh')" in script(Config(), 10)
@@ -75,6 +89,6 @@ def script(config: Config, epochs: int) -> str:
     }[config.regularization]
     return _TEMPLATE.format(
         **{k: getattr(config, k) for k in ("dataset", "problem", "seed", "batch_size", "noise", "train_ratio")},
-        hidden=list(config.hidden), features=config.features, epochs=epochs, layers=layers,
+        hidden=list(config.hidden), features=config.features, epochs=epochs, layers=layers, edits=list(edits),
         optimizer=config.optimizer, learning_rate=config.learning_rate, data_loss=data_loss, penalty=penalty,
     )  # fmt: skip

@@ -20,6 +20,7 @@ OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop")
 REGULARIZATIONS = ("none", "l1", "l2")
 PROBLEMS = ("classification", "regression")
 GRID = 40  # the decision surface is sampled on GRID x GRID points
+WEIGHT_LIMIT = 10.0  # a weight set by hand stays within [-10, 10], as in TensorFlow Playground
 NEURON_GRID = 16  # each node's own heatmap (features, hidden units), smaller, as in TensorFlow Playground
 POINTS = 500
 
@@ -205,6 +206,7 @@ class Session:
         self.carry = (params, self.optimizer.init(params))
         self.epoch = 0
         self.history: dict[str, list[float]] = {"train": [], "test": []}
+        self.edits: list[tuple[int, int, int, int, float]] = []  # (epoch, layer, from, to, value)
         self._record()
 
     def _record(self) -> None:
@@ -226,12 +228,38 @@ class Session:
         """Whether the latest losses are NaN or infinite: training blew up, and no epoch will mend it."""
         return not all(math.isfinite(self.history[k][-1]) for k in ("train", "test"))
 
+    def set_weight(self, raw: Any) -> None:
+        """Sets one weight, as a click on its line does: ``{"layer", "from", "to", "value"}``, with
+        ``layer`` counted from the inputs and ``from`` the unit (or used feature) the line leaves.
+
+        Training goes on from the edited weight, and :meth:`code` replays the edit at this epoch.
+
+        Raises:
+            ConfigError: a field missing or out of range, named.
+        """
+        params, opt_state = self.carry
+        names = list(params)
+        if not isinstance(raw, Mapping):
+            raise ConfigError("weight", "a JSON object", raw)
+        for field in ("layer", "from", "to", "value"):
+            if field not in raw:
+                raise ConfigError(field, "given", None)
+        layer = _number(raw, "layer", int, 0, len(names) - 1)
+        rows, columns = params[names[layer]]["w"].shape
+        source = _number(raw, "from", int, 0, rows - 1)
+        target = _number(raw, "to", int, 0, columns - 1)
+        value = _number(raw, "value", float, -WEIGHT_LIMIT, WEIGHT_LIMIT)
+        self.carry = (with_weight(params, layer, source, target, value), opt_state)
+        self.edits.append((self.epoch, layer, source, target, value))
+        for part, loss in zip(("train", "test"), self._losses(self.carry[0])):
+            self.history[part][-1] = float(loss)  # this epoch's point, now with the edit
+
     def code(self) -> str:
         """The playground's "Show code": a script that trains this configuration as far as this session
         and prints the same losses (:func:`fnn.playground.script`)."""
         from fnn.playground._code import script
 
-        return script(self.config, self.epoch)
+        return script(self.config, self.epoch, self.edits)
 
     def _repr_html_(self) -> str:
         """For notebooks: the output over the input plane with the points, the loss curves, the
@@ -289,6 +317,13 @@ def _json_numbers(values: Any, decimals: int | None = None) -> Any:
     if decimals is not None:
         array = np.round(array, decimals)
     return np.where(np.isfinite(array), array, None).tolist()
+
+
+def with_weight(params: Any, layer: int, source: int, target: int, value: float) -> Any:
+    """``params`` with the ``layer``-th Dense layer's weight ``w[source, target]`` set to ``value``."""
+    name = list(params)[layer]
+    w = params[name]["w"]
+    return {**params, name: {**params[name], "w": w.at[source, target].set(jnp.asarray(value, w.dtype))}}
 
 
 def _hidden_outputs(model: fnn.Layer, params: Any, state: Any, x: np.ndarray) -> list[jax.Array]:

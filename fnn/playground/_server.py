@@ -10,6 +10,7 @@ API (JSON in and out; a refused request gets a 4xx with ``{"error", "field"}``):
 - ``GET /api/state``: the configuration and the current frame.
 - ``POST /api/config``: a new configuration (validated), a fresh session.
 - ``POST /api/step``: one epoch. ``POST /api/reset``: back to the seed's start.
+- ``POST /api/weight``: ``{"layer", "from", "to", "value"}`` sets one weight.
 - ``POST /api/play`` / ``POST /api/pause``: start or stop streaming training.
 - ``GET /api/datasets``: a few points of each dataset, for its thumbnail.
 - ``GET /api/code``: the fnn script that reproduces the run (text/x-python).
@@ -84,6 +85,11 @@ class Playground:
     def step(self, epochs: int = 1) -> dict[str, Any]:
         with self.changed:
             self.session.train(epochs)
+            return self._change()
+
+    def set_weight(self, raw: Any) -> dict[str, Any]:
+        with self.changed:
+            self.session.set_weight(raw)  # raises ConfigError before anything changes
             return self._change()
 
     def reset(self) -> dict[str, Any]:
@@ -253,6 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
             "/api/config": lambda body: self.playground.configure(body),
             "/api/step": lambda body: self.playground.step(),
             "/api/reset": lambda body: self.playground.reset(),
+            "/api/weight": lambda body: self.playground.set_weight(body),
             "/api/play": lambda body: self.playground.set_playing(True),
             "/api/pause": lambda body: self.playground.set_playing(False),
         }

@@ -218,6 +218,12 @@ function drawNetwork(state) {
         stroke: colour(value / largest), "stroke-width": 0.5 + 5 * Math.abs(value) / largest, class: "weight",
       });
       line.append(svgNode("title", {}, `weight ${value.toFixed(3)}`)); // shown on hover
+      line.addEventListener("click", async () => { // as in TensorFlow Playground: type a new value
+        const typed = prompt(`weight (layer ${layer + 1}, from ${i + 1} to ${j + 1})`, value.toFixed(3));
+        if (typed === null || typed.trim() === "") return;
+        const s = await call("POST", "/api/weight", { layer, from: i, to: j, value: Number(typed) });
+        if (s) draw(s);
+      });
       parts.push(line);
     }));
   });

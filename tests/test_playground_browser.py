@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+import urllib.parse
 
 import pytest
 
@@ -164,7 +165,7 @@ def test_each_node_is_a_live_heatmap_features_toggle_from_the_drawing_and_the_ur
     # The configuration is in the URL: a new tab opened on it trains the same run.
     losses = text(page, "#test_loss"), text(page, "#train_loss")
     url = page.url
-    assert '"optimizer":"adam"' in __import__("urllib.parse").parse.unquote(url)
+    assert '"optimizer":"adam"' in urllib.parse.unquote(url)
     tab = page.context.browser.new_page()
     try:
         tab.goto(url)

@@ -193,8 +193,8 @@ class Session:
             lambda p: self.model.apply(p, self.state, self._surface_inputs, train=False)[0][:, 0]
         )
         coarse = np.linspace(-RANGE, RANGE, NEURON_GRID, dtype=np.float32)
-        plane = feature_columns(np.stack(np.meshgrid(coarse, coarse), -1).reshape(-1, 2), config.features)
         every = feature_columns(np.stack(np.meshgrid(coarse, coarse), -1).reshape(-1, 2), FEATURES)
+        plane = every[:, [FEATURES.index(f) for f in config.features]]  # the model's inputs
         scaled = every / np.maximum(np.abs(every).max(0), 1e-6)  # each in [-1, 1]
         self._feature_maps = {name: _json_numbers(scaled[:, i], 2) for i, name in enumerate(FEATURES)}
         self._neurons = jax.jit(lambda p: _hidden_outputs(self.model, p, self.state, plane))

@@ -278,8 +278,10 @@ function drawThumbnails(datasets) {
       ctx.fillRect(((px + 6) / 12) * 46, ((6 - py) / 12) * 46, 2.5, 2.5);
     });
     button.append(canvas);
-    button.addEventListener("click", () => configure({ ...readControls(), dataset: name,
-      problem: name === "plane" ? "regression" : readControls().problem }));
+    button.addEventListener("click", () => {
+      const controls = readControls();
+      configure({ ...controls, dataset: name, problem: name === "plane" ? "regression" : controls.problem });
+    });
     return button;
   }));
 }

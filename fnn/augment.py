@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import ArrayLike
 
+from fnn import _random
 from fnn._checks import check_int
 from fnn._core import Layer, check_input_dtype, check_name, default_name, make_layer, require_key
 
@@ -152,7 +153,7 @@ def gaussian_noise(key: jax.Array, x: ArrayLike, *, stddev: float) -> jax.Array:
     x = jnp.asarray(x)
     if stddev < 0:
         raise ValueError(f"gaussian_noise: stddev must be >= 0, got {stddev!r}")
-    return x + stddev * jax.random.normal(key, x.shape, x.dtype)
+    return x + stddev * _random.normal(key, x.shape, x.dtype)
 
 
 def _check_soft_labels(fn: str, x: jax.Array, y: ArrayLike) -> jax.Array:

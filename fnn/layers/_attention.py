@@ -22,6 +22,7 @@ from jax.typing import ArrayLike
 from fnn import activations, initializers
 from fnn._checks import check_fraction, check_positive_float
 from fnn._core import Layer, check_input_dtype, check_name, check_positive_int, make_layer, require_key
+from fnn._random import inverted_dropout
 from fnn.layers._norm import LayerNorm, RMSNorm
 
 
@@ -505,8 +506,7 @@ def _attention_weighed(
         weights = jnp.where(allowed, weights, jnp.zeros_like(weights))
     attention = weights
     if key is not None:
-        keep = jax.random.bernoulli(key, 1 - dropout, weights.shape)
-        attention = jnp.where(keep, weights / (1 - dropout), jnp.zeros_like(weights))
+        attention = inverted_dropout(key, dropout, weights)
     return jnp.einsum("bhqk,bkhd->bqhd", attention, v), weights
 
 
@@ -679,7 +679,7 @@ def TransformerEncoderBlock(
     def init(key: jax.Array, input_shape: Any) -> tuple[dict, dict]:
         _, features = _per_example_features(kind, name, input_shape)
         keys = jax.random.split(key, 3)
-        glorot = jax.nn.initializers.glorot_uniform()
+        glorot = initializers.glorot_uniform()
         params = {
             "attention": attention.init(keys[0], input_shape)[0],
             **{k: norm.init(key, (features,))[0] for k, norm in norms.items()},
@@ -706,8 +706,7 @@ def TransformerEncoderBlock(
         def drop(h: jax.Array, k: Any) -> jax.Array:
             if not train or dropout == 0:
                 return h
-            keep = jax.random.bernoulli(k, 1 - dropout, h.shape)
-            return jnp.where(keep, h / (1 - dropout), jnp.zeros_like(h))
+            return inverted_dropout(k, dropout, h)
 
         def attend(h: jax.Array) -> jax.Array:
             y, _ = attention.apply(params["attention"], {}, _repack(h, mask), train=train, key=keys[0])
@@ -867,7 +866,7 @@ def TransformerDecoderBlock(
                 0
             ]
         params["norm_mlp"] = norms["mlp"].init(keys[0], (features,))[0]
-        glorot = jax.nn.initializers.glorot_uniform()
+        glorot = initializers.glorot_uniform()
 
         def dense(k: jax.Array, fan_in: int, fan_out: int) -> dict:
             p = {"w": glorot(k, (fan_in, fan_out), dtype)}
@@ -896,8 +895,7 @@ def TransformerDecoderBlock(
         def drop(h: jax.Array, k: Any) -> jax.Array:
             if not train or dropout == 0:
                 return h
-            keep = jax.random.bernoulli(k, 1 - dropout, h.shape)
-            return jnp.where(keep, h / (1 - dropout), jnp.zeros_like(h))
+            return inverted_dropout(k, dropout, h)
 
         def dense(p: dict, h: jax.Array) -> jax.Array:
             y = h @ p["w"]

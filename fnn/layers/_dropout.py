@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from fnn._checks import check_fraction
 from fnn._core import Layer, check_input_dtype, check_name, default_name, make_layer, require_key
+from fnn._random import inverted_dropout
 
 
 def _dropout(kind: str, rate: float, name: str | None, mask_shape: Callable[[tuple], tuple]) -> Layer:
@@ -25,8 +26,7 @@ def _dropout(kind: str, rate: float, name: str | None, mask_shape: Callable[[tup
         check_input_dtype(kind, name, x, jnp.floating)  # in eval too, so a wrong dtype shows at once
         if not train or rate == 0:
             return x, state
-        keep = jax.random.bernoulli(require_key(kind, name, key), 1.0 - rate, mask_shape(jnp.shape(x)))
-        return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x)), state
+        return inverted_dropout(require_key(kind, name, key), rate, x, mask_shape(jnp.shape(x))), state
 
     return make_layer(kind, name, init, apply)
 

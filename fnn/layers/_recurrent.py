@@ -905,9 +905,7 @@ def Embedding(
             high=vocab_size - 1,
             what=f"vocab_size-1={vocab_size - 1}",
         )
-    table_init = (
-        jax.nn.initializers.uniform(0.1) if embeddings_init is None else initializers.get(embeddings_init)
-    )
+    table_init = initializers.uniform(0.1) if embeddings_init is None else initializers.get(embeddings_init)
     regularized = penalties(
         kind, name, {"embeddings_regularizer": (embeddings_regularizer, lambda p: p["table"])}
     )

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fnn import initializers
 from fnn._checks import check_fraction, check_int
 from fnn._core import (
     Layer,
@@ -22,6 +23,7 @@ from fnn._core import (
     require_key,
     shape_of,
 )
+from fnn._random import inverted_dropout
 from fnn.layers._basic import stateless
 from fnn.layers._combinators import _check_children, _child, _child_key
 from fnn.layers._conv import Conv2D
@@ -33,9 +35,9 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 # torchvision's convolutions: kaiming_normal_(mode="fan_out", nonlinearity="relu").
-HE_FAN_OUT = jax.nn.initializers.variance_scaling(2.0, "fan_out", "normal")
+HE_FAN_OUT = initializers.variance_scaling(2.0, "fan_out", "normal")
 # torchvision's VGG and MobileNetV2 classifiers: normal_(0, 0.01), zero bias.
-SMALL_NORMAL = jax.nn.initializers.normal(0.01)
+SMALL_NORMAL = initializers.normal(0.01)
 
 
 def preprocess_input(x: Any) -> jax.Array:
@@ -115,7 +117,7 @@ def torch_linear_init(fan_in: int) -> tuple[Callable, Callable]:
     def bias(key: jax.Array, shape: Any, dtype: Any = jnp.float32) -> jax.Array:
         return jax.random.uniform(key, shape, dtype, -bound, bound)
 
-    return jax.nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform"), bias
+    return initializers.variance_scaling(1 / 3, "fan_in", "uniform"), bias
 
 
 # ------------------------------------------------------------------ blocks
@@ -152,8 +154,7 @@ class Context:
             return h
         key = self._dropout_key(self._dropouts)
         self._dropouts += 1
-        keep = jax.random.bernoulli(key, 1.0 - rate, jnp.shape(h))
-        return jnp.where(keep, h / (1.0 - rate), jnp.zeros_like(h))
+        return inverted_dropout(key, rate, h)
 
 
 def _shapes(x: Any) -> Any:

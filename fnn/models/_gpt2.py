@@ -8,6 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from fnn import initializers
 from fnn._core import Layer, check_name, default_name
 from fnn.layers._combinators import Sequential
 from fnn.layers._recurrent import Embedding
@@ -39,7 +40,7 @@ def _block(hidden: int, heads: int, inner: int, act: Any, eps: float, resid: flo
            layers_total: int, dtype: Any) -> Layer:  # fmt: skip
     """``GPT2Block`` (pre-norm): ``(h, mask) -> (h, mask)``."""
     # Hugging Face scales the residual projections' init by 1/sqrt(2 * n_layer) (GPT-2 paper).
-    proj_init = jax.nn.initializers.normal(0.02 / math.sqrt(2 * layers_total))
+    proj_init = initializers.normal(0.02 / math.sqrt(2 * layers_total))
 
     def attend(ctx: Any, x: Any) -> jax.Array:
         h, mask = x

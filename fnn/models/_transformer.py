@@ -16,6 +16,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from fnn import initializers
 from fnn._checks import check_fraction, check_int
 from fnn._core import Layer
 from fnn.layers._dense import Dense
@@ -23,7 +24,7 @@ from fnn.layers._norm import LayerNorm
 
 # Hugging Face's _init_weights: Linear and Embedding weights normal(0, initializer_range=0.02),
 # zero biases, LayerNorm scale 1 and offset 0 (fnn's defaults).
-HF_INIT = jax.nn.initializers.normal(0.02)
+HF_INIT = initializers.normal(0.02)
 
 # Hugging Face's ACT2FN names of the activations these models use.
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {

@@ -167,9 +167,9 @@ def test_a_playground_session_shows_its_surface_points_curves_and_code():
     shown = ET.tostring(root, encoding="unicode", method="text")
     assert f"training loss {session.history['train'][-1]:.4f}" in shown
     assert root.find("details/summary").text == "Show code" and session.code() in shown
-    # The page's colour scale: -1 orange, 0 white, 1 blue; NaN grey.
+    # The page's colour scale (TensorFlow Playground's): -1 orange, 0 light grey, 1 blue; NaN grey.
     from fnn.playground._engine import _colour
 
     assert [_colour(v) for v in (-1.0, 0.0, 1.0, None)] == [
-        "rgb(245,155,55)", "rgb(255,255,255)", "rgb(60,125,230)", "rgb(160,160,160)",
+        "rgb(245,147,34)", "rgb(232,234,235)", "rgb(8,119,189)", "rgb(160,160,160)",
     ]  # fmt: skip

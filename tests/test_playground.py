@@ -31,7 +31,7 @@ pytestmark = pytest.mark.standard_promotion  # optax optimisers inside
         ({"hidden": [2.5]}, r"hidden\[0\] must be an int in \[1, 8\], got 2.5"),
         (
             {"dataset": "moons"},
-            r"dataset must be one of \['circle', 'xor', 'gauss', 'spiral', 'plane'\], got 'moons'",
+            r"dataset must be one of \['circle', 'xor', 'gauss', 'spiral', 'plane', 'multi_gauss'\], got 'moons'",
         ),
         ({"features": []}, r"features must be a non-empty list drawn from \['x1', 'x2'"),
         ({"features": ["x1", "x1"]}, r"features must be a list without repeats, got \['x1', 'x1'\]"),
@@ -62,8 +62,8 @@ def test_datasets_are_seeded_and_shaped(name):
     assert x.shape == (200, 2) and y.shape == (200,) and x.dtype == np.float32
     assert np.array_equal(x, again[0]) and np.array_equal(y, again[1])
     assert not np.array_equal(x, make_dataset(name, 200, noise=20, seed=4)[0])
-    if name == "plane":
-        assert np.abs(y).max() < 1.5
+    if name in ("plane", "multi_gauss"):
+        assert np.abs(y).max() < 1.5 and len(np.unique(y)) > 100
     else:
         assert set(np.unique(y)) == {0.0, 1.0} and abs(y.mean() - 0.5) < 0.15
 
@@ -408,3 +408,4 @@ def test_the_dataset_thumbnails_are_a_few_points_of_each_dataset(server):
         x, y = make_dataset(name, len(data["points"]), 0.0, 0)
         np.testing.assert_allclose(data["points"], x, atol=0.005)
         np.testing.assert_allclose(data["targets"], y, atol=0.005)
+        assert data["regression"] == (name in ("plane", "multi_gauss"))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 
-DATASETS = ("circle", "xor", "gauss", "spiral", "plane")
+DATASETS = ("circle", "xor", "gauss", "spiral", "plane", "multi_gauss")
+REGRESSION_DATASETS = ("plane", "multi_gauss")  # targets in [-1, 1]; the others are labels 0/1
 FEATURES = ("x1", "x2", "x1^2", "x2^2", "x1*x2", "sin(x1)", "sin(x2)")
 RANGE = 6.0  # points and the decision surface cover [-RANGE, RANGE]^2
 
 
 def make_dataset(name: str, n: int = 500, noise: float = 0.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` points ``(n, 2)`` and targets ``(n,)``: labels 0/1, or values in [-1, 1] for ``"plane"``.
+    """``n`` points ``(n, 2)`` and targets ``(n,)``: labels 0/1, or values in [-1, 1] for the regression
+    sets, ``"plane"`` and ``"multi_gauss"`` (six bumps, alternately up and down).
 
     ``noise`` is in percent (0-50), as in TensorFlow Playground.
 
@@ -44,9 +46,15 @@ def make_dataset(name: str, n: int = 500, noise: float = 0.0, seed: int = 0) -> 
         radius, angle = 5 * t, 1.75 * 2 * np.pi * t + delta
         x = np.stack([radius * np.sin(angle), radius * np.cos(angle)], 1) + rng.normal(0, scale * 2, (n, 2))
         y = (np.arange(n) < half).astype(np.float64)
-    else:  # plane: a regression target in [-1, 1]
+    elif name == "plane":  # a regression target in [-1, 1]
         x = rng.uniform(-RANGE, RANGE, (n, 2))
         y = (x[:, 0] + x[:, 1]) / (2 * RANGE) + rng.normal(0, scale, n)
+    else:  # multi_gauss: bumps of height +1 and -1 on a 3 x 2 grid, as TensorFlow Playground's
+        x = rng.uniform(-RANGE, RANGE, (n, 2))
+        centres = np.array([[cx, cy] for cy in (2.5, -2.5) for cx in (-4.0, 0.0, 4.0)])
+        signs = np.array([1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
+        bumps = np.exp(-np.sum((x[:, None, :] - centres) ** 2, -1) / 2.0)  # (n, 6), width 1
+        y = np.clip(bumps @ signs, -1, 1) + rng.normal(0, scale, n)
     order = rng.permutation(n)
     return x[order].astype(np.float32), y[order].astype(np.float32)
 

@@ -336,17 +336,18 @@ def _hidden_outputs(model: fnn.Layer, params: Any, state: Any, x: np.ndarray) ->
     return outputs
 
 
+# TensorFlow Playground's colour scale, as the page's: #f59322 at -1, #e8eaeb at 0, #0877bd at 1.
+ORANGE, MIDDLE, BLUE = (245, 147, 34), (232, 234, 235), (8, 119, 189)
+
+
 def _colour(value: float | None) -> str:
-    """TensorFlow Playground's scale, as the page's: -1 orange, 0 white, 1 blue (grey for NaN)."""
+    """The colour of ``value`` in [-1, 1] (clipped) on TensorFlow Playground's scale; grey for NaN."""
     if value is None:
         return "rgb(160,160,160)"
     t = max(-1.0, min(1.0, value))
-    r, g, b = (
-        (255 - 195 * t, 255 - 130 * t, 255 - 25 * t)
-        if t >= 0
-        else (255 + 10 * t, 255 + 100 * t, 255 + 200 * t)
-    )
-    return f"rgb({int(r)},{int(g)},{int(b)})"
+    end = BLUE if t >= 0 else ORANGE
+    r, g, b = (math.floor(m + (e - m) * abs(t) + 0.5) for m, e in zip(MIDDLE, end))  # JavaScript's Math.round
+    return f"rgb({r},{g},{b})"
 
 
 def _loss_text(value: float | None) -> str:

@@ -3,7 +3,7 @@
 Standard library only (``http.server``). One session per server: the page is a
 local tool for one student. Training runs here, with fnn; the page shows what
 the API returns, and ``/api/stream`` pushes a frame (server-sent events) after
-every few epochs while playing, and after every change while paused.
+every ``FRAME_TRAINING_S`` of training while playing, and after every change while paused.
 
 API (JSON in and out; a refused request gets a 4xx with ``{"error", "field"}``):
 
@@ -39,14 +39,16 @@ from typing import Any
 
 import numpy as np
 
-from fnn.playground._data import DATASETS, make_dataset
+from fnn.playground._data import DATASETS, REGRESSION_DATASETS, make_dataset
 from fnn.playground._engine import Config, ConfigError, Session, parse_config
 
 STATIC = Path(__file__).resolve().parent / "static"
 FILES = {"/": "index.html", "/app.js": "app.js", "/style.css": "style.css"}  # all the server will read
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
 MAX_BODY = 64 * 1024
-EPOCHS_PER_FRAME = 5
+# While playing, each frame follows this much training (at least one epoch): as many epochs as the
+# machine manages, where TensorFlow Playground trains one per animation frame (60 a second at most).
+FRAME_TRAINING_S = 0.05
 
 
 class Playground:
@@ -106,8 +108,8 @@ class Playground:
     def frame(self, since: int | None = None, wait: float = 0.0) -> dict[str, Any] | None:
         """The next frame to stream to a client that has version ``since``.
 
-        While playing, trains a few epochs first (and pauses once training has
-        diverged: NaN does not get better).
+        While playing, trains for ``FRAME_TRAINING_S`` first (and pauses once
+        training has diverged: NaN does not get better).
 
         Args:
             since: the version the client has; ``None`` for a client that has none.
@@ -118,7 +120,10 @@ class Playground:
         """
         with self.changed:
             if self.playing:
-                self.session.train(EPOCHS_PER_FRAME)
+                deadline = time.perf_counter() + FRAME_TRAINING_S
+                self.session.train(1)
+                while time.perf_counter() < deadline and not self.session.diverged:
+                    self.session.train(1)
                 self.playing = not self.session.diverged
                 return self._change()
             if self.changed.wait_for(lambda: self.version != since, wait):
@@ -134,11 +139,16 @@ THUMBNAIL_POINTS = 120
 
 
 def dataset_thumbnails() -> dict[str, Any]:
-    """Each dataset's look for its thumbnail: ``THUMBNAIL_POINTS`` noise-free points (seed 0) and targets."""
+    """Each dataset's look for its thumbnail: ``THUMBNAIL_POINTS`` noise-free points (seed 0) and targets,
+    and whether it is a regression set (choosing it chooses that problem)."""
     out = {}
     for name in DATASETS:
         x, y = make_dataset(name, THUMBNAIL_POINTS, 0.0, 0)
-        out[name] = {"points": np.round(x, 2).tolist(), "targets": np.round(y, 2).tolist()}
+        out[name] = {
+            "points": np.round(x, 2).tolist(),
+            "targets": np.round(y, 2).tolist(),
+            "regression": name in REGRESSION_DATASETS,
+        }
     return out
 
 
@@ -318,8 +328,6 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 version = frame["version"]
                 self.wfile.write(f"id: {version}\ndata: {json.dumps(frame, allow_nan=False)}\n\n".encode())
-                if frame["playing"]:
-                    time.sleep(0.03)  # pacing of a live view, not of training
             self.wfile.flush()
 
 

@@ -43,7 +43,7 @@ function readControls() {
     regularization: $("regularization").value,
     regularization_rate: number("regularization_rate"),
     problem: $("problem").value,
-    features: FEATURES.filter((f) => $(`feature_${f}`).checked),
+    features: config.features, // set by the feature nodes of the drawing
     hidden: [...document.querySelectorAll("#neurons input")].map((input) => Number(input.value)),
     seed: config.seed,
   };
@@ -61,17 +61,17 @@ function writeControls(c) {
     $(id).value = c[id];
     if ($(`${id}_out`)) $(`${id}_out`).textContent = c[id];
   }
-  for (const f of FEATURES) $(`feature_${f}`).checked = c.features.includes(f);
-  const neurons = $("neurons");
-  neurons.replaceChildren(...c.hidden.map((n, i) => {
+  keepingFocus($("neurons"), (neurons) => neurons.replaceChildren(...c.hidden.map((n, i) => {
     const box = document.createElement("span");
     box.className = "layer";
     const input = document.createElement("input");
     Object.assign(input, { type: "number", min: 1, max: 8, value: n, title: `neurons in layer ${i + 1}` });
+    input.dataset.key = `n${i}`;
     input.addEventListener("change", () => configure(readControls()));
     const button = (text, change, label) => {
       const b = Object.assign(document.createElement("button"), { textContent: text, title: label });
       b.setAttribute("aria-label", label);
+      b.dataset.key = `${text}${i}`;
       b.addEventListener("click", () => {
         const hidden = [...config.hidden];
         hidden[i] = Math.max(1, Math.min(8, hidden[i] + change));
@@ -81,7 +81,7 @@ function writeControls(c) {
     };
     box.append(button("+", 1, `add a neuron to layer ${i + 1}`), input, button("\u2212", -1, `remove a neuron from layer ${i + 1}`));
     return box;
-  }));
+  })));
   $("layer_count").textContent = `${c.hidden.length} layer(s)`;
   markDataset(c.dataset);
 }
@@ -108,10 +108,12 @@ function showSpeed(epoch) {
   lastRate = [now, epoch];
 }
 
-function colour(value) { // -1: orange, 0: white, 1: blue, as in TensorFlow Playground
-  const t = Math.max(-1, Math.min(1, value));
-  const [r, g, b] = t >= 0 ? [255 - 195 * t, 255 - 130 * t, 255 - 25 * t] : [255 + 10 * t, 255 + 100 * t, 255 + 200 * t];
-  return `rgb(${r | 0},${g | 0},${b | 0})`;
+// TensorFlow Playground's colour scale: #f59322 at -1, #e8eaeb at 0, #0877bd at 1 (fnn/playground/_engine.py's too).
+const ORANGE = [245, 147, 34], MIDDLE = [232, 234, 235], BLUE = [8, 119, 189];
+function colour(value) {
+  const t = Math.max(-1, Math.min(1, value)), end = t >= 0 ? BLUE : ORANGE;
+  const [r, g, b] = MIDDLE.map((m, k) => Math.round(m + (end[k] - m) * Math.abs(t)));
+  return `rgb(${r},${g},${b})`;
 }
 
 function draw(state) {
@@ -198,6 +200,18 @@ function svgNode(name, attributes, text) {
   return node;
 }
 
+function keepingFocus(container, rebuild) { // a redrawn part keeps the keyboard's place in it
+  const active = document.activeElement;
+  const key = container.contains(active) && active.dataset ? active.dataset.key : undefined;
+  rebuild(container);
+  const again = key && container.querySelector(`[data-key="${CSS.escape(key)}"]`);
+  if (again) again.focus();
+}
+
+function onEnterOrSpace(element, action) { // what a button does with the keyboard, for SVG elements
+  element.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); action(); } });
+}
+
 function drawNetwork(state) {
   // Columns: every input feature (used ones wired in), each hidden layer, the output. Each node is
   // a small heatmap of its own output over the input plane, as in TensorFlow Playground.
@@ -218,12 +232,19 @@ function drawNetwork(state) {
         stroke: colour(value / largest), "stroke-width": 0.5 + 5 * Math.abs(value) / largest, class: "weight",
       });
       line.append(svgNode("title", {}, `weight ${value.toFixed(3)}`)); // shown on hover
-      line.addEventListener("click", async () => { // as in TensorFlow Playground: type a new value
-        const typed = prompt(`weight (layer ${layer + 1}, from ${i + 1} to ${j + 1})`, value.toFixed(3));
+      const where = `layer ${layer + 1}, from ${i + 1} to ${j + 1}`;
+      line.setAttribute("tabindex", "0"); // the keyboard reaches every weight too
+      line.dataset.key = `w${layer}-${i}-${j}`;
+      line.setAttribute("role", "button");
+      line.setAttribute("aria-label", `weight ${where}: ${value.toFixed(3)}`);
+      const edit = async () => { // as in TensorFlow Playground: type a new value
+        const typed = prompt(`weight (${where})`, value.toFixed(3));
         if (typed === null || typed.trim() === "") return;
         const s = await call("POST", "/api/weight", { layer, from: i, to: j, value: Number(typed) });
         if (s) draw(s);
-      });
+      };
+      line.addEventListener("click", edit);
+      onEnterOrSpace(line, edit);
       parts.push(line);
     }));
   });
@@ -242,6 +263,7 @@ function drawNetwork(state) {
         const on = state.features.includes(FEATURES[i]);
         group.setAttribute("class", on ? "node feature on" : "node feature off");
         group.setAttribute("tabindex", "0");
+        group.dataset.key = `f${FEATURES[i]}`;
         group.setAttribute("role", "switch");
         group.setAttribute("aria-checked", on);
         group.setAttribute("aria-label", `feature ${FEATURES[i]}`);
@@ -252,12 +274,12 @@ function drawNetwork(state) {
           configure({ ...readControls(), features: FEATURES.filter((f) => features.includes(f)) });
         };
         group.addEventListener("click", toggle);
-        group.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); toggle(); } });
+        onEnterOrSpace(group, toggle);
       }
       parts.push(group);
     }
   });
-  svg.replaceChildren(...parts);
+  keepingFocus(svg, () => svg.replaceChildren(...parts));
 }
 
 function drawThumbnails(datasets) {
@@ -271,16 +293,15 @@ function drawThumbnails(datasets) {
     button.title = name;
     const canvas = Object.assign(document.createElement("canvas"), { width: 48, height: 48 });
     const ctx = canvas.getContext("2d");
-    const regression = data.targets.some((t) => t !== 0 && t !== 1);
+    const regression = data.regression;
     data.points.forEach(([px, py], i) => {
       const t = data.targets[i];
       ctx.fillStyle = colour(regression ? t : 2 * t - 1);
       ctx.fillRect(((px + 6) / 12) * 46, ((6 - py) / 12) * 46, 2.5, 2.5);
     });
     button.append(canvas);
-    button.addEventListener("click", () => {
-      const controls = readControls();
-      configure({ ...controls, dataset: name, problem: name === "plane" ? "regression" : controls.problem });
+    button.addEventListener("click", () => { // a regression set poses that problem, a labelled one the other
+      configure({ ...readControls(), dataset: name, problem: data.regression ? "regression" : "classification" });
     });
     return button;
   }));
@@ -291,13 +312,6 @@ function markDataset(name) {
 }
 
 function setUp() {
-  $("features").replaceChildren(...FEATURES.map((f) => {
-    const label = document.createElement("label");
-    const box = Object.assign(document.createElement("input"), { type: "checkbox", id: `feature_${f}` });
-    box.addEventListener("change", () => configure(readControls()));
-    label.append(box, ` ${f}`);
-    return label;
-  }));
   for (const id of ["dataset", "noise", "train_ratio", "batch_size", "learning_rate", "activation",
                     "optimizer", "regularization", "regularization_rate", "problem"]) {
     $(id).addEventListener("change", () => configure(readControls()));
@@ -319,6 +333,10 @@ function setUp() {
   new EventSource("/api/stream").onmessage = (event) => draw(JSON.parse(event.data));
   call("GET", "/api/datasets").then((datasets) => {
     if (datasets) { drawThumbnails(datasets); if (config) markDataset(config.dataset); }
+  });
+  window.addEventListener("hashchange", () => { // a link pasted into this tab: its run, from the start
+    const linked = configFromUrl();
+    if (linked && JSON.stringify(linked) !== JSON.stringify(config)) configure(linked);
   });
   const shared = configFromUrl();
   if (shared) configure(shared); // a shared link: its configuration, trained afresh from its seed

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fnn
+from fnn import _random
 
 
 def np_attention(params, x, mask=None, causal=False):
@@ -32,7 +33,7 @@ def np_attention(params, x, mask=None, causal=False):
 def setup(causal=False, **kwargs):
     layer = fnn.MultiHeadAttention(2, causal=causal, **kwargs)
     params, state = layer.init(jax.random.key(0), (5, 6))
-    params = jax.tree.map(lambda a: a + 0.1 * jax.random.normal(jax.random.key(1), a.shape), params)
+    params = jax.tree.map(lambda a: a + 0.1 * _random.normal(jax.random.key(1), a.shape), params)
     x = np.random.default_rng(0).standard_normal((3, 5, 6)).astype(np.float32)
     return layer, params, x
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 import fnn
+from fnn import _random
 from fnn._export import FUNCTION_FILE
 from fnn.checkpoint import MANIFEST, MANIFEST_DIGEST, CheckpointError
 
@@ -29,7 +30,7 @@ def cnn():
     )  # fmt: skip
     params, state = model.init(jax.random.key(0), (8, 8, 1))
     # Non-trivial running statistics, so that exporting them matters.
-    x = jax.random.normal(jax.random.key(1), (16, 8, 8, 1))
+    x = _random.normal(jax.random.key(1), (16, 8, 8, 1))
     _, state = model.apply(params, state, x, train=True, key=jax.random.key(2))
     return model, params, state
 
@@ -49,7 +50,7 @@ def exported(tmp_path_factory):
 def test_the_loaded_function_equals_the_model_for_any_batch_size(exported, batch):
     path, model, params, state = exported
     loaded = fnn.load_exported(path)
-    x = jax.random.normal(jax.random.key(batch), (batch, 8, 8, 1))
+    x = _random.normal(jax.random.key(batch), (batch, 8, 8, 1))
     np.testing.assert_array_equal(loaded(x), forward(model, params, state, x))
     assert loaded.name == "sequential" and "cpu" in repr(loaded)
     assert str(loaded.input_structs.shape) == "(batch, 8, 8, 1)"
@@ -57,7 +58,7 @@ def test_the_loaded_function_equals_the_model_for_any_batch_size(exported, batch
 
 def test_it_runs_in_a_new_process_without_the_model_code(exported, tmp_path):
     path, model, params, state = exported
-    x = np.asarray(jax.random.normal(jax.random.key(5), (4, 8, 8, 1)))
+    x = np.asarray(_random.normal(jax.random.key(5), (4, 8, 8, 1)))
     np.save(tmp_path / "x.npy", x)
     script = textwrap.dedent(
         f"""

@@ -8,6 +8,7 @@ import optax
 import pytest
 
 import fnn
+from fnn import _random
 
 BF16 = jnp.bfloat16
 
@@ -18,7 +19,7 @@ def mlp():
 
 def setup(model, shape=(5,), batch=8):
     params, state = model.init(jax.random.key(0), shape)
-    x = jax.random.normal(jax.random.key(1), (batch, *shape))
+    x = _random.normal(jax.random.key(1), (batch, *shape))
     return params, state, x
 
 
@@ -87,7 +88,7 @@ def test_bfloat16_data_needs_mixed_precision_and_goes_through_it_from_init_to_ap
     # error that points to MixedPrecision, which takes the same data from init (the shape walk of
     # its Sequential) to apply, and its summary.
     data = jax.ShapeDtypeStruct((5,), BF16)
-    x = jax.random.normal(jax.random.key(1), (8, 5), BF16)
+    x = _random.normal(jax.random.key(1), (8, 5), BF16)
     with pytest.raises(
         TypeError, match=r"Dense 'dense' expects float32 inputs .*got bfloat16.*fnn.MixedPrecision"
     ):

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import fnn
+from fnn import _random
 
 VOCAB, FEATURES, CACHE = 13, 8, 12
 
@@ -24,14 +25,14 @@ def language_model(cache_length=None, blocks=2):
 def trained_like():
     """Params of the cache-free model (perturbed so that no logit ties), the decoding model's state and its own."""
     params, plain_state = language_model().init(jax.random.key(0), fnn.Shape((6,), jnp.int32))
-    params = jax.tree.map(lambda a: a + 0.3 * jax.random.normal(jax.random.key(1), a.shape), params)
+    params = jax.tree.map(lambda a: a + 0.3 * _random.normal(jax.random.key(1), a.shape), params)
     _, state = language_model(CACHE).init(jax.random.key(0), fnn.Shape((6,), jnp.int32))
     return params, state, plain_state
 
 
 def test_repeat_equals_a_sequential_of_its_copies_with_dropout_keys_and_remat():
     block = fnn.Sequential([fnn.Dense(6, "gelu"), fnn.Dropout(0.3), fnn.Dense(6)])
-    x = jax.random.normal(jax.random.key(2), (3, 6))
+    x = _random.normal(jax.random.key(2), (3, 6))
     repeated = fnn.Repeat(fnn.Residual(block), 3)
     params, state = repeated.init(jax.random.key(0), (6,))
     assert params["sequential"]["dense"]["w"].shape == (3, 6, 6)
@@ -76,7 +77,7 @@ def np_rms(x, scale):
 def test_decoder_block_is_pre_norm_attention_then_swiglu():
     block = fnn.TransformerDecoderBlock(2, 12, num_key_value_heads=1)
     params, _ = block.init(jax.random.key(0), (5, 8))
-    params = jax.tree.map(lambda a: a + 0.2 * jax.random.normal(jax.random.key(1), a.shape), params)
+    params = jax.tree.map(lambda a: a + 0.2 * _random.normal(jax.random.key(1), a.shape), params)
     x = np.random.default_rng(0).standard_normal((2, 5, 8)).astype(np.float32)
     mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], bool)
     (y, passed_on), _ = jax.jit(functools.partial(block.apply, train=False))(params, {}, (x, mask))

@@ -49,6 +49,7 @@ MAX_BODY = 64 * 1024
 # While playing, each frame follows this much training (at least one epoch): as many epochs as the
 # machine manages, where TensorFlow Playground trains one per animation frame (60 a second at most).
 FRAME_TRAINING_S = 0.05
+FRAME_PAUSE_S = 0.01
 
 
 class Playground:
@@ -328,6 +329,10 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 version = frame["version"]
                 self.wfile.write(f"id: {version}\ndata: {json.dumps(frame, allow_nan=False)}\n\n".encode())
+                if frame["playing"]:
+                    # Off the lock a moment: else this loop takes it back at once, and a Pause or
+                    # a new configuration from the page waits for the lock without end.
+                    time.sleep(FRAME_PAUSE_S)
             self.wfile.flush()
 
 

@@ -117,6 +117,8 @@ function colour(value) {
 }
 
 function draw(state) {
+  // Frames streamed before an answer the page has drawn are stale (a Pause already answered, say).
+  if (frame && state.version < frame.version) return;
   frame = state;
   $("epoch").textContent = state.epoch;
   $("test_loss").textContent = loss(state.test_loss);

@@ -99,17 +99,17 @@ lecun_normal = _preset(1.0, "fan_in", "truncated_normal")
 
 
 def normal(stddev: float = 1e-2) -> Initializer:
-    """``initializers.normal(stddev)``, drawn flat."""
+    """``jax.nn.initializers.normal(stddev)``, drawn flat."""
     return lambda key, shape, dtype=jnp.float32: _random.normal(key, shape, dtype) * jnp.array(stddev, dtype)
 
 
 def uniform(scale: float = 1e-2) -> Initializer:
-    """``initializers.uniform(scale)``: ``U[0, scale)``, drawn flat."""
+    """``jax.nn.initializers.uniform(scale)``: ``U[0, scale)``, drawn flat."""
     return lambda key, shape, dtype=jnp.float32: _random.uniform(key, shape, dtype) * jnp.array(scale, dtype)
 
 
 def truncated_normal(stddev: float = 1e-2, lower: float = -2.0, upper: float = 2.0) -> Initializer:
-    """``initializers.truncated_normal(stddev, lower=, upper=)``, drawn flat."""
+    """``jax.nn.initializers.truncated_normal(stddev, lower=, upper=)``, drawn flat."""
 
     def init(key: jax.Array, shape: Sequence[int], dtype: Any = jnp.float32) -> jax.Array:
         return _random.truncated_normal(key, lower, upper, shape, dtype) * jnp.array(stddev, dtype)

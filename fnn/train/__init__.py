@@ -9,6 +9,7 @@ from fnn.train._callbacks import (
 )
 from fnn.train._checkpointing import BackupAndRestore, ModelCheckpoint
 from fnn.train._debug import NonFinite, find_non_finite
+from fnn.train._ensemble import EnsembleHistory, fit_ensemble
 from fnn.train._evaluate import evaluate, place, predict
 from fnn.train._execution import CPU_FUSE_MAX_FLOPS, fused_steps
 from fnn.train._fit import fit
@@ -26,6 +27,7 @@ __all__ = [
     "CSVLogger",
     "Callback",
     "EarlyStopping",
+    "EnsembleHistory",
     "NonFinite",
     "FitRun",
     "History",
@@ -41,6 +43,7 @@ __all__ = [
     "evaluate",
     "find_non_finite",
     "fit",
+    "fit_ensemble",
     "make_eval_step",
     "make_grad_fn",
     "make_train_step",

@@ -36,9 +36,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from fnn.train._callbacks import Callback
 from fnn.train._tracking import CSV, Logger, Track
 
-__all__ = ["CSV", "Logger", "MLflow", "TensorBoard", "Track", "WandB"]
+__all__ = ["CSV", "Logger", "MLflow", "OptunaPruning", "TensorBoard", "Track", "WandB"]
 
 
 class TensorBoard(Logger):
@@ -201,3 +202,48 @@ class WandB(Logger):
 
     def finish(self, failed: bool = False) -> None:
         self.run.finish(exit_code=1 if failed else 0)
+
+
+class OptunaPruning(Callback):
+    """Reports a monitored log to an Optuna trial each epoch and stops the trial when Optuna prunes it.
+
+    Optuna's pruners (median, successive halving, Hyperband ...) compare a
+    trial's intermediate values with the other trials' at the same epoch;
+    this callback gives them ``logs[monitor]`` after every epoch
+    (``trial.report(value, epoch)``) and, when ``trial.should_prune()``, raises
+    ``optuna.TrialPruned`` out of ``fit``, as Optuna's own Keras and
+    PyTorch Lightning integrations do, so the study records the trial as pruned.
+    Needs ``optuna`` (``pip install optuna``).
+
+    Args:
+        trial: the ``optuna.Trial`` the objective was given.
+        monitor: the log to report, e.g. ``"val_loss"`` or ``"val_accuracy"``
+            (the study's direction says which way is better).
+
+    Raises:
+        KeyError: when the logs have no ``monitor``, naming the logs there are.
+        optuna.TrialPruned: when the trial's pruner says so.
+
+    Examples:
+        >>> import optuna
+        >>> study = optuna.create_study()
+        >>> prune = OptunaPruning(study.ask(), monitor="val_loss")
+    """
+
+    def __init__(self, trial: Any, monitor: str = "val_loss"):
+        if not (hasattr(trial, "report") and hasattr(trial, "should_prune")):
+            raise TypeError(f"OptunaPruning: trial must be an optuna.Trial, got {type(trial).__name__}")
+        self.trial, self.monitor = trial, monitor
+
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, float], run: Any) -> None:
+        if self.monitor not in logs:
+            raise KeyError(
+                f"OptunaPruning monitors {self.monitor!r}, which the logs do not have; available: "
+                f"{sorted(logs)} (val_ entries need validation data)"
+            )
+        value = logs[self.monitor]
+        self.trial.report(value, epoch)
+        if self.trial.should_prune():
+            import optuna
+
+            raise optuna.TrialPruned(f"pruned at epoch {epoch}: {self.monitor} = {value:.6g}")

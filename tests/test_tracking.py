@@ -170,3 +170,38 @@ def test_csv_logger_is_a_track_over_csv_keeps_non_finite_logs_and_restarts_each_
         with open(tmp_path / "log.csv", newline="") as f:
             rows = list(csv.DictReader(f))
         assert [(r["epoch"], r["loss"]) for r in rows] == [("0", "nan"), ("1", "nan")]
+
+
+def test_optuna_pruning_reports_each_epochs_value_and_prunes_as_the_pruner_says():
+    optuna = pytest.importorskip("optuna")
+    x, y = digits(200)
+    options = dict(loss=LOSS, epochs=4, batch_size=32, validation_split=0.2, verbose=0, seed=2)
+    # Prunes any trial whose val_loss is above 0 once one epoch is past warm-up: here after epoch 1.
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0, n_warmup_steps=1))
+    trial = study.ask()
+    with pytest.raises(optuna.TrialPruned, match=r"pruned at epoch 1: val_loss = [0-9.]+"):
+        fnn.fit(fnn.Dense(10), x, y, callbacks=[fnn.tracking.OptunaPruning(trial)], **options)
+    unpruned = fnn.fit(fnn.Dense(10), x, y, **options)
+    assert trial.storage.get_trial(trial._trial_id).intermediate_values == dict(
+        enumerate(unpruned.history["val_loss"][:2])
+    )
+
+    def objective(trial):
+        callbacks = [fnn.tracking.OptunaPruning(trial, monitor="val_loss")]
+        return fnn.fit(fnn.Dense(10), x, y, callbacks=callbacks, **options).history["val_loss"][-1]
+
+    study.optimize(objective, n_trials=1)
+    assert study.trials[-1].state == optuna.trial.TrialState.PRUNED
+
+
+def test_optuna_pruning_names_what_is_missing():
+    optuna = pytest.importorskip("optuna")
+    x, y = digits(64)
+    trial = optuna.create_study().ask()
+    with pytest.raises(
+        KeyError,
+        match=r"OptunaPruning monitors 'val_loss', which the logs do not have; available: \['learning_rate', 'loss'\]",
+    ):
+        fnn.fit(fnn.Dense(10), x, y, loss=LOSS, verbose=0, callbacks=[fnn.tracking.OptunaPruning(trial)])
+    with pytest.raises(TypeError, match="trial must be an optuna.Trial, got dict"):
+        fnn.tracking.OptunaPruning({})

@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.fnn-installed
 
-.PHONY: demo test chromium docs notebooks lint bench interop interop-fixtures clean
+.PHONY: demo test chromium docs notebooks lint bench interop interop-fixtures onnx clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -55,6 +55,13 @@ INTEROP := .venv-interop/bin/python
 $(INTEROP):
 	$(PYTHON) -m venv .venv-interop
 	$(INTEROP) -m pip install --quiet -e '.[interop]'
+
+# fnn.export_onnx against the real converter and onnxruntime, in their own environment (jax2onnx
+# brings Flax, Equinox and Orbax along): tests/test_onnx.py's round trips, which `make test` skips.
+onnx:
+	test -x .venv-onnx/bin/python || $(PYTHON) -m venv .venv-onnx
+	.venv-onnx/bin/python -m pip install --quiet -e '.[onnx]' pytest hypothesis filelock
+	.venv-onnx/bin/python -m pytest -q -p no:cacheprovider tests/test_onnx.py
 
 interop-fixtures: $(INTEROP)
 	$(INTEROP) interop/make_fixtures.py tests/fixtures/interop

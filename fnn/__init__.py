@@ -37,7 +37,7 @@ from fnn import (
 )
 from fnn._compilation_cache import enable_compilation_cache
 from fnn._core import Layer, Shape, Summary, as_shape, output_shape, summary
-from fnn._export import ExportedModel, export, load_exported
+from fnn._export import ExportedModel, export, export_onnx, load_exported
 from fnn._generation import generate, sample_logits
 from fnn._graph import Graph, graph
 from fnn._layer_losses import add_loss, collected_losses
@@ -92,6 +92,7 @@ __all__ = [
     "ExportedModel",
     "export",
     "load_exported",
+    "export_onnx",
     "BackupAndRestore",
     "ModelCheckpoint",
     "checkpoint",

@@ -9,15 +9,17 @@ weights are checked on load.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import export as jax_export
+from jax.extend import core as jax_core
 
-from fnn import checkpoint
+from fnn import _io, checkpoint
 from fnn._core import Layer, Shape, as_shape
 
 FUNCTION_FILE = "function.jax_exported"
@@ -153,3 +155,101 @@ def _arguments(exported: jax_export.Exported) -> tuple[list, Any]:
     """``(weight avals, input avals)`` of an exported ``(weights, x)`` function."""
     (weights, x), _ = jax.tree.unflatten(exported.in_tree, exported.in_avals)
     return weights, x
+
+
+def export_onnx(
+    path: str | os.PathLike,
+    model: Layer,
+    params: Any,
+    state: Any,
+    input_shape: Any,
+    *,
+    opset: int = 23,
+) -> Path:
+    """Writes ``model.apply(params, state, x, train=False)`` as an ONNX file, through ``jax2onnx``.
+
+    For runtimes that read ONNX (onnxruntime, TensorRT, browsers, phones). The
+    model is first traced to a JAX program (a jaxpr) and ``jax2onnx`` converts
+    its operations one by one, with the weights as constants; the batch axis
+    stays symbolic (``"batch"``). :func:`export` (StableHLO) remains fnn's
+    default: it takes every operation and reloads into JAX exactly. Needs the
+    ``onnx`` extra (``pip install 'fnn[onnx]'``: jax2onnx and onnxruntime).
+
+    Args:
+        path: the ``.onnx`` file to write (atomically).
+        model: the model.
+        params: its trained params.
+        state: its state.
+        input_shape: the per-example input shape, or :class:`fnn.Shape` with a
+            dtype for integer inputs; a pytree of them for several inputs (the
+            ONNX inputs in ``jax.tree.leaves`` order).
+        opset: the ONNX operator set to target.
+
+    Returns:
+        The file written.
+
+    Raises:
+        NotImplementedError: when the converter has no rule for an operation,
+            naming the layer(s) that use it.
+        ImportError: without ``jax2onnx``.
+
+    Examples:
+        >>> import jax, numpy as np, onnxruntime, fnn  # doctest: +SKIP
+        >>> model = fnn.Sequential([fnn.Dense(4, "relu"), fnn.Dense(2)])  # doctest: +SKIP
+        >>> params, state = model.init(jax.random.key(0), (3,))  # doctest: +SKIP
+        >>> path = fnn.export_onnx("model.onnx", model, params, state, (3,))  # doctest: +SKIP
+        >>> session = onnxruntime.InferenceSession(str(path))  # doctest: +SKIP
+        >>> session.run(None, {session.get_inputs()[0].name: np.ones((5, 3), np.float32)})[0].shape  # doctest: +SKIP
+        (5, 2)
+    """
+    try:
+        import jax2onnx
+    except ImportError as e:
+        raise ImportError("export_onnx needs jax2onnx: pip install 'fnn[onnx]'") from e
+    (batch,) = jax_export.symbolic_shape("batch")
+    structs = _input_structs(input_shape, batch)
+    leaves, treedef = jax.tree.flatten(structs)
+    # Traced by JAX first: jax2onnx then sees primitives only, never fnn's Python (its shape checks)
+    # under its own patched jax.numpy.
+    program = jax.make_jaxpr(
+        lambda *xs: model.apply(params, state, jax.tree.unflatten(treedef, xs), train=False)[0]
+    )(*leaves)
+
+    def flat_infer(*xs: Any) -> list:
+        return jax.core.eval_jaxpr(program.jaxpr, program.consts, *xs)
+
+    inputs = leaves
+    try:
+        proto = jax2onnx.to_onnx(flat_infer, inputs, model_name=model.name, opset=opset)
+    except NotImplementedError as e:
+        found = re.search(r"primitive '([^']+)'", str(e))
+        if found is None:
+            raise
+        layers = sorted(_layers_using(program.jaxpr, found[1])) or ["(outside any layer)"]
+        raise NotImplementedError(
+            f"export_onnx: the ONNX converter (jax2onnx) cannot convert {found[1]!r}, used by layer "
+            f"{', '.join(repr(name) for name in layers)}; fnn.export (StableHLO) takes every operation"
+        ) from None
+    target = Path(path)
+    _io.atomic_write_bytes(target, proto.SerializeToString())
+    return target
+
+
+def _layers_using(jaxpr: Any, primitive: str) -> set[str]:
+    """The layer paths (their ``jax.named_scope`` s) of every equation of ``primitive``, nested ones too."""
+    found = set()
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == primitive:
+            found.add(str(eqn.source_info.name_stack) or "")
+        for value in eqn.params.values():
+            for sub in value if isinstance(value, (tuple, list)) else (value,):
+                if isinstance(sub, (jax_core.Jaxpr, jax_core.ClosedJaxpr)):
+                    found |= _layers_using(getattr(sub, "jaxpr", sub), primitive)
+    return {name for name in found if name}
+
+
+class _Input(NamedTuple):
+    """An ONNX input as jax2onnx takes it: a shape whose batch axis is named, and a dtype."""
+
+    shape: tuple
+    dtype: Any

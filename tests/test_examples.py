@@ -188,7 +188,8 @@ def test_sklearn_comparison_scores_the_mlp_beside_the_classic_models():
 
 
 def test_optuna_search_prunes_trials_and_scores_the_best_on_the_test_split():
-    # 6 trials of 6 epochs here (the script: 16 of 15); each trial's model compiles anew.
+    # 6 trials of 6 epochs here (the script: 16 of 15): the best configuration scores 0.936-0.950 over
+    # seeds 0-2.
     lines = run("optuna_search", env={"FNN_EXAMPLE_TRIALS": "6", "FNN_EXAMPLE_EPOCHS": "6"})
     states = [m.group(1) for line in lines if (m := re.match(r" +\d+  (\w+) ", line))]
     assert len(states) == 6 and set(states) <= {"complete", "pruned"} and "complete" in states

@@ -549,6 +549,53 @@ def set_learning_rate(opt_state: Any, value: float) -> Any:
     name = "learning_rate" if "learning_rate" in holder.hyperparams else "step_size"
     if name in holder.hyperparams_states:
         raise ValueError("the learning rate follows a schedule; it cannot also be set by hand")
+    return _with_value(opt_state, holder, name, value)
+
+
+def set_hyperparam(opt_state: Any, name: str, value: float) -> Any:
+    """A copy of ``opt_state`` with the injected hyper-parameter ``name`` set (nothing is mutated).
+
+    For optimisers built with ``optax.inject_hyperparams``, which keep their
+    hyper-parameters in their state (``"learning_rate"`` goes through
+    :func:`set_learning_rate`, which also finds the rate of a named optimiser).
+
+    Raises:
+        ValueError: when no injected hyper-parameter has that name (the message
+            lists those there are), or it follows a schedule.
+
+    Examples:
+        >>> import jax.numpy as jnp, optax
+        >>> opt = optax.inject_hyperparams(optax.adamw)(learning_rate=1e-3, weight_decay=1e-4)
+        >>> state = set_hyperparam(opt.init({"w": jnp.zeros(2)}), "weight_decay", 0.1)
+        >>> round(float(state.hyperparams["weight_decay"]), 6)
+        0.1
+    """
+    if name == "learning_rate":
+        return set_learning_rate(opt_state, value)
+    holders: list[Any] = []
+
+    def visit(node: Any) -> bool:
+        if isinstance(node, optax.InjectStatefulHyperparamsState):
+            holders.append(node)
+            return True
+        return False
+
+    jax.tree.leaves(opt_state, is_leaf=visit)
+    holder = next((h for h in holders if name in h.hyperparams), None)
+    if holder is None:
+        known = sorted({k for h in holders for k in h.hyperparams})
+        raise ValueError(
+            f"hyper-parameter {name!r} is not in the optimiser's state (it holds {known}); build the "
+            f"optimiser with optax.inject_hyperparams, e.g. optax.inject_hyperparams(optax.adamw)("
+            f"learning_rate=1e-3, {name}=...)"
+        )
+    if name in holder.hyperparams_states:
+        raise ValueError(f"hyper-parameter {name!r} follows a schedule; it cannot also be set by hand")
+    return _with_value(opt_state, holder, name, value)
+
+
+def _with_value(opt_state: Any, holder: Any, name: str, value: Any) -> Any:
+    """``opt_state`` with ``holder``'s hyper-parameter ``name`` replaced, in its dtype."""
     old = holder.hyperparams[name]
     new_holder = holder._replace(
         hyperparams={**holder.hyperparams, name: jnp.asarray(value, jnp.result_type(old))}

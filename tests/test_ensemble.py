@@ -52,7 +52,8 @@ def test_any_injected_hyperparameter_can_be_swept():
         made = optax.inject_hyperparams(optax.adamw)(learning_rate=1e-2, weight_decay=decay)
         assert_same_run(member, fnn.fit(mlp(), x, y, seed=1, optimizer=made, **OPTIONS))
     with pytest.raises(
-        ValueError, match=r"hyperparams 'momentum' is not in the optimiser's state \(it holds \['b1', "
+        ValueError,
+        match=r"hyperparams 'momentum': hyper-parameter 'momentum' is not in the optimiser's state \(it holds \['b1', ",
     ):
         fnn.fit_ensemble(mlp(), x, y, seeds=[0], hyperparams={"momentum": [0.9]}, optimizer=tx, **OPTIONS)
 

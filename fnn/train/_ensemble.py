@@ -308,40 +308,11 @@ def _members(seeds: Any, hyperparams: Mapping[str, Sequence[float]] | None) -> t
 def _with_hyperparams(ts: TrainState, values: Mapping[str, list[float]], i: int) -> TrainState:
     opt_state = ts.opt_state
     for name, per_member in values.items():
-        opt_state = _set_hyperparam(opt_state, name, per_member[i])
+        try:
+            opt_state = optimizers.set_hyperparam(opt_state, name, per_member[i])
+        except ValueError as e:
+            raise ValueError(f"fit_ensemble: hyperparams {name!r}: {e}") from None
     return ts._replace(opt_state=opt_state)
-
-
-def _set_hyperparam(opt_state: Any, name: str, value: float) -> Any:
-    """``opt_state`` with the injected hyper-parameter ``name`` set (as ``inject_hyperparams`` stores it)."""
-    if name == "learning_rate":
-        return optimizers.set_learning_rate(opt_state, value)
-    holders = []
-
-    def visit(node: Any) -> bool:
-        if isinstance(node, optax.InjectStatefulHyperparamsState):
-            holders.append(node)
-            return True
-        return False
-
-    jax.tree.leaves(opt_state, is_leaf=visit)
-    holder = next((h for h in holders if name in h.hyperparams), None)
-    if holder is None:
-        known = sorted({k for h in holders for k in h.hyperparams})
-        raise ValueError(
-            f"fit_ensemble: hyperparams {name!r} is not in the optimiser's state (it holds {known}); build the "
-            f"optimiser with optax.inject_hyperparams, e.g. optax.inject_hyperparams(optax.adamw)("
-            f"learning_rate=1e-3, {name}=...)"
-        )
-    if name in holder.hyperparams_states:
-        raise ValueError(
-            f"fit_ensemble: hyperparams {name!r} follows a schedule; it cannot also be set per member"
-        )
-    old = holder.hyperparams[name]
-    new = holder._replace(hyperparams={**holder.hyperparams, name: jnp.asarray(value, jnp.result_type(old))})
-    return jax.tree.map(
-        lambda node: new if node is holder else node, opt_state, is_leaf=lambda n: n is holder
-    )
 
 
 def _reseeded(source: Any, seed: int) -> Any:

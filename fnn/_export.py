@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -218,9 +218,8 @@ def export_onnx(
     def flat_infer(*xs: Any) -> list:
         return jax.core.eval_jaxpr(program.jaxpr, program.consts, *xs)
 
-    inputs = leaves
-    try:
-        proto = jax2onnx.to_onnx(flat_infer, inputs, model_name=model.name, opset=opset)
+    try:  # the inputs keep the symbolic batch axis the program was traced with
+        proto = jax2onnx.to_onnx(flat_infer, leaves, model_name=model.name, opset=opset)
     except NotImplementedError as e:
         found = re.search(r"primitive '([^']+)'", str(e))
         if found is None:
@@ -240,16 +239,9 @@ def _layers_using(jaxpr: Any, primitive: str) -> set[str]:
     found = set()
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == primitive:
-            found.add(str(eqn.source_info.name_stack) or "")
+            found.add(str(eqn.source_info.name_stack))
         for value in eqn.params.values():
             for sub in value if isinstance(value, (tuple, list)) else (value,):
                 if isinstance(sub, (jax_core.Jaxpr, jax_core.ClosedJaxpr)):
                     found |= _layers_using(getattr(sub, "jaxpr", sub), primitive)
     return {name for name in found if name}
-
-
-class _Input(NamedTuple):
-    """An ONNX input as jax2onnx takes it: a shape whose batch axis is named, and a dtype."""
-
-    shape: tuple
-    dtype: Any

@@ -20,7 +20,6 @@ from typing import Any
 import jax
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
@@ -207,8 +206,7 @@ class FnnClassifier(ClassifierMixin, _FnnEstimator):
         y = column_or_1d(y, warn=True)
         check_classification_targets(y)
         if first:
-            self._encoder = LabelEncoder().fit(y if classes is None else classes)
-            self.classes_ = self._encoder.classes_
+            self.classes_ = np.unique(y if classes is None else np.asarray(classes))
             if len(self.classes_) < 2:
                 raise ValueError(
                     f"FnnClassifier needs examples of at least 2 classes, got 1 class: {self.classes_.tolist()[0]!r}"
